@@ -1,0 +1,1 @@
+"""The ROS adapter: the only subpackage that imports rclpy and message types."""

@@ -1,0 +1,40 @@
+"""`surround-depth`: one entry point whose subcommands are the modules of this package.
+
+A tool module exposes `add_arguments(parser)` and `run(args) -> int` and is listed in
+`TOOLS` with a one-line help. Modules are imported only when their subcommand runs, so that `--help` and
+light tools stay fast and a tool that needs rclpy does not burden the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module under surround_depth_ros.tools, one-line help)
+TOOLS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "run the node on built-in data over real DDS and write what it published"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="surround-depth", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in TOOLS.items():
+        tool_parser = sub.add_parser(name, help=help_text)
+        if name == chosen:
+            module = importlib.import_module(f"surround_depth_ros.tools.{module_name}")
+            tool_parser.description = module.__doc__
+            module.add_arguments(tool_parser)
+            tool_parser.set_defaults(func=module.run)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
