@@ -1,0 +1,73 @@
+"""Per-input health: what arrived, at what rate, and what was rejected and why.
+
+Kept ROS-free so that the node's diagnostics are a plain translation of these counters and the
+counting itself is unit-tested. Rejections are counted by cause, never silent: an operator who
+sees "wrong encoding: 120" knows what to fix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class Level(IntEnum):
+    """Same numbering as diagnostic_msgs/DiagnosticStatus."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+
+
+@dataclass
+class InputHealth:
+    """Counters of one input (a camera, a radar). Times are monotonic seconds."""
+
+    name: str
+    window_s: float = 5.0
+    received: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    last_error: str = ""
+    last_error_time: float = float("-inf")
+    _arrivals: deque = field(default_factory=deque)
+
+    def accept(self, now: float) -> None:
+        self.received += 1
+        self._arrivals.append(now)
+        self._forget(now)
+
+    def reject(self, cause: str, message: str, now: float) -> None:
+        self.received += 1
+        self.rejected[cause] += 1
+        self.last_error = message
+        self.last_error_time = now
+        self._arrivals.append(now)
+        self._forget(now)
+
+    def rate_hz(self, now: float) -> float:
+        """Arrivals per second over the last window (accepted and rejected alike)."""
+        self._forget(now)
+        return len(self._arrivals) / self.window_s
+
+    def _forget(self, now: float) -> None:
+        while self._arrivals and self._arrivals[0] < now - self.window_s:
+            self._arrivals.popleft()
+
+    def status(self, now: float, expected_rate_hz: float) -> tuple[Level, str, dict[str, str]]:
+        """(level, one-line summary, key/values) for a diagnostics message."""
+        rate = self.rate_hz(now)
+        values = {"received": str(self.received), "rate_hz": f"{rate:.2f}"}
+        values.update({f"rejected: {cause}": str(n) for cause, n in sorted(self.rejected.items())})
+        if self.last_error:
+            values["last_error"] = self.last_error
+        if self.received == 0:
+            return Level.STALE, "no messages received yet", values
+        if rate == 0.0:
+            return Level.STALE, f"silent for more than {self.window_s:.0f} s", values
+        if now - self.last_error_time <= self.window_s:
+            return Level.ERROR, f"rejecting input: {self.last_error}", values
+        if rate < 0.5 * expected_rate_hz:
+            return Level.WARN, f"rate {rate:.1f} Hz is below half the expected {expected_rate_hz:.1f} Hz", values
+        return Level.OK, f"{rate:.1f} Hz", values

@@ -1,0 +1,122 @@
+"""The node's parameters: one declaration (type, default, range, description) for each.
+
+The declarations are ROS-free so that the same table validates a YAML file in a test, declares
+ROS parameters with descriptors in the node, and documents itself (`surround-depth params`).
+Validation collects every problem at once, naming the parameter, the value and what is allowed,
+so that a user fixes a parameters file in one go.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NODE_NAME = "surround_depth"
+
+_PY_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "str[]": list}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A declared parameter. `low`/`high` bound numbers; `choices` bound strings."""
+
+    name: str
+    type: str
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def problems(self, value: Any) -> list[str]:
+        """What is wrong with `value` for this parameter, as sentences a user can act on."""
+        expected = _PY_TYPES[self.type]
+        if self.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            return [f"{self.name}: expected {self.type}, got {type(value).__name__} {value!r}"]
+        if self.type == "str[]":
+            if not all(isinstance(v, str) and v for v in value):
+                return [f"{self.name}: expected a list of non-empty strings, got {value!r}"]
+            if not value:
+                return [f"{self.name}: must not be empty"]
+            repeated = sorted({v for v in value if value.count(v) > 1})
+            return [f"{self.name}: repeated entries {repeated}"] if repeated else []
+        if self.type == "float" and not math.isfinite(value):
+            return [f"{self.name}: must be finite, got {value}"]
+        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            return [f"{self.name}: {value} is outside the allowed range [{self.low}, {self.high}]"]
+        if self.choices is not None and value not in self.choices:
+            return [f"{self.name}: {value!r} is not one of {list(self.choices)}"]
+        return []
+
+
+NODE_PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "cameras",
+        "str[]",
+        ["CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"],
+        "Camera names, in the order of the rig; {camera} in the topic patterns is replaced by each name.",
+    ),
+    ParamSpec(
+        "image_topic",
+        "str",
+        "{camera}/image_raw",
+        "Topic pattern of each camera's sensor_msgs/Image (relative names resolve in the node's namespace).",
+    ),
+    ParamSpec("base_frame", "str", "base_link", "Frame of the fused cloud and of the rig extrinsics (REP 103)."),
+    ParamSpec(
+        "diagnostics_period_s",
+        "float",
+        1.0,
+        "Period of the diagnostic_msgs/DiagnosticArray on /diagnostics, in seconds.",
+        low=0.05,
+        high=60.0,
+    ),
+    ParamSpec(
+        "expected_rate_hz",
+        "float",
+        12.0,
+        "Nominal camera rate; diagnostics warn when a camera delivers less than half of it.",
+        low=0.1,
+        high=1000.0,
+    ),
+)
+
+
+def spec(name: str) -> ParamSpec:
+    for candidate in NODE_PARAMETERS:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"no parameter named {name!r}; declared: {[p.name for p in NODE_PARAMETERS]}")
+
+
+def defaults() -> dict[str, Any]:
+    return {p.name: p.default for p in NODE_PARAMETERS}
+
+
+def validate(values: Mapping[str, Any]) -> list[str]:
+    """All problems of a full or partial set of values; unknown names are problems too."""
+    known = {p.name for p in NODE_PARAMETERS}
+    problems = [f"{name}: unknown parameter (declared: {sorted(known)})" for name in values if name not in known]
+    for name, value in values.items():
+        if name in known:
+            problems += spec(name).problems(value)
+    return problems
+
+
+def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """The values a ROS params file gives this node: `/**` first, then sections naming the node."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    values: dict[str, Any] = {}
+    for section, content in data.items():
+        if section == "/**" or section.rstrip("/").split("/")[-1] == node_name:
+            if not isinstance(content, dict) or "ros__parameters" not in content:
+                raise ValueError(f"{path}: section {section!r} has no 'ros__parameters' mapping")
+            values.update(content["ros__parameters"])
+    return values
