@@ -47,9 +47,15 @@ class InputHealth:
         self._forget(now)
 
     def rate_hz(self, now: float) -> float:
-        """Arrivals per second over the last window (accepted and rejected alike)."""
+        """Arrivals per second over the last window (accepted and rejected alike).
+
+        Measured between the first and last arrival in the window, so that a stream that has just
+        started reads its true rate, not a fraction of it.
+        """
         self._forget(now)
-        return len(self._arrivals) / self.window_s
+        if len(self._arrivals) < 2:
+            return 0.0 if not self._arrivals else 1.0 / self.window_s
+        return (len(self._arrivals) - 1) / max(self._arrivals[-1] - self._arrivals[0], 1e-6)
 
     def _forget(self, now: float) -> None:
         while self._arrivals and self._arrivals[0] < now - self.window_s:

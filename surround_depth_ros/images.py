@@ -21,7 +21,14 @@ COLOR_ENCODINGS: dict[str, tuple[int, tuple[int, int, int] | None]] = {
 
 
 class ImageFormatError(ValueError):
-    """An image that cannot be turned into RGB pixels; the message says what to fix."""
+    """An image that cannot be turned into RGB pixels; the message says what to fix.
+
+    `cause` is a short category ("encoding" or "size") under which diagnostics count it.
+    """
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def decode_rgb(encoding: str, height: int, width: int, step: int, data: bytes | memoryview) -> np.ndarray:
@@ -29,18 +36,20 @@ def decode_rgb(encoding: str, height: int, width: int, step: int, data: bytes | 
     if encoding not in COLOR_ENCODINGS:
         raise ImageFormatError(
             f"unsupported encoding {encoding!r}: expected one of {sorted(COLOR_ENCODINGS)} "
-            "(publish colour images, e.g. set the camera driver's output to rgb8 or bgr8)"
+            "(publish colour images, e.g. set the camera driver's output to rgb8 or bgr8)",
+            "encoding",
         )
     channels, order = COLOR_ENCODINGS[encoding]
     if height <= 0 or width <= 0:
-        raise ImageFormatError(f"empty image: {width}x{height}")
+        raise ImageFormatError(f"empty image: {width}x{height}", "size")
     row_bytes = width * channels
     if step < row_bytes:
-        raise ImageFormatError(f"step {step} is smaller than width x channels = {row_bytes} for {encoding}")
+        raise ImageFormatError(f"step {step} is smaller than width x channels = {row_bytes} for {encoding}", "size")
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size < step * (height - 1) + row_bytes:
         raise ImageFormatError(
-            f"{encoding} {width}x{height} with step {step} needs {step * height} bytes, the message has {buffer.size}"
+            f"{encoding} {width}x{height} with step {step} needs {step * height} bytes, the message has {buffer.size}",
+            "size",
         )
     pixels = np.lib.stride_tricks.as_strided(
         buffer, shape=(height, width, channels), strides=(step, channels, 1), writeable=False
@@ -55,7 +64,7 @@ def decode_rgb(encoding: str, height: int, width: int, step: int, data: bytes | 
 def encode_rgb(image: np.ndarray, encoding: str = "rgb8") -> tuple[int, int, int, bytes]:
     """(height, width, step, data) of an H x W x 3 uint8 RGB image in `encoding` (rgb8, bgr8, mono8)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ImageFormatError(f"expected an H x W x 3 uint8 RGB image, got {image.dtype} {image.shape}")
+        raise ImageFormatError(f"expected an H x W x 3 uint8 RGB image, got {image.dtype} {image.shape}", "size")
     if encoding == "rgb8":
         pixels = image
     elif encoding == "bgr8":
@@ -64,6 +73,6 @@ def encode_rgb(image: np.ndarray, encoding: str = "rgb8") -> tuple[int, int, int
         weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
         pixels = np.clip(image.astype(np.float32) @ weights + 0.5, 0, 255).astype(np.uint8)[..., None]
     else:
-        raise ImageFormatError(f"cannot encode to {encoding!r}: expected rgb8, bgr8 or mono8")
+        raise ImageFormatError(f"cannot encode to {encoding!r}: expected rgb8, bgr8 or mono8", "encoding")
     height, width, channels = pixels.shape
     return height, width, width * channels, np.ascontiguousarray(pixels).tobytes()

@@ -8,9 +8,16 @@ sensor frame (optical frame for cameras: z forward, x right, y down) into the ba
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
+
+from surround_depth_ros import geometry
 
 
 def _as_matrix(value: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -64,9 +71,7 @@ class Radar:
     frame_id: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "T_base_radar", _check_rigid(self.T_base_radar, f"radar {self.name}: T_base_radar")
-        )
+        object.__setattr__(self, "T_base_radar", _check_rigid(self.T_base_radar, f"radar {self.name}: T_base_radar"))
         if not self.frame_id:
             object.__setattr__(self, "frame_id", self.name.lower())
 
@@ -116,3 +121,219 @@ class CameraRig:
     def extrinsics(self) -> np.ndarray:
         """All camera-to-base transforms stacked, shape (N, 4, 4)."""
         return np.stack([c.T_base_cam for c in self.cameras])
+
+    def scaled(self, width: int, height: int) -> CameraRig:
+        """The rig as seen in images resized to width x height (every camera; intrinsics follow `cv2.resize`)."""
+        cameras = [geometry.resize_camera(cam, width, height) for cam in self.cameras]
+        return CameraRig(cameras, self.radars, self.base_frame)
+
+    def overlap_matrix(self, depths: tuple[float, ...] = (30.0, 100.0, 1000.0), grid: int = 24) -> np.ndarray:
+        """(N, N) fraction of camera i's view that camera j also sees, from geometry.
+
+        Samples a grid x grid lattice of pixel centres of camera i at each depth in `depths`,
+        moves the points into camera j and counts those in front of j inside its image. The
+        default depths are far so that the number measures the shared field of view; near the
+        car the baseline between cameras (about 1 m on nuScenes) shrinks it.
+        """
+        n = len(self.cameras)
+        fraction = np.eye(n)
+        for i, cam in enumerate(self.cameras):
+            cols = (np.arange(grid) + 0.5) * cam.width / grid - 0.5
+            rows = (np.arange(grid) + 0.5) * cam.height / grid - 0.5
+            pixels = np.stack(np.meshgrid(cols, rows), axis=-1).reshape(-1, 2)
+            rays = np.concatenate([pixels, np.ones((len(pixels), 1))], axis=1) @ np.linalg.inv(cam.K).T
+            points_cam = np.concatenate([rays * d for d in depths])
+            points_base = geometry.transform_points(cam.T_base_cam, points_cam)
+            for j, other in enumerate(self.cameras):
+                if j == i:
+                    continue
+                points_j = geometry.transform_points(geometry.invert_transform(other.T_base_cam), points_base)
+                uv, z = geometry.project_points(other.K, points_j)
+                with np.errstate(invalid="ignore"):
+                    inside = (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < other.width - 0.5)
+                    inside &= (uv[:, 1] >= -0.5) & (uv[:, 1] < other.height - 0.5)
+                fraction[i, j] = inside.mean()
+        return fraction
+
+    def adjacency(self, min_overlap: float = 0.05) -> list[tuple[int, int]]:
+        """Pairs (i < j) of cameras whose views overlap by at least `min_overlap` (mean of both directions)."""
+        fraction = self.overlap_matrix()
+        mutual = 0.5 * (fraction + fraction.T)
+        n = len(self.cameras)
+        return [(i, j) for i in range(n) for j in range(i + 1, n) if mutual[i, j] >= min_overlap]
+
+
+# --------------------------------------------------------------------------- YAML rig files
+
+RIG_FILE_HELP = """\
+# Sensor rig for surround_depth_ros (load with surround_depth_ros.rig.load_rig).
+# base_frame: the frame every extrinsic is expressed in (REP 103 base_link: x forward, y left, z up).
+# cameras: list, in the order the network sees them; each with
+#   name, frame_id (the optical frame of its images), width, height (pixels),
+#   intrinsics: {fx, fy, cx, cy} in pixels (pixel centres at integer coordinates, as in CameraInfo),
+#   extrinsics: pose of the OPTICAL frame (z forward, x right, y down) in base_frame:
+#     translation: [x, y, z] in metres, and either
+#     quaternion_wxyz: [w, x, y, z]   (note the order: w first)  or
+#     rpy_deg: [roll, pitch, yaw] in degrees, R = Rz(yaw) Ry(pitch) Rx(roll) (URDF convention);
+#     a forward-looking camera has rpy_deg [-90, 0, -90].
+# radars: list; each with name, frame_id and extrinsics as above (pose of the radar frame in base_frame).
+"""
+
+
+class RigFileError(ValueError):
+    """A rig YAML file that cannot be turned into a `CameraRig`; the message names the file and key."""
+
+
+def _require(mapping: Any, key: str, where: str) -> Any:
+    if not isinstance(mapping, dict):
+        raise RigFileError(f"{where}: expected a mapping with key {key!r}, got {type(mapping).__name__}")
+    if key not in mapping:
+        raise RigFileError(f"{where}: missing key {key!r}")
+    return mapping[key]
+
+
+def _number_list(value: Any, length: int, where: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise RigFileError(f"{where}: expected {length} numbers, got {value!r}") from error
+    if array.shape != (length,):
+        raise RigFileError(f"{where}: expected {length} numbers, got {value!r}")
+    return array
+
+
+def _transform_from_yaml(spec: Any, where: str) -> np.ndarray:
+    translation = _number_list(_require(spec, "translation", where), 3, f"{where}.translation")
+    if "quaternion_wxyz" in spec:
+        quaternion = _number_list(spec["quaternion_wxyz"], 4, f"{where}.quaternion_wxyz")
+        try:
+            rotation = geometry.quaternion_to_matrix(*quaternion)
+        except ValueError as error:
+            raise RigFileError(f"{where}.quaternion_wxyz: {error}") from error
+    elif "rpy_deg" in spec:
+        rotation = geometry.rpy_to_matrix(*np.deg2rad(_number_list(spec["rpy_deg"], 3, f"{where}.rpy_deg")))
+    else:
+        raise RigFileError(f"{where}: missing key 'quaternion_wxyz' or 'rpy_deg' (the rotation)")
+    return geometry.make_transform(rotation, translation)
+
+
+def _transform_to_yaml(T: np.ndarray) -> dict[str, list[float]]:
+    return {
+        "translation": [float(v) for v in T[:3, 3]],
+        "quaternion_wxyz": list(geometry.matrix_to_quaternion(T[:3, :3])),
+    }
+
+
+def rig_from_dict(data: Any, source: str = "rig") -> CameraRig:
+    """Build a rig from the parsed YAML structure described in `RIG_FILE_HELP`."""
+    cameras = []
+    camera_specs = _require(data, "cameras", source)
+    if not isinstance(camera_specs, list) or not camera_specs:
+        raise RigFileError(f"{source}: 'cameras' must be a non-empty list")
+    for index, spec in enumerate(camera_specs):
+        where = f"{source}: cameras[{index}]"
+        name = str(_require(spec, "name", where))
+        where = f"{where} ({name})"
+        intrinsics = _require(spec, "intrinsics", where)
+        fx, fy, cx, cy = (float(_require(intrinsics, k, f"{where}.intrinsics")) for k in ("fx", "fy", "cx", "cy"))
+        K = np.array([[fx, float(intrinsics.get("skew", 0.0)), cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        try:
+            cameras.append(
+                Camera(
+                    name=name,
+                    width=int(_require(spec, "width", where)),
+                    height=int(_require(spec, "height", where)),
+                    K=K,
+                    T_base_cam=_transform_from_yaml(_require(spec, "extrinsics", where), f"{where}.extrinsics"),
+                    frame_id=str(spec.get("frame_id", "")),
+                )
+            )
+        except RigFileError:
+            raise
+        except ValueError as error:
+            raise RigFileError(f"{where}: {error}") from error
+    radars = []
+    for index, spec in enumerate(data.get("radars") or []):
+        where = f"{source}: radars[{index}]"
+        name = str(_require(spec, "name", where))
+        where = f"{where} ({name})"
+        T = _transform_from_yaml(_require(spec, "extrinsics", where), f"{where}.extrinsics")
+        radars.append(Radar(name=name, T_base_radar=T, frame_id=str(spec.get("frame_id", ""))))
+    try:
+        return CameraRig(cameras, radars, str(data.get("base_frame", "base_link")))
+    except ValueError as error:
+        raise RigFileError(f"{source}: {error}") from error
+
+
+def rig_to_dict(rig: CameraRig) -> dict[str, Any]:
+    """The YAML structure of a rig (quaternion form, full float precision so that a round trip is exact)."""
+    cameras = []
+    for cam in rig.cameras:
+        intrinsics = {"fx": float(cam.K[0, 0]), "fy": float(cam.K[1, 1]), "cx": float(cam.K[0, 2])}
+        intrinsics["cy"] = float(cam.K[1, 2])
+        if cam.K[0, 1] != 0.0:
+            intrinsics["skew"] = float(cam.K[0, 1])
+        cameras.append(
+            {
+                "name": cam.name,
+                "frame_id": cam.frame_id,
+                "width": int(cam.width),
+                "height": int(cam.height),
+                "intrinsics": intrinsics,
+                "extrinsics": _transform_to_yaml(cam.T_base_cam),
+            }
+        )
+    radars = [
+        {"name": r.name, "frame_id": r.frame_id, "extrinsics": _transform_to_yaml(r.T_base_radar)} for r in rig.radars
+    ]
+    return {"base_frame": rig.base_frame, "cameras": cameras, "radars": radars}
+
+
+class _FlowListDumper(yaml.SafeDumper):
+    """Writes number lists on one line ([x, y, z]) so that rig files stay readable."""
+
+
+_FlowListDumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
+
+
+def load_rig(path: str | os.PathLike) -> CameraRig:
+    """Read a rig YAML file (format in `RIG_FILE_HELP` and docs/rig_and_geometry.md)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"rig file {path} does not exist") from error
+    except yaml.YAMLError as error:
+        raise RigFileError(f"{path}: not valid YAML: {error}") from error
+    return rig_from_dict(data, str(path))
+
+
+def save_rig(rig: CameraRig, path: str | os.PathLike) -> None:
+    """Write a rig as YAML that `load_rig` reads back to the same numbers."""
+    data = rig_to_dict(rig)
+    body = yaml.dump({"base_frame": data["base_frame"]}, Dumper=_FlowListDumper, sort_keys=False)
+    for key in ("cameras", "radars"):
+        items = [yaml.dump(item, Dumper=_FlowListDumper, sort_keys=False, width=200) for item in data[key]]
+        body += f"{key}:\n" if items else f"{key}: []\n"
+        body += "".join("  - " + item.rstrip("\n").replace("\n", "\n    ") + "\n" for item in items)
+    Path(path).write_text(RIG_FILE_HELP + body)
+
+
+def rig_file_candidates(filename: str = "rig_nuscenes.yaml") -> list[Path]:
+    """Where a packaged rig file may lie: the source tree first, then installed share dirs (ament layout)."""
+    candidates = [Path(__file__).resolve().parents[1] / "config" / filename]
+    prefixes = [sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)]
+    for prefix in filter(None, prefixes):
+        candidates.append(Path(prefix) / "share" / "surround_depth_ros" / "config" / filename)
+    return candidates
+
+
+def default_rig() -> CameraRig:
+    """The nuScenes-like rig shipped in config/rig_nuscenes.yaml."""
+    candidates = rig_file_candidates()
+    for path in candidates:
+        if path.is_file():
+            return load_rig(path)
+    raise FileNotFoundError("config/rig_nuscenes.yaml not found; looked in " + ", ".join(str(p) for p in candidates))

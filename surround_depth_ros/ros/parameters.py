@@ -1,0 +1,54 @@
+"""Declare the node's parameters from the ROS-free table, with descriptors, and validate them.
+
+Declaring with descriptors (description, constraints, read-only) makes `ros2 param describe`
+show the same text as the YAML file and the README; validating all values at once before
+anything starts gives a user one message listing every mistake (rclpy's own range check would
+stop at the first one, with a less helpful message, so ranges are stated, not enforced, there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.node import Node
+
+from surround_depth_ros.params import NODE_PARAMETERS, ParamSpec, validate
+
+_ROS_TYPES = {
+    "bool": ParameterType.PARAMETER_BOOL,
+    "int": ParameterType.PARAMETER_INTEGER,
+    "float": ParameterType.PARAMETER_DOUBLE,
+    "str": ParameterType.PARAMETER_STRING,
+    "str[]": ParameterType.PARAMETER_STRING_ARRAY,
+}
+
+
+class ParameterError(ValueError):
+    """Invalid parameter values; the message lists every problem."""
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    constraints = ""
+    if spec.choices:
+        constraints = f"one of {list(spec.choices)}"
+    elif spec.low is not None or spec.high is not None:
+        constraints = f"range [{spec.low}, {spec.high}]"
+    return ParameterDescriptor(
+        name=spec.name,
+        type=_ROS_TYPES[spec.type],
+        description=spec.description,
+        additional_constraints=constraints,
+        read_only=True,
+        # A wrongly typed value must reach validate(), which explains it.
+        dynamic_typing=True,
+    )
+
+
+def declare_and_read(node: Node) -> dict[str, Any]:
+    """Declare every parameter and return validated values; raise ParameterError listing all problems."""
+    values = {s.name: node.declare_parameter(s.name, s.default, _descriptor(s)).value for s in NODE_PARAMETERS}
+    problems = validate(values)
+    if problems:
+        raise ParameterError("invalid parameters:\n  - " + "\n  - ".join(problems))
+    return {s.name: float(values[s.name]) if s.type == "float" else values[s.name] for s in NODE_PARAMETERS}

@@ -1,0 +1,35 @@
+"""Shared fixtures: the real sensor samples kept beside the repository in ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data_path(*parts: str) -> Path:
+    """Path inside ../shared/data, skipping the calling test with a clear reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real sensor sample {path} is absent (tests that need ../shared/data beside the repo skip)")
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The ../shared/data folder; tests using it skip when it is not there."""
+    return shared_data_path()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep DDS discovery on this machine and away from other test runs sharing it.
+
+    Every test process gets its own ROS domain (subprocesses inherit it), and discovery stays on
+    the loopback interface: no multicast leaves the machine.
+    """
+    import os
+
+    os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"

@@ -1,0 +1,30 @@
+"""Input health counters: rates, rejections by cause, and the level an operator sees."""
+
+from surround_depth_ros.health import InputHealth, Level
+
+
+def test_rate_and_levels_over_time():
+    health = InputHealth("CAM", window_s=2.0)
+    assert health.status(0.0, 10.0)[0] == Level.STALE
+    for i in range(21):
+        health.accept(i * 0.1)
+    level, message, values = health.status(2.0, 10.0)
+    assert abs(health.rate_hz(2.0) - 10.0) < 1e-6
+    assert level == Level.OK and values["received"] == "21"
+    assert health.status(2.0, 30.0)[0] == Level.WARN
+    assert health.status(10.0, 10.0)[:2] == (Level.STALE, "silent for more than 2 s")
+
+
+def test_rejections_are_counted_by_cause_and_expire_from_the_level():
+    health = InputHealth("CAM", window_s=1.0)
+    health.accept(0.0)
+    health.reject("encoding", "CAM: unsupported encoding 'x'", 0.1)
+    health.reject("size", "CAM: short", 0.2)
+    health.reject("size", "CAM: short", 0.3)
+    level, message, values = health.status(0.3, 1.0)
+    assert level == Level.ERROR and message == "rejecting input: CAM: short"
+    assert values["rejected: encoding"] == "1" and values["rejected: size"] == "2"
+    for t in (1.4, 1.5, 1.6):
+        health.accept(t)
+    assert health.status(1.6, 1.0)[0] == Level.OK
+    assert health.status(1.6, 1.0)[2]["rejected: size"] == "2"

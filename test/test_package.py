@@ -1,0 +1,158 @@
+"""The package as ROS 2 and pip see it: metadata that agrees, data files installed, a ROS-free core."""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import surround_depth_ros
+from surround_depth_ros.params import NODE_PARAMETERS
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "surround_depth_ros"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), "."],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("*.whl")
+    return zipfile.ZipFile(path)
+
+
+def _package_xml() -> ET.Element:
+    return ET.parse(ROOT / "package.xml").getroot()
+
+
+def test_package_xml_is_format_3_ament_python_and_matches_setup(wheel):
+    xml = _package_xml()
+    assert xml.get("format") == "3"
+    assert xml.findtext("export/build_type") == "ament_python"
+    assert xml.findtext("name") == PACKAGE
+    metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    lines = wheel.read(metadata).decode().splitlines()
+    assert f"Name: {PACKAGE}" in lines
+    assert f"Version: {xml.findtext('version')}" in lines
+    assert surround_depth_ros.__version__ == xml.findtext("version")
+
+
+def test_runtime_dependencies_are_declared():
+    """Every ROS package and third-party module the code imports has its rosdep key in package.xml."""
+    rosdep_of_module = {
+        "rclpy": "rclpy",
+        "rcl_interfaces": "rclpy",
+        "sensor_msgs": "sensor_msgs",
+        "geometry_msgs": "geometry_msgs",
+        "std_msgs": "std_msgs",
+        "diagnostic_msgs": "diagnostic_msgs",
+        "tf2_msgs": "tf2_msgs",
+        "rosgraph_msgs": "rosgraph_msgs",
+        "builtin_interfaces": "rclpy",
+        "numpy": "python3-numpy",
+        "yaml": "python3-yaml",
+        "cv2": "python3-opencv",
+        "tqdm": "python3-tqdm",
+        "matplotlib": "python3-matplotlib",
+        "torch": "python3-torch",
+        "launch": "launch",
+        "launch_ros": "launch_ros",
+        "ament_index_python": "launch_ros",
+    }
+    # Optional back-ends and tool-only libraries, documented in the README, not needed to run the node.
+    optional = {"onnx", "onnxruntime", "torch_tensorrt", "tensorrt", "rosbags", "transformers", "mcap"}
+    declared = {e.text for e in _package_xml() if e.tag in ("depend", "exec_depend")}
+    stdlib = set(sys.stdlib_module_names)
+    missing = {}
+    for path in [*ROOT.glob(f"{PACKAGE}/**/*.py"), *ROOT.glob("launch/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top in stdlib or top == PACKAGE or top in optional:
+                    continue
+                key = rosdep_of_module.get(top)
+                if key is None or key not in declared:
+                    missing.setdefault(top, []).append(str(path.relative_to(ROOT)))
+    assert not missing, f"imports without a package.xml dependency (add the rosdep key): {missing}"
+
+
+def test_data_files_and_entry_points_are_installed(wheel):
+    names = set(wheel.namelist())
+    data = f"{PACKAGE}-{surround_depth_ros.__version__}.data/data/"
+    expected = {f"share/ament_index/resource_index/packages/{PACKAGE}", f"share/{PACKAGE}/package.xml"}
+    for folder in ("launch", "config", "rviz"):
+        files = [p for p in (ROOT / folder).iterdir() if p.is_file()]
+        assert files, f"{folder}/ is empty"
+        expected |= {f"share/{PACKAGE}/{folder}/{p.name}" for p in files}
+    assert {data + e for e in expected} <= names, sorted(data + e for e in expected - {n[len(data) :] for n in names})
+    entry_points = wheel.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert f"surround_depth_node = {PACKAGE}.ros.node:main" in entry_points
+    assert f"surround-depth = {PACKAGE}.tools.cli:main" in entry_points
+
+
+def test_core_imports_without_ros():
+    """Everything outside surround_depth_ros.ros imports in an interpreter where ROS is absent."""
+    modules = [
+        m.name
+        for m in pkgutil.walk_packages(surround_depth_ros.__path__, f"{PACKAGE}.")
+        if not m.name.startswith(f"{PACKAGE}.ros")
+    ]
+    blocked = ["rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "diagnostic_msgs", "tf2_msgs", "rosgraph_msgs"]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        f"for module in {modules!r}: importlib.import_module(module)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_launch_file_is_valid_python_and_passes_declared_parameters():
+    path = ROOT / "launch" / "surround_depth.launch.py"
+    tree = ast.parse(path.read_text())
+    compile(tree, str(path), "exec")
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+    declared = {p.name for p in NODE_PARAMETERS} | {"use_sim_time"}
+    node_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
+    ours = [
+        c
+        for c in node_calls
+        if any(k.arg == "executable" and k.value.value == "surround_depth_node" for k in c.keywords)
+    ]
+    assert len(ours) == 1
+    parameters = next(k.value for k in ours[0].keywords if k.arg == "parameters")
+    passed = {key.value for d in parameters.elts if isinstance(d, ast.Dict) for key in d.keys}
+    assert passed and passed <= declared, passed - declared
+    arguments = {
+        n.args[0].value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"
+    }
+    used = {
+        n.args[0].value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LaunchConfiguration"
+    }
+    assert used == arguments, f"declared but unused: {arguments - used}; used but undeclared: {used - arguments}"
+    executables = {k.value.value for c in node_calls for k in c.keywords if k.arg == "executable"}
+    assert "surround_depth_node" in executables
+
+
+def test_colcon_does_not_build_the_generated_tf2_msgs():
+    assert (ROOT / "interfaces" / "tf2_msgs" / "COLCON_IGNORE").exists()
