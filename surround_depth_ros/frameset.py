@@ -20,7 +20,9 @@ class PointSweep:
 
     `points` is (P, 3) float xyz; `fields` holds named per-point columns of length P
     (radar: `rcs`, `vx`, `vy`, `vx_comp`, `vy_comp`, ...; lidar: `intensity`, `ring`).
-    `T_world_base` is the ego pose at `stamp_ns` when known, for motion compensation.
+    `T_world_base` is the ego pose at `stamp_ns` when known, for motion compensation;
+    `T_base_sensor` the sensor's extrinsic when the source knows it (a lidar is not part of the
+    camera rig, yet a bag needs its transform and ground truth needs its chain).
     """
 
     sensor: str
@@ -28,6 +30,7 @@ class PointSweep:
     points: np.ndarray
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     T_world_base: np.ndarray | None = None
+    T_base_sensor: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=np.float32).reshape(-1, 3)
@@ -63,7 +66,7 @@ class FrameSet:
         n = len(self.rig.cameras)
         if len(self.images) != n:
             raise ValueError(f"frame set {self.name!r}: {len(self.images)} images for a rig of {n} cameras")
-        for cam, image in zip(self.rig.cameras, self.images):
+        for cam, image in zip(self.rig.cameras, self.images, strict=True):
             if image.shape[:2] != (cam.height, cam.width):
                 raise ValueError(
                     f"frame set {self.name!r}: camera {cam.name} image is {image.shape[1]}x{image.shape[0]}, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,18 +10,23 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def shared_data_path(*parts: str) -> Path:
-    """Path inside ../shared/data, skipping the calling test with a clear reason when it is absent."""
+def _shared_data_path(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"real sensor sample {path} is absent (tests that need ../shared/data beside the repo skip)")
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The ../shared/data folder; tests using it skip when it is not there."""
-    return shared_data_path()
+    """The ../shared/data folder; a test using it skips when it is not there."""
+    return _shared_data_path()
+
+
+@pytest.fixture(scope="session")
+def shared_data_path() -> Callable[..., Path]:
+    """`shared_data_path("nuscenes_sample", "v1.0-mini")`: a path inside ../shared/data, skipping when absent."""
+    return _shared_data_path
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -53,3 +53,9 @@ def test_node_sections_and_wildcard_are_merged(tmp_path):
     path.write_text("/**:\n  base_frame: a\n")
     with pytest.raises(ValueError, match="has no 'ros__parameters' mapping"):
         load_params_file(path)
+
+
+def test_readme_documents_every_parameter():
+    readme = (ROOT / "README.md").read_text()
+    for p in NODE_PARAMETERS:
+        assert f"| `{p.name}` |" in readme, f"README parameter table lacks {p.name}"

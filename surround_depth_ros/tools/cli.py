@@ -14,6 +14,7 @@ import sys
 # subcommand -> (module under surround_depth_ros.tools, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the node on built-in data over real DDS and write what it published"),
+    "rig": ("rig", "show, convert (--save YAML) and draw (--png top view) a sensor rig from YAML, nuScenes or DGP"),
 }
 
 

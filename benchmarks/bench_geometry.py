@@ -1,0 +1,91 @@
+"""Geometry speed: lidar depth maps, back-projection + fusion, radar maps, each against a copy floor.
+
+The floor is a plain `np.copy` of an array the size of the output: no implementation can beat
+writing its result once, so the ratio says how far each step is from memory-bound.
+
+    PYTHONPATH=. python benchmarks/bench_geometry.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from surround_depth_ros import geometry as g
+from surround_depth_ros.frameset import PointSweep
+from surround_depth_ros.radar import radar_to_maps
+from surround_depth_ros.rig import default_rig
+
+
+def best_ms(function, repeats: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def report(name: str, ms: float, floor_ms: float) -> None:
+    print(f"{name:<52} {ms:9.2f} ms   floor {floor_ms:7.3f} ms   ratio {ms / floor_ms:8.1f}")
+
+
+def lidar_like_points(count: int, rng: np.random.Generator) -> np.ndarray:
+    """A lidar-like sweep in base_link: rings of points on the ground and on walls 5-60 m away."""
+    azimuth = rng.uniform(-np.pi, np.pi, count)
+    distance = rng.uniform(5, 60, count)
+    height = rng.uniform(-1.8, 3.0, count)
+    return np.stack([distance * np.cos(azimuth), distance * np.sin(azimuth), height], axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    rig = default_rig()
+
+    points_base = lidar_like_points(35_000, rng)
+    cam_from_base = [g.invert_transform(cam.T_base_cam) for cam in rig.cameras]
+
+    def depth_maps() -> list[np.ndarray]:
+        return [
+            g.points_to_depth_map(g.transform_points(T, points_base), cam.K, cam.width, cam.height)
+            for T, cam in zip(cam_from_base, rig.cameras, strict=True)
+        ]
+
+    out = np.zeros((6, 900, 1600), np.float32)
+    report("points_to_depth_map 35k pts x 6 cams 1600x900", best_ms(depth_maps, args.repeats),
+           best_ms(lambda: np.copy(out), args.repeats))  # fmt: skip
+
+    small = rig.scaled(640, 352)
+    depths = []
+    for cam in small.cameras:
+        rays = g.pixel_rays(cam.K, cam.width, cam.height) @ cam.T_base_cam[:3, :3].T
+        o = cam.T_base_cam[:3, 3]
+        a, b = rays[:, 0] ** 2 + rays[:, 1] ** 2, 2 * (o[0] * rays[:, 0] + o[1] * rays[:, 1])
+        c = o[0] ** 2 + o[1] ** 2 - 20.0**2
+        depths.append(((-b + np.sqrt(b * b - 4 * a * c)) / (2 * a)).reshape(352, 640).astype(np.float32))
+    colors = [rng.integers(0, 255, (352, 640, 3), dtype=np.uint8) for _ in range(6)]
+    cloud_floor = best_ms(lambda: np.copy(np.zeros((6 * 352 * 640, 3), np.float32)), args.repeats)
+    for overlap in ("keep_all", "most_confident"):
+        ms = best_ms(lambda o=overlap: g.fuse_depth_maps(depths, small, colors=colors, overlap=o), args.repeats)
+        report(f"backproject + fuse 6 x 352x640 ({overlap})", ms, cloud_floor)
+
+    sweeps = []
+    for radar in rig.radars:
+        for k in range(3):
+            local = rng.uniform([1, -20, -0.5], [80, 20, 1.5], (125, 3))
+            fields = {name: rng.normal(size=125).astype(np.float32) for name in ("rcs", "vx_comp", "vy_comp")}
+            pose = g.make_transform(np.eye(3), [-0.5 * k, 0.0, 0.0])
+            sweeps.append(PointSweep(radar.name, k, local, fields, pose))
+    maps_floor = best_ms(lambda: np.copy(np.zeros((6, 4, 352, 640), np.float32)), args.repeats)
+    ms = best_ms(lambda: radar_to_maps(sweeps, rig, image_size=(640, 352), target_pose=np.eye(4)), args.repeats)
+    report("radar_to_maps 5 radars x 3 sweeps -> 6 x 4 x 352x640", ms, maps_floor)
+
+
+if __name__ == "__main__":
+    main()
