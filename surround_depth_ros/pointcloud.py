@@ -83,7 +83,9 @@ def dtype_from_fields(fields: Iterable[Any], point_step: int, is_bigendian: bool
     try:
         return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
     except ValueError as error:
-        raise PointCloudError(f"fields {names} at offsets {offsets} do not fit point_step {point_step}: {error}")
+        raise PointCloudError(
+            f"fields {names} at offsets {offsets} do not fit point_step {point_step}: {error}"
+        ) from error
 
 
 def fields_from_dtype(dtype: np.dtype) -> list[FieldSpec]:
@@ -158,18 +160,22 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
 
 
 def _column_type(name: str, column: np.ndarray) -> np.dtype:
-    """PointField type of a sweep column: the nuScenes radar type for its names, otherwise its own dtype."""
+    """PointField type of a sweep column: the nuScenes radar type for its names (integer ones only when they hold
+    the values exactly: a float `id` of small integers becomes int16), otherwise a type of its own."""
     if name in NUSCENES_RADAR_DTYPE.names:
-        return NUSCENES_RADAR_DTYPE.fields[name][0]
+        radar_type = NUSCENES_RADAR_DTYPE.fields[name][0]
+        if radar_type.kind == "f" and column.dtype.kind in "fiub":
+            return radar_type
+        with np.errstate(invalid="ignore", over="ignore"):
+            if np.array_equal(column.astype(radar_type), column):
+                return radar_type
     dtype = column.dtype
     if dtype == np.bool_:
         return np.dtype(np.uint8)
     if dtype.newbyteorder("<") in _DATATYPE_OF:
         return dtype.newbyteorder("<")
-    if dtype.kind in "iu" and column.size and np.iinfo(np.int32).min <= column.min() and column.max() <= 2**31 - 1:
-        return np.dtype(np.int32)
-    if dtype.kind in "iu" and not column.size:
-        return np.dtype(np.int32)
+    if dtype.kind in "iu" and (not column.size or (column.min() >= -(2**31) and column.max() < 2**31)):
+        return np.dtype(np.int32)  # e.g. int64 ids, which PointField cannot hold
     raise PointCloudError(f"field {name!r} of dtype {dtype} has no PointField type (int8..int32, float32/64)")
 
 
@@ -189,7 +195,11 @@ def sweep_to_array(sweep: PointSweep) -> np.ndarray:
 
 
 def sweep_from_array(
-    sensor: str, stamp_ns: int, points: np.ndarray, T_world_base: np.ndarray | None = None
+    sensor: str,
+    stamp_ns: int,
+    points: np.ndarray,
+    T_world_base: np.ndarray | None = None,
+    T_base_sensor: np.ndarray | None = None,
 ) -> PointSweep:
     """A sweep from a cloud's structured array: x y z become `points`, every other field a column (views)."""
     names = points.dtype.names or ()
@@ -198,4 +208,4 @@ def sweep_from_array(
         raise PointCloudError(f"{sensor}: the cloud has fields {list(names)}, missing {missing}")
     xyz = np.stack([points[n] for n in XYZ], axis=-1).astype(np.float32, copy=False)
     fields = {n: points[n] for n in names if n not in XYZ}
-    return PointSweep(sensor=sensor, stamp_ns=int(stamp_ns), points=xyz, fields=fields, T_world_base=T_world_base)
+    return PointSweep(sensor, int(stamp_ns), xyz, fields, T_world_base, T_base_sensor)

@@ -14,6 +14,8 @@ import sys
 # subcommand -> (module under surround_depth_ros.tools, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the node on built-in data over real DDS and write what it published"),
+    "write-bag": ("write_bag", "write a rosbag2 (mcap/sqlite3) from the synthetic world, nuScenes or DDAD"),
+    "replay": ("replay_bag", "replay a rosbag2 into live ROS 2 topics (1x, Nx, max; latched /tf_static)"),
     "rig": ("rig", "show, convert (--save YAML) and draw (--png top view) a sensor rig from YAML, nuScenes or DGP"),
 }
 

@@ -1,0 +1,139 @@
+"""Sensor messages of the bag layout built from and read into numpy, for any message class set.
+
+The bag writer uses rosbags' classes (ROS-free) and the node uses rclpy's; both have the same
+field names, so one implementation serves both. The only difference, how a uint8[] field takes
+bytes (rosbags: a numpy array, rclpy: `bytes`, which is its one-memcpy fast path), is a
+constructor argument. Reading only touches attributes, so the readers are plain functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from surround_depth_ros import geometry, pointcloud
+from surround_depth_ros.images import decode_rgb, encode_rgb
+from surround_depth_ros.rig import Camera
+
+NS = 1_000_000_000
+
+
+class MessageKit:
+    """Builds Image, CameraInfo, PointCloud2, TransformStamped, TFMessage and Clock messages.
+
+    `message_class("sensor_msgs/msg/Image")` returns the class to instantiate; `byte_field(bytes)`
+    converts bytes into what the classes' uint8[] fields accept.
+    """
+
+    def __init__(self, message_class: Callable[[str], type], byte_field: Callable[[bytes], Any]) -> None:
+        self._cls = message_class
+        self._bytes = byte_field
+
+    def time(self, stamp_ns: int) -> Any:
+        sec, nanosec = divmod(int(stamp_ns), NS)
+        return self._cls("builtin_interfaces/msg/Time")(sec=sec, nanosec=nanosec)
+
+    def header(self, stamp_ns: int, frame_id: str) -> Any:
+        return self._cls("std_msgs/msg/Header")(stamp=self.time(stamp_ns), frame_id=frame_id)
+
+    def image(self, rgb: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "rgb8") -> Any:
+        """An H x W x 3 RGB image as sensor_msgs/Image in `encoding` (rgb8, bgr8, mono8)."""
+        height, width, step, data = encode_rgb(rgb, encoding)
+        return self._cls("sensor_msgs/msg/Image")(
+            header=self.header(stamp_ns, frame_id),
+            height=height,
+            width=width,
+            encoding=encoding,
+            is_bigendian=0,
+            step=step,
+            data=self._bytes(data),
+        )
+
+    def camera_info(self, camera: Camera, stamp_ns: int) -> Any:
+        """Plumb-bob CameraInfo with zero distortion, R = I and P = [K | 0] (the images are rectified)."""
+        P = np.zeros((3, 4))
+        P[:, :3] = camera.K
+        roi = self._cls("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        return self._cls("sensor_msgs/msg/CameraInfo")(
+            header=self.header(stamp_ns, camera.frame_id),
+            height=camera.height,
+            width=camera.width,
+            distortion_model="plumb_bob",
+            d=np.zeros(5),
+            k=camera.K.reshape(-1).astype(np.float64),
+            r=np.eye(3).reshape(-1),
+            p=P.reshape(-1),
+            binning_x=0,
+            binning_y=0,
+            roi=roi,
+        )
+
+    def point_cloud(self, points: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
+        """An unorganized PointCloud2 (height 1) holding a structured array's fields and bytes."""
+        fields, point_step, data = pointcloud.array_to_cloud(points)
+        field_class = self._cls("sensor_msgs/msg/PointField")
+        return self._cls("sensor_msgs/msg/PointCloud2")(
+            header=self.header(stamp_ns, frame_id),
+            height=1,
+            width=len(points),
+            fields=[field_class(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in fields],
+            is_bigendian=False,
+            point_step=point_step,
+            row_step=point_step * len(points),
+            data=self._bytes(data),
+            is_dense=True,
+        )
+
+    def transform(self, T_parent_child: np.ndarray, parent: str, child: str, stamp_ns: int) -> Any:
+        """TransformStamped mapping points of `child` into `parent` (the tf convention)."""
+        w, x, y, z = geometry.matrix_to_quaternion(T_parent_child[:3, :3])
+        tx, ty, tz = (float(v) for v in T_parent_child[:3, 3])
+        transform = self._cls("geometry_msgs/msg/Transform")(
+            translation=self._cls("geometry_msgs/msg/Vector3")(x=tx, y=ty, z=tz),
+            rotation=self._cls("geometry_msgs/msg/Quaternion")(x=x, y=y, z=z, w=w),
+        )
+        return self._cls("geometry_msgs/msg/TransformStamped")(
+            header=self.header(stamp_ns, parent), child_frame_id=child, transform=transform
+        )
+
+    def tf_message(self, transforms: list[Any]) -> Any:
+        return self._cls("tf2_msgs/msg/TFMessage")(transforms=transforms)
+
+    def clock(self, stamp_ns: int) -> Any:
+        return self._cls("rosgraph_msgs/msg/Clock")(clock=self.time(stamp_ns))
+
+
+def stamp_ns(stamp: Any) -> int:
+    """Nanoseconds of a builtin_interfaces/Time."""
+    return int(stamp.sec) * NS + int(stamp.nanosec)
+
+
+def image_rgb(msg: Any) -> np.ndarray:
+    """H x W x 3 RGB of an Image message (a view into its buffer when it is rgb8)."""
+    return decode_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+
+
+def camera_from_info(name: str, msg: Any, T_base_cam: np.ndarray) -> Camera:
+    """The rig camera a CameraInfo describes (P's left 3x3 when set, as the images are rectified; else K)."""
+    P = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)
+    K = P[:, :3] if P[0, 0] > 0 else np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    if K[0, 0] <= 0:
+        raise ValueError(f"camera {name}: camera_info has neither P nor K set (fx = 0); is the camera calibrated?")
+    return Camera(
+        name=name, width=msg.width, height=msg.height, K=K, T_base_cam=T_base_cam, frame_id=msg.header.frame_id
+    )
+
+
+def cloud_points(msg: Any) -> np.ndarray:
+    """A PointCloud2's points as a structured array viewing its buffer."""
+    return pointcloud.cloud_to_array(
+        msg.fields, msg.point_step, msg.width, msg.height, msg.row_step, msg.data, bool(msg.is_bigendian)
+    )
+
+
+def transform_matrix(transform: Any) -> np.ndarray:
+    """4 x 4 of a geometry_msgs/Transform."""
+    q, t = transform.rotation, transform.translation
+    return geometry.make_transform(geometry.quaternion_to_matrix(q.w, q.x, q.y, q.z), [t.x, t.y, t.z])

@@ -1,0 +1,40 @@
+"""rclpy messages <-> numpy: the bag layout's message builders and readers bound to rclpy's classes.
+
+The conversions themselves live in `surround_depth_ros.bag.messages` (shared with the bag writer);
+here they get rclpy's message classes and `bytes` for uint8[] fields, rclpy's one-memcpy fast path
+(assigning a numpy array instead costs hundreds of milliseconds for a full image).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from surround_depth_ros.bag.messages import MessageKit, camera_from_info, cloud_points, image_rgb, stamp_ns
+from surround_depth_ros.bag.messages import transform_matrix as matrix_from_transform
+
+
+def message_class(msgtype: str) -> type:
+    """The rclpy class of a type name such as "sensor_msgs/msg/Image" (as bags and `ros2 topic` name them)."""
+    package, _, name = msgtype.replace("/msg/", "/").partition("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), name)
+    except (ImportError, AttributeError) as error:
+        raise ImportError(
+            f"message type {msgtype!r} is not installed in this environment ({error}); "
+            "source its ROS package or run scripts/setup_env.sh"
+        ) from error
+
+
+MESSAGES = MessageKit(message_class, bytes)
+"""Builders: MESSAGES.image(rgb, stamp_ns, frame_id, encoding), .camera_info(camera, stamp_ns),
+.point_cloud(structured_array, stamp_ns, frame_id), .transform(T, parent, child, stamp_ns), .tf_message, .clock."""
+
+__all__ = [
+    "MESSAGES",
+    "camera_from_info",
+    "cloud_points",
+    "image_rgb",
+    "matrix_from_transform",
+    "message_class",
+    "stamp_ns",
+]

@@ -1,0 +1,194 @@
+"""Replay a rosbag2 into live ROS 2 topics, without `ros2 bag play` (which needs a ROS distribution).
+
+Messages go out as the bag's raw CDR bytes (`publisher.publish(bytes)`: no deserialization), on
+publishers of the recorded types. QoS: the recorded offered profile when the bag has one, else
+reliable keep-last 10, because a reliable publisher serves both reliable subscribers (rviz, a
+recorder, a local consumer that must not lose frames) and best-effort ones (the node's sensor-data
+QoS), while a best-effort publisher is refused by reliable subscribers. /tf_static is always
+reliable + transient local, and all of the bag's /tf_static messages are merged into one published
+once at the start, so that subscribers that join late still get every transform.
+
+Rate: `rate` x bag time against the wall clock; `inf` as fast as possible with back-pressure: no
+reliable topic gets more than `max_in_flight` messages ahead of what its subscribers acknowledged
+(`wait_for_all_acked`). Acknowledged means received by the subscriber's DDS queue, not processed:
+a consumer slower than the transport still drops from its keep-last queue, so give it a finite rate.
+Loop: starts again at the bag's beginning with the bag's own stamps (time jumps backwards).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rclpy.duration import Duration
+from rclpy.node import Node
+from rclpy.publisher import Publisher
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
+from rosbags.interfaces import Qos
+from rosbags.rosbag2 import Reader
+from tqdm import tqdm
+
+from surround_depth_ros.bag import topics as layout
+from surround_depth_ros.ros.messages import MESSAGES, message_class
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
+def qos_from_bag(profiles: list[Qos]) -> QoSProfile:
+    """The rclpy profile of a bag's first offered QoS (reliability, durability, history, depth), else STREAM."""
+    if not profiles:
+        return STREAM
+    recorded = profiles[0]
+    history = HistoryPolicy(recorded.history.value)
+    return QoSProfile(
+        history=history,
+        depth=max(int(recorded.depth), 1),
+        reliability=ReliabilityPolicy(recorded.reliability.value),
+        durability=DurabilityPolicy(recorded.durability.value),
+    )
+
+
+@dataclass
+class ReplayStats:
+    """What a replay published: per-topic counts, loops completed, bag and wall time covered."""
+
+    published: Counter = field(default_factory=Counter)
+    loops: int = 0
+    bag_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def achieved_rate(self) -> float:
+        """Bag seconds replayed per wall second."""
+        return self.bag_seconds / self.wall_seconds if self.wall_seconds > 0 else float("inf")
+
+
+class BagReplayer:
+    """Publishes a bag's messages on a node; `run()` blocks until the bag ends (or `stop()` when looping)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        rate: float = 1.0,
+        loop: bool = False,
+        publish_clock: bool = True,
+        topics: list[str] | None = None,
+        node: Node | None = None,
+        max_in_flight: int = 10,
+        ack_timeout_s: float = 2.0,
+    ) -> None:
+        self.path = Path(path)
+        if not (self.path / "metadata.yaml").is_file():
+            raise FileNotFoundError(f"{self.path} is not a rosbag2 directory (no metadata.yaml in it)")
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0 (1.0 = real time, inf = as fast as subscribers take), got {rate}")
+        self.rate = rate
+        self.loop = loop
+        self.publish_clock = publish_clock
+        self.max_in_flight = max_in_flight
+        self.ack_timeout = Duration(seconds=ack_timeout_s)
+        self.node = node or Node("bag_replayer")
+        self._stop = threading.Event()
+        with Reader(self.path) as reader:
+            self.connections = [c for c in reader.connections if topics is None or c.topic in topics]
+            missing = sorted(set(topics or ()) - {c.topic for c in reader.connections})
+            if missing:
+                raise ValueError(f"{self.path}: topics {missing} are not in the bag; it has {sorted(reader.topics)}")
+            self.message_count = sum(c.msgcount for c in self.connections if c.topic != layout.TF_STATIC_TOPIC)
+            self.start_ns, self.end_ns = reader.start_time, reader.end_time
+            self._static = self._merged_tf_static(reader)
+        self.bag_has_clock = any(c.topic == layout.CLOCK_TOPIC for c in self.connections)
+        self._publishers: dict[str, Publisher] = {}
+        for c in self.connections:
+            if c.topic == layout.TF_STATIC_TOPIC or (c.topic == layout.CLOCK_TOPIC and not publish_clock):
+                continue
+            self._publishers[c.topic] = self.node.create_publisher(
+                message_class(c.msgtype), c.topic, qos_from_bag(c.ext.offered_qos_profiles)
+            )
+        self._static_publisher = None
+        if self._static is not None:
+            self._static_publisher = self.node.create_publisher(
+                message_class(layout.TF_TYPE), layout.TF_STATIC_TOPIC, LATCHED
+            )
+        self._clock_publisher = None
+        if publish_clock and not self.bag_has_clock:
+            self._clock_publisher = self.node.create_publisher(message_class(layout.CLOCK_TYPE), layout.CLOCK_TOPIC, 10)
+        self._in_flight: Counter = Counter()
+        self.stats = ReplayStats()
+
+    def _merged_tf_static(self, reader: Reader) -> bytes | None:
+        """All /tf_static transforms of the bag in one message (the last one per child frame wins)."""
+        connections = [c for c in self.connections if c.topic == layout.TF_STATIC_TOPIC]
+        if not connections:
+            return None
+        tf_class = message_class(layout.TF_TYPE)
+        by_child = {}
+        for _, _, raw in reader.messages(connections=connections):
+            for transform in deserialize_message(bytes(raw), tf_class).transforms:
+                by_child[transform.child_frame_id] = transform
+        return serialize_message(MESSAGES.tf_message(list(by_child.values())))
+
+    def stop(self) -> None:
+        """Ask `run()` to return after the message it is publishing (thread-safe)."""
+        self._stop.set()
+
+    def _publish(self, topic: str, raw: bytes) -> None:
+        publisher = self._publishers[topic]
+        publisher.publish(raw)
+        if self.rate != float("inf") or publisher.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
+            return
+        self._in_flight[topic] += 1
+        if self._in_flight[topic] >= self.max_in_flight:
+            publisher.wait_for_all_acked(self.ack_timeout)
+            self._in_flight[topic] = 0
+
+    def _wait_until(self, wall_target: float) -> None:
+        while not self._stop.is_set():
+            remaining = wall_target - time.monotonic()
+            if remaining <= 0:
+                return
+            self._stop.wait(min(remaining, 0.1))
+
+    def run(self, progress: bool = False) -> ReplayStats:
+        """Replay (each loop from the bag's start); `self.stats` holds the counts so far, also after Ctrl-C."""
+        self.stats = stats = ReplayStats()
+        if self._static_publisher is not None:
+            self._static_publisher.publish(self._static)
+            stats.published[layout.TF_STATIC_TOPIC] += 1
+        streamed = [c for c in self.connections if c.topic in self._publishers]
+        duration_s = (self.end_ns - self.start_ns) / 1e9
+        bar = tqdm(total=self.message_count, unit="msg", desc=f"replaying {self.path.name}", disable=not progress)
+        wall_begin = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                wall_start = time.monotonic()
+                with Reader(self.path) as reader:
+                    for connection, timestamp, raw in reader.messages(connections=streamed):
+                        bag_s = (timestamp - self.start_ns) / 1e9
+                        if self.rate != float("inf"):
+                            self._wait_until(wall_start + bag_s / self.rate)
+                        if self._stop.is_set():
+                            break
+                        if self._clock_publisher is not None:
+                            self._clock_publisher.publish(MESSAGES.clock(timestamp))
+                        self._publish(connection.topic, bytes(raw))
+                        stats.published[connection.topic] += 1
+                        stats.bag_seconds = stats.loops * duration_s + bag_s
+                        stats.wall_seconds = time.monotonic() - wall_begin
+                        bar.update()
+                        bar.set_postfix(bag_s=f"{bag_s:.2f}", loop=stats.loops, refresh=False)
+                    else:
+                        stats.loops += 1
+                if not self.loop:
+                    break
+                bar.reset()
+        finally:
+            bar.close()
+            stats.wall_seconds = time.monotonic() - wall_begin
+        return stats
