@@ -16,6 +16,9 @@ TOOLS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the node on built-in data over real DDS and write what it published"),
     "write-bag": ("write_bag", "write a rosbag2 (mcap/sqlite3) from the synthetic world, nuScenes or DDAD"),
     "replay": ("replay_bag", "replay a rosbag2 into live ROS 2 topics (1x, Nx, max; latched /tf_static)"),
+    "synth": ("synth", "render synthetic surround frame sets (images, exact depth, lidar, radar) with contact sheets"),
+    "models": ("model_info", "list the student presets with parameters, GFLOPs and CPU latency"),
+    "export": ("export", "export a student to ONNX / ExportedProgram / Torch-TensorRT and verify each against PyTorch"),
     "rig": ("rig", "show, convert (--save YAML) and draw (--png top view) a sensor rig from YAML, nuScenes or DGP"),
 }
 

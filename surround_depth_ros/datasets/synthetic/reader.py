@@ -1,0 +1,123 @@
+"""`SyntheticReader`: frame sets of the synthetic street for any rig, with exact dense depth.
+
+It yields the same `FrameSet` the nuScenes and DDAD readers do, so training, evaluation and
+the node can run on it unchanged; every frame set is a pure function of (rig, seed, index),
+so a reader can be indexed in any order, split by seed, and rebuilt identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from surround_depth_ros.datasets.synthetic.appearance import Lighting
+from surround_depth_ros.datasets.synthetic.render import DEFAULT_MAX_RANGE_M, render_camera
+from surround_depth_ros.datasets.synthetic.sensors import (
+    LidarModel,
+    RadarModel,
+    SensorTiming,
+    lidar_sweep,
+    radar_sweep,
+)
+from surround_depth_ros.datasets.synthetic.world import SyntheticWorld
+from surround_depth_ros.frameset import FrameSet, PointSweep
+from surround_depth_ros.rig import CameraRig
+
+_LIDAR_STREAM, _RADAR_STREAM = 0x11DA, 0x7ADA
+
+
+class SyntheticReader:
+    """`n_frames` frame sets of the world built from `seed`, seen by `rig`.
+
+    `image_size` (width, height) rescales the rig's cameras; `sweeps` is how many of the most
+    recent sweeps of each radar come with a frame set (oldest first, per radar in rig order).
+    `timing` sets the sensor clocks (`SensorTiming(camera_interval_ns=0)` fires all cameras at
+    once); the world's other settings go in `world_options` (see `SyntheticWorld`).
+    """
+
+    def __init__(
+        self,
+        rig: CameraRig,
+        seed: int,
+        n_frames: int,
+        image_size: tuple[int, int] | None = None,
+        radar: bool = True,
+        lidar: bool = True,
+        sweeps: int = 1,
+        timing: SensorTiming | None = None,
+        lidar_model: LidarModel | None = None,
+        radar_model: RadarModel | None = None,
+        max_range_m: float = DEFAULT_MAX_RANGE_M,
+        device: torch.device | str = "cpu",
+        **world_options: float,
+    ) -> None:
+        if n_frames < 1:
+            raise ValueError(f"synthetic reader: n_frames must be >= 1, got {n_frames}")
+        if sweeps < 1:
+            raise ValueError(f"synthetic reader: sweeps must be >= 1, got {sweeps}")
+        self.rig = rig.scaled(*image_size) if image_size is not None else rig
+        self.seed = int(seed)
+        self.n_frames = int(n_frames)
+        self.radar, self.lidar, self.sweeps = radar, lidar, int(sweeps)
+        self.timing = timing or SensorTiming()
+        self.lidar_model = lidar_model or LidarModel()
+        self.radar_model = radar_model or RadarModel()
+        self.max_range_m = max_range_m
+        self.device = device
+        duration = (self.n_frames + 1) / self.timing.camera_rate_hz + 1.0
+        self.world = SyntheticWorld(self.seed, duration_s=duration, **world_options)
+        self.lighting = Lighting.from_seed(self.seed)
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __iter__(self) -> Iterator[FrameSet]:
+        return (self[i] for i in range(self.n_frames))
+
+    def __getitem__(self, index: int) -> FrameSet:
+        if not 0 <= index < self.n_frames:
+            raise IndexError(f"synthetic reader has {self.n_frames} frame sets, asked for {index}")
+        stamps = self.timing.camera_stamps(index, len(self.rig.cameras))
+        images, depths, poses = [], [], []
+        for camera, stamp in zip(self.rig.cameras, stamps, strict=True):
+            t_s = self.timing.seconds(stamp)
+            T_world_base = self.world.T_world_base(t_s)
+            rgb, depth = render_camera(
+                self.world.scene_at(t_s),
+                camera,
+                T_world_base @ camera.T_base_cam,
+                self.lighting,
+                self.max_range_m,
+                self.device,
+            )
+            images.append(rgb)
+            depths.append(depth)
+            poses.append(T_world_base)
+        frame_stamp = int(stamps.min())
+        return FrameSet(
+            self.rig,
+            images,
+            stamps,
+            radar=self.radar_sweeps(frame_stamp) if self.radar else [],
+            lidar=self.lidar_sweep(frame_stamp) if self.lidar else None,
+            T_world_base=np.stack(poses),
+            depth=depths,
+            name=f"synthetic-{self.seed}-{index:06d}",
+        )
+
+    def lidar_sweep(self, stamp_ns: int) -> PointSweep:
+        """The most recent lidar sweep at or before `stamp_ns` (identical whichever frame asks for it)."""
+        k, stamp = self.timing.lidar_sweep_before(stamp_ns)
+        rng = np.random.default_rng([self.seed, _LIDAR_STREAM, k & 0xFFFFFFFF])
+        return lidar_sweep(self.world, self.lidar_model, stamp, self.timing, rng)
+
+    def radar_sweeps(self, stamp_ns: int) -> list[PointSweep]:
+        """The `sweeps` most recent sweeps of every rig radar at or before `stamp_ns`."""
+        out = []
+        for r, radar in enumerate(self.rig.radars):
+            for k, stamp in self.timing.radar_sweeps_before(r, stamp_ns, self.sweeps):
+                rng = np.random.default_rng([self.seed, _RADAR_STREAM, r, k & 0xFFFFFFFF])
+                out.append(radar_sweep(self.world, radar, self.radar_model, stamp, self.timing, rng).sweep)
+        return out

@@ -1,0 +1,6 @@
+"""Inference: one `DepthEngine` (pre/post-processing) over interchangeable backends."""
+
+from surround_depth_ros.inference.backend import BackendUnavailable
+from surround_depth_ros.inference.engine import BACKENDS, DepthEngine, DepthResult
+
+__all__ = ["BACKENDS", "BackendUnavailable", "DepthEngine", "DepthResult"]

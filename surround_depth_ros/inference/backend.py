@@ -1,0 +1,41 @@
+"""What every inference backend offers, and the error for one that cannot run here."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class BackendUnavailable(RuntimeError):
+    """The asked-for backend (or its device / precision) is not installed or not usable here.
+
+    The message names what to install or which option to change.
+    """
+
+
+class Backend(Protocol):
+    """Runs `ExportableStudent`'s inputs (in `input_names` order) to its outputs, as float32."""
+
+    name: str
+    device: torch.device
+
+    def run(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]: ...
+
+
+def check_precision(precision: str) -> torch.dtype:
+    """The torch dtype of a precision name, with a clear error for unknown names."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {sorted(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def require_cuda(what: str) -> None:
+    """Raise BackendUnavailable when this torch has no usable CUDA device."""
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(
+            f"{what} needs an NVIDIA GPU with a CUDA build of PyTorch, but torch.cuda.is_available() is False "
+            f"(torch {torch.__version__}); install a CUDA wheel of torch or use device='cpu'"
+        )

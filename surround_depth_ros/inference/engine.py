@@ -1,0 +1,249 @@
+"""`DepthEngine`: camera images in, metric depth per camera out, whatever runs the network.
+
+Pre-processing (batch all views, resize to the network size, normalise, radar maps) and
+post-processing (focal-length rescaling, resize back to each camera's size, clamping to the
+model's range, NaN where invalid) live here, so the node, the tools and the benchmarks share
+them and every backend sees the same tensors. Resizing is one batched `interpolate` per
+distinct camera size (uint8 with antialiasing on the CPU, which has a vectorised kernel).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from surround_depth_ros.checkpoint import load_checkpoint, weights_checksum
+from surround_depth_ros.inference.backend import Backend
+from surround_depth_ros.network.attention import ring_adjacency
+from surround_depth_ros.network.radar_branch import RADAR_CHANNELS
+from surround_depth_ros.network.student import MEAN, STD, ExportableStudent, SurroundDepthStudent
+
+LOG = logging.getLogger(__name__)
+BACKENDS = ("auto", "torch", "tensorrt", "onnxruntime")
+# On the CPU, auto picks ONNX Runtime when installed: it ran the default preset about 2x faster than
+# eager torch (benchmarks/bench_network.py; numbers in docs/student_network.md).
+CPU_BACKENDS = ("onnxruntime", "torch")
+
+
+def default_cache_dir() -> Path:
+    """Where exported ONNX files and TensorRT engines are kept ($SURROUND_DEPTH_CACHE overrides)."""
+    return Path(os.environ.get("SURROUND_DEPTH_CACHE", "~/.cache/surround_depth_ros")).expanduser()
+
+
+class DepthResult(NamedTuple):
+    """One camera's result at its own image size: depth (metres, NaN = no estimate), confidence [0, 1]."""
+
+    depth: np.ndarray
+    confidence: np.ndarray
+
+
+def auto_backend(device: torch.device) -> str:
+    """tensorrt > onnxruntime (CUDA) > torch on a GPU; the faster measured one on the CPU."""
+    if device.type != "cuda":
+        return next(b for b in CPU_BACKENDS if b == "torch" or importlib.util.find_spec(b) is not None)
+    if importlib.util.find_spec("torch_tensorrt") is not None:
+        return "tensorrt"
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            return "onnxruntime"
+    return "torch"
+
+
+def _size_groups(sizes: list[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, size in enumerate(sizes):
+        groups.setdefault(size, []).append(index)
+    return groups
+
+
+class DepthEngine:
+    """Runs a student checkpoint (or model) on one frame set of camera images at a time.
+
+    `adjacency` (E, 2) defaults to the checkpoint's, else a ring over the cameras in order;
+    `n_views` to the checkpoint rig's camera count, else 6. Pixels whose confidence is below
+    `min_confidence` become NaN. Temporal models keep the previous frame's features (`reset()`
+    forgets them).
+    """
+
+    def __init__(
+        self,
+        source: str | Path | SurroundDepthStudent,
+        backend: str = "auto",
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        adjacency: torch.Tensor | np.ndarray | list | None = None,
+        n_views: int | None = None,
+        cache_dir: str | Path | None = None,
+        min_confidence: float = 0.0,
+        onnx_provider: str | None = None,
+        channels_last: bool | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
+        if isinstance(source, (str, Path)):
+            model, self.info = load_checkpoint(source)
+        else:
+            model, self.info = source.eval(), None
+        self.config = model.config
+        rig = self.info.rig if self.info else None
+        self.n_views = n_views or (len(rig["cameras"]) if rig else 6)
+        if adjacency is None and self.info is not None and self.info.adjacency is not None:
+            adjacency = self.info.adjacency
+        if adjacency is None:
+            LOG.warning(
+                "no camera adjacency given: assuming the %d cameras are listed in order around the vehicle",
+                self.n_views,
+            )
+            adjacency = ring_adjacency(self.n_views)
+        self.input_size = self.info.input_size if self.info else self.config.input_size
+        self.module = ExportableStudent(model, torch.as_tensor(adjacency), self.n_views, self.input_size)
+        self.checksum = self.info.checksum if self.info else weights_checksum(model.state_dict())
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.backend_name = auto_backend(self.device) if backend == "auto" else backend
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.backend = self._build_backend(precision, onnx_provider, channels_last)
+        self.min_confidence = min_confidence
+        self._scale = (1.0 / (255.0 * torch.tensor(STD))).view(1, 3, 1, 1).to(self.device)
+        self._shift = (-torch.tensor(MEAN) / torch.tensor(STD)).view(1, 3, 1, 1).to(self.device)
+        self._previous: torch.Tensor | None = None
+        LOG.info(
+            "depth engine: preset %s, backend %s on %s, %s", self.config.name, self.backend_name, self.device, precision
+        )
+
+    def _build_backend(self, precision: str, onnx_provider: str | None, channels_last: bool | None) -> Backend:
+        if self.backend_name == "torch":
+            from surround_depth_ros.inference.torch_backend import TorchBackend
+
+            return TorchBackend(self.module, self.device, precision, channels_last)
+        if self.backend_name == "onnxruntime":
+            from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, export_onnx, pick_provider
+
+            pick_provider(self.device, onnx_provider)  # fail before a long export when the provider is absent
+            h, w = self.input_size
+            path = self.cache_dir / f"student_{self.checksum[:16]}_{self.n_views}x{h}x{w}.onnx"
+            if not path.is_file():
+                LOG.info("exporting the model to %s", path)
+                export_onnx(self.module, path, self.module.example_inputs())
+            return OnnxRuntimeBackend(path, self.device, precision, onnx_provider, self.cache_dir)
+        from surround_depth_ros.inference.tensorrt_backend import TensorRTBackend
+
+        inputs = self.module.example_inputs()
+        return TensorRTBackend(self.module, inputs, self.checksum, self.cache_dir, self.device, precision)
+
+    def reset(self) -> None:
+        """Forget the previous frame (temporal models): call on a jump in time or a new sequence."""
+        self._previous = None
+
+    def preprocess(
+        self, images: list[np.ndarray], radar: np.ndarray | torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """The network inputs for `images` (N HxWx3 uint8 RGB) and optional radar maps (N, 4, H, W)."""
+        if len(images) != self.n_views:
+            raise ValueError(f"expected {self.n_views} camera images, got {len(images)}")
+        for index, image in enumerate(images):
+            if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+                raise ValueError(f"camera {index}: expected an HxWx3 uint8 RGB image, got {what}")
+        h, w = self.input_size
+        batch = torch.empty((self.n_views, 3, h, w), dtype=torch.float32, device=self.device)
+        for size, indices in _size_groups([im.shape[:2] for im in images]).items():
+            x = torch.from_numpy(np.stack([images[i] for i in indices])).to(self.device).permute(0, 3, 1, 2)
+            if self.device.type != "cpu":
+                x = x.float()  # CUDA interpolation has no uint8 kernel; the CPU's uint8 one is the fastest there
+            if size != (h, w):
+                x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+            batch[indices] = x.float() * self._scale + self._shift
+        inputs = [batch[None]]
+        if self.config.radar:
+            inputs.append(self._radar_input(radar))
+        elif radar is not None:
+            raise ValueError(f"preset {self.config.name!r} has no radar branch; pass radar=None")
+        return tuple(inputs)
+
+    def _radar_input(self, radar: np.ndarray | torch.Tensor | None) -> torch.Tensor:
+        expected = (self.n_views, len(RADAR_CHANNELS), *self.input_size)
+        if radar is None:
+            return torch.zeros((1, *expected), device=self.device)
+        maps = torch.as_tensor(radar, dtype=torch.float32)
+        if tuple(maps.shape) != expected:
+            raise ValueError(
+                f"radar maps must be {expected} (views, channels {RADAR_CHANNELS}, the network's input size); got "
+                f"{tuple(maps.shape)}: render them at engine.input_size"
+            )
+        return maps.to(self.device)[None]
+
+    def run_network(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Depth and confidence (N, 1, H, W) at network resolution; keeps temporal state."""
+        if self.config.temporal:
+            if self._previous is None:  # first frame: the previous frame is this one (as in the model's forward)
+                zeros = torch.zeros((1, self.n_views, *self.module.temporal_feature_shape()), device=self.device)
+                self._previous = self.backend.run((*inputs, zeros))[2]
+            outputs = self.backend.run((*inputs, self._previous))
+            self._previous = outputs[2]
+        else:
+            outputs = self.backend.run(inputs)
+        return outputs[0][0].to(self.device), outputs[1][0].to(self.device)
+
+    def focal_scale(self, intrinsics: np.ndarray, sizes: list[tuple[int, int]]) -> torch.Tensor:
+        """Per-view depth factor for cameras whose focal length (in network pixels) differs from training.
+
+        The same object looks alike to the network at depth d with focal f and at d * f' / f with f'.
+        """
+        rig = self.info.rig if self.info else None
+        if rig is None:
+            raise ValueError("intrinsics were given but the model records no training rig to compare them with")
+        K = np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)
+        if len(K) != self.n_views:
+            raise ValueError(f"expected {self.n_views} intrinsics matrices (N, 3, 3), got {len(K)}")
+        now = K[:, 0, 0] / np.array([w for _, w in sizes], dtype=np.float64)
+        trained = np.array([c["K"][0][0] / c["width"] for c in rig["cameras"]], dtype=np.float64)
+        return torch.as_tensor(now / trained, dtype=torch.float32, device=self.device)
+
+    def postprocess(
+        self, depth: torch.Tensor, confidence: torch.Tensor, sizes: list[tuple[int, int]]
+    ) -> list[DepthResult]:
+        """Clamp to the model's range and mark invalid pixels at network resolution, then resize back.
+
+        Masking before the resize touches 7x fewer pixels for 1600x900 cameras; bilinear
+        interpolation keeps clamped values in range and spreads NaN by at most one pixel.
+        """
+        invalid = ~torch.isfinite(depth) | ~torch.isfinite(confidence) | (confidence < self.min_confidence)
+        depth = depth.clamp(self.config.min_depth, self.config.max_depth).masked_fill(invalid, float("nan"))
+        both = torch.cat([depth, confidence.clamp(0.0, 1.0).masked_fill(invalid, 0.0)], dim=1)
+        results: list[DepthResult | None] = [None] * len(sizes)
+        for size, indices in _size_groups(sizes).items():
+            x = both[indices]
+            if size != tuple(x.shape[-2:]):
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            x = x.cpu().numpy()
+            for j, i in enumerate(indices):
+                results[i] = DepthResult(x[j, 0], x[j, 1])
+        return results
+
+    def infer(
+        self,
+        images: list[np.ndarray],
+        intrinsics: np.ndarray | None = None,
+        radar: np.ndarray | torch.Tensor | None = None,
+    ) -> list[DepthResult]:
+        """Depth and confidence per camera, at each camera's image size.
+
+        `intrinsics` (N, 3, 3), when given, rescales depth for focal lengths that differ from the
+        training rig's. `radar` holds per-camera maps (N, 4, H, W) at `input_size`, channels
+        (depth m, rcs, vx, vy), 0 = no return (surround_depth_ros.radar.radar_to_maps).
+        """
+        inputs = self.preprocess(images, radar)
+        sizes = [tuple(im.shape[:2]) for im in images]
+        depth, confidence = self.run_network(inputs)
+        if intrinsics is not None:
+            depth = depth * self.focal_scale(intrinsics, sizes)[:, None, None, None]
+        return self.postprocess(depth, confidence, sizes)

@@ -1,0 +1,23 @@
+"""The student network: encoders, attention, decoders, bin head, radar branch, assembled presets."""
+
+from surround_depth_ros.network.student import (
+    MEAN,
+    PRESETS,
+    STD,
+    ExportableStudent,
+    StudentConfig,
+    StudentOutput,
+    SurroundDepthStudent,
+    preset,
+)
+
+__all__ = [
+    "MEAN",
+    "PRESETS",
+    "STD",
+    "ExportableStudent",
+    "StudentConfig",
+    "StudentOutput",
+    "SurroundDepthStudent",
+    "preset",
+]

@@ -1,0 +1,160 @@
+"""Checkpoints (round trip, every kind of bad file) and export (torch.export, ONNX, the CLI tools)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from surround_depth_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, export_onnx
+from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
+from surround_depth_ros.network import PRESETS, ExportableStudent, SurroundDepthStudent
+from surround_depth_ros.network.attention import ring_adjacency
+from surround_depth_ros.rig import Camera, CameraRig
+from surround_depth_ros.tools import export as export_tool
+from surround_depth_ros.tools import model_info
+
+N = 6
+RING = ring_adjacency(N)
+
+
+@pytest.fixture(scope="module")
+def model() -> SurroundDepthStudent:
+    torch.manual_seed(0)
+    return SurroundDepthStudent(PRESETS["tiny"]).eval()
+
+
+@pytest.fixture
+def rig() -> CameraRig:
+    K = np.array([[1266.4, 0, 816.3], [0, 1266.4, 491.5], [0, 0, 1]])
+    T = np.eye(4)
+    T[:3, 3] = [1.7, 0.0, 1.5]
+    return CameraRig(tuple(Camera(f"CAM_{i}", 1600, 900, K, T) for i in range(N)))
+
+
+@pytest.fixture
+def saved(model, rig, tmp_path):
+    path = tmp_path / "student.pt"
+    checksum = save_checkpoint(path, model, rig=rig, adjacency=RING, extra={"epoch": 3})
+    return path, checksum
+
+
+def test_save_load_round_trip_gives_identical_outputs(model, saved, rig):
+    path, checksum = saved
+    loaded, info = load_checkpoint(path, expected="tiny")
+    assert info.config == model.config and info.input_size == (64, 112) and info.checksum == checksum
+    assert info.bins == {"n_bins": 16, "min_depth": 0.5, "max_depth": 80.0, "log": True, "temperature": 1.0}
+    assert [c["name"] for c in info.rig["cameras"]] == rig.camera_names
+    np.testing.assert_array_equal(np.array(info.rig["cameras"][2]["K"]), rig.cameras[2].K)
+    assert info.adjacency == RING.tolist() and info.extra == {"epoch": 3}
+    x = torch.randn(1, N, 3, 64, 112)
+    with torch.no_grad():
+        assert torch.equal(model(x, RING).depth, loaded(x, RING).depth)
+
+
+def _resave(path, mutate):
+    payload = torch.load(path, weights_only=True)
+    mutate(payload)
+    torch.save(payload, path)
+
+
+def test_truncated_file_is_a_clear_error(saved):
+    path, _ = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated.*copy it again"):
+        load_checkpoint(path)
+
+
+def test_modified_weights_fail_the_checksum(saved):
+    path, _ = saved
+    _resave(path, lambda p: p["state_dict"]["bin_head.logits.1.bias"].add_(1e-3))
+    with pytest.raises(CheckpointError, match="checksum .* does not match"):
+        load_checkpoint(path)
+
+
+def test_wrong_version_missing_file_and_foreign_file(saved, tmp_path):
+    path, _ = saved
+    _resave(path, lambda p: p.update(version=99))
+    with pytest.raises(CheckpointError, match="format version 99, this surround_depth_ros reads version 1"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, foreign)
+    with pytest.raises(CheckpointError, match="not a surround_depth_ros student checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_config_that_does_not_fit_the_weights(saved):
+    path, _ = saved
+    _resave(path, lambda p: p["config"].update(n_bins=32))
+    with pytest.raises(CheckpointError, match="weights do not fit preset 'tiny'"):
+        load_checkpoint(path)
+    _resave(path, lambda p: p["config"].update(n_bins=16, attention="flash"))
+    with pytest.raises(CheckpointError, match="unusable config.*unknown student config keys"):
+        load_checkpoint(path)
+
+
+def test_expected_preset_mismatch(saved):
+    path, _ = saved
+    with pytest.raises(CheckpointError, match="holds preset 'tiny' but 'default' was asked for"):
+        load_checkpoint(path, expected="default")
+
+
+def test_onnx_runtime_matches_pytorch_within_tolerance(tmp_path):
+    # radar FiLM, temporal attention and the DASPP decoder all in one graph (plain tiny: test_export_cli_...)
+    config = dataclasses.replace(PRESETS["tiny"], name="tiny-temporal-daspp", temporal=True, decoder="daspp")
+    torch.manual_seed(0)
+    module = ExportableStudent(SurroundDepthStudent(config).eval(), RING, N)
+    inputs = list(module.example_inputs())
+    inputs[1][:, :, 0, 20, 30] = 15.0  # a few radar returns
+    inputs[2] = torch.randn_like(inputs[2])  # previous frame's features
+    inputs = tuple(inputs)
+    path = export_onnx(module, tmp_path / "m.onnx", inputs)
+    with torch.no_grad():
+        reference = module(*inputs)
+    outputs = OnnxRuntimeBackend(path).run(inputs)
+    assert len(outputs) == len(module.output_names)
+    errors = output_errors(reference, outputs)
+    assert within_tolerance(errors, "fp32"), (errors, TOLERANCES["fp32"])
+    torch.testing.assert_close(outputs[2], reference[2], rtol=1e-4, atol=1e-4)
+
+
+def test_tolerance_check_fails_on_a_real_difference():
+    depth = torch.full((1, N, 1, 4, 4), 10.0)
+    conf = torch.full_like(depth, 0.9)
+    assert within_tolerance(output_errors((depth, conf), (depth * 1.00001, conf)), "fp32")
+    assert not within_tolerance(output_errors((depth, conf), (depth * 1.001, conf)), "fp32")
+    assert not within_tolerance(output_errors((depth, conf), (depth * float("nan"), conf)), "fp16")
+
+
+def _tool_args(tool, argv):
+    parser = argparse.ArgumentParser()
+    tool.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_export_cli_writes_and_verifies_onnx_and_exported_program(saved, tmp_path, capsys):
+    """Covers the torch.export -> save -> load round trip and ONNX Runtime against PyTorch."""
+    path, _ = saved
+    out = tmp_path / "export"
+    assert export_tool.run(_tool_args(export_tool, ["--checkpoint", str(path), "--output-dir", str(out)])) == 0
+    printed = capsys.readouterr().out
+    assert (out / "student.onnx").is_file() and (out / "student.pt2").is_file()
+    assert printed.count(": OK") == 2 and "tolerance 1e-04" in printed
+    if not torch.cuda.is_available():
+        code = export_tool.run(_tool_args(export_tool, ["--checkpoint", str(path), "--build-engine"]))
+        assert code == 2 and "cannot build a TensorRT engine" in capsys.readouterr().out
+
+
+def test_models_cli_prints_params_and_flops(capsys):
+    assert model_info.run(_tool_args(model_info, ["--presets", "tiny", "default"])) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:3]}
+    tiny_params = sum(p.numel() for p in SurroundDepthStudent(PRESETS["tiny"]).parameters())
+    assert rows["tiny"][7] == f"{tiny_params / 1e6:.2f}M"
+    assert 10 < float(rows["default"][8]) < 100  # GFLOPs of 6 x 352x640

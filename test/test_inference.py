@@ -1,0 +1,194 @@
+"""DepthEngine: pre/post-processing, backends agreeing, NaN for invalid pixels, clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from surround_depth_ros.checkpoint import save_checkpoint
+from surround_depth_ros.inference import BackendUnavailable, DepthEngine
+from surround_depth_ros.inference.engine import auto_backend
+from surround_depth_ros.network import MEAN, PRESETS, STD, SurroundDepthStudent
+from surround_depth_ros.network.attention import ring_adjacency
+from surround_depth_ros.rig import Camera, CameraRig
+
+N = 6
+H, W = PRESETS["tiny"].input_size
+ONNX_DEPTH_TOLERANCE_M = 1e-3  # fp32 ONNX Runtime vs PyTorch, metres (observed ~1e-5)
+
+
+@pytest.fixture(scope="module")
+def model() -> SurroundDepthStudent:
+    torch.manual_seed(0)
+    return SurroundDepthStudent(PRESETS["tiny"]).eval()
+
+
+def camera_images(sizes: list[tuple[int, int]], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+
+
+def test_auto_picks_onnxruntime_on_the_cpu_when_installed(monkeypatch):
+    assert auto_backend(torch.device("cpu")) == "onnxruntime"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert auto_backend(torch.device("cpu")) == "torch"
+
+
+def test_results_come_back_at_each_cameras_size(model):
+    engine = DepthEngine(model, backend="torch", device="cpu", adjacency=ring_adjacency(N))
+    sizes = [(90, 160)] * 3 + [(121, 203), (64, 112), (40, 50)]
+    results = engine.infer(camera_images(sizes))
+    assert [r.depth.shape for r in results] == sizes
+    for r in results:
+        assert r.depth.dtype == np.float32 and r.confidence.dtype == np.float32
+        assert np.isfinite(r.depth).all()
+        assert r.depth.min() >= model.config.min_depth and r.depth.max() <= model.config.max_depth
+        assert 0 <= r.confidence.min() and r.confidence.max() <= 1
+
+
+def test_engine_equals_the_model_on_network_sized_images(model):
+    frames = camera_images([(H, W)] * N)
+    radar = np.zeros((N, 4, H, W), dtype=np.float32)
+    radar[:, 0, 30, 50], radar[:, 1, 30, 50] = 12.0, 5.0
+    engine = DepthEngine(model, backend="torch", device="cpu", adjacency=ring_adjacency(N))
+    results = engine.infer(frames, radar=radar)
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        out = model(x[None], ring_adjacency(N), radar=torch.from_numpy(radar)[None])
+    for i, r in enumerate(results):
+        np.testing.assert_allclose(r.depth, out.depth[0, i, 0].numpy(), rtol=1e-5)
+        np.testing.assert_allclose(r.confidence, out.confidence[0, i, 0].numpy(), atol=1e-6)
+
+
+def test_onnxruntime_matches_torch(model, tmp_path):
+    frames = camera_images([(90, 160)] * N, seed=1)
+    torch_results = DepthEngine(model, backend="torch", device="cpu").infer(frames)
+    onnx_engine = DepthEngine(model, backend="onnxruntime", device="cpu", cache_dir=tmp_path)
+    assert onnx_engine.backend.provider == "cpu" and list(tmp_path.glob("*.onnx"))
+    for a, b in zip(torch_results, onnx_engine.infer(frames), strict=True):
+        assert np.abs(a.depth - b.depth).max() < ONNX_DEPTH_TOLERANCE_M
+        assert np.abs(a.confidence - b.confidence).max() < 1e-4
+
+
+def test_temporal_engine_carries_features_between_frames(tmp_path):
+    torch.manual_seed(0)
+    temporal = SurroundDepthStudent(dataclasses.replace(PRESETS["tiny"], name="tiny-t", temporal=True, radar=False))
+    temporal.eval()
+    frames = [camera_images([(H, W)] * N, seed=s) for s in (0, 1)]
+    engines = [DepthEngine(temporal, backend=b, device="cpu", cache_dir=tmp_path) for b in ("torch", "onnxruntime")]
+    for engine in engines:
+        results = [engine.infer(f) for f in frames]
+        with torch.no_grad():
+            batches = [engine.preprocess(f)[0] for f in frames]
+            first = temporal(batches[0], ring_adjacency(N))
+            second = temporal(batches[1], ring_adjacency(N), prev_features=first.temporal_features)
+        for got, want in zip(results, (first, second), strict=True):
+            np.testing.assert_allclose(got[2].depth, want.depth[0, 2, 0].numpy(), rtol=1e-4)
+        engine.reset()
+        restarted = engine.infer(frames[1])[0].depth
+        with torch.no_grad():
+            fresh = temporal(batches[1], ring_adjacency(N)).depth[0, 0, 0].numpy()
+        np.testing.assert_allclose(restarted, fresh, rtol=1e-4)
+
+
+def test_nan_where_confidence_is_low_or_output_not_finite(model):
+    frames = camera_images([(H, W)] * N)  # network size: pixels map one to one
+    reference = DepthEngine(model, backend="torch", device="cpu").infer(frames)
+    threshold = float(np.median(np.concatenate([r.confidence.ravel() for r in reference])))
+    gated = DepthEngine(model, backend="torch", device="cpu", min_confidence=threshold).infer(frames)
+    for r, g in zip(reference, gated, strict=True):
+        low = r.confidence < threshold
+        assert np.isnan(g.depth[low]).all() and np.isfinite(g.depth[~low]).all()
+        np.testing.assert_array_equal(g.depth[~low], r.depth[~low])
+        assert (g.confidence[low] == 0).all()
+    broken = SurroundDepthStudent(model.config).eval()
+    broken.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        broken.bin_head.logits[-1].bias[0] = float("nan")
+    for r in DepthEngine(broken, backend="torch", device="cpu").infer(frames):
+        assert np.isnan(r.depth).all() and (r.confidence == 0).all()  # NaN, not clamped into range
+
+
+def test_intrinsics_rescale_depth_by_the_focal_length_ratio(model, tmp_path):
+    K = np.array([[100.0, 0, 80], [0, 100.0, 45], [0, 0, 1]])
+    cams = [Camera(f"CAM_{i}", 160, 90, K, np.eye(4)) for i in range(N)]
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, model, rig=CameraRig(cams), adjacency=ring_adjacency(N))
+    engine = DepthEngine(path, backend="torch", device="cpu")
+    frames = camera_images([(90, 160)] * N)
+    base = engine.infer(frames)
+    wider = np.stack([K] * N)
+    wider[:, 0, 0] *= 1.25  # same pixels seen through a longer lens: everything is 1.25x farther
+    scaled = engine.infer(frames, intrinsics=wider)
+    for b, s in zip(base, scaled, strict=True):
+        np.testing.assert_allclose(s.depth, np.clip(1.25 * b.depth, 0.5, 80.0), rtol=1e-5)
+    with pytest.raises(ValueError, match="no training rig"):
+        DepthEngine(model, backend="torch", device="cpu").infer(frames, intrinsics=wider)
+
+
+def test_bad_inputs_name_the_camera_and_the_expectation(model):
+    engine = DepthEngine(model, backend="torch", device="cpu")
+    with pytest.raises(ValueError, match="expected 6 camera images, got 5"):
+        engine.infer(camera_images([(90, 160)] * 5))
+    frames = camera_images([(90, 160)] * N)
+    frames[4] = frames[4].astype(np.float32)
+    with pytest.raises(ValueError, match="camera 4: expected an HxWx3 uint8 RGB image"):
+        engine.infer(frames)
+    with pytest.raises(ValueError, match=r"radar maps must be \(6, 4, 64, 112\)"):
+        engine.infer(camera_images([(90, 160)] * N), radar=np.zeros((N, 4, 90, 160), np.float32))
+    with pytest.raises(ValueError, match="unknown backend"):
+        DepthEngine(model, backend="tflite")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch_tensorrt") is not None, reason="torch_tensorrt is installed")
+def test_absent_tensorrt_names_the_package(model):
+    with pytest.raises(BackendUnavailable, match="pip install torch-tensorrt"):
+        DepthEngine(model, backend="tensorrt", device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_absent_cuda_is_a_clear_error(model):
+    with pytest.raises(BackendUnavailable, match="CUDA build of PyTorch"):
+        DepthEngine(model, backend="torch", device="cuda")
+    with pytest.raises(BackendUnavailable, match="fp16 autocast needs a CUDA device"):
+        DepthEngine(model, backend="torch", device="cpu", precision="fp16")
+
+
+def test_absent_onnxruntime_or_provider_names_the_package(model, tmp_path, monkeypatch):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
+            DepthEngine(model, backend="onnxruntime", device="cpu", onnx_provider="cuda", cache_dir=tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what Python does when the package is missing
+    with pytest.raises(BackendUnavailable, match="pip install onnxruntime"):
+        DepthEngine(model, backend="onnxruntime", device="cpu", cache_dir=tmp_path)
+
+
+def test_bf16_autocast_on_cpu_stays_close(model):
+    frames = camera_images([(H, W)] * N)
+    fp32 = DepthEngine(model, backend="torch", device="cpu").infer(frames)
+    bf16 = DepthEngine(model, backend="torch", device="cpu", precision="bf16").infer(frames)
+    for a, b in zip(fp32, bf16, strict=True):
+        assert np.abs(b.depth - a.depth).max() / a.depth.min() < 5e-2
+
+
+def test_real_nuscenes_cameras_come_back_at_1600x900(model, shared_data_path):
+    root = shared_data_path("nuscenes_sample", "samples")
+    cv2 = pytest.importorskip("cv2")
+    names = ["CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT"]
+    frames = [cv2.cvtColor(cv2.imread(str(next((root / n).glob("*.jpg")))), cv2.COLOR_BGR2RGB) for n in names]
+    engine = DepthEngine(model, backend="torch", device="cpu")
+    results = engine.infer(frames)
+    assert all(r.depth.shape == (900, 1600) and np.isfinite(r.depth).all() for r in results)
+    # The antialiased uint8 resize agrees with a float area resize of the real image to within 2 grey levels.
+    batch = engine.preprocess(frames)[0][0, 0] * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+    area = F.interpolate(torch.from_numpy(frames[0]).permute(2, 0, 1)[None].float(), size=(H, W), mode="area")[0]
+    assert (batch * 255 - area).abs().mean() < 2.0
