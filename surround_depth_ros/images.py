@@ -76,3 +76,17 @@ def encode_rgb(image: np.ndarray, encoding: str = "rgb8") -> tuple[int, int, int
         raise ImageFormatError(f"cannot encode to {encoding!r}: expected rgb8, bgr8 or mono8", "encoding")
     height, width, channels = pixels.shape
     return height, width, width * channels, np.ascontiguousarray(pixels).tobytes()
+
+
+def decode_compressed_rgb(format: str, data: bytes | memoryview) -> np.ndarray:  # noqa: A002 - the message field
+    """A sensor_msgs/CompressedImage (jpeg or png, as image_transport writes them) as H x W x 3 RGB."""
+    import cv2
+
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    if image is None:
+        raise ImageFormatError(
+            f"cannot decode compressed image (format {format!r}, {buffer.size} bytes): expected jpeg or png data",
+            "encoding",
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

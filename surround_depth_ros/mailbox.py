@@ -38,6 +38,10 @@ class LatestMailbox(Generic[T]):
             item, self._item = self._item, None
             return item
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Wake a waiting worker for good; later takes return what is left, then None."""
         with self._condition:

@@ -32,6 +32,7 @@ class ParamSpec:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] | None = None
+    min_items: int = 0
 
     def problems(self, value: Any) -> list[str]:
         """What is wrong with `value` for this parameter, as sentences a user can act on."""
@@ -43,8 +44,8 @@ class ParamSpec:
         if self.type == "str[]":
             if not all(isinstance(v, str) and v for v in value):
                 return [f"{self.name}: expected a list of non-empty strings, got {value!r}"]
-            if not value:
-                return [f"{self.name}: must not be empty"]
+            if len(value) < self.min_items:
+                return [f"{self.name}: needs at least {self.min_items} entries, got {len(value)}"]
             repeated = sorted({v for v in value if value.count(v) > 1})
             return [f"{self.name}: repeated entries {repeated}"] if repeated else []
         if self.type == "float" and not math.isfinite(value):
@@ -57,11 +58,13 @@ class ParamSpec:
 
 
 NODE_PARAMETERS: tuple[ParamSpec, ...] = (
+    # inputs
     ParamSpec(
         "cameras",
         "str[]",
         ["CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"],
         "Camera names, in the order of the rig; {camera} in the topic patterns is replaced by each name.",
+        min_items=1,
     ),
     ParamSpec(
         "image_topic",
@@ -69,7 +72,99 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
         "{camera}/image_raw",
         "Topic pattern of each camera's sensor_msgs/Image (relative names resolve in the node's namespace).",
     ),
+    ParamSpec(
+        "image_transport",
+        "str",
+        "raw",
+        "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on image_topic/compressed.",
+        choices=("raw", "compressed"),
+    ),
+    ParamSpec("camera_info_topic", "str", "{camera}/camera_info", "Topic pattern of each camera's CameraInfo."),
+    ParamSpec(
+        "radars",
+        "str[]",
+        [],
+        "Radar names ({radar} in radar_topic); empty for camera-only models. Used only by radar presets.",
+    ),
+    ParamSpec("radar_topic", "str", "{radar}/points", "Topic pattern of each radar's sensor_msgs/PointCloud2."),
     ParamSpec("base_frame", "str", "base_link", "Frame of the fused cloud and of the rig extrinsics (REP 103)."),
+    # model
+    ParamSpec(
+        "checkpoint",
+        "str",
+        "",
+        "Student checkpoint (.pt); empty: the default student shipped in the package (models/student_default.pt).",
+    ),
+    ParamSpec(
+        "backend",
+        "str",
+        "auto",
+        "Inference back-end; auto picks TensorRT > ONNX Runtime CUDA > torch CUDA > torch CPU.",
+        choices=("auto", "torch", "tensorrt", "onnxruntime"),
+    ),
+    ParamSpec("device", "str", "", "Torch device (cpu, cuda, cuda:1); empty: CUDA when available, else CPU."),
+    ParamSpec("precision", "str", "fp32", "Network precision (fp16/bf16 on a GPU).", choices=("fp32", "fp16", "bf16")),
+    ParamSpec(
+        "min_confidence",
+        "float",
+        0.0,
+        "Pixels whose confidence is below this get NaN depth (no estimate).",
+        low=0.0,
+        high=1.0,
+    ),
+    # synchronization
+    ParamSpec("sync_anchor", "str", "", "Camera whose arrival triggers a frame set; empty: the first camera."),
+    ParamSpec(
+        "sync_window_s",
+        "float",
+        0.15,
+        "A camera belongs to the anchor's set when its stamp is within this of the anchor's.",
+        low=0.001,
+        high=1.0,
+    ),
+    ParamSpec(
+        "sync_wait_s",
+        "float",
+        0.2,
+        "How long (message time) to wait for late cameras after the anchor before deciding.",
+        low=0.0,
+        high=5.0,
+    ),
+    ParamSpec(
+        "missing_camera_policy",
+        "str",
+        "partial",
+        "partial: run with the cameras that are there (the anchor must be); drop: skip the set.",
+        choices=("partial", "drop"),
+    ),
+    ParamSpec(
+        "radar_window_s", "float", 0.1, "Radar sweeps up to this old at the anchor's stamp are attached.", 0.0, 2.0
+    ),
+    ParamSpec("radar_sweeps", "int", 1, "Sweeps per radar accumulated (ego-motion compensated).", low=1, high=20),
+    ParamSpec("sync_buffer_size", "int", 8, "Messages kept per input while waiting for a set.", low=2, high=256),
+    # outputs
+    ParamSpec(
+        "depth_encoding",
+        "str",
+        "32FC1",
+        "REP 118 depth: 32FC1 metres (NaN = no estimate) or 16UC1 millimetres (0 = no estimate).",
+        choices=("32FC1", "16UC1"),
+    ),
+    ParamSpec("publish_confidence", "bool", True, "Publish {camera}/depth/confidence (32FC1 in [0, 1])."),
+    ParamSpec("publish_cloud", "bool", True, "Publish the fused coloured cloud on depth/points."),
+    ParamSpec(
+        "cloud_overlap",
+        "str",
+        "most_confident",
+        "Where cameras overlap: keep the more confident camera's points, or keep all.",
+        choices=("most_confident", "keep_all"),
+    ),
+    ParamSpec("cloud_stride", "int", 2, "Keep every n-th pixel in both directions for the cloud.", low=1, high=32),
+    ParamSpec(
+        "cloud_max_range_m", "float", 80.0, "Drop cloud points farther than this from base.", low=0.5, high=1000.0
+    ),
+    ParamSpec("cloud_voxel_size_m", "float", 0.0, "Keep one point per voxel of this size; 0: off.", low=0.0, high=10.0),
+    # monitoring
     ParamSpec(
         "diagnostics_period_s",
         "float",

@@ -301,6 +301,11 @@ class FrameSetSynchronizer:
         """Counters by cause (see COUNTERS), plus "kind:name" per input."""
         return dict(self._counts)
 
+    def oldest_pending_ns(self) -> int | None:
+        """Stamp of the oldest anchor still waiting for its cameras; None when none waits."""
+        anchors = self._buffers[self.anchor]
+        return anchors[0][0] if anchors else None
+
     def buffer_lengths(self) -> dict[str, int]:
         """How many messages each input holds now (each is at most `buffer_size`)."""
         return {name: len(buffer) for name, buffer in self._buffers.items()}

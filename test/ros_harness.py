@@ -71,3 +71,49 @@ class RosClient:
         self._thread.join(timeout=5)
         self.node.destroy_node()
         self.context.try_shutdown()
+
+
+class RigPublisher:
+    """Publishes what a vehicle publishes for a rig: /tf_static, camera_info and images, radar clouds."""
+
+    def __init__(self, client: RosClient, rig, prefix: str = "/") -> None:  # noqa: ANN001 - CameraRig
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from tf2_msgs.msg import TFMessage
+
+        self.rig, self.client = rig, client
+        node = client.node
+        latched = QoSProfile(
+            depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
+        )
+        self.tf_static = node.create_publisher(TFMessage, "/tf_static", latched)
+        self.images = {c.name: node.create_publisher(Image, f"{prefix}{c.name}/image_raw", 10) for c in rig.cameras}
+        self.infos = {
+            c.name: node.create_publisher(CameraInfo, f"{prefix}{c.name}/camera_info", 10) for c in rig.cameras
+        }
+        self.radars = {r.name: node.create_publisher(PointCloud2, f"{prefix}{r.name}/points", 10) for r in rig.radars}
+
+    def publish_tf(self, stamp_ns: int = 0) -> None:
+        from surround_depth_ros.bag.writer import static_transforms
+        from surround_depth_ros.ros.messages import MESSAGES
+
+        edges = static_transforms(self.rig)
+        self.tf_static.publish(MESSAGES.tf_message([MESSAGES.transform(T, p, c, stamp_ns) for p, c, T in edges]))
+
+    def publish_camera(self, index: int, image, stamp_ns: int, encoding: str = "rgb8", info_size=None) -> None:  # noqa: ANN001
+        from surround_depth_ros.ros.messages import MESSAGES
+
+        camera = self.rig.cameras[index]
+        info = MESSAGES.camera_info(camera, stamp_ns)
+        if info_size is not None:
+            info.width, info.height = info_size
+        self.infos[camera.name].publish(info)
+        known = encoding in ("rgb8", "bgr8", "mono8")
+        msg = MESSAGES.image(image, stamp_ns, camera.frame_id, encoding if known else "rgb8")
+        msg.encoding = encoding  # an unsupported one is sent as it is, to test the node's answer
+        self.images[camera.name].publish(msg)
+
+    def publish_radar(self, name: str, points, stamp_ns: int) -> None:  # noqa: ANN001 - structured array
+        from surround_depth_ros.ros.messages import MESSAGES
+
+        self.radars[name].publish(MESSAGES.point_cloud(points, stamp_ns, self.rig.radar(name).frame_id))

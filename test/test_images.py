@@ -63,3 +63,16 @@ def test_bad_buffers_are_explained(args, cause, text):
 def test_encode_rejects_non_rgb():
     with pytest.raises(ImageFormatError, match="H x W x 3 uint8"):
         encode_rgb(IMAGE.astype(np.float32))
+
+
+def test_compressed_png_round_trip_and_garbage():
+    import cv2
+
+    from surround_depth_ros.images import decode_compressed_rgb
+
+    ok, png = cv2.imencode(".png", IMAGE[..., ::-1])
+    assert ok
+    np.testing.assert_array_equal(decode_compressed_rgb("png", png.tobytes()), IMAGE)
+    with pytest.raises(ImageFormatError, match="cannot decode compressed image") as info:
+        decode_compressed_rgb("jpeg", b"not an image")
+    assert info.value.cause == "encoding"

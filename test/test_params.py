@@ -27,7 +27,7 @@ def test_defaults_are_valid_and_documented():
         ("diagnostics_period_s", 0.0, "diagnostics_period_s: 0.0 is outside the allowed range [0.05, 60.0]"),
         ("diagnostics_period_s", float("nan"), "diagnostics_period_s: must be finite, got nan"),
         ("expected_rate_hz", True, "expected_rate_hz: expected float, got bool True"),
-        ("cameras", [], "cameras: must not be empty"),
+        ("cameras", [], "cameras: needs at least 1 entries, got 0"),
         ("cameras", ["A", ""], "cameras: expected a list of non-empty strings, got ['A', '']"),
         ("base_frame", 3, "base_frame: expected str, got int 3"),
         ("nonsense", 1, "nonsense: unknown parameter"),

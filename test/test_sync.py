@@ -319,3 +319,12 @@ def test_bad_configuration_and_unknown_inputs_say_what_is_expected():
         sync.add_camera("CAM_SIDE", T0, None)
     with pytest.raises(KeyError, match="unknown radar 'CAM_FRONT'"):
         sync.add_radar("CAM_FRONT", T0, None)
+
+
+def test_oldest_pending_anchor_is_reported_until_decided():
+    sync = FrameSetSynchronizer(["A", "B"], window_s=0.05, wait_s=0.2)
+    assert sync.oldest_pending_ns() is None
+    sync.add_camera("A", 1_000_000_000, "a")
+    assert sync.poll() == [] and sync.oldest_pending_ns() == 1_000_000_000
+    sync.add_camera("B", 1_010_000_000, "b")
+    assert len(sync.poll()) == 1 and sync.oldest_pending_ns() is None

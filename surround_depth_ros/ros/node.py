@@ -1,90 +1,469 @@
 """The surround depth node: the ROS face of the package.
 
-It subscribes to every camera of the rig, checks each image on arrival (a wrong encoding or a
-truncated buffer is rejected, logged and counted, and the other cameras keep being served) and
-reports the health of every input on /diagnostics. Started by `ros2 run surround_depth_ros
-surround_depth_node`, `ros2 launch surround_depth_ros surround_depth.launch.py` or
-`python -m surround_depth_ros.ros.node --ros-args --params-file FILE`.
+Subscription callbacks only check, decode (zero-copy where possible) and hand messages to the
+frame-set synchronizer; a worker thread takes the newest complete set, runs the pipeline and
+publishes. When inference is slower than the cameras the newest set wins and the stale one is
+counted, never queued. Every rejected input (wrong encoding, size that disagrees with its
+CameraInfo, missing transform) is logged with what to fix, counted on /diagnostics, and the
+other cameras keep being served.
+
+Started by `ros2 run surround_depth_ros surround_depth_node`, `ros2 launch surround_depth_ros
+surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args --params-file F`.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
+from collections import Counter, deque
 from functools import partial
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Float64
+from tf2_msgs.msg import TFMessage
 
-from surround_depth_ros.health import InputHealth
-from surround_depth_ros.images import ImageFormatError, decode_rgb
+from surround_depth_ros.health import InputHealth, Level
+from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
+from surround_depth_ros.mailbox import LatestMailbox
 from surround_depth_ros.params import NODE_NAME
+from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
+from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
 from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
+from surround_depth_ros.sync import FrameSetSynchronizer, SyncedSet
+from surround_depth_ros.transforms import TransformBuffer, TransformError
+
+TF_STATIC_QOS = QoSProfile(
+    depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
+)
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (model, back-end); the message says what to fix."""
+
+
+def default_checkpoint() -> Path:
+    """The student shipped with the package: in the source tree, else in the installed share folder."""
+    candidates = [Path(__file__).resolve().parents[2] / "models" / "student_default.pt"]
+    candidates += [Path(sys.prefix) / "share" / "surround_depth_ros" / "models" / "student_default.pt"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("surround_depth_ros")) / "models" / "student_default.pt")
+    except (ImportError, LookupError):
+        pass
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise StartupError(
+        "no checkpoint given and the default student is not installed (looked in "
+        f"{', '.join(map(str, candidates))}); set the parameter checkpoint:=/path/to/student.pt"
+    )
+
+
+def build_pipeline(settings: dict[str, Any]):  # noqa: ANN201 - SurroundDepthPipeline, imported lazily
+    """The engine and pipeline the parameters ask for, or a StartupError naming what is wrong."""
+    from surround_depth_ros.checkpoint import CheckpointError
+    from surround_depth_ros.inference.backend import BackendUnavailable
+    from surround_depth_ros.inference.engine import DepthEngine
+    from surround_depth_ros.pipeline import CloudOptions, SurroundDepthPipeline
+
+    checkpoint = Path(settings["checkpoint"]) if settings["checkpoint"] else default_checkpoint()
+    try:
+        engine = DepthEngine(
+            checkpoint,
+            backend=settings["backend"],
+            device=settings["device"] or None,
+            precision=settings["precision"],
+            n_views=len(settings["cameras"]),
+            min_confidence=settings["min_confidence"],
+        )
+    except (CheckpointError, BackendUnavailable, FileNotFoundError, ValueError, RuntimeError) as error:
+        raise StartupError(f"cannot load the depth model {checkpoint}: {error}") from error
+    trained = engine.info.rig["cameras"] if engine.info and engine.info.rig else None
+    if trained is not None and len(trained) != len(settings["cameras"]):
+        raise StartupError(
+            f"{checkpoint} was trained for {len(trained)} cameras {[c['name'] for c in trained]}, "
+            f"the node has {len(settings['cameras'])}: set the parameter cameras to match, in the same order"
+        )
+    cloud = None
+    if settings["publish_cloud"]:
+        cloud = CloudOptions(
+            overlap=settings["cloud_overlap"],
+            stride=settings["cloud_stride"],
+            max_range_m=settings["cloud_max_range_m"],
+            voxel_size_m=settings["cloud_voxel_size_m"],
+        )
+    return SurroundDepthPipeline(engine, cloud)
 
 
 class SurroundDepthNode(Node):
-    """Subscribes to the rig's cameras and publishes their health as diagnostics."""
+    """Six cameras (+ radar) in; depth, confidence, camera_info per camera and a fused cloud out."""
 
     def __init__(self, **kwargs) -> None:  # noqa: ANN003 - rclpy Node options
         super().__init__(NODE_NAME, **kwargs)
-        self.settings = declare_and_read(self)
-        self.health = {camera: InputHealth(camera) for camera in self.settings["cameras"]}
-        self._subscriptions = [
-            self.create_subscription(
-                Image,
-                self.settings["image_topic"].format(camera=camera),
+        # First, so that destroy_node works whatever later step of the construction fails.
+        self._mailbox: LatestMailbox[SyncedSet] = LatestMailbox()
+        self._worker: threading.Thread | None = None
+        s = self.settings = declare_and_read(self)
+        self.cameras: list[str] = list(s["cameras"])
+        self.pipeline = build_pipeline(s)
+        self.radars: list[str] = list(s["radars"]) if self.pipeline.uses_radar else []
+        if s["radars"] and not self.pipeline.uses_radar:
+            self.get_logger().warning(
+                f"radars {s['radars']} are configured but preset {self.pipeline.engine.config.name!r} has no radar "
+                "branch: radar topics are not subscribed"
+            )
+        self.health = {name: InputHealth(name) for name in self.cameras + self.radars}
+        self.drops: Counter = Counter()
+        self._last_logged: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self.sync = FrameSetSynchronizer(
+            self.cameras,
+            self.radars,
+            anchor=s["sync_anchor"] or None,
+            window_s=s["sync_window_s"],
+            wait_s=s["sync_wait_s"],
+            radar_window_s=s["radar_window_s"],
+            radar_sweeps=s["radar_sweeps"],
+            missing_camera_policy=s["missing_camera_policy"],
+            buffer_size=s["sync_buffer_size"],
+        )
+        self._resets_seen = 0
+        self.tf = TransformBuffer()
+        self.camera_info: dict[str, CameraInfo] = {}
+        self._waiting: dict[str, str] = {}  # what the worker is waiting for, shown in diagnostics
+        self._latency_ms: deque = deque(maxlen=100)
+        self._processing_ms: deque = deque(maxlen=100)
+        self._published = 0
+
+        self._create_subscriptions()
+        self._create_publishers()
+        self._newest_arrival: tuple[int, float | None] = (-1, None)  # (message stamp, monotonic arrival)
+        self.create_timer(s["diagnostics_period_s"], self._publish_diagnostics)
+        self.create_timer(0.05, self._poll_stalled)
+        self._worker = threading.Thread(target=self._work, name="surround_depth_inference", daemon=True)
+        self._worker.start()
+        engine = self.pipeline.engine
+        self.get_logger().info(
+            f"preset {engine.config.name} on {engine.backend_name}/{engine.device}, input "
+            f"{engine.input_size[1]}x{engine.input_size[0]}; listening to {len(self.cameras)} cameras: "
+            + ", ".join(self._image_subscriptions[c].topic_name for c in self.cameras)
+            + (f"; radars: {', '.join(self.radars)}" if self.radars else "")
+        )
+
+    # ----- wiring -----
+    def _create_subscriptions(self) -> None:
+        s = self.settings
+        compressed = s["image_transport"] == "compressed"
+        self._image_subscriptions = {
+            camera: self.create_subscription(
+                CompressedImage if compressed else Image,
+                s["image_topic"].format(camera=camera) + ("/compressed" if compressed else ""),
                 partial(self._on_image, camera),
                 qos_profile_sensor_data,
             )
-            for camera in self.settings["cameras"]
-        ]
+            for camera in self.cameras
+        }
+        for camera in self.cameras:
+            topic = s["camera_info_topic"].format(camera=camera)
+            self.create_subscription(CameraInfo, topic, partial(self._on_camera_info, camera), qos_profile_sensor_data)
+        for radar in self.radars:
+            topic = s["radar_topic"].format(radar=radar)
+            self.create_subscription(PointCloud2, topic, partial(self._on_radar, radar), qos_profile_sensor_data)
+        self.create_subscription(TFMessage, "/tf_static", partial(self._on_tf, static=True), TF_STATIC_QOS)
+        self.create_subscription(TFMessage, "/tf", partial(self._on_tf, static=False), 100)
+
+    def _create_publishers(self) -> None:
+        self._depth_pub = {c: self.create_publisher(Image, f"{c}/depth/image", 5) for c in self.cameras}
+        self._info_pub = {c: self.create_publisher(CameraInfo, f"{c}/depth/camera_info", 5) for c in self.cameras}
+        self._confidence_pub = {}
+        if self.settings["publish_confidence"]:
+            self._confidence_pub = {c: self.create_publisher(Image, f"{c}/depth/confidence", 5) for c in self.cameras}
+        self._cloud_pub = self.create_publisher(PointCloud2, "depth/points", 5)
+        self._processing_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
+        self._latency_pub = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.settings["diagnostics_period_s"], self._publish_diagnostics)
-        topics = ", ".join(s.topic_name for s in self._subscriptions)
-        self.get_logger().info(f"listening to {len(self._subscriptions)} cameras: {topics}")
 
-    def _on_image(self, camera: str, msg: Image) -> None:
+    # ----- callbacks: check, decode, hand over; never block on the network -----
+    def _reject(self, name: str, cause: str, message: str) -> None:
+        """Count a rejected input and log it, at most every 5 s per input and cause."""
         now = time.monotonic()
-        try:
-            decode_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-        except ImageFormatError as error:
-            message = f"{camera}: {error}"
-            self.health[camera].reject(error.cause, message, now)
-            self.get_logger().error(message, throttle_duration_sec=5.0)
-            return
-        self.health[camera].accept(now)
+        self.health[name].reject(cause, message, now)
+        if now - self._last_logged.get((name, cause), -np.inf) >= 5.0:
+            self._last_logged[(name, cause)] = now
+            self.get_logger().error(message)
 
+    def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
+        try:
+            rgb = decode_compressed_rgb(msg.format, msg.data) if isinstance(msg, CompressedImage) else image_rgb(msg)
+        except ImageFormatError as error:
+            self._reject(camera, error.cause, f"{camera}: {error}")
+            return
+        mismatch = self._info_mismatch(camera, rgb)
+        if mismatch:
+            self._reject(camera, "camera_info mismatch", mismatch)
+            return
+        self.health[camera].accept(time.monotonic())
+        with self._lock:
+            stamp = stamp_ns(msg.header.stamp)
+            self.sync.add_camera(camera, stamp, (msg.header, rgb))
+            self._newest_arrival = max(self._newest_arrival, (stamp, time.monotonic()))
+            self._hand_over(self.sync.poll())
+
+    def _info_mismatch(self, camera: str, rgb: np.ndarray) -> str:
+        """Why this image and its camera's CameraInfo disagree, or "" when they agree (or no info yet)."""
+        info = self.camera_info.get(camera)
+        if info is None or (info.width, info.height) == (rgb.shape[1], rgb.shape[0]):
+            return ""
+        return (
+            f"{camera}: image is {rgb.shape[1]}x{rgb.shape[0]} but its camera_info says {info.width}x{info.height}: "
+            "publish the CameraInfo of this image stream (check remappings and the driver's resolution)"
+        )
+
+    def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
+        fx = msg.p[0] if msg.p[0] > 0 else msg.k[0]
+        if not (fx > 0 and msg.width > 0 and msg.height > 0 and np.all(np.isfinite(msg.k))):
+            self._reject(
+                camera, "camera_info invalid", f"{camera}: camera_info has fx={fx}, size {msg.width}x{msg.height}"
+            )
+            return
+        self.camera_info[camera] = msg
+
+    def _on_radar(self, radar: str, msg: PointCloud2) -> None:
+        try:
+            sweep = sweep_from_array(radar, stamp_ns(msg.header.stamp), cloud_points(msg))
+        except (PointCloudError, ValueError) as error:
+            self._reject(radar, "bad cloud", f"{radar}: {error}")
+            return
+        self.health[radar].accept(time.monotonic())
+        with self._lock:
+            self.sync.add_radar(radar, sweep.stamp_ns, (msg.header.frame_id, sweep))
+            self._hand_over(self.sync.poll())
+
+    def _on_tf(self, msg: TFMessage, static: bool) -> None:
+        for t in msg.transforms:
+            try:
+                self.tf.set_transform(
+                    t.header.frame_id, t.child_frame_id, matrix_from_transform(t.transform), stamp_ns(t.header.stamp),
+                    static,
+                )  # fmt: skip
+            except ValueError as error:
+                self.drops["bad transform"] += 1
+                self.get_logger().error(f"ignoring transform {t.header.frame_id} -> {t.child_frame_id}: {error}")
+
+    def _poll_stalled(self) -> None:
+        """Decide waiting sets when messages stop (end of a stream, a silent camera).
+
+        Message time is extrapolated by the wall time elapsed since the newest message, so the
+        camera clocks need not agree with this computer's clock, and only as far as deciding the
+        oldest waiting set needs: further would expire radar sweeps that later sets still want.
+        """
+        with self._lock:
+            stamp, arrival = self._newest_arrival
+            pending = self.sync.oldest_pending_ns()
+            if arrival is not None and pending is not None:
+                now = stamp + int(1e9 * (time.monotonic() - arrival))
+                self._hand_over(self.sync.poll(min(now, pending + int(1e9 * self.settings["sync_wait_s"]) + 1)))
+
+    def _hand_over(self, sets: list[SyncedSet]) -> None:
+        """Called under the lock: forget the past on a clock jump, keep only the newest set."""
+        resets = self.sync.stats().get("clock_jump_reset", 0)
+        if resets != self._resets_seen:
+            self._resets_seen = resets
+            self.tf.clear()
+            self.pipeline.engine.reset()
+            self.get_logger().warning("time jumped backwards (a looping bag?): buffers and temporal state reset")
+        for synced in sets:
+            self.drops["inference busy (stale set replaced)"] += self._mailbox.put(synced)
+
+    # ----- the worker: inference and publishing -----
+    def _work(self) -> None:
+        while not self._mailbox.closed:
+            synced = self._mailbox.take()
+            if synced is None:
+                continue
+            try:
+                self._process(synced)
+            except Exception as error:  # noqa: BLE001 - one bad set must not stop the node
+                self.drops["inference error"] += 1
+                self.get_logger().error(f"frame set at {synced.anchor_stamp_ns} ns failed: {error!r}")
+
+    def _extrinsic(self, camera: str, frame_id: str) -> np.ndarray | None:
+        base = self.settings["base_frame"]
+        try:
+            T = self.tf.lookup(base, frame_id)
+        except TransformError as error:
+            self._waiting[camera] = f"no transform {base} <- {frame_id}: {error}"
+            self.drops[f"no transform: {camera}"] += 1
+            self.get_logger().warning(
+                f"waiting for TF: {camera} is left out of the cloud until {base} <- {frame_id} is known ({error})",
+                throttle_duration_sec=2.0,
+            )
+            return None
+        self._waiting.pop(camera, None)
+        return T
+
+    def _process(self, synced: SyncedSet) -> None:
+        start = time.perf_counter()
+        images, intrinsics, extrinsics, headers, infos = [], [], [], [], []
+        for camera in self.cameras:
+            header, rgb = synced.cameras.get(camera, (None, (None, None)))[1]
+            info = self.camera_info.get(camera)
+            if rgb is not None and info is None:
+                self._waiting[camera] = "no camera_info received yet"
+                self.drops[f"no camera_info: {camera}"] += 1
+                self.get_logger().warning(f"waiting for camera_info of {camera}", throttle_duration_sec=2.0)
+                rgb = None
+            elif rgb is not None and self._info_mismatch(camera, rgb):
+                # The image came before its CameraInfo told its size: leave it out, as the callback would have.
+                self.drops[f"camera_info mismatch: {camera}"] += 1
+                rgb = None
+            headers.append(header)
+            infos.append(info)
+            images.append(rgb)
+            intrinsics.append(None if rgb is None else np.asarray(info.k, np.float64).reshape(3, 3))
+            extrinsics.append(None if rgb is None else self._extrinsic(camera, header.frame_id or info.header.frame_id))
+        if all(image is None for image in images):
+            self.drops["no usable camera"] += 1
+            return
+        radar, radar_extrinsics = self._radar_inputs(synced)
+        outputs = self.pipeline.process(
+            images, intrinsics, extrinsics, self.settings["base_frame"], radar, radar_extrinsics
+        )
+        for camera, header, info, depth, confidence in zip(
+            self.cameras, headers, infos, outputs.depth, outputs.confidence, strict=True
+        ):
+            if depth is not None:
+                self._publish_depth(camera, header, info, depth, confidence)
+        if outputs.cloud is not None:
+            self._cloud_pub.publish(
+                MESSAGES.point_cloud(outputs.cloud, synced.anchor_stamp_ns, self.settings["base_frame"])
+            )
+        processing_ms = 1000 * (time.perf_counter() - start)
+        latency_ms = (self.get_clock().now().nanoseconds - synced.anchor_stamp_ns) / 1e6
+        self._processing_ms.append(processing_ms)
+        self._latency_ms.append(latency_ms)
+        self._published += 1
+        self._processing_pub.publish(Float64(data=processing_ms))
+        self._latency_pub.publish(Float64(data=latency_ms))
+
+    def _radar_inputs(self, synced: SyncedSet) -> tuple[list, dict[str, np.ndarray]]:
+        sweeps, extrinsics = [], {}
+        for radar, stamped in synced.radar.items():
+            for _, (frame_id, sweep) in stamped:
+                T = self._extrinsic(radar, frame_id)
+                if T is not None:
+                    sweeps.append(sweep)
+                    extrinsics[radar] = T
+        return sweeps, extrinsics
+
+    def _publish_depth(
+        self, camera: str, header: Any, info: CameraInfo, depth: np.ndarray, confidence: np.ndarray
+    ) -> None:
+        if self.settings["depth_encoding"] == "16UC1":
+            millimetres = np.where(np.isfinite(depth), np.rint(depth * 1000.0), 0.0)
+            data, encoding = np.clip(millimetres, 0, 65535).astype(np.uint16).tobytes(), "16UC1"
+        else:
+            data, encoding = depth.astype(np.float32).tobytes(), "32FC1"
+        height, width = depth.shape
+        self._depth_pub[camera].publish(
+            Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+                  step=len(data) // height, data=data)
+        )  # fmt: skip
+        info_out = CameraInfo()
+        info_out.header, info_out.height, info_out.width = header, info.height, info.width
+        info_out.distortion_model, info_out.d, info_out.k = info.distortion_model, info.d, info.k
+        info_out.r, info_out.p, info_out.roi = info.r, info.p, info.roi
+        self._info_pub[camera].publish(info_out)
+        if camera in self._confidence_pub:
+            data = confidence.astype(np.float32).tobytes()
+            self._confidence_pub[camera].publish(
+                Image(header=header, height=height, width=width, encoding="32FC1", is_bigendian=0,
+                      step=len(data) // height, data=data)
+            )  # fmt: skip
+
+    # ----- diagnostics -----
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        for camera, health in self.health.items():
+        for name, health in self.health.items():
             level, message, values = health.status(now, self.settings["expected_rate_hz"])
-            array.status.append(
-                DiagnosticStatus(
-                    level=bytes([int(level)]),
-                    name=f"{self.get_fully_qualified_name()}: camera {camera}",
-                    message=message,
-                    hardware_id=camera,
-                    values=[KeyValue(key=k, value=v) for k, v in values.items()],
-                )
-            )
+            if name in self._waiting and level == Level.OK:
+                level, message = Level.WARN, self._waiting[name]
+            array.status.append(self._status(f"input {name}", name, level, message, values))
+        array.status.append(self._pipeline_status())
         self._diagnostics.publish(array)
+
+    def _status(self, what: str, hardware: str, level: Level, message: str, values: dict) -> DiagnosticStatus:
+        return DiagnosticStatus(
+            level=bytes([int(level)]),
+            name=f"{self.get_fully_qualified_name()}: {what}",
+            message=message,
+            hardware_id=hardware,
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
+
+    def _pipeline_status(self) -> DiagnosticStatus:
+        engine = self.pipeline.engine
+        with self._lock:
+            sync = {f"sync {k}": v for k, v in self.sync.stats().items() if v}
+        values = {
+            "preset": engine.config.name,
+            "backend": f"{engine.backend_name} on {engine.device}",
+            "frame sets published": self._published,
+            **sync,
+            **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
+        }
+        if self._latency_ms:
+            values["processing_ms (mean of last 100)"] = f"{np.mean(self._processing_ms):.1f}"
+            values["pipeline_latency_ms (mean of last 100)"] = f"{np.mean(self._latency_ms):.1f}"
+        level, message = Level.OK, f"{self._published} frame sets published"
+        if not self._published:
+            level, message = Level.WARN, "no frame set published yet"
+        if self._waiting:
+            level, message = Level.WARN, "; ".join(f"{k}: {v}" for k, v in sorted(self._waiting.items()))
+        return self._status("pipeline", "surround_depth", level, message, values)
+
+    def destroy_node(self) -> None:
+        self._mailbox.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+        super().destroy_node()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C or SIGTERM; exit 2 with the list of problems on bad parameters."""
-    rclpy.init(args=sys.argv if args is None else args)
+    """Run the node until Ctrl-C or SIGTERM; exit 2 with what to fix on bad parameters or model.
+
+    rclpy's own signal handlers would invalidate the context while the inference worker may be
+    publishing; here a signal stops spinning, the worker finishes its set, then rclpy shuts down.
+    """
+    rclpy.init(args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         node = SurroundDepthNode()
-    except ParameterError as error:
+    except (ParameterError, StartupError) as error:
         print(f"[{NODE_NAME}] {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from surround_depth_ros.params import NODE_PARAMETERS, ParamSpec, validate
 
@@ -40,15 +42,30 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
         description=spec.description,
         additional_constraints=constraints,
         read_only=True,
-        # A wrongly typed value must reach validate(), which explains it.
-        dynamic_typing=True,
+        # A wrongly typed scalar must reach validate(), which explains it. Lists are declared
+        # with their type instead, as an empty default says nothing about the element type.
+        dynamic_typing=spec.type != "str[]",
     )
+
+
+def _declare(node: Node, spec: ParamSpec) -> tuple[Any, str | None]:
+    """(value, problem): the value given to the node, else the default."""
+    if spec.type != "str[]":
+        return node.declare_parameter(spec.name, spec.default, _descriptor(spec)).value, None
+    try:
+        value = node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, _descriptor(spec)).value
+    except InvalidParameterTypeException as error:
+        return spec.default, f"{spec.name}: expected a list of strings ({error})"
+    return (spec.default if value is None else list(value)), None
 
 
 def declare_and_read(node: Node) -> dict[str, Any]:
     """Declare every parameter and return validated values; raise ParameterError listing all problems."""
-    values = {s.name: node.declare_parameter(s.name, s.default, _descriptor(s)).value for s in NODE_PARAMETERS}
-    problems = validate(values)
+    values, problems = {}, []
+    for spec in NODE_PARAMETERS:
+        values[spec.name], problem = _declare(node, spec)
+        problems += [problem] if problem else []
+    problems += validate(values)
     if problems:
         raise ParameterError("invalid parameters:\n  - " + "\n  - ".join(problems))
     return {s.name: float(values[s.name]) if s.type == "float" else values[s.name] for s in NODE_PARAMETERS}
