@@ -1,54 +1,73 @@
 """Start the surround depth node (and optionally RViz) on a vehicle or against a replayed bag.
 
     ros2 launch surround_depth_ros surround_depth.launch.py \
-        params_file:=/path/to/params.yaml namespace:=/perception use_sim_time:=true rviz:=true
+        params_file:=/path/to/params.yaml namespace:=/perception use_sim_time:=true rviz:=true \
+        backend:=tensorrt checkpoint:=/path/to/student.pt
+
+Arguments named in OVERRIDABLE win over the parameters file when given; left empty, the file
+decides.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+# Node parameters that can be set from the command line, with their help.
+OVERRIDABLE = {
+    "backend": "auto | torch | tensorrt | onnxruntime",
+    "checkpoint": "student checkpoint (.pt)",
+    "device": "cpu | cuda | cuda:N",
+    "precision": "fp32 | fp16 | bf16",
+}
+
+
+def _depth_node(context: LaunchContext) -> list:
+    overrides = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDABLE}
+    overrides = {name: value for name, value in overrides.items() if value}
+    overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    return [
+        Node(
+            package="surround_depth_ros",
+            executable="surround_depth_node",
+            name="surround_depth",
+            namespace=LaunchConfiguration("namespace"),
+            output="screen",
+            emulate_tty=True,
+            parameters=[LaunchConfiguration("params_file"), overrides],
+        )
+    ]
+
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("surround_depth_ros")
-    use_sim_time = LaunchConfiguration("use_sim_time")
-    return LaunchDescription(
-        [
-            DeclareLaunchArgument(
-                "params_file",
-                default_value=os.path.join(share, "config", "surround_depth.param.yaml"),
-                description="Node parameters (see config/surround_depth.param.yaml).",
-            ),
-            DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics."),
-            DeclareLaunchArgument(
-                "use_sim_time", default_value="false", description="Follow /clock, e.g. when replaying a bag."
-            ),
-            DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with the depth view."),
-            Node(
-                package="surround_depth_ros",
-                executable="surround_depth_node",
-                name="surround_depth",
-                namespace=LaunchConfiguration("namespace"),
-                output="screen",
-                emulate_tty=True,
-                parameters=[
-                    LaunchConfiguration("params_file"),
-                    {"use_sim_time": ParameterValue(use_sim_time, value_type=bool)},
-                ],
-            ),
-            Node(
-                package="rviz2",
-                executable="rviz2",
-                name="rviz2",
-                arguments=["-d", os.path.join(share, "rviz", "surround_depth.rviz")],
-                parameters=[{"use_sim_time": ParameterValue(use_sim_time, value_type=bool)}],
-                condition=IfCondition(LaunchConfiguration("rviz")),
-            ),
-        ]
+    arguments = [
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=os.path.join(share, "config", "surround_depth.param.yaml"),
+            description="Node parameters (see config/surround_depth.param.yaml).",
+        ),
+        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics."),
+        DeclareLaunchArgument(
+            "use_sim_time", default_value="false", description="Follow /clock, e.g. when replaying a bag."
+        ),
+        DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with the depth view."),
+    ]
+    arguments += [
+        DeclareLaunchArgument(name, default_value="", description=f"{help_text}; empty: as params_file says.")
+        for name, help_text in OVERRIDABLE.items()
+    ]
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        arguments=["-d", os.path.join(share, "rviz", "surround_depth.rviz")],
+        parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
+        condition=IfCondition(LaunchConfiguration("rviz")),
     )
+    return LaunchDescription([*arguments, OpaqueFunction(function=_depth_node), rviz])

@@ -124,35 +124,42 @@ def test_core_imports_without_ros():
 
 
 def test_launch_file_is_valid_python_and_passes_declared_parameters():
+    """launch_ros is absent here: compile the file and check what it passes against the node's table."""
     path = ROOT / "launch" / "surround_depth.launch.py"
     tree = ast.parse(path.read_text())
     compile(tree, str(path), "exec")
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
-    declared = {p.name for p in NODE_PARAMETERS} | {"use_sim_time"}
-    node_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
-    ours = [
-        c
-        for c in node_calls
-        if any(k.arg == "executable" and k.value.value == "surround_depth_node" for k in c.keywords)
-    ]
-    assert len(ours) == 1
-    parameters = next(k.value for k in ours[0].keywords if k.arg == "parameters")
-    passed = {key.value for d in parameters.elts if isinstance(d, ast.Dict) for key in d.keys}
-    assert passed and passed <= declared, passed - declared
-    arguments = {
-        n.args[0].value
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"
-    }
-    used = {
-        n.args[0].value
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LaunchConfiguration"
-    }
+    declared = {p.name for p in NODE_PARAMETERS}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+
+    def called(name: str) -> list[ast.Call]:
+        return [c for c in calls if getattr(c.func, "id", "") == name]
+
+    overridable = next(
+        n.value for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "OVERRIDABLE"
+    )
+    overrides = {key.value for key in overridable.keys}
+    assert overrides and overrides <= declared, overrides - declared
+    # Every argument used is declared and vice versa (the overridable ones through a comprehension).
+    arguments = {c.args[0].value for c in called("DeclareLaunchArgument") if isinstance(c.args[0], ast.Constant)}
+    used = {c.args[0].value for c in called("LaunchConfiguration") if isinstance(c.args[0], ast.Constant)}
     assert used == arguments, f"declared but unused: {arguments - used}; used but undeclared: {used - arguments}"
-    executables = {k.value.value for c in node_calls for k in c.keywords if k.arg == "executable"}
-    assert "surround_depth_node" in executables
+    executables = {k.value.value for c in called("Node") for k in c.keywords if k.arg == "executable"}
+    assert executables == {"surround_depth_node", "rviz2"}
+    assert "use_sim_time" in path.read_text()
 
 
 def test_colcon_does_not_build_the_generated_tf2_msgs():
     assert (ROOT / "interfaces" / "tf2_msgs" / "COLCON_IGNORE").exists()
+
+
+def test_rviz_config_shows_the_node_outputs():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "rviz" / "surround_depth.rviz").read_text())
+    displays = config["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"]: d for d in displays if "Topic" in d}
+    assert topics["/depth/points"]["Color Transformer"] == "RGB8"
+    for camera in NODE_PARAMETERS[0].default:
+        assert topics[f"/{camera}/depth/image"]["Class"] == "rviz_default_plugins/Image"
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"
