@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -150,8 +151,11 @@ class SurroundDepthNode(Node):
         self._create_subscriptions()
         self._create_publishers()
         self._newest_arrival: tuple[int, float | None] = (-1, None)  # (message stamp, monotonic arrival)
-        self.create_timer(s["diagnostics_period_s"], self._publish_diagnostics)
-        self.create_timer(0.05, self._poll_stalled)
+        # Wall-clock timers: under use_sim_time a paused or finished bag stops /clock, and the
+        # diagnostics and the decision on a stalled set must go on.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(s["diagnostics_period_s"], self._publish_diagnostics, clock=steady)
+        self.create_timer(0.05, self._poll_stalled, clock=steady)
         self._worker = threading.Thread(target=self._work, name="surround_depth_inference", daemon=True)
         self._worker.start()
         engine = self.pipeline.engine

@@ -20,6 +20,7 @@ from surround_depth_ros.datasets.synthetic import SyntheticReader
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.radar import radar_points_in_base
 from surround_depth_ros.rig import default_rig, load_rig
+from surround_depth_ros.visualize import colorize_depth, surround_order
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,13 +46,6 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def colorize_depth(depth: np.ndarray, near: float = 1.0, far: float = 120.0) -> np.ndarray:
-    """RGB uint8 view of a depth map on a log scale (near red, far blue), black where invalid."""
-    log_depth = np.log(np.clip(depth, near, far) / near) / np.log(far / near)
-    colored = cv2.applyColorMap(((1 - log_depth) * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
-    return np.where((depth > 0)[..., None], colored, 0).astype(np.uint8)
-
-
 def _draw_radar(image: np.ndarray, frame: FrameSet, index: int) -> np.ndarray:
     """Radar returns of all sweeps moved to this camera's time and drawn: red approaching, green receding."""
     camera = frame.rig.cameras[index]
@@ -69,17 +63,9 @@ def _draw_radar(image: np.ndarray, frame: FrameSet, index: int) -> np.ndarray:
     return out
 
 
-def _sheet_order(frame: FrameSet) -> list[list[int]]:
-    """Camera indices as a viewer expects them: front row left to right, back row left to right."""
-    yaw = [np.degrees(np.arctan2(c.T_base_cam[1, 2], c.T_base_cam[0, 2])) for c in frame.rig.cameras]
-    front = sorted((i for i, a in enumerate(yaw) if abs(a) <= 90), key=lambda i: -yaw[i])
-    back = sorted((i for i, a in enumerate(yaw) if abs(a) > 90), key=lambda i: yaw[i] % 360)
-    return [row for row in (front, back) if row]
-
-
 def contact_sheet(frame: FrameSet) -> np.ndarray:
     """RGB image: for each row of cameras, the images (with radar) above their depth maps, names written in."""
-    rows = _sheet_order(frame)
+    rows = surround_order([c.T_base_cam for c in frame.rig.cameras])
     cams = frame.rig.cameras
     tile_w, tile_h = max(c.width for c in cams), max(c.height for c in cams)
     columns = max(len(r) for r in rows)

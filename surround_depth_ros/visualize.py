@@ -1,0 +1,78 @@
+"""Pictures people look at: coloured depth maps, camera contact sheets, PLY clouds.
+
+Shared by the synthetic-world tool, the demo and evaluation, so that every depth picture of the
+project uses one colour scale (log depth, near red, far blue, black where there is no estimate).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from surround_depth_ros.pointcloud import unpack_rgb
+
+
+def colorize_depth(depth: np.ndarray, near: float = 1.0, far: float = 120.0) -> np.ndarray:
+    """RGB uint8 view of a depth map on a log scale (near red, far blue), black where invalid (0 or NaN)."""
+    valid = np.isfinite(depth) & (depth > 0)
+    clipped = np.clip(np.where(valid, depth, near), near, far)
+    log_depth = np.log(clipped / near) / np.log(far / near)
+    colored = cv2.applyColorMap(((1 - log_depth) * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    return np.where(valid[..., None], colored, 0).astype(np.uint8)
+
+
+def surround_order(T_base_cams: list[np.ndarray]) -> list[list[int]]:
+    """Camera indices as a viewer expects them: front row left to right, back row left to right."""
+    yaw = [np.degrees(np.arctan2(T[1, 2], T[0, 2])) for T in T_base_cams]
+    front = sorted((i for i, a in enumerate(yaw) if abs(a) <= 90), key=lambda i: -yaw[i])
+    back = sorted((i for i, a in enumerate(yaw) if abs(a) > 90), key=lambda i: yaw[i] % 360)
+    return [row for row in (front, back) if row]
+
+
+def label(image: np.ndarray, text: str, row: int = 0) -> np.ndarray:
+    """`image` with `text` written in its top-left corner (in place), scaled to the image width."""
+    scale = max(0.4, image.shape[1] / 1000)
+    origin = (6, int((22 + 26 * row) * scale))
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 0), max(1, int(2 * scale)))
+    return image
+
+
+def tile(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """One RGB image of equally sized tiles laid out row by row (shorter rows left-aligned)."""
+    height = max(t.shape[0] for row in rows for t in row)
+    width = max(t.shape[1] for row in rows for t in row)
+    sheet = np.zeros((height * len(rows), width * max(len(r) for r in rows), 3), np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            sheet[r * height : r * height + image.shape[0], c * width : c * width + image.shape[1]] = image
+    return sheet
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def write_ply(path: str | Path, cloud: np.ndarray) -> Path:
+    """A binary PLY of a structured cloud with x, y, z and a packed `rgb` field (what viewers open)."""
+    vertices = np.empty(len(cloud), [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"),
+                                     ("blue", "u1")])  # fmt: skip
+    for axis in "xyz":
+        vertices[axis] = cloud[axis]
+    rgb = unpack_rgb(cloud["rgb"])
+    vertices["red"], vertices["green"], vertices["blue"] = rgb.T
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(vertices)}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header.encode() + vertices.tobytes())
+    return path
