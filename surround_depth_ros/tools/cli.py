@@ -19,6 +19,9 @@ TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render synthetic surround frame sets (images, exact depth, lidar, radar) with contact sheets"),
     "models": ("model_info", "list the student presets with parameters, GFLOPs and CPU latency"),
     "export": ("export", "export a student to ONNX / ExportedProgram / Torch-TensorRT and verify each against PyTorch"),
+    "train": ("train", "train a student (or the own-family teacher) from a YAML training config"),
+    "evaluate": ("evaluate", "score a checkpoint on synthetic, nuScenes, DDAD or a rosbag: metrics.json + report.png"),
+    "ablation": ("ablation", "train one student without KD and with each KD family over seeds: table + JSON + PNG"),
     "rig": ("rig", "show, convert (--save YAML) and draw (--png top view) a sensor rig from YAML, nuScenes or DGP"),
 }
 

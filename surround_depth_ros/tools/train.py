@@ -1,0 +1,48 @@
+"""Train a student (or the own-family teacher) from a YAML training config; see docs/training.md.
+
+Writes best.pt / last.pt (student checkpoints), train_state.pt (for --resume), history.json,
+losses.png and validation.png into the run folder (`out_dir` of the config, or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from surround_depth_ros.training.config import ConfigError, load_config
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """KEY=VALUE pairs (dotted keys, YAML values): `optimizer.steps=50 model.preset=tiny`."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. optimizer.steps=50), got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="training YAML (e.g. config/training/synthetic_default.yaml)")
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default: the config's out_dir)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: the config's device)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
+
+
+def run(args: argparse.Namespace) -> int:
+    from surround_depth_ros.training.trainer import Trainer
+
+    try:
+        config = load_config(args.config, parse_overrides(args.set))
+    except ConfigError as error:
+        print(f"error: {error}")
+        return 2
+    trainer = Trainer(config, out_dir=args.out, device=args.device)
+    result = trainer.train(resume=args.resume)
+    best = "n/a (no validation set)" if result.best_abs_rel is None else f"{result.best_abs_rel:.4f}"
+    print(f"trained {result.step} steps; best validation AbsRel {best}; files in {result.out_dir}")
+    return 0

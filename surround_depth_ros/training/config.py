@@ -1,0 +1,324 @@
+"""The training config: one YAML file that fixes data, model, teacher, losses and schedule of a run.
+
+Everything a run depends on is in the file, so a result is reproduced by re-running the same
+file (and a seed). Loading validates every key and value and names the file and key path of
+anything wrong, so a typo fails before minutes of data preparation, not after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from surround_depth_ros.losses import build_losses
+from surround_depth_ros.network.student import PRESETS, StudentConfig
+
+DATASET_TYPES = ("synthetic", "nuscenes", "ddad", "rosbag")
+TEACHER_TYPES = ("own_family", "depth_anything")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used; the message names the file, the key and what was expected."""
+
+
+@dataclass
+class DatasetConfig:
+    """One source of frame sets.
+
+    synthetic: worlds `seeds` (one street each), `frames` frame sets per world, every `stride`-th
+    frame of the 12 Hz stream, rendered at `render_size` (width, height; default: the training
+    size). nuscenes: `path` = dataroot, `version`. ddad: `path` = DGP scene folder or json.
+    rosbag: `path` = rosbag2 folder (ground truth from its lidar). `limit` caps the frame sets.
+    """
+
+    type: str = "synthetic"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    frames: int = 8
+    stride: int = 1
+    render_size: list[int] | None = None
+    path: str | None = None
+    version: str = "v1.0-mini"
+    limit: int | None = None
+    radar: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """The student: a preset, the training resolution [height, width] and optional architecture overrides."""
+
+    preset: str = "tiny"
+    input_size: list[int] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def student_config(self) -> StudentConfig:
+        """The StudentConfig this describes (a preset with its size and overrides)."""
+        base = PRESETS[self.preset]
+        changes = dict(self.overrides)
+        if changes and "name" not in changes:
+            changes["name"] = f"{self.preset}-custom"
+        if self.input_size is not None:
+            changes["input_height"], changes["input_width"] = self.input_size
+        return dataclasses.replace(base, **changes)
+
+
+@dataclass
+class TeacherConfig:
+    """own_family: `checkpoint` (a student checkpoint, e.g. the large preset); depth_anything: `model_dir`.
+
+    Predictions are cached in `cache_dir` (default: <out_dir>/teacher_cache)."""
+
+    type: str
+    checkpoint: str | None = None
+    model_dir: str | None = None
+    input_height: int = 518
+    cache_dir: str | None = None
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with linear warm-up then cosine decay to `min_lr_ratio` x lr over `steps` optimiser steps."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 2
+    steps: int = 1000
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05
+    grad_clip: float | None = 5.0
+
+
+@dataclass
+class AugmentationConfig:
+    """Photometric only: per-view brightness / contrast / saturation jitter of +-`colour_jitter`.
+
+    No flips and no crops: both change what each camera sees of its neighbours, which the
+    cross-view attention and the view-relational loss read from the fixed rig geometry."""
+
+    colour_jitter: float = 0.2
+
+
+@dataclass
+class ValidationConfig:
+    """Validate every `every` steps on the validation set with depth caps [min_depth, max_depth]."""
+
+    every: int = 200
+    min_depth: float = 0.1
+    max_depth: float = 80.0
+
+
+@dataclass
+class TrainingConfig:
+    """A whole training run (see config/training/*.yaml for commented examples)."""
+
+    train: DatasetConfig
+    val: DatasetConfig | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig | None = None
+    losses: dict[str, Any] = field(default_factory=lambda: {"silog": 1.0, "bin_centre": 0.1})
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    out_dir: str = "runs/train"
+    data_cache_dir: str | None = None
+    log_every: int = 10
+    source: str = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types (for JSON, and stored in checkpoints so that a model knows its recipe)."""
+        return dataclasses.asdict(self)
+
+
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "teacher": TeacherConfig,
+    "optimizer": OptimizerConfig,
+    "augmentation": AugmentationConfig,
+    "validation": ValidationConfig,
+}
+_POSITIVE = {
+    "frames", "stride", "batch_size", "steps", "every", "log_every", "input_height", "limit", "threads",
+}  # fmt: skip
+_NON_NEGATIVE = {"warmup_steps", "weight_decay", "colour_jitter", "min_lr_ratio", "min_depth"}
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", str(kind))
+
+
+def _check_value(name: str, value: Any, kind: Any, where: str) -> Any:
+    """Coerce / check one scalar field against the dataclass annotation (as a string, from __future__)."""
+    text = str(kind)
+    optional = "None" in text
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: {name} must not be empty")
+    base = text.replace(" | None", "")
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
+        return value
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
+    elif base == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
+        value = float(value)
+    elif base == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {name} must be a string, got {value!r}")
+    elif base.startswith("list"):
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{where}: {name} must be a list of integers, got {value!r}")
+    elif base.startswith("dict") and not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: {name} must be a mapping, got {value!r}")
+    if name in _POSITIVE and value <= 0:
+        raise ConfigError(f"{where}: {name} must be > 0, got {value}")
+    if name in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{where}: {name} must be >= 0, got {value}")
+    return value
+
+
+def build_section(cls: type, data: Any, where: str) -> Any:
+    """A dataclass from a mapping, rejecting unknown keys with the list of known ones."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}")
+    values = {}
+    for name, value in data.items():
+        values[name] = _check_value(name, value, fields[name].type, where)
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    return cls(**values)
+
+
+def check_dataset(spec: DatasetConfig, where: str) -> None:
+    if spec.type not in DATASET_TYPES:
+        raise ConfigError(f"{where}.type: unknown dataset type {spec.type!r}; choose one of {list(DATASET_TYPES)}")
+    if spec.type == "synthetic":
+        if not spec.seeds:
+            raise ConfigError(f"{where}.seeds: give at least one world seed")
+        if spec.render_size is not None and (len(spec.render_size) != 2 or min(spec.render_size) < 8):
+            raise ConfigError(f"{where}.render_size: expected [width, height] >= 8, got {spec.render_size}")
+    elif not spec.path:
+        raise ConfigError(f"{where}.path: a {spec.type} dataset needs a path (dataroot, scene or bag folder)")
+
+
+def _check(config: TrainingConfig, where: str) -> None:
+    check_dataset(config.train, f"{where}: train")
+    if config.val is not None:
+        check_dataset(config.val, f"{where}: val")
+        if config.val.type == config.train.type == "synthetic" and set(config.val.seeds) & set(config.train.seeds):
+            raise ConfigError(
+                f"{where}: val.seeds {sorted(set(config.val.seeds) & set(config.train.seeds))} are also training "
+                "worlds; held-out scenes must come from other seeds"
+            )
+    model = config.model
+    if model.preset not in PRESETS:
+        raise ConfigError(f"{where}: model.preset {model.preset!r} is not a preset; choose one of {sorted(PRESETS)}")
+    if model.input_size is not None and (len(model.input_size) != 2 or min(model.input_size) < 32):
+        raise ConfigError(f"{where}: model.input_size must be [height, width], each >= 32, got {model.input_size}")
+    try:
+        model.student_config()
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: model.overrides: {error}") from error
+    if config.teacher is not None:
+        teacher = config.teacher
+        if teacher.type not in TEACHER_TYPES:
+            raise ConfigError(f"{where}: teacher.type {teacher.type!r} unknown; choose one of {list(TEACHER_TYPES)}")
+        needed = "checkpoint" if teacher.type == "own_family" else "model_dir"
+        if not getattr(teacher, needed):
+            raise ConfigError(f"{where}: teacher.{needed} is required for a {teacher.type} teacher")
+    try:
+        build_losses(config.losses)
+    except ValueError as error:
+        raise ConfigError(f"{where}: losses: {error}") from error
+    opt = config.optimizer
+    if opt.lr <= 0:
+        raise ConfigError(f"{where}: optimizer.lr must be > 0, got {opt.lr}")
+    if opt.min_lr_ratio > 1:
+        raise ConfigError(f"{where}: optimizer.min_lr_ratio must be in [0, 1], got {opt.min_lr_ratio}")
+    if config.device not in DEVICES:
+        raise ConfigError(f"{where}: device must be one of {list(DEVICES)}, got {config.device!r}")
+    if not config.validation.min_depth < config.validation.max_depth:
+        raise ConfigError(f"{where}: validation.min_depth must be < validation.max_depth")
+
+
+def config_from_dict(data: Any, source: str = "config") -> TrainingConfig:
+    """Build and validate a TrainingConfig from parsed YAML; errors name `source` and the key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    data = dict(data)
+    if "train" not in data:
+        raise ConfigError(f"{source}: missing key 'train' (the training dataset)")
+    values: dict[str, Any] = {}
+    for key in ("train", "val"):
+        if data.get(key) is not None:
+            values[key] = build_section(DatasetConfig, data.pop(key), f"{source}: {key}")
+        else:
+            data.pop(key, None)
+    for key, cls in _SECTIONS.items():
+        if key in data:
+            section = data.pop(key)
+            values[key] = (
+                None if section is None and key == "teacher" else build_section(cls, section, f"{source}: {key}")
+            )
+    if "losses" in data:
+        losses = data.pop("losses")
+        if not isinstance(losses, Mapping) or not losses:
+            raise ConfigError(f"{source}: losses must be a non-empty mapping of loss name -> weight or parameters")
+        values["losses"] = dict(losses)
+    top = build_section(TrainingConfig, {"train": values["train"], **data}, source)
+    config = dataclasses.replace(top, **values, source=source)
+    _check(config, source)
+    return config
+
+
+def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
+    """Read a training YAML; `overrides` ({"optimizer.steps": 10, ...}) replace keys before validation."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise ConfigError(f"training config {path} does not exist") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    data = apply_overrides(data, overrides or {}, str(path))
+    return config_from_dict(data, str(path))
+
+
+def apply_overrides(data: Any, overrides: Mapping[str, Any], source: str = "config") -> dict:
+    """A copy of the parsed YAML with dotted keys replaced (`optimizer.steps` -> data["optimizer"]["steps"])."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    result = yaml.safe_load(yaml.safe_dump(dict(data)))
+    for dotted, value in overrides.items():
+        node = result
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: cannot override {dotted!r}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return result

@@ -1,0 +1,333 @@
+"""Frame sets -> training tensors at the network's resolution, with geometry kept consistent.
+
+Images are resized the way `DepthEngine` resizes them at run time (bilinear with antialiasing),
+so the network trains on what it will see. Intrinsics follow the resize (pixel centres at
+integers, `geometry.resize_intrinsics`). Ground truth is never interpolated: each output pixel
+takes the nearest valid depth among the input pixels whose centres it covers (min-pooling), so
+every value is a real measurement seen along (within a pixel of) the output pixel's ray.
+Rendering or projecting a dataset is slow, so prepared tensors are cached on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from surround_depth_ros import geometry
+from surround_depth_ros.frameset import FrameSet
+from surround_depth_ros.losses.masked import resize_masked
+from surround_depth_ros.radar import radar_to_maps
+from surround_depth_ros.rig import CameraRig, default_rig
+from surround_depth_ros.training.config import DatasetConfig
+
+PREPARED_FORMAT = "surround_depth_ros.prepared/1"
+
+
+def resize_images(images: Sequence[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
+    """N HxWx3 uint8 RGB images -> (N, 3, h, w) uint8 at size (h, w), as the inference engine resizes them."""
+    out = []
+    for index, image in enumerate(images):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"camera {index}: expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        if tuple(image.shape[:2]) != tuple(size):
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        out.append(x[0])
+    return torch.stack(out)
+
+
+def min_pool_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize metric depth (..., H, W) to size (h, w) keeping measured values (0 / NaN / inf = none).
+
+    Shrinking: each output pixel holds the minimum valid depth among the input pixels whose
+    centres fall in it (output pixel of input u = floor((u + 0.5) * w / W), the convention of
+    `geometry.resize_intrinsics`). Enlarging an axis: nearest pixel by centre. Empty -> 0.
+    """
+    height, width = int(size[0]), int(size[1])
+    lead = depth.shape[:-2]
+    x = depth.reshape(-1, 1, *depth.shape[-2:]).float()
+    x = torch.where(torch.isfinite(x) & (x > 0), x, torch.zeros_like(x))
+    big = (max(height, x.shape[-2]), max(width, x.shape[-1]))
+    if big != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=big, mode="nearest-exact")
+    if big != (height, width):
+        H, W = x.shape[-2:]
+        rows = torch.div((torch.arange(H) * 2 + 1) * height, 2 * H, rounding_mode="floor")
+        cols = torch.div((torch.arange(W) * 2 + 1) * width, 2 * W, rounding_mode="floor")
+        target = (rows[:, None] * width + cols[None, :]).reshape(-1)
+        flat = torch.where(x > 0, x, torch.full_like(x, torch.inf)).reshape(x.shape[0], -1)
+        pooled = torch.full((x.shape[0], height * width), torch.inf)
+        pooled.scatter_reduce_(1, target.expand(x.shape[0], -1), flat, reduce="amin")
+        x = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled)).reshape(-1, 1, height, width)
+    return x.reshape(*lead, height, width)
+
+
+def lidar_depth_maps(frame: FrameSet, min_depth: float = 1.0) -> list[np.ndarray]:
+    """Ground truth of a frame set without dense depth: its lidar sweep projected into every camera.
+
+    Chain lidar -> base at lidar time -> world -> base at each camera's time -> camera, when both
+    poses are known (0.1-0.3 m matter at speed); the static chain otherwise.
+    """
+    lidar = frame.lidar
+    if lidar is None:
+        raise ValueError(f"frame set {frame.name!r} has neither depth nor a lidar sweep: no ground truth to train on")
+    if lidar.T_base_sensor is None:
+        raise ValueError(f"frame set {frame.name!r}: lidar sweep {lidar.sensor!r} has no T_base_sensor extrinsic")
+    maps = []
+    for i, cam in enumerate(frame.rig.cameras):
+        T_base_lidar = lidar.T_base_sensor
+        if frame.T_world_base is not None and lidar.T_world_base is not None:
+            T_base_lidar = geometry.invert_transform(frame.T_world_base[i]) @ lidar.T_world_base @ T_base_lidar
+        T_cam_lidar = geometry.invert_transform(cam.T_base_cam) @ T_base_lidar
+        points = geometry.transform_points(T_cam_lidar, lidar.points.astype(np.float64))
+        maps.append(geometry.points_to_depth_map(points, cam.K, cam.width, cam.height, min_depth=min_depth))
+    return maps
+
+
+@dataclass
+class Sample:
+    """One frame set at the training resolution (h, w); N views.
+
+    images (N, 3, h, w) uint8; depth (N, 1, h, w) float32 metres, 0 = none; intrinsics (N, 3, 3)
+    at (h, w); extrinsics T_base_cam (N, 4, 4); radar (N, 4, h, w) maps or None.
+    """
+
+    name: str
+    images: torch.Tensor
+    depth: torch.Tensor
+    intrinsics: torch.Tensor
+    extrinsics: torch.Tensor
+    radar: torch.Tensor | None = None
+
+
+def prepare_frameset(frame: FrameSet, size: tuple[int, int], radar: bool = False) -> Sample:
+    """A FrameSet resized to size (h, w): images, min-pooled ground truth, intrinsics, radar maps."""
+    height, width = size
+    gt = frame.depth if frame.depth is not None else lidar_depth_maps(frame)
+    depth = torch.stack([min_pool_depth(torch.as_tensor(np.asarray(d, dtype=np.float32)), size) for d in gt])
+    K = np.stack([geometry.resize_intrinsics(c.K, width / c.width, height / c.height) for c in frame.rig.cameras])
+    maps = None
+    if radar:
+        scaled = CameraRig(
+            [geometry.resize_camera(c, width, height) for c in frame.rig.cameras],
+            frame.rig.radars,
+            frame.rig.base_frame,
+        )
+        poses_known = frame.T_world_base is not None and all(s.T_world_base is not None for s in frame.radar)
+        target = frame.T_world_base[0] if poses_known else None
+        maps = torch.from_numpy(radar_to_maps(frame.radar, scaled, target_pose=target))
+    return Sample(
+        name=frame.name,
+        images=resize_images(frame.images, size),
+        depth=depth[:, None],
+        intrinsics=torch.from_numpy(K).float(),
+        extrinsics=torch.from_numpy(frame.rig.extrinsics()).float(),
+        radar=maps,
+    )
+
+
+class PreparedDataset(torch.utils.data.Dataset):
+    """Prepared samples stacked in memory; `batch(indices)` gives the tensors of several frame sets."""
+
+    def __init__(self, samples: Sequence[Sample], camera_names: Sequence[str], adjacency: Sequence) -> None:
+        if not samples:
+            raise ValueError("dataset is empty: no frame sets were prepared")
+        self.names = [s.name for s in samples]
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("frame-set names must be unique (they key the teacher cache)")
+        self.images = torch.stack([s.images for s in samples])
+        self.depth = torch.stack([s.depth for s in samples])
+        self.intrinsics = torch.stack([s.intrinsics for s in samples])
+        self.extrinsics = torch.stack([s.extrinsics for s in samples])
+        self.radar = torch.stack([s.radar for s in samples]) if samples[0].radar is not None else None
+        self.camera_names = list(camera_names)
+        self.adjacency = torch.as_tensor(np.asarray(adjacency, dtype=np.int64).reshape(-1, 2))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> Sample:
+        return Sample(
+            self.names[index], self.images[index], self.depth[index], self.intrinsics[index],
+            self.extrinsics[index], None if self.radar is None else self.radar[index],
+        )  # fmt: skip
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the prepared images."""
+        return tuple(self.images.shape[-2:])
+
+    def batch(self, indices: Sequence[int]) -> Sample:
+        """Several frame sets stacked: every tensor gets a leading batch dimension; names joined by '|'."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        return Sample(
+            "|".join(self.names[i] for i in index.tolist()),
+            self.images[index], self.depth[index], self.intrinsics[index], self.extrinsics[index],
+            None if self.radar is None else self.radar[index],
+        )  # fmt: skip
+
+    def resized(self, size: tuple[int, int]) -> PreparedDataset:
+        """The same frame sets at another size (h, w): images as the engine resizes, depth min-pooled, K scaled."""
+        height, width = size
+        sy, sx = height / self.size[0], width / self.size[1]
+        samples = []
+        for i in range(len(self)):
+            s = self[i]
+            images = F.interpolate(s.images, size=size, mode="bilinear", antialias=True, align_corners=False)
+            radar = None
+            if s.radar is not None:
+                radar = resize_masked(s.radar, s.radar[:, :1] > 0, size)[0]  # returns averaged, never with empties
+            K = geometry.resize_intrinsics(s.intrinsics.double(), sx, sy).float()
+            samples.append(Sample(s.name, images, min_pool_depth(s.depth, size), K, s.extrinsics, radar))
+        return PreparedDataset(samples, self.camera_names, self.adjacency)
+
+    def save(self, path: Path, key: str) -> None:
+        tensors = {"images": self.images, "depth": self.depth, "intrinsics": self.intrinsics}
+        tensors.update(extrinsics=self.extrinsics, adjacency=self.adjacency)
+        if self.radar is not None:
+            tensors["radar"] = self.radar
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        payload = {"format": PREPARED_FORMAT, "key": key, "names": self.names, "cameras": self.camera_names}
+        torch.save({**payload, "tensors": tensors}, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, key: str) -> PreparedDataset | None:
+        """The cached dataset, or None when absent, of another key or unreadable (then it is rebuilt)."""
+        if not path.is_file():
+            return None
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a truncated or foreign file is rebuilt, not trusted
+            return None
+        if not isinstance(data, dict) or data.get("format") != PREPARED_FORMAT or data.get("key") != key:
+            return None
+        t = data["tensors"]
+        self = cls.__new__(cls)
+        self.names, self.camera_names = list(data["names"]), list(data["cameras"])
+        self.images, self.depth, self.intrinsics = t["images"], t["depth"], t["intrinsics"]
+        self.extrinsics, self.adjacency, self.radar = t["extrinsics"], t["adjacency"], t.get("radar")
+        return self
+
+
+@dataclass
+class FrameSource:
+    """Frame sets of one dataset spec, with the rig they share and how many there are."""
+
+    frames: Iterable[FrameSet]
+    rig: CameraRig
+    count: int
+
+
+def _synthetic_source(spec: DatasetConfig, size: tuple[int, int]) -> FrameSource:
+    from surround_depth_ros.datasets.synthetic import SyntheticReader
+
+    render = tuple(spec.render_size) if spec.render_size else (size[1], size[0])
+    readers = [
+        SyntheticReader(
+            default_rig(), seed, spec.frames * spec.stride, image_size=render, radar=spec.radar, lidar=False
+        )
+        for seed in spec.seeds
+    ]
+
+    def frames() -> Iterator[FrameSet]:
+        for reader in readers:
+            for index in range(0, spec.frames * spec.stride, spec.stride):
+                yield reader[index]
+
+    return FrameSource(frames(), readers[0].rig, spec.frames * len(readers))
+
+
+def open_source(spec: DatasetConfig, size: tuple[int, int]) -> FrameSource:
+    """The frame sets a dataset spec names (synthetic worlds, nuScenes, DDAD/DGP scene, rosbag2 with lidar)."""
+    if spec.type == "synthetic":
+        source = _synthetic_source(spec, size)
+    elif spec.type == "nuscenes":
+        from surround_depth_ros.datasets.nuscenes import NuScenesReader
+
+        reader = NuScenesReader(spec.path, spec.version)
+        source = FrameSource(reader, reader.rig(), len(reader))
+    elif spec.type == "ddad":
+        from surround_depth_ros.datasets.ddad import DGPSceneReader
+
+        reader = DGPSceneReader(spec.path)
+        source = FrameSource(reader, reader.rig(), len(reader))
+    elif spec.type == "rosbag":
+        from surround_depth_ros.bag.reader import RosbagReader
+
+        reader = RosbagReader(spec.path)
+        source = FrameSource(reader, reader.rig, reader.expected_frames())
+    else:
+        raise ValueError(f"unknown dataset type {spec.type!r}")
+    if spec.limit is not None:
+        limited = min(source.count, spec.limit)
+        frames = (frame for _, frame in zip(range(limited), source.frames, strict=False))  # range first: no extra read
+        source = FrameSource(frames, source.rig, limited)
+    return source
+
+
+def dataset_key(spec: DatasetConfig, size: tuple[int, int]) -> str:
+    """What the prepared tensors depend on: the spec, the size and the data format."""
+    text = json.dumps({"spec": asdict(spec), "size": list(size), "format": PREPARED_FORMAT}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def load_dataset(
+    spec: DatasetConfig, size: tuple[int, int], cache_dir: str | Path | None = None, desc: str = "preparing"
+) -> PreparedDataset:
+    """Prepared tensors of a dataset spec at size (h, w), read from `cache_dir` when prepared before."""
+    size = (int(size[0]), int(size[1]))
+    key = dataset_key(spec, size)
+    path = Path(cache_dir) / f"{spec.type}_{key}.pt" if cache_dir else None
+    if path is not None:
+        cached = PreparedDataset.load(path, key)
+        if cached is not None:
+            return cached
+    rendered = (spec.render_size[1], spec.render_size[0]) if spec.type == "synthetic" and spec.render_size else size
+    if rendered != size:
+        # rendering is the slow part: prepare once at the render size, derive every training size from it
+        dataset = load_dataset(spec, rendered, cache_dir, desc).resized(size)
+    else:
+        source = open_source(spec, size)
+        samples = [
+            prepare_frameset(frame, size, spec.radar)
+            for frame in tqdm(source.frames, total=source.count, desc=f"{desc} {spec.type}", unit="frameset")
+        ]
+        dataset = PreparedDataset(samples, source.rig.camera_names, source.rig.adjacency())
+    if path is not None:
+        dataset.save(path, key)
+    return dataset
+
+
+class ColourJitter:
+    """Per-view brightness, contrast and saturation jitter of +-`strength`: photometric, so geometry is untouched."""
+
+    def __init__(self, strength: float) -> None:
+        self.strength = float(strength)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """uint8 (B, N, 3, H, W) -> float [0, 1], each view with its own factors drawn from `generator`."""
+        x = images.float() / 255.0
+        if self.strength <= 0:
+            return x
+        shape = (*x.shape[:2], 1, 1, 1)
+
+        def factor() -> torch.Tensor:
+            return 1.0 + (torch.rand(shape, generator=generator) * 2 - 1) * self.strength
+
+        brightness, contrast, saturation = factor(), factor(), factor()
+        x = x * brightness.to(x)
+        mean = x.mean(dim=(2, 3, 4), keepdim=True)
+        x = (x - mean) * contrast.to(x) + mean
+        grey = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 1, 3, 1, 1)).sum(2, keepdim=True)
+        x = (x - grey) * saturation.to(x) + grey
+        return x.clamp(0.0, 1.0)

@@ -1,0 +1,287 @@
+"""The training loop: a student, an optional (cached) teacher and the configured losses, step by step.
+
+Everything random is a pure function of (seed, step): the batch order (one permutation per
+epoch) and the colour jitter. So a run resumed from its last checkpoint replays exactly what
+the uninterrupted run would have done, and two runs with one seed are the same run.
+Outputs in `out_dir`: best.pt / last.pt (student checkpoints, loadable by the node),
+train_state.pt (optimiser, schedule, loss adapters, history: what resume needs),
+history.json, losses.png, validation.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from surround_depth_ros.checkpoint import load_checkpoint, save_checkpoint
+from surround_depth_ros.losses import LossInputs, build_losses
+from surround_depth_ros.network.student import SurroundDepthStudent
+from surround_depth_ros.rig import CameraRig
+from surround_depth_ros.training.config import OptimizerConfig, TeacherConfig, TrainingConfig
+from surround_depth_ros.training.data import ColourJitter, PreparedDataset, Sample, load_dataset, open_source
+from surround_depth_ros.training.evaluate import evaluate_model, normalise
+
+STATE_FORMAT = "surround_depth_ros.train_state/1"
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else the CPU; 'cuda' without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+def build_teacher(config: TeacherConfig, out_dir: Path, device: torch.device) -> object:
+    """The configured teacher wrapped in a disk cache (`CachedTeacher`)."""
+    from surround_depth_ros.teachers import CachedTeacher, DepthAnythingTeacher, OwnFamilyTeacher
+
+    if config.type == "own_family":
+        teacher = OwnFamilyTeacher(config.checkpoint, device=device)
+    else:
+        teacher = DepthAnythingTeacher(config.model_dir, input_height=config.input_height, device=device)
+    return CachedTeacher(teacher, config.cache_dir or out_dir / "teacher_cache")
+
+
+def lr_factor(step: int, config: OptimizerConfig) -> float:
+    """Linear warm-up to 1 over `warmup_steps`, then cosine decay to `min_lr_ratio` at `steps`."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
+    """Frame sets of one step: consecutive slices of one seeded permutation per epoch (stateless, resumable)."""
+    out = []
+    for position in range(step * batch_size, (step + 1) * batch_size):
+        epoch, offset = divmod(position, n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        out.append(int(order[offset]))
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainResult:
+    """The end of a run: steps done, best validation AbsRel (metric) and where things were written."""
+
+    step: int
+    best_abs_rel: float | None
+    out_dir: Path
+    last_validation: dict | None
+
+
+class Trainer:
+    """Builds everything a config describes and runs `train()`; `resume=True` continues from out_dir."""
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        out_dir: str | Path | None = None,
+        device: str | None = None,
+        train_set: PreparedDataset | None = None,
+        rig: CameraRig | None = None,
+    ) -> None:
+        """`train_set` and `rig` replace the config's training data (benchmarks, tests); both or neither."""
+        self.config = config
+        self.out_dir = Path(out_dir or config.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(device or config.device)
+        seed_everything(config.seed)
+        self.student_config = config.model.student_config()
+        size = self.student_config.input_size
+        cache = Path(config.data_cache_dir) if config.data_cache_dir else self.out_dir / "data_cache"
+        self.train_set = train_set or load_dataset(config.train, size, cache, "train set")
+        self.val_set = load_dataset(config.val, size, cache, "val set") if config.val else None
+        self.rig = rig or open_source(config.train, size).rig  # recorded in checkpoints: the engine compares focals
+        self.model = SurroundDepthStudent(self.student_config).to(self.device)
+        self.losses = build_losses(config.losses).to(self.device)
+        self.needs_saliency = "saliency" in self.losses.terms
+        self.teacher = build_teacher(config.teacher, self.out_dir, self.device) if config.teacher else None
+        params = [*self.model.parameters(), *self.losses.parameters()]
+        opt = config.optimizer
+        self.optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, opt))
+        self.jitter = ColourJitter(config.augmentation.colour_jitter)
+        self.adjacency = self.train_set.adjacency.to(self.device)
+        self.step = 0
+        self.history: list[dict] = []
+        self.validations: list[dict] = []
+        self.best: float | None = None
+
+    # ------------------------------------------------------------------ one step
+    def loss_inputs(self, batch: Sample, step: int) -> tuple[torch.Tensor, LossInputs]:
+        """Forward the student on a batch and gather what every loss may read."""
+        generator = torch.Generator().manual_seed(self.config.seed * 7_919 + step)
+        images01 = self.jitter(batch.images, generator).to(self.device)
+        radar = batch.radar.to(self.device) if batch.radar is not None and self.student_config.radar else None
+        out = self.model(normalise(images01), self.adjacency, radar=radar, return_aux=True)
+        gt = batch.depth.to(self.device)
+        cfg = self.student_config
+        gt = torch.where((gt >= cfg.min_depth) & (gt <= cfg.max_depth), gt, torch.zeros_like(gt))
+        teacher = None
+        if self.teacher is not None:
+            clean = (batch.images.float() / 255.0).to(self.device)
+            teacher = self.teacher.predict(
+                clean, batch.name.split("|"), radar=radar, adjacency=self.adjacency, saliency=self.needs_saliency
+            )
+        inputs = LossInputs(
+            depth=out.depth, gt_depth=gt, bin_logits=out.bin_logits, bin_centres=out.bin_centres,
+            features=out.features, decoder_features=out.decoder_features,
+            intermediate_depths=out.intermediate_depths, teacher=teacher, images=images01,
+            intrinsics=batch.intrinsics.to(self.device), extrinsics=batch.extrinsics.to(self.device),
+            camera_pairs=self.adjacency,
+        )  # fmt: skip
+        return out.depth, inputs
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimiser step; returns the weighted loss parts, the total and the learning rate."""
+        self.model.train()
+        opt = self.config.optimizer
+        batch = self.train_set.batch(batch_indices(step, opt.batch_size, len(self.train_set), self.config.seed))
+        _, inputs = self.loss_inputs(batch, step)
+        total, parts = self.losses(inputs)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"step {step}: loss is {float(total)} ({parts}); lower optimizer.lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if opt.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], opt.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.schedule.step()
+        return {"step": step, "lr": lr, "loss": float(total.detach()), **parts}
+
+    # ------------------------------------------------------------------ validation and files
+    def validate(self, dataset: PreparedDataset | None = None) -> dict:
+        dataset = dataset or self.val_set
+        v = self.config.validation
+        return evaluate_model(
+            self.model, dataset, v.min_depth, v.max_depth, self.device, self.config.optimizer.batch_size
+        )
+
+    def save(self, validation: dict | None) -> None:
+        """last.pt (and best.pt when validation improved) plus the resume state and the plots."""
+        extra = {"training": {"step": self.step, "config": self.config.to_dict()}}
+        mean = validation["metric"]["mean"] if validation is not None else None
+        if mean is not None:
+            extra["training"]["validation"] = mean
+            score = mean["abs_rel"]
+            if self.best is None or score < self.best:
+                self.best = score
+                save_checkpoint(self.out_dir / "best.pt", self.model, rig=self.rig, adjacency=self.adjacency.cpu(),
+                                extra=extra)  # fmt: skip
+        save_checkpoint(self.out_dir / "last.pt", self.model, rig=self.rig, adjacency=self.adjacency.cpu(), extra=extra)
+        state = {
+            "format": STATE_FORMAT, "step": self.step, "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "losses": self.losses.state_dict(),
+            "best": self.best, "history": json.dumps(self.history), "validations": json.dumps(self.validations),
+        }  # fmt: skip
+        tmp = self.out_dir / "train_state.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.out_dir / "train_state.pt")
+        (self.out_dir / "history.json").write_text(
+            json.dumps({"train": self.history, "validation": self.validations}, indent=1)
+        )
+        plot_history(self.history, self.validations, self.out_dir)
+
+    def resume(self) -> None:
+        """Continue from out_dir/last.pt + train_state.pt (weights, optimiser, schedule, adapters, history)."""
+        state_path, weights_path = self.out_dir / "train_state.pt", self.out_dir / "last.pt"
+        if not state_path.is_file() or not weights_path.is_file():
+            raise FileNotFoundError(
+                f"cannot resume: {weights_path} or {state_path} is missing (train without --resume)"
+            )
+        model, _ = load_checkpoint(weights_path, self.student_config)
+        self.model.load_state_dict(model.state_dict())
+        state = torch.load(state_path, map_location=self.device, weights_only=True)
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{state_path} is not a training state file of this version ({STATE_FORMAT})")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.losses.load_state_dict(state["losses"])
+        self.step, self.best = int(state["step"]), state["best"]
+        self.history, self.validations = json.loads(state["history"]), json.loads(state["validations"])
+
+    def train(self, resume: bool = False, until: int | None = None) -> TrainResult:
+        """Train to `optimizer.steps` (or stop at `until`), validating and saving every `validation.every` steps."""
+        if resume:
+            self.resume()
+        total = self.config.optimizer.steps
+        stop = min(total, until) if until is not None else total
+        every = self.config.validation.every
+        validation = None
+        bar = tqdm(range(self.step, stop), initial=self.step, total=total, desc="training", unit="step")
+        started = time.perf_counter()
+        for step in bar:
+            record = self.train_step(step)
+            self.step = step + 1
+            if step % self.config.log_every == 0 or self.step == stop:
+                record["seconds"] = time.perf_counter() - started
+                self.history.append(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
+            if self.step % every == 0 or self.step == stop:
+                validation = self.validate() if self.val_set is not None else None
+                mean = validation["metric"]["mean"] if validation is not None else None
+                if mean is not None:
+                    self.validations.append({"step": self.step, **mean})
+                    bar.write(
+                        f"step {self.step}: val AbsRel {mean['abs_rel']:.4f} RMSE {mean['rmse']:.3f} "
+                        f"d1 {mean['a1']:.3f}"
+                    )
+                self.save(validation)
+        bar.close()
+        return TrainResult(self.step, self.best, self.out_dir, validation)
+
+
+def plot_history(history: list[dict], validations: list[dict], out_dir: Path) -> None:
+    """losses.png (total and every weighted part, log scale) and validation.png (AbsRel, RMSE, delta1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if history:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        steps = [h["step"] for h in history]
+        keys = [k for k in history[0] if k not in ("step", "lr", "seconds")]
+        for key in keys:
+            values = [max(abs(h.get(key, np.nan)), 1e-8) for h in history]
+            ax.plot(steps, values, label=key, linewidth=2 if key == "loss" else 1)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("weighted loss")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "losses.png", dpi=90)
+        plt.close(fig)
+    if validations:
+        fig, axes = plt.subplots(1, 3, figsize=(10, 3))
+        steps = [v["step"] for v in validations]
+        for ax, key, label in zip(axes, ("abs_rel", "rmse", "a1"), ("AbsRel", "RMSE (m)", "delta < 1.25"), strict=True):
+            ax.plot(steps, [v[key] for v in validations], marker="o")
+            ax.set_title(label)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "validation.png", dpi=90)
+        plt.close(fig)
