@@ -81,6 +81,14 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("camera_info_topic", "str", "{camera}/camera_info", "Topic pattern of each camera's CameraInfo."),
     ParamSpec(
+        "input_reliability",
+        "str",
+        "reliable",
+        "QoS of camera/radar subscriptions: reliable loses no large image (ros2 bag play, most drivers); "
+        "best_effort also matches best-effort publishers. A mismatch is reported, never silent.",
+        choices=("reliable", "best_effort"),
+    ),
+    ParamSpec(
         "radars",
         "str[]",
         [],

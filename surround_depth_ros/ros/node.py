@@ -26,9 +26,10 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64
@@ -47,6 +48,12 @@ from surround_depth_ros.transforms import TransformBuffer, TransformError
 TF_STATIC_QOS = QoSProfile(
     depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
 )
+
+
+# Wall time without any camera message after which a waiting frame set is decided (end of a stream).
+STALL_S = 1.0
+# How long the worker waits for the CameraInfo of a camera whose image it has (start of a stream).
+INFO_WAIT_S = 0.5
 
 
 class StartupError(RuntimeError):
@@ -150,7 +157,7 @@ class SurroundDepthNode(Node):
 
         self._create_subscriptions()
         self._create_publishers()
-        self._newest_arrival: tuple[int, float | None] = (-1, None)  # (message stamp, monotonic arrival)
+        self._last_arrival: float | None = None  # monotonic time of the newest camera message
         # Wall-clock timers: under use_sim_time a paused or finished bag stops /clock, and the
         # diagnostics and the decision on a stalled set must go on.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -167,24 +174,40 @@ class SurroundDepthNode(Node):
         )
 
     # ----- wiring -----
+    def _subscribe(self, kind: type, topic: str, sensor: str, callback: Any) -> Any:  # noqa: ANN401 - rclpy types
+        """A sensor subscription whose QoS mismatch with a publisher is logged and counted, never silent."""
+        reliability = ReliabilityPolicy.RELIABLE
+        if self.settings["input_reliability"] == "best_effort":
+            reliability = ReliabilityPolicy.BEST_EFFORT
+        qos = QoSProfile(depth=self.settings["sync_buffer_size"], reliability=reliability)
+
+        def incompatible(info: Any) -> None:  # noqa: ANN401 - rclpy event status
+            policy = qos_policy_name_from_kind(info.last_policy_kind)
+            self._reject(sensor, "QoS mismatch", f"{sensor}: a publisher on {self.resolve_topic_name(topic)} is "
+                         f"incompatible with this node's {policy} QoS ({self.settings['input_reliability']}): a "
+                         "best-effort publisher needs input_reliability:=best_effort")  # fmt: skip
+
+        events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
+        return self.create_subscription(kind, topic, callback, qos, event_callbacks=events)
+
     def _create_subscriptions(self) -> None:
         s = self.settings
         compressed = s["image_transport"] == "compressed"
         self._image_subscriptions = {
-            camera: self.create_subscription(
+            camera: self._subscribe(
                 CompressedImage if compressed else Image,
                 s["image_topic"].format(camera=camera) + ("/compressed" if compressed else ""),
+                camera,
                 partial(self._on_image, camera),
-                qos_profile_sensor_data,
             )
             for camera in self.cameras
         }
         for camera in self.cameras:
             topic = s["camera_info_topic"].format(camera=camera)
-            self.create_subscription(CameraInfo, topic, partial(self._on_camera_info, camera), qos_profile_sensor_data)
+            self._subscribe(CameraInfo, topic, camera, partial(self._on_camera_info, camera))
         for radar in self.radars:
             topic = s["radar_topic"].format(radar=radar)
-            self.create_subscription(PointCloud2, topic, partial(self._on_radar, radar), qos_profile_sensor_data)
+            self._subscribe(PointCloud2, topic, radar, partial(self._on_radar, radar))
         self.create_subscription(TFMessage, "/tf_static", partial(self._on_tf, static=True), TF_STATIC_QOS)
         self.create_subscription(TFMessage, "/tf", partial(self._on_tf, static=False), 100)
 
@@ -222,7 +245,7 @@ class SurroundDepthNode(Node):
         with self._lock:
             stamp = stamp_ns(msg.header.stamp)
             self.sync.add_camera(camera, stamp, (msg.header, rgb))
-            self._newest_arrival = max(self._newest_arrival, (stamp, time.monotonic()))
+            self._last_arrival = time.monotonic()
             self._hand_over(self.sync.poll())
 
     def _info_mismatch(self, camera: str, rgb: np.ndarray) -> str:
@@ -267,18 +290,18 @@ class SurroundDepthNode(Node):
                 self.get_logger().error(f"ignoring transform {t.header.frame_id} -> {t.child_frame_id}: {error}")
 
     def _poll_stalled(self) -> None:
-        """Decide waiting sets when messages stop (end of a stream, a silent camera).
+        """Decide the waiting set when every input has been silent for STALL_S of wall time.
 
-        Message time is extrapolated by the wall time elapsed since the newest message, so the
-        camera clocks need not agree with this computer's clock, and only as far as deciding the
-        oldest waiting set needs: further would expire radar sweeps that later sets still want.
+        While messages flow, message time decides (a silent camera is outwaited by the others'
+        stamps); only the end of a stream needs the wall clock. Message time is then moved just
+        far enough to decide the oldest waiting set: further would expire radar sweeps that later
+        sets still want, and the cameras' clocks need not agree with this computer's.
         """
         with self._lock:
-            stamp, arrival = self._newest_arrival
             pending = self.sync.oldest_pending_ns()
-            if arrival is not None and pending is not None:
-                now = stamp + int(1e9 * (time.monotonic() - arrival))
-                self._hand_over(self.sync.poll(min(now, pending + int(1e9 * self.settings["sync_wait_s"]) + 1)))
+            arrival = self._last_arrival
+            if pending is not None and arrival is not None and time.monotonic() - arrival > STALL_S:
+                self._hand_over(self.sync.poll(pending + int(1e9 * self.settings["sync_wait_s"]) + 1))
 
     def _hand_over(self, sets: list[SyncedSet]) -> None:
         """Called under the lock: forget the past on a clock jump, keep only the newest set."""
@@ -320,6 +343,10 @@ class SurroundDepthNode(Node):
 
     def _process(self, synced: SyncedSet) -> None:
         start = time.perf_counter()
+        # A camera's first CameraInfo may come just after its first image (separate topics).
+        deadline = time.monotonic() + INFO_WAIT_S
+        while any(c not in self.camera_info for c in synced.cameras) and time.monotonic() < deadline:
+            time.sleep(0.01)
         images, intrinsics, extrinsics, headers, infos = [], [], [], [], []
         for camera in self.cameras:
             header, rgb = synced.cameras.get(camera, (None, (None, None)))[1]
