@@ -9,24 +9,14 @@ writing its result once, so the ratio says how far each step is from memory-boun
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from timing import best_ms
 
 from surround_depth_ros import geometry as g
 from surround_depth_ros.frameset import PointSweep
 from surround_depth_ros.radar import radar_to_maps
 from surround_depth_ros.rig import default_rig
-
-
-def best_ms(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
 
 
 def report(name: str, ms: float, floor_ms: float) -> None:

@@ -17,21 +17,12 @@ import time
 
 import numpy as np
 import torch
+from timing import best_ms
 
 from surround_depth_ros.inference import DepthEngine
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.student import PRESETS, SurroundDepthStudent
 from surround_depth_ros.tools.model_info import forward_flops, parameter_count, preset_inputs
-
-
-def best_ms(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
 
 
 def interleaved_best_ms(first, second, repeats: int) -> tuple[float, float]:

@@ -14,23 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 import torch
+from timing import best_seconds as best_s
 
 from surround_depth_ros.datasets.synthetic import SyntheticReader
 from surround_depth_ros.rig import default_rig
-
-
-def best_s(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def camera_sets(size: tuple[int, int], repeats: int) -> None:

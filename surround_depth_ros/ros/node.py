@@ -53,7 +53,7 @@ TF_STATIC_QOS = QoSProfile(
 # Wall time without any camera message after which a waiting frame set is decided (end of a stream).
 STALL_S = 1.0
 # How long the worker waits for the CameraInfo of a camera whose image it has (start of a stream).
-INFO_WAIT_S = 0.5
+INFO_WAIT_S = 2.0
 
 
 class StartupError(RuntimeError):
