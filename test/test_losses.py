@@ -295,7 +295,7 @@ def test_grad_cam_matches_hand_computation_and_is_differentiable():
     assert torch.allclose(cam, expected, atol=1e-6)
     assert cam.requires_grad
     teacher_map = teacher_like(torch.rand(2, 1, 8, 10))
-    assert saliency_kd_loss(cam.detach(), cam.detach()).item() == pytest.approx(0.0, abs=1e-6)  # float32 cosine
+    assert saliency_kd_loss(cam.detach(), cam.detach()).item() == pytest.approx(0.0, abs=1e-6)  # float32 sums
     assert saliency_kd_loss(cam.detach(), cam.detach(), mode="cosine").item() == pytest.approx(0.0, abs=1e-6)
     loss = saliency_kd_loss(cam, teacher_map)
     assert 0 < loss.item() <= 2.0
