@@ -450,3 +450,15 @@ def test_build_losses_errors_name_the_problem():
         build_losses({"cross_interaction": 1.0})(
             LossInputs(depth=torch.ones(1, 1, 1, 4, 4), bin_logits=torch.ones(1), bin_centres=torch.ones(1))
         )
+
+
+def test_grad_cam_takes_the_students_batch_and_view_layout():
+    """The student's features are (B, N, C, h, w): the map is per view, as for (B*N, C, h, w)."""
+    A = torch.rand(2, 3, 4, 5, 6, requires_grad=True)
+    depth = (A.sum(dim=2, keepdim=True) * 2.0).repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
+    cam = grad_cam(mean_depth_target(depth), A, create_graph=True)
+    flat = A.detach().flatten(0, 1).requires_grad_()
+    depth_flat = (flat.sum(dim=1, keepdim=True) * 2.0).repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
+    assert cam.shape == (6, 1, 5, 6)
+    assert torch.allclose(cam, grad_cam(mean_depth_target(depth_flat), flat), atol=1e-6)
+    assert cam.requires_grad

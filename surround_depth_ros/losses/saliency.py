@@ -32,16 +32,20 @@ def saliency_from_gradients(activations: torch.Tensor, gradients: torch.Tensor) 
 
 
 def grad_cam(target: torch.Tensor, features: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-    """Grad-CAM saliency (M, 1, h, w) of `target` (M,) w.r.t. `features` (M, C, h, w) it was computed from.
+    """Grad-CAM saliency (M, 1, h, w) of `target` (M,) w.r.t. `features` it was computed from.
 
-    create_graph=True keeps the map differentiable (the student's, inside training); for the
-    teacher use False and the map is detached.
+    `features` is (M, C, h, w) or (B, N, C, h, w) with M = B * N views (the student's layout); the
+    gradient is taken w.r.t. the tensor as given, then views are flattened. create_graph=True
+    keeps the map differentiable (the student's, inside training); for the teacher use False and
+    the map is detached.
     """
-    if features.dim() != 4:
-        raise ValueError(f"features for Grad-CAM must be (M, C, h, w), got {tuple(features.shape)}")
+    if features.dim() not in (4, 5):
+        raise ValueError(f"features for Grad-CAM must be (M, C, h, w) or (B, N, C, h, w), got {tuple(features.shape)}")
     if not target.requires_grad:
         raise ValueError("the Grad-CAM target does not depend on anything with gradients; compute it with grad enabled")
     (gradients,) = torch.autograd.grad(target.sum(), features, create_graph=create_graph, retain_graph=True)
+    if features.dim() == 5:
+        features, gradients = features.flatten(0, 1), gradients.flatten(0, 1)
     cam = saliency_from_gradients(features, gradients)
     return cam if create_graph else cam.detach()
 
