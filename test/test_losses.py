@@ -462,3 +462,15 @@ def test_grad_cam_takes_the_students_batch_and_view_layout():
     assert cam.shape == (6, 1, 5, 6)
     assert torch.allclose(cam, grad_cam(mean_depth_target(depth_flat), flat), atol=1e-6)
     assert cam.requires_grad
+
+
+def test_saliency_kd_through_the_real_student():
+    """Grad-CAM of the student's depth w.r.t. its returned encoder features, with gradients to its weights."""
+    from surround_depth_ros.network.student import SurroundDepthStudent, preset
+
+    model = SurroundDepthStudent(preset("tiny"))
+    out = model(torch.rand(1, 6, 3, 64, 112), torch.tensor([[i, (i + 1) % 6] for i in range(6)]), return_aux=True)
+    cam = grad_cam(mean_depth_target(out.depth), out.features[-1], create_graph=True)
+    assert cam.shape == (6, 1, 2, 4) and torch.isfinite(cam).all()
+    saliency_kd_loss(cam, torch.rand(6, 1, 2, 4)).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())

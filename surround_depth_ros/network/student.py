@@ -219,8 +219,10 @@ class SurroundDepthStudent(nn.Module):
             temporal_features = bottleneck.unflatten(0, (b, n))
             previous = temporal_features if prev_features is None else prev_features
             bottleneck = self.temporal(temporal_features, previous).flatten(0, 1)
-        features = [*features[:4], bottleneck]
-        decoded = self.decoder(features)
+        # The decoder consumes the per-view (B, N, ...) views that return_aux hands out, so that
+        # gradients w.r.t. them exist (Grad-CAM saliency KD differentiates through them).
+        per_view = [f.unflatten(0, (b, n)) for f in (*features[:4], bottleneck)]
+        decoded = self.decoder([f.flatten(0, 1) for f in per_view])
         bins = self.bin_head(decoded[3], bottleneck)
         depth = F.interpolate(bins.depth, size=(h, w), mode="bilinear", align_corners=False).unflatten(0, (b, n))
         confidence = F.interpolate(bins.confidence, size=(h, w), mode="bilinear", align_corners=False)
@@ -233,7 +235,7 @@ class SurroundDepthStudent(nn.Module):
             output.bin_centres, output.bin_logits, output.bin_probs = map(
                 views, (bins.centres, bins.logits, bins.probs)
             )
-            output.features = [views(f) for f in features]
+            output.features = per_view
             output.decoder_features = [views(f) for f in decoded]
             heads = [head(decoded[i]) for head, i in zip(self.depth_heads, (1, 2), strict=True)]
             output.intermediate_depths = [views(d) for d in (*heads, bins.depth)]
