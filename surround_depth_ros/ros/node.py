@@ -13,6 +13,7 @@ surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -61,15 +62,12 @@ class StartupError(RuntimeError):
 
 
 def default_checkpoint() -> Path:
-    """The student shipped with the package: in the source tree, else in the installed share folder."""
-    candidates = [Path(__file__).resolve().parents[2] / "models" / "student_default.pt"]
-    candidates += [Path(sys.prefix) / "share" / "surround_depth_ros" / "models" / "student_default.pt"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("surround_depth_ros")) / "models" / "student_default.pt")
-    except (ImportError, LookupError):
-        pass
+    """The student shipped with the package: in the source tree, else in an installed share folder."""
+    shares = [Path(__file__).resolve().parents[2], Path(sys.prefix) / "share" / "surround_depth_ros"]
+    shares += [
+        Path(p) / "share" / "surround_depth_ros" for p in os.environ.get("AMENT_PREFIX_PATH", "").split(":") if p
+    ]
+    candidates = [share / "models" / "student_default.pt" for share in shares]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -139,13 +139,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         print("waiting for the node (loading the model)...")
         topics = [f"/{name}/image_raw" for name in rig.camera_names]
-        if not _wait(lambda: all(replayer.node.count_subscribers(t) for t in topics), 120):
-            node.terminate()
-            raise SystemExit(f"the node did not come up; see {out / 'node.log'}")
+        up = _wait(lambda: node.poll() is not None or all(replayer.node.count_subscribers(t) for t in topics), 120)
+        if not up or node.poll() is not None:
+            raise SystemExit(f"the node did not come up; see {out / 'node.log'}:\n{(out / 'node.log').read_text()}")
         time.sleep(2.0)  # discovery has seen the node; let every publisher match it before the first frame
         stats = replayer.run(progress=True)
         _wait(lambda: len(recorder.clouds) and max(recorder.clouds) >= frames[-1].stamp_ns - 10**9, 30)
-        time.sleep(1.0)  # the last diagnostics
+        # Diagnostics come once a second: wait for the one that counts every set received here.
+        _wait(lambda: (recorder.diagnostics or {}).get("frame sets published") == str(len(recorder.clouds)), 5)
     finally:
         node.send_signal(signal.SIGINT)
         try:
