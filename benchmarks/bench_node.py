@@ -101,6 +101,8 @@ def bench_node(frames: list, checkpoint: Path, sets: int) -> tuple[float, float]
             client.close()
             node.stop()
             rclpy.try_shutdown()
+            if "Traceback" in node.output or "ERROR" in node.output:
+                print(node.output, file=sys.stderr)
 
 
 def main() -> None:
@@ -110,6 +112,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "student_default.pt")
     args = parser.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from surround_depth_ros.ros.dds import use_large_image_transport
+
+    use_large_image_transport()
     width, height = (int(v) for v in args.size.split("x"))
     torch.set_num_threads(1)
     frames = list(SyntheticReader(default_rig().scaled(width, height), seed=7, n_frames=3, radar=False, lidar=False))

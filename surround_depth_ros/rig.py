@@ -9,7 +9,6 @@ sensor frame (optical frame for cameras: z forward, x right, y down) into the ba
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import yaml
 
 from surround_depth_ros import geometry
+from surround_depth_ros.resources import packaged_file
 
 
 def _as_matrix(value: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -321,19 +321,6 @@ def save_rig(rig: CameraRig, path: str | os.PathLike) -> None:
     Path(path).write_text(RIG_FILE_HELP + body)
 
 
-def rig_file_candidates(filename: str = "rig_nuscenes.yaml") -> list[Path]:
-    """Where a packaged rig file may lie: the source tree first, then installed share dirs (ament layout)."""
-    candidates = [Path(__file__).resolve().parents[1] / "config" / filename]
-    prefixes = [sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)]
-    for prefix in filter(None, prefixes):
-        candidates.append(Path(prefix) / "share" / "surround_depth_ros" / "config" / filename)
-    return candidates
-
-
 def default_rig() -> CameraRig:
     """The nuScenes-like rig shipped in config/rig_nuscenes.yaml."""
-    candidates = rig_file_candidates()
-    for path in candidates:
-        if path.is_file():
-            return load_rig(path)
-    raise FileNotFoundError("config/rig_nuscenes.yaml not found; looked in " + ", ".join(str(p) for p in candidates))
+    return load_rig(packaged_file("config", "rig_nuscenes.yaml"))

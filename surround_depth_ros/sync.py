@@ -169,7 +169,9 @@ class FrameSetSynchronizer:
         return self._add(name, int(stamp_ns), item, radar=True)
 
     def _add(self, name: str, stamp: int, item: Any, radar: bool) -> bool:
-        if self._newest_any is not None and stamp < self._newest_any - self._reset_threshold:
+        # A jump back is judged per input: each topic arrives in order, so only its own clock going
+        # back (a looping bag) says so. A message merely late behind other topics is not a jump.
+        if name in self._newest and stamp < self._newest[name] - self._reset_threshold:
             self.reset()
             self._count("clock_jump_reset")
         if stamp in self._recent[name]:

@@ -39,3 +39,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    from surround_depth_ros.ros.dds import use_large_image_transport
+
+    use_large_image_transport()  # camera-sized images over shared memory, in this process and the nodes

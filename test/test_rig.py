@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from surround_depth_ros import geometry as g
+from surround_depth_ros.resources import packaged_file_candidates
 from surround_depth_ros.rig import (
     Camera,
     CameraRig,
     RigFileError,
     default_rig,
     load_rig,
-    rig_file_candidates,
     save_rig,
 )
 
@@ -57,7 +57,7 @@ def test_default_rig_is_nuscenes_like():
         error = (np.degrees(np.arctan2(z_axis[1], z_axis[0])) - yaw + 180) % 360 - 180
         assert abs(error) < 3, (name, error)
     assert rig.radar("RADAR_FRONT").T_base_radar[0, 3] > 3.0
-    assert any(str(sys.prefix) in str(p) for p in rig_file_candidates())
+    assert any(str(sys.prefix) in str(p) for p in packaged_file_candidates("config", "rig_nuscenes.yaml"))
 
 
 def test_default_rig_is_close_to_the_nuscenes_calibration(shared_data_path):

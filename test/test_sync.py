@@ -328,3 +328,14 @@ def test_oldest_pending_anchor_is_reported_until_decided():
     assert sync.poll() == [] and sync.oldest_pending_ns() == 1_000_000_000
     sync.add_camera("B", 1_010_000_000, "b")
     assert len(sync.poll()) == 1 and sync.oldest_pending_ns() is None
+
+
+def test_a_message_late_behind_other_topics_is_not_a_clock_jump():
+    """DDS can deliver one topic seconds late (a retransmitted fragment); only a topic's own clock going back resets."""
+    sync = FrameSetSynchronizer(["A", "B"], window_s=0.05, wait_s=0.2, missing_camera_policy="partial")
+    sync.add_camera("A", 10_000_000_000, "a0")
+    sync.add_camera("A", 12_000_000_000, "a1")  # B of the first frame is still on its way
+    sync.add_camera("B", 10_010_000_000, "b0")  # 2 s behind A's newest, but B's own clock went forward
+    assert sync.stats()["clock_jump_reset"] == 0
+    sync.add_camera("A", 1_000_000_000, "a-loop")  # A's own clock goes back: the bag looped
+    assert sync.stats()["clock_jump_reset"] == 1

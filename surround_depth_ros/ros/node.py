@@ -13,7 +13,6 @@ surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args 
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -41,6 +40,8 @@ from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
 from surround_depth_ros.mailbox import LatestMailbox
 from surround_depth_ros.params import NODE_NAME
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
+from surround_depth_ros.resources import packaged_file
+from surround_depth_ros.ros.dds import use_large_image_transport
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
 from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
 from surround_depth_ros.sync import FrameSetSynchronizer, SyncedSet
@@ -51,6 +52,7 @@ TF_STATIC_QOS = QoSProfile(
 )
 
 
+DEFAULT_CHECKPOINT = ("models", "student_default.pt")
 # Wall time without any camera message after which a waiting frame set is decided (end of a stream).
 STALL_S = 1.0
 # How long the worker waits for the CameraInfo of a camera whose image it has (start of a stream).
@@ -61,22 +63,6 @@ class StartupError(RuntimeError):
     """The node cannot start (model, back-end); the message says what to fix."""
 
 
-def default_checkpoint() -> Path:
-    """The student shipped with the package: in the source tree, else in an installed share folder."""
-    shares = [Path(__file__).resolve().parents[2], Path(sys.prefix) / "share" / "surround_depth_ros"]
-    shares += [
-        Path(p) / "share" / "surround_depth_ros" for p in os.environ.get("AMENT_PREFIX_PATH", "").split(":") if p
-    ]
-    candidates = [share / "models" / "student_default.pt" for share in shares]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise StartupError(
-        "no checkpoint given and the default student is not installed (looked in "
-        f"{', '.join(map(str, candidates))}); set the parameter checkpoint:=/path/to/student.pt"
-    )
-
-
 def build_pipeline(settings: dict[str, Any]):  # noqa: ANN201 - SurroundDepthPipeline, imported lazily
     """The engine and pipeline the parameters ask for, or a StartupError naming what is wrong."""
     from surround_depth_ros.checkpoint import CheckpointError
@@ -84,7 +70,11 @@ def build_pipeline(settings: dict[str, Any]):  # noqa: ANN201 - SurroundDepthPip
     from surround_depth_ros.inference.engine import DepthEngine
     from surround_depth_ros.pipeline import CloudOptions, SurroundDepthPipeline
 
-    checkpoint = Path(settings["checkpoint"]) if settings["checkpoint"] else default_checkpoint()
+    try:
+        checkpoint = Path(settings["checkpoint"]) if settings["checkpoint"] else packaged_file(*DEFAULT_CHECKPOINT)
+    except FileNotFoundError as error:
+        raise StartupError(f"no checkpoint given and the default student is missing: {error}; "
+                           "set the parameter checkpoint:=/path/to/student.pt") from error  # fmt: skip
     try:
         engine = DepthEngine(
             checkpoint,
@@ -482,6 +472,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy's own signal handlers would invalidate the context while the inference worker may be
     publishing; here a signal stops spinning, the worker finishes its set, then rclpy shuts down.
     """
+    profile = use_large_image_transport()
     rclpy.init(args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -493,6 +484,10 @@ def main(args: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         rclpy.try_shutdown()
         return 0
+    if profile:
+        node.get_logger().info(
+            f"Fast DDS profile for large images: {profile} (set FASTDDS_DEFAULT_PROFILES_FILE to choose)"
+        )
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -110,9 +110,11 @@ def _wait(condition, timeout: float) -> bool:  # noqa: ANN001
 
 def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.bag.writer import write_bag
+    from surround_depth_ros.ros.dds import use_large_image_transport
     from surround_depth_ros.ros.replayer import BagReplayer
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # keep the demo's DDS on this machine
+    use_large_image_transport()  # for the replayer here and the node started below
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     rig = default_rig().scaled(*_size(args.size))
