@@ -6,28 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import save_tiny_depth_anything
 
 from surround_depth_ros.teachers import CachedTeacher, Teacher, TeacherOutput
 from surround_depth_ros.teachers.base import ForwardResult
 
-transformers = pytest.importorskip("transformers", reason="the Depth Anything adapter needs `transformers`")
+pytest.importorskip("transformers", reason="the Depth Anything adapter needs `transformers`")
 
 
 @pytest.fixture(scope="module")
 def tiny_depth_anything(tmp_path_factory):
     """A randomly initialised Depth Anything of the real architecture (small Dinov2 backbone), saved locally."""
-    torch.manual_seed(0)
-    backbone = transformers.Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14,
-        image_size=56, out_indices=[1, 2, 3, 4], reshape_hidden_states=False,
-    )  # fmt: skip
-    config = transformers.DepthAnythingConfig(
-        backbone_config=backbone, fusion_hidden_size=16, neck_hidden_sizes=[8, 16, 32, 32],
-        reassemble_hidden_size=32, head_hidden_size=8, depth_estimation_type="relative",
-    )  # fmt: skip
-    model = transformers.DepthAnythingForDepthEstimation(config).eval()
     path = tmp_path_factory.mktemp("depth_anything_tiny")
-    model.save_pretrained(path)
+    model = save_tiny_depth_anything(path)
     return path, model
 
 

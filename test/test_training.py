@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny_depth_anything
 from sample_framesets import small_rig
 
 from surround_depth_ros import geometry
@@ -203,17 +204,8 @@ def test_own_family_teacher_distils_through_the_cache(data_cache, tmp_path):
 
 
 def test_depth_anything_teacher_from_the_config(data_cache, tmp_path):
-    transformers = pytest.importorskip("transformers", reason="the Depth Anything teacher needs `transformers`")
-    torch.manual_seed(0)
-    backbone = transformers.Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14,
-        image_size=56, out_indices=[1, 2, 3, 4], reshape_hidden_states=False,
-    )  # fmt: skip
-    da_config = transformers.DepthAnythingConfig(
-        backbone_config=backbone, fusion_hidden_size=16, neck_hidden_sizes=[8, 16, 32, 32],
-        reassemble_hidden_size=32, head_hidden_size=8, depth_estimation_type="relative",
-    )  # fmt: skip
-    transformers.DepthAnythingForDepthEstimation(da_config).save_pretrained(tmp_path / "da")
+    pytest.importorskip("transformers", reason="the Depth Anything teacher needs `transformers`")
+    save_tiny_depth_anything(tmp_path / "da")
     config = make_config(
         tmp_path, data_cache_dir=str(data_cache / "data"),
         losses={"silog": 1.0, "cross_interaction": 1.0, "curvature": 1.0},
