@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"the node did not come up; see {out / 'node.log'}:\n{(out / 'node.log').read_text()}")
         time.sleep(2.0)  # discovery has seen the node; let every publisher match it before the first frame
         stats = replayer.run(progress=True)
-        _wait(lambda: len(recorder.clouds) and max(recorder.clouds) >= frames[-1].stamp_ns - 10**9, 30)
+        # The newest set always wins, so the last one is served (its anchor is the first camera's stamp).
+        _wait(lambda: int(frames[-1].camera_stamps_ns[0]) in recorder.clouds, 30)
         # Diagnostics come once a second: wait for the one that counts every set received here.
         _wait(lambda: (recorder.diagnostics or {}).get("frame sets published") == str(len(recorder.clouds)), 5)
     finally:
