@@ -35,10 +35,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64
 from tf2_msgs.msg import TFMessage
 
+from surround_depth_ros.checkpoint import CheckpointError
 from surround_depth_ros.health import InputHealth, Level
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
+from surround_depth_ros.inference.backend import BackendUnavailable
+from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.mailbox import LatestMailbox
 from surround_depth_ros.params import NODE_NAME
+from surround_depth_ros.pipeline import CloudOptions, SurroundDepthPipeline
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
 from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.ros.dds import use_large_image_transport
@@ -50,8 +54,6 @@ from surround_depth_ros.transforms import TransformBuffer, TransformError
 TF_STATIC_QOS = QoSProfile(
     depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
 )
-
-
 DEFAULT_CHECKPOINT = ("models", "student_default.pt")
 # Wall time without any camera message after which a waiting frame set is decided (end of a stream).
 STALL_S = 1.0
@@ -63,13 +65,8 @@ class StartupError(RuntimeError):
     """The node cannot start (model, back-end); the message says what to fix."""
 
 
-def build_pipeline(settings: dict[str, Any]):  # noqa: ANN201 - SurroundDepthPipeline, imported lazily
+def build_pipeline(settings: dict[str, Any]) -> SurroundDepthPipeline:
     """The engine and pipeline the parameters ask for, or a StartupError naming what is wrong."""
-    from surround_depth_ros.checkpoint import CheckpointError
-    from surround_depth_ros.inference.backend import BackendUnavailable
-    from surround_depth_ros.inference.engine import DepthEngine
-    from surround_depth_ros.pipeline import CloudOptions, SurroundDepthPipeline
-
     try:
         checkpoint = Path(settings["checkpoint"]) if settings["checkpoint"] else packaged_file(*DEFAULT_CHECKPOINT)
     except FileNotFoundError as error:
