@@ -163,3 +163,15 @@ def test_rviz_config_shows_the_node_outputs():
     for camera in NODE_PARAMETERS[0].default:
         assert topics[f"/{camera}/depth/image"]["Class"] == "rviz_default_plugins/Image"
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"
+
+
+def test_tf2_msgs_has_the_type_hash_of_the_real_package():
+    """The generated TFMessage must hash like jazzy/kilted's, or real /tf_static publishers would not match it."""
+    import os
+
+    prefixes = [sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)]
+    found = [Path(p) / "share" / "tf2_msgs" / "msg" / "TFMessage.json" for p in filter(None, prefixes)]
+    found = [p for p in found if p.is_file()]
+    assert found, "no tf2_msgs/msg/TFMessage.json installed: run scripts/setup_env.sh"
+    real = "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087"
+    assert real in found[0].read_text()
