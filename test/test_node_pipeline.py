@@ -118,9 +118,11 @@ def _start(tmp_path, checkpoint, rig, **overrides):
     client = RosClient()
     outputs = Outputs(client, rig.camera_names)
     pub = RigPublisher(client, rig)
-    client.wait_for(
-        lambda: all(p.get_subscription_count() for p in pub.images.values()), 60, "the node's image subscriptions"
-    )
+    publishers = [
+        *pub.infos.values(),
+        *(pub.images.values() if overrides.get("image_transport") != "compressed" else []),
+    ]
+    client.wait_for(lambda: all(p.get_subscription_count() for p in publishers), 60, "the node's camera subscriptions")
     return node, client, outputs, pub
 
 
@@ -309,3 +311,28 @@ def test_bad_parameters_are_all_named(tmp_path, checkpoint, rig):
     assert "expected_rate_hz: expected float, got str 'fast'" in node.output
     assert "backend: 'cuda-magic' is not one of ['auto', 'torch', 'tensorrt', 'onnxruntime']" in node.output
     assert "Traceback" not in node.output
+
+
+def test_compressed_images(tmp_path, checkpoint, rig):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from surround_depth_ros.ros.messages import MESSAGES
+
+    node, client, out, pub = _start(tmp_path, checkpoint, rig, image_transport="compressed")
+    try:
+        compressed = {c.name: client.node.create_publisher(CompressedImage, f"/{c.name}/image_raw/compressed", 10)
+                      for c in rig.cameras}  # fmt: skip
+        client.wait_for(lambda: all(p.get_subscription_count() for p in compressed.values()), 60, "the node")
+        pub.publish_tf()
+        for i, (camera, image) in enumerate(zip(rig.cameras, _images(3), strict=True)):
+            stamp = T0 + OFFSETS_NS[i]
+            pub.infos[camera.name].publish(MESSAGES.camera_info(camera, stamp))
+            ok, png = cv2.imencode(".png", image[..., ::-1])
+            msg = CompressedImage(format="rgb8; png compressed bgr8", data=png.tobytes())
+            msg.header = MESSAGES.header(stamp, camera.frame_id)
+            compressed[camera.name].publish(msg)
+        client.wait_for(lambda: all(out.depth[c] for c in rig.camera_names), 60, "depth from compressed images")
+        assert [_ns(out.depth[c.name][0].header.stamp) for c in rig.cameras] == [T0 + o for o in OFFSETS_NS]
+    finally:
+        _stop(node, client)
