@@ -336,3 +336,21 @@ def test_compressed_images(tmp_path, checkpoint, rig):
         assert [_ns(out.depth[c.name][0].header.stamp) for c in rig.cameras] == [T0 + o for o in OFFSETS_NS]
     finally:
         _stop(node, client)
+
+
+def test_16uc1_millimetres_equal_the_engine_depth(tmp_path, checkpoint, rig):
+    from surround_depth_ros.inference.engine import DepthEngine
+
+    node, client, out, pub = _start(tmp_path, checkpoint, rig, depth_encoding="16UC1", publish_cloud=False)
+    try:
+        pub.publish_tf()
+        _drive(pub, range(1))
+        client.wait_for(lambda: all(out.depth[c] for c in rig.camera_names), 60, "16UC1 depth")
+    finally:
+        _stop(node, client)
+    expected = DepthEngine(checkpoint, backend="torch", device="cpu").infer(_images(0), intrinsics=rig.intrinsics())
+    for camera, result in zip(rig.camera_names, expected, strict=True):
+        msg = out.depth[camera][0]
+        assert msg.encoding == "16UC1" and msg.step == 2 * msg.width
+        millimetres = np.frombuffer(msg.data, np.uint16).reshape(msg.height, msg.width)
+        assert np.abs(millimetres.astype(int) - np.rint(result.depth * 1000)).max() <= 1
