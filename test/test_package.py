@@ -175,3 +175,14 @@ def test_tf2_msgs_has_the_type_hash_of_the_real_package():
     assert found, "no tf2_msgs/msg/TFMessage.json installed: run scripts/setup_env.sh"
     real = "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087"
     assert real in found[0].read_text()
+
+
+def test_image_size_argument():
+    import argparse
+
+    from surround_depth_ros.tools.arguments import image_size
+
+    assert image_size("640x352") == (640, 352) and image_size("1600X900") == (1600, 900)
+    for bad, message in [("large", "expected WIDTHxHEIGHT"), ("0x10", "must be positive"), ("1x2x3", "WIDTHxHEIGHT")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            image_size(bad)

@@ -28,25 +28,20 @@ from tqdm import tqdm
 from surround_depth_ros.datasets.synthetic import SyntheticReader
 from surround_depth_ros.metrics import DepthMetrics
 from surround_depth_ros.rig import default_rig
+from surround_depth_ros.tools.arguments import image_size
 from surround_depth_ros.visualize import colorize_depth, label, surround_order, tile, write_ply, write_png
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
     parser.add_argument("--frames", type=int, default=24, help="synthetic frame sets to render (12 Hz)")
-    parser.add_argument("--size", default="640x360", help="camera image size WIDTHxHEIGHT (default 640x360)")
+    parser.add_argument(
+        "--size", type=image_size, default="640x360", help="camera image size WIDTHxHEIGHT (default 640x360)"
+    )
     parser.add_argument("--seed", type=int, default=2026, help="synthetic world seed (held out from training)")
     parser.add_argument("--rate", type=float, default=0.5, help="replay rate (1.0 = real time; default 0.5)")
     parser.add_argument("--checkpoint", default="", help="student checkpoint (default: the shipped student)")
     parser.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | tensorrt")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"--size must look like 640x360 (WIDTHxHEIGHT), got {text!r}") from None
-    return width, height
 
 
 class _Recorder:
@@ -117,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     use_large_image_transport()  # for the replayer here and the node started below
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    rig = default_rig().scaled(*_size(args.size))
+    rig = default_rig().scaled(*args.size)
     # The renderer runs many small tensor operations: one thread avoids torch's threads waiting on
     # each other (measured 40x slower with two threads on a busy 2-core machine).
     threads = torch.get_num_threads()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from surround_depth_ros.tools.arguments import image_size
 from surround_depth_ros.training.config import DATASET_TYPES, ConfigError, DatasetConfig, check_dataset
 from surround_depth_ros.training.evaluate import EVALUATION_CAPS
 
@@ -26,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[950, 951, 952], help="synthetic: world seeds")
     parser.add_argument("--frames", type=int, default=4, help="synthetic: frame sets per world (default 4)")
     parser.add_argument("--stride", type=int, default=9, help="synthetic: every STRIDE-th frame (default 9)")
-    parser.add_argument("--size", default="224x128", help="synthetic: render size WIDTHxHEIGHT (default 224x128)")
+    parser.add_argument(
+        "--size", type=image_size, default="224x128", help="synthetic: render size WIDTHxHEIGHT (default 224x128)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many frame sets")
     parser.add_argument("--caps", default=None, help="MIN,MAX depth in m (default: nuScenes 0.1,80; DDAD 0.1,200)")
     parser.add_argument("--examples", type=int, default=2, help="frame sets drawn in report.png (default 2)")
@@ -49,10 +52,7 @@ def _caps(text: str | None, dataset: str) -> tuple[float, float]:
 
 
 def _spec(args: argparse.Namespace) -> DatasetConfig:
-    try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size must look like 224x128 (WIDTHxHEIGHT), got {args.size!r}") from None
+    width, height = args.size
     spec = DatasetConfig(
         type=args.dataset, seeds=list(args.seeds), frames=args.frames, stride=args.stride,
         render_size=[width, height], path=args.path, version=args.version, limit=args.limit,

@@ -20,6 +20,7 @@ from surround_depth_ros.datasets.synthetic import SyntheticReader
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.radar import radar_points_in_base
 from surround_depth_ros.rig import default_rig, load_rig
+from surround_depth_ros.tools.arguments import image_size
 from surround_depth_ros.visualize import colorize_depth, surround_order
 
 
@@ -28,22 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=4, help="number of frame sets (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="world seed: other seeds give other streets")
     parser.add_argument("--rig", type=Path, default=None, help="rig YAML (default: the nuScenes-like rig)")
-    parser.add_argument("--size", default="640x352", help="image size WIDTHxHEIGHT (default 640x352)")
+    parser.add_argument("--size", type=image_size, default="640x352", help="image size WIDTHxHEIGHT (default 640x352)")
     parser.add_argument("--sweeps", type=int, default=1, help="radar sweeps per radar and frame set")
     parser.add_argument("--no-radar", action="store_true", help="skip the radar sweeps")
     parser.add_argument("--no-lidar", action="store_true", help="skip the lidar sweep")
     parser.add_argument("--no-sheet", action="store_true", help="skip the contact sheet PNGs")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"--size must look like 640x352 (WIDTHxHEIGHT), got {text!r}") from None
-    if width <= 0 or height <= 0:
-        raise SystemExit(f"--size must be positive, got {text!r}")
-    return width, height
 
 
 def _draw_radar(image: np.ndarray, frame: FrameSet, index: int) -> np.ndarray:
@@ -119,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rig = load_rig(args.rig) if args.rig else default_rig()
-    reader = SyntheticReader(rig, seed=args.seed, n_frames=args.frames, image_size=_parse_size(args.size),
+    reader = SyntheticReader(rig, seed=args.seed, n_frames=args.frames, image_size=args.size,
                              radar=not args.no_radar, lidar=not args.no_lidar, sweeps=args.sweeps)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     for frame in tqdm(reader, total=len(reader), desc="synthetic frame sets", unit="set"):

@@ -15,14 +15,7 @@ from pathlib import Path
 from surround_depth_ros.bag.topics import TopicNames
 from surround_depth_ros.bag.writer import ENCODINGS, STORAGES, write_bag
 from surround_depth_ros.frameset import FrameSet
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x352, got {text!r}") from None
-    return width, height
+from surround_depth_ros.tools.arguments import image_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synthetic = parser.add_argument_group("synthetic source")
     synthetic.add_argument("--rig", type=Path, help="rig YAML (default: the packaged nuScenes-like rig)")
     synthetic.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
-    synthetic.add_argument("--image-size", type=_size, help="WIDTHxHEIGHT of every camera, e.g. 640x352")
+    synthetic.add_argument("--image-size", type=image_size, help="WIDTHxHEIGHT of every camera, e.g. 640x352")
     synthetic.add_argument("--sweeps", type=int, default=1, help="radar sweeps per frame set (default 1)")
 
 

@@ -1,0 +1,16 @@
+"""Argument types shared by the command-line tools."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """`--size 640x352` -> (640, 352); argparse reports a malformed or non-positive size as a usage error."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x352, got {text!r}") from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"image size must be positive, got {text!r}")
+    return width, height
