@@ -135,6 +135,7 @@ class SurroundDepthNode(Node):
         self._resets_seen = 0
         self.tf = TransformBuffer()
         self.camera_info: dict[str, CameraInfo] = {}
+        self._info_waited: set[str] = set()  # cameras whose first CameraInfo the worker has waited for
         self._waiting: dict[str, str] = {}  # what the worker is waiting for, shown in diagnostics
         self._latency_ms: deque = deque(maxlen=100)
         self._processing_ms: deque = deque(maxlen=100)
@@ -328,10 +329,13 @@ class SurroundDepthNode(Node):
 
     def _process(self, synced: SyncedSet) -> None:
         start = time.perf_counter()
-        # A camera's first CameraInfo may come just after its first image (separate topics).
+        # A camera's first CameraInfo may come just after its first image (separate topics): wait
+        # for it once per camera, so that a camera with no CameraInfo at all does not slow every set.
+        unknown = [c for c in synced.cameras if c not in self.camera_info and c not in self._info_waited]
         deadline = time.monotonic() + INFO_WAIT_S
-        while any(c not in self.camera_info for c in synced.cameras) and time.monotonic() < deadline:
+        while any(c not in self.camera_info for c in unknown) and time.monotonic() < deadline:
             time.sleep(0.01)
+        self._info_waited.update(unknown)
         images, intrinsics, extrinsics, headers, infos = [], [], [], [], []
         for camera in self.cameras:
             header, rgb = synced.cameras.get(camera, (None, (None, None)))[1]
