@@ -78,15 +78,114 @@ def encode_rgb(image: np.ndarray, encoding: str = "rgb8") -> tuple[int, int, int
     return height, width, width * channels, np.ascontiguousarray(pixels).tobytes()
 
 
-def decode_compressed_rgb(format: str, data: bytes | memoryview) -> np.ndarray:  # noqa: A002 - the message field
-    """A sensor_msgs/CompressedImage (jpeg or png, as image_transport writes them) as H x W x 3 RGB."""
-    import cv2
+# Pixels a compressed image may declare before it is refused undecoded: 4096 x 4096, twice a 4K camera
+# (the node's `max_image_pixels`). Decoding costs time and memory in proportion to the declared size,
+# which a 629-byte file can set to 65000 x 65000.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_END_MARKERS = {"jpeg": b"\xff\xd9", "png": b"IEND\xae\x42\x60\x82"}  # EOI; the IEND chunk and its CRC
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): not C4 (DHT), C8 (JPG), CC (DAC).
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# Markers without a length field: TEM and the restart markers RST0-7 (SOI is consumed before the loop).
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
 
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
-    if image is None:
+
+def _jpeg_size(data: memoryview) -> tuple[int, int]:
+    """(width, height) from the first start-of-frame segment, walking segment headers only."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            raise ImageFormatError(f"corrupt jpeg: no marker at byte {i} before the frame header", "encoding")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):
+            raise ImageFormatError("corrupt jpeg: image data starts before any frame header (SOF)", "encoding")
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if length < 2:
+            raise ImageFormatError(f"corrupt jpeg: segment length {length} at byte {i}", "encoding")
+        if marker in _JPEG_SOF:
+            if i + 9 > len(data):
+                break
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            return int.from_bytes(data[i + 7 : i + 9], "big"), height
+        i += 2 + length
+    raise ImageFormatError(f"truncated jpeg: no frame header (SOF) in {len(data)} bytes", "encoding")
+
+
+def compressed_image_size(data: bytes | memoryview) -> tuple[str, int, int]:
+    """("jpeg" | "png", width, height) read from the header, without decoding any pixel.
+
+    The format comes from the bytes, not from CompressedImage.format, which a sender may set to
+    anything; anything but jpeg and png is refused, as nothing else has a checked header here.
+    """
+    view = memoryview(data).cast("B")
+    head = bytes(view[:24])
+    if head.startswith(_PNG_SIGNATURE):
+        if len(head) < 24 or head[12:16] != b"IHDR":
+            raise ImageFormatError(f"truncated or corrupt png: no IHDR chunk in {len(view)} bytes", "encoding")
+        kind, width, height = "png", int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    elif head.startswith(b"\xff\xd8"):
+        kind, (width, height) = "jpeg", _jpeg_size(view)
+    else:
         raise ImageFormatError(
-            f"cannot decode compressed image (format {format!r}, {buffer.size} bytes): expected jpeg or png data",
+            f"compressed image of {len(data)} bytes is neither jpeg nor png (starts with {head[:8].hex()}): "
+            "publish jpeg or png (image_transport's compressed plugin)",
             "encoding",
         )
+    if width <= 0 or height <= 0:
+        raise ImageFormatError(f"{kind} header declares an empty image: {width}x{height}", "size")
+    # Decoders fill a truncated image with grey and call it a success: require the end marker.
+    if not bytes(view[-64:]).rstrip(b"\0").endswith(_END_MARKERS[kind]):
+        what = f"truncated {kind} {width}x{height}"
+        raise ImageFormatError(f"{what}: {len(view)} bytes without its end marker", "encoding")
+    return kind, width, height
+
+
+def decode_compressed_rgb(
+    format: str,  # noqa: A002 - the message field
+    data: bytes | memoryview,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    expected_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """A sensor_msgs/CompressedImage (jpeg or png) as H x W x 3 RGB, checked before it is decoded.
+
+    Untrusted bytes: the header's size must fit `max_pixels` and, when given, equal `expected_size`
+    (width, height, from the camera's CameraInfo), so no message costs more than that budget. Every
+    decoder failure becomes an ImageFormatError. Safe to call from a worker thread: OpenCV releases
+    the GIL while decoding and keeps no state between calls.
+    """
+    import cv2
+
+    kind, width, height = compressed_image_size(data)
+    if width * height > max_pixels:
+        raise ImageFormatError(
+            f"{kind} declares {width}x{height} = {width * height} pixels, over the budget of {max_pixels} "
+            "(parameter max_image_pixels): refused without decoding",
+            "size",
+        )
+    if expected_size is not None and (width, height) != tuple(expected_size):
+        raise ImageFormatError(
+            f"{kind} is {width}x{height} but its camera_info says {expected_size[0]}x{expected_size[1]}: "
+            "publish the CameraInfo of this image stream",
+            "camera_info mismatch",
+        )
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        what = f"{kind} {width}x{height} (format {format!r})"
+        raise ImageFormatError(f"cannot decode {what}: {reason}", "encoding") from error
+    if image is None:
+        raise ImageFormatError(
+            f"cannot decode {kind} {width}x{height} (format {format!r}, {len(data)} bytes): corrupt or truncated data",
+            "encoding",
+        )
+    if image.shape[:2] != (height, width):
+        decoded = f"{image.shape[1]}x{image.shape[0]}"
+        raise ImageFormatError(f"{kind} decoded to {decoded}, its header says {width}x{height}", "encoding")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

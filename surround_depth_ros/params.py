@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from surround_depth_ros.images import DEFAULT_MAX_IMAGE_PIXELS
+
 NODE_NAME = "surround_depth"
 
 _PY_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "str[]": list}
@@ -78,6 +80,15 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
         "raw",
         "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on image_topic/compressed.",
         choices=("raw", "compressed"),
+    ),
+    ParamSpec(
+        "max_image_pixels",
+        "int",
+        DEFAULT_MAX_IMAGE_PIXELS,
+        "Largest image (width x height) accepted; a compressed image whose header declares more is refused "
+        "undecoded. Default 4096 x 4096, twice a 4K camera: raise it only for larger cameras.",
+        low=1,
+        high=1 << 30,
     ),
     ParamSpec("camera_info_topic", "str", "{camera}/camera_info", "Topic pattern of each camera's CameraInfo."),
     ParamSpec(
