@@ -4,12 +4,15 @@ Every metric is computed per image on its valid ground-truth pixels, then averag
 per camera, per ground-truth range bin, and over the rig (mean of the per-camera means, the
 surround protocol). Both the scale-aware ("metric") numbers and the per-image median-scaled
 ones are produced, since papers report one or the other and users compare against both.
+
+Ground truth from lidar covers a few thousand of a camera's millions of pixels, so each image's
+valid pixels are gathered first and every metric is computed on those alone.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,22 +22,7 @@ METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "mae"
 DEFAULT_RANGE_BINS: tuple[tuple[float, float], ...] = ((0.0, 50.0), (50.0, 70.0), (70.0, 80.0), (80.0, math.inf))
 DEPTH_CAPS = {"nuscenes": (0.1, 80.0), "ddad": (0.1, 200.0)}
 
-
-def _as_images(value: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
-    """(B, N, 1, H, W), (B, N, H, W), (N, H, W) or (H, W) -> float64 tensor (B, N, H, W)."""
-    tensor = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value).detach()
-    tensor = tensor.to(device="cpu", dtype=torch.float64)
-    if tensor.dim() == 5:
-        if tensor.shape[2] != 1:
-            raise ValueError(f"{what} with 5 dims must be (B, N, 1, H, W), got {tuple(tensor.shape)}")
-        tensor = tensor[:, :, 0]
-    while tensor.dim() < 4:
-        tensor = tensor.unsqueeze(0)
-    if tensor.dim() != 4:
-        raise ValueError(
-            f"{what} must be (B, N, 1, H, W), (B, N, H, W), (N, H, W) or (H, W), got {tuple(tensor.shape)}"
-        )
-    return tensor
+Maps = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
 
 def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -47,35 +35,54 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(count > 0, median, torch.full_like(median, math.nan))
 
 
-def per_image_metrics(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each metric of each image (M,) over its masked pixels (pred, gt, mask are (M, P)); NaN where none is valid.
+def image_metrics(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """The METRIC_NAMES of one image from its valid pixels (1-D float64 pred and gt, at least one pixel).
 
     AbsRel = mean|g-p|/g, SqRel = mean (g-p)^2/g, RMSE, RMSElog, a_k = fraction with
     max(p/g, g/p) < 1.25^k, MAE = mean|g-p|, SILog = 100 sqrt(mean e^2 - (mean e)^2), e = log p - log g.
     """
-    weight = mask.to(pred.dtype)
-    count = weight.sum(dim=1)
-    safe_gt = torch.where(mask, gt, torch.ones_like(gt))
-    safe_pred = torch.where(mask, pred, torch.ones_like(pred))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a 0 m prediction (min_depth 0) gives inf / NaN rows
+        abs_diff = np.abs(gt - pred)
+        squared = abs_diff**2
+        log_diff = np.log(pred) - np.log(gt)
+        ratio = np.maximum(pred / gt, gt / pred)
+        mean_log_sq = np.mean(log_diff**2)
+        return np.array([
+            np.mean(abs_diff / gt),
+            np.mean(squared / gt),
+            np.sqrt(np.mean(squared)),
+            np.sqrt(mean_log_sq),
+            np.mean(ratio < 1.25),
+            np.mean(ratio < 1.25**2),
+            np.mean(ratio < 1.25**3),
+            np.mean(abs_diff),
+            100.0 * np.sqrt(np.maximum(mean_log_sq - np.mean(log_diff) ** 2, 0.0)),
+        ])  # fmt: skip
 
-    def mean(x: torch.Tensor) -> torch.Tensor:
-        return (x * weight).sum(dim=1) / count
 
-    diff = safe_gt - safe_pred
-    log_diff = torch.log(safe_pred) - torch.log(safe_gt)
-    ratio = torch.maximum(safe_pred / safe_gt, safe_gt / safe_pred)
-    metrics = {
-        "abs_rel": mean(diff.abs() / safe_gt),
-        "sq_rel": mean(diff**2 / safe_gt),
-        "rmse": mean(diff**2).sqrt(),
-        "rmse_log": mean(log_diff**2).sqrt(),
-        "a1": mean((ratio < 1.25).to(pred.dtype)),
-        "a2": mean((ratio < 1.25**2).to(pred.dtype)),
-        "a3": mean((ratio < 1.25**3).to(pred.dtype)),
-        "mae": mean(diff.abs()),
-        "silog": 100.0 * (mean(log_diff**2) - mean(log_diff) ** 2).clamp(min=0).sqrt(),
-    }
-    return {name: torch.where(count > 0, value, torch.full_like(value, math.nan)) for name, value in metrics.items()}
+def _numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A CPU array view of a tensor or array, in its own dtype (no full-resolution copy)."""
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def _as_images(value: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
+    """(B, N, 1, H, W), (B, N, H, W), (N, H, W) or (H, W) -> array (B, N, H, W)."""
+    array = _numpy(value)
+    if array.ndim == 5:
+        if array.shape[2] != 1:
+            raise ValueError(f"{what} with 5 dims must be (B, N, 1, H, W), got {array.shape}")
+        array = array[:, :, 0]
+    if not 2 <= array.ndim <= 4:
+        raise ValueError(f"{what} must be (B, N, 1, H, W), (B, N, H, W), (N, H, W) or (H, W), got {array.shape}")
+    return array.reshape((1,) * (4 - array.ndim) + array.shape)
+
+
+def _one_map(value: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
+    """One camera's (H, W) or (1, H, W) map -> array (H, W)."""
+    array = _as_images(value, what)
+    if array.shape[:2] != (1, 1):
+        raise ValueError(f"each camera's {what} must be (H, W) or (1, H, W), got {_numpy(value).shape}")
+    return array[0, 0]
 
 
 def _range_label(low: float, high: float) -> str:
@@ -93,10 +100,11 @@ class _Running:
     def empty(cls) -> _Running:
         return cls(np.zeros(len(METRIC_NAMES)))
 
-    def add(self, rows: np.ndarray) -> None:
-        rows = rows[~np.isnan(rows).any(axis=1)]
-        self.sums += rows.sum(axis=0)
-        self.count += len(rows)
+    def add(self, row: np.ndarray) -> None:
+        """One image's metrics; an image with a NaN metric does not count (as it has no valid pixel)."""
+        if not np.isnan(row).any():
+            self.sums += row
+            self.count += 1
 
     def means(self) -> dict[str, float] | None:
         if self.count == 0:
@@ -138,43 +146,33 @@ class DepthMetrics:
             )
         return self.camera_names[index]
 
-    def _add(self, mode: str, camera: str, selection: str, values: dict[str, torch.Tensor]) -> None:
-        rows = torch.stack([values[name] for name in METRIC_NAMES], dim=1).numpy()
-        self._groups.setdefault((mode, camera, selection), _Running.empty()).add(rows)
+    def update(self, pred: Maps, gt: Maps, mask: Maps | None = None) -> None:
+        """Add images: pred and gt (B, N, 1, H, W) / (B, N, H, W) / (N, H, W) / (H, W), or one frame set as
+        lists of per-camera (H, W) maps whose sizes may differ; gt 0 or NaN = invalid, mask 0 = excluded."""
+        images = list(_per_image(pred, gt, mask))  # views; every shape and camera checked before anything counts
+        names = [self._camera_name(camera) for camera, *_ in images]
+        for name, (_, pred_map, gt_map, mask_map) in zip(names, images, strict=True):
+            self._add_image(name, pred_map, gt_map, mask_map)
 
-    def update(
-        self,
-        pred: np.ndarray | torch.Tensor,
-        gt: np.ndarray | torch.Tensor,
-        mask: np.ndarray | torch.Tensor | None = None,
-    ) -> None:
-        """Add a batch: pred and gt (B, N, 1, H, W) / (B, N, H, W) / (N, H, W) / (H, W); gt 0 or NaN = invalid."""
-        pred_t, gt_t = _as_images(pred, "pred"), _as_images(gt, "gt")
-        if pred_t.shape != gt_t.shape:
-            raise ValueError(f"pred {tuple(pred_t.shape)} and gt {tuple(gt_t.shape)} must have the same shape")
-        valid = torch.isfinite(gt_t) & (gt_t > self.min_depth) & (gt_t < self.max_depth)
+    def _add_image(self, camera: str, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> None:
+        """Gather the valid pixels (a float64 bound keeps float32 maps' comparisons exact), then score them."""
+        gt_flat = gt.reshape(-1)
+        valid = (gt_flat > np.float64(self.min_depth)) & (gt_flat < np.float64(self.max_depth))  # NaN, inf: False
         if mask is not None:
-            mask_t = _as_images(mask, "mask")
-            if mask_t.shape != gt_t.shape:
-                raise ValueError(f"mask {tuple(mask_t.shape)} must have the shape of gt {tuple(gt_t.shape)}")
-            valid &= mask_t > 0
-        batch, cameras = gt_t.shape[:2]
-        flat = (batch * cameras, -1)
-        gt_f, valid_f = gt_t.reshape(flat), valid.reshape(flat)
-        pred_f = torch.nan_to_num(pred_t.reshape(flat), nan=self.min_depth)
-        scale = masked_median(gt_f, valid_f) / masked_median(pred_f, valid_f)
-        modes = {"metric": pred_f, "median_scaled": pred_f * torch.nan_to_num(scale, nan=1.0).unsqueeze(1)}
-        camera_of_row = [self._camera_name(i % cameras) for i in range(batch * cameras)]
-        for mode, scaled in modes.items():
-            scaled = scaled.clamp(self.min_depth, self.max_depth)
-            selections = {"all": valid_f}
-            for low, high in self.range_bins:
-                selections[_range_label(low, high)] = valid_f & (gt_f >= low) & (gt_f < high)
-            for selection, selected in selections.items():
-                values = per_image_metrics(scaled, gt_f, selected)
-                for camera in dict.fromkeys(camera_of_row):
-                    rows = torch.tensor([c == camera for c in camera_of_row])
-                    self._add(mode, camera, selection, {k: v[rows] for k, v in values.items()})
+            valid &= mask.reshape(-1) > 0
+        index = np.flatnonzero(valid)
+        g = gt_flat[index].astype(np.float64)
+        p = np.nan_to_num(pred.reshape(-1)[index].astype(np.float64), nan=self.min_depth)
+        scale = np.nan_to_num(np.median(g) / np.median(p), nan=1.0) if len(index) else 1.0
+        selections = {"all": slice(None)}
+        selections |= {_range_label(lo, hi): (g >= lo) & (g < hi) for lo, hi in self.range_bins}
+        for mode, factor in (("metric", 1.0), ("median_scaled", scale)):
+            scaled = np.clip(p * factor, self.min_depth, self.max_depth)
+            for selection, chosen in selections.items():
+                group = self._groups.setdefault((mode, camera, selection), _Running.empty())
+                selected = g[chosen]
+                if len(selected):
+                    group.add(image_metrics(scaled[chosen], selected))
 
     def summary(self) -> dict:
         """{mode: {"mean": metrics, "per_camera": {cam: metrics}, "per_range": {bin: metrics}, "images": n}}.
@@ -203,3 +201,32 @@ class DepthMetrics:
             images = sum(self._groups[(mode, c, "all")].count for c in cameras if (mode, c, "all") in self._groups)
             result[mode] = {"mean": mean, "per_camera": per_camera, "per_range": per_range, "images": images}
         return result
+
+
+def _per_image(
+    pred: Maps, gt: Maps, mask: Maps | None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(camera index, pred, gt, mask) of every image of a batch or of per-camera lists, shapes checked."""
+    if isinstance(gt, (list, tuple)):
+        if not isinstance(pred, (list, tuple)) or len(pred) != len(gt):
+            raise ValueError("per-camera ground truth needs a per-camera prediction list of the same length")
+        masks = mask if mask is not None else [None] * len(gt)
+        for camera, (p, g, m) in enumerate(zip(pred, gt, masks, strict=True)):
+            p, g = _one_map(p, "pred"), _one_map(g, "gt")
+            m = None if m is None else _one_map(m, "mask")
+            _check_shapes(p, g, m)
+            yield camera, p, g, m
+        return
+    pred_a, gt_a = _as_images(pred, "pred"), _as_images(gt, "gt")
+    mask_a = None if mask is None else _as_images(mask, "mask")
+    _check_shapes(pred_a, gt_a, mask_a)
+    for b in range(gt_a.shape[0]):
+        for camera in range(gt_a.shape[1]):
+            yield camera, pred_a[b, camera], gt_a[b, camera], None if mask_a is None else mask_a[b, camera]
+
+
+def _check_shapes(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> None:
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred {pred.shape} and gt {gt.shape} must have the same shape")
+    if mask is not None and mask.shape != gt.shape:
+        raise ValueError(f"mask {mask.shape} must have the shape of gt {gt.shape}")

@@ -1,4 +1,5 @@
-"""Metrics against a plain, loop-based reference implementation on random data."""
+"""Metrics against two independent references: a loop over pixels on tiny random images, and a dense
+full-image computation with numpy masked arrays on camera-sized sparse lidar-like ground truth."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from surround_depth_ros.metrics import METRIC_NAMES, DepthMetrics, masked_median, per_image_metrics
+from surround_depth_ros.metrics import DEFAULT_RANGE_BINS, METRIC_NAMES, DepthMetrics, image_metrics, masked_median
 
 
 def reference_image_metrics(pred, gt, valid):
@@ -148,10 +149,91 @@ def test_masked_median_matches_numpy():
         assert got[i] == pytest.approx(np.median(values[i][mask[i]]))
 
 
-def test_per_image_metrics_shape_and_bad_input():
-    out = per_image_metrics(torch.ones(3, 4), torch.ones(3, 4) * 2, torch.ones(3, 4, dtype=torch.bool))
-    assert out["abs_rel"].shape == (3,)
+def test_image_metrics_and_bad_input():
+    out = image_metrics(np.ones(4), np.full(4, 2.0))
+    assert out.shape == (len(METRIC_NAMES),) and dict(zip(METRIC_NAMES, out, strict=True))["abs_rel"] == 0.5
     with pytest.raises(ValueError, match="same shape"):
         DepthMetrics().update(np.ones((2, 3, 3)), np.ones((2, 3, 4)))
     with pytest.raises(ValueError, match="camera names"):
         DepthMetrics(camera_names=["a"]).update(np.ones((2, 3, 3)), np.ones((2, 3, 3)))
+    with pytest.raises(ValueError, match="same length"):
+        DepthMetrics().update([np.ones((3, 3))], [np.ones((3, 3)), np.ones((3, 3))])
+
+
+def dense_reference(pred, gt, mask, min_depth, max_depth, bins):
+    """Full images, every pixel kept and masked out with numpy masked arrays: {(mode, camera, bin): metrics}.
+
+    Per camera the mean over its images, per bin the mean over all images with ground truth in it,
+    as DepthMetrics reports them; float64 throughout.
+    """
+    pred, gt = pred.astype(np.float64), gt.astype(np.float64)
+    rows: dict = {}
+    for b in range(gt.shape[0]):
+        for n in range(gt.shape[1]):
+            g = np.ma.masked_array(gt[b, n], ~((gt[b, n] > min_depth) & (gt[b, n] < max_depth) & mask[b, n]))
+            p = np.ma.masked_array(np.where(np.isnan(pred[b, n]), min_depth, pred[b, n]), g.mask)
+            scales = {"metric": 1.0, "median_scaled": np.ma.median(g) / np.ma.median(p)}
+            for mode, scale in scales.items():
+                scaled = np.ma.clip(p * scale, min_depth, max_depth)
+                for lo, hi in [(None, None), *bins]:
+                    where = g.mask if lo is None else g.mask | (gt[b, n] < lo) | (gt[b, n] >= hi)
+                    gs, ps = np.ma.masked_array(g.data, where), np.ma.masked_array(scaled.data, where)
+                    if gs.count() == 0:
+                        continue
+                    e = np.ma.log(ps) - np.ma.log(gs)
+                    r = np.ma.maximum(ps / gs, gs / ps)
+                    row = [np.ma.mean(abs(gs - ps) / gs), np.ma.mean((gs - ps) ** 2 / gs),
+                           np.sqrt(np.ma.mean((gs - ps) ** 2)), np.sqrt(np.ma.mean(e**2)),
+                           *(np.ma.mean(r < 1.25**k) for k in (1, 2, 3)), np.ma.mean(abs(gs - ps)),
+                           100 * np.sqrt(max(np.ma.mean(e**2) - np.ma.mean(e) ** 2, 0))]  # fmt: skip
+                    key = (mode, n, "all" if lo is None else (">80" if math.isinf(hi) else f"{lo:g}-{hi:g}"))
+                    rows.setdefault(key, []).append(row)
+    cams = {k: dict(zip(METRIC_NAMES, np.mean(v, axis=0), strict=True)) for k, v in rows.items() if k[2] == "all"}
+    ranges = {}
+    for mode, _, label in rows:
+        if label != "all":
+            stacked = [r for (m, _, lb), v in rows.items() if (m, lb) == (mode, label) for r in v]
+            ranges[(mode, label)] = dict(zip(METRIC_NAMES, np.mean(stacked, axis=0), strict=True))
+    return cams, ranges
+
+
+def lidar_like_batch(rng, B=2, N=6, H=120, W=200, density=0.03):
+    """Sparse ground truth (a few % of pixels, float32) spanning every range bin, with NaN holes in the
+    prediction and ground truth exactly at the float32 of the near cap (valid in float64, not in float32)."""
+    gt = np.zeros((B, N, H, W), np.float32)
+    hit = rng.random(gt.shape) < density
+    gt[hit] = rng.uniform(0.0, 120.0, hit.sum())
+    gt[hit & (rng.random(gt.shape) < 0.05)] = np.float32(0.1)
+    pred = (gt * rng.uniform(0.6, 1.5, gt.shape) + rng.uniform(0.5, 8.0, gt.shape)).astype(np.float32)
+    pred[rng.random(gt.shape) < 0.01] = np.nan
+    return pred, gt, rng.random(gt.shape) > 0.1
+
+
+def test_gathered_metrics_equal_the_dense_computation_per_camera_and_range():
+    rng = np.random.default_rng(11)
+    names = [f"cam_{n}" for n in range(6)]
+    metrics = DepthMetrics(names, 0.1, 100.0)
+    batches = [lidar_like_batch(rng) for _ in range(2)]
+    for pred, gt, mask in batches:
+        metrics.update(torch.from_numpy(pred)[:, :, None], gt, mask)
+    summary = metrics.summary()
+    pred, gt, mask = (np.concatenate([b[i] for b in batches]) for i in range(3))
+    cams, ranges = dense_reference(pred, gt, mask, 0.1, 100.0, DEFAULT_RANGE_BINS)
+    for mode in ("metric", "median_scaled"):
+        assert summary[mode]["images"] == 24
+        for n, name in enumerate(names):
+            assert summary[mode]["per_camera"][name] == pytest.approx(cams[(mode, n, "all")], rel=1e-10), (mode, n)
+        for label, got in summary[mode]["per_range"].items():
+            assert got == pytest.approx(ranges[(mode, label)], rel=1e-10), (mode, label)
+
+
+def test_per_camera_lists_of_any_size_equal_the_batch():
+    rng = np.random.default_rng(5)
+    pred, gt, mask = lidar_like_batch(rng, B=1, N=3, H=40, W=60)
+    batch, lists = DepthMetrics(), DepthMetrics()
+    batch.update(pred, gt, mask)
+    lists.update(list(pred[0]), [torch.from_numpy(g)[None] for g in gt[0]], list(mask[0]))
+    assert lists.summary() == batch.summary()
+    small = DepthMetrics()
+    small.update([pred[0, 0], pred[0, 1, ::2, ::2]], [gt[0, 0], gt[0, 1, ::2, ::2]])
+    assert small.summary()["metric"]["images"] == 2

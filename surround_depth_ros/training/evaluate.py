@@ -10,7 +10,6 @@ when the dataset has no dense depth. `write_report` writes the JSON and a PNG pe
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,16 +84,6 @@ class Evaluation:
     examples: list[Example] = field(default_factory=list)
 
 
-def _padded(maps: list[np.ndarray], fill: float) -> np.ndarray:
-    """Maps of possibly different sizes in one (N, H, W) array; padding is `fill` (invalid ground truth)."""
-    height = max(m.shape[0] for m in maps)
-    width = max(m.shape[1] for m in maps)
-    out = np.full((len(maps), height, width), fill, dtype=np.float32)
-    for i, m in enumerate(maps):
-        out[i, : m.shape[0], : m.shape[1]] = m
-    return out
-
-
 def evaluate_frames(
     engine: object,
     frames: Iterable[FrameSet],
@@ -123,7 +112,7 @@ def evaluate_frames(
             pred = [d * f for d, f in zip(pred, _focal_factors(engine.info.rig, frame), strict=True)]
         if metrics is None:
             metrics = DepthMetrics(frame.rig.camera_names, min_depth, max_depth)
-        metrics.update(_padded(pred, math.nan), _padded(gt, 0.0))
+        metrics.update(pred, gt)  # per camera: sizes may differ, nothing padded to full resolution
         if len(kept) < examples:
             kept.append(Example(frame.name, list(frame.images), gt, pred))
     if metrics is None:
