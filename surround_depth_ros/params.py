@@ -8,7 +8,10 @@ so that a user fixes a parameters file in one go.
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,40 @@ from surround_depth_ros.images import DEFAULT_MAX_IMAGE_PIXELS
 NODE_NAME = "surround_depth"
 
 _PY_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "str[]": list}
+# A token of a ROS name (between slashes): letters, digits and underscores, not starting with a digit.
+_NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def name_problem(name: str) -> str:
+    """Why `name` cannot be a sensor name (it becomes a token of topic names), or "" when it can."""
+    if _NAME_TOKEN.fullmatch(name):
+        return ""
+    return (
+        f"{name!r} is not a valid ROS name: use letters, digits and underscores, not starting with a digit "
+        f"(e.g. {re.sub(r'[^A-Za-z0-9_]', '_', name if name[:1].isalpha() else 'CAM_' + name)!r})"
+    )
+
+
+def topic_problem(topic: str) -> str:
+    """Why `topic` is not a valid ROS topic name (relative, absolute or private), or "" when it is."""
+    if not topic:
+        return "a topic name must not be empty"
+    body = topic.removeprefix("~")  # "~/name": private to the node
+    tokens = body.removeprefix("/").split("/") if body else []
+    if any(not token for token in tokens):
+        return "a topic name must not contain '//' nor end with '/'"
+    bad = [token for token in tokens if not _NAME_TOKEN.fullmatch(token)]
+    if bad:
+        return f"token {bad[0]!r} is not letters, digits and underscores starting with a letter or underscore"
+    return ""
+
+
+def unknown_parameter_message(name: str) -> str:
+    """A line for a parameter the node does not declare, suggesting the nearest declared name."""
+    known = [p.name for p in NODE_PARAMETERS]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"declared: {known}"
+    return f"{name}: unknown parameter, ignored ({hint})"
 
 
 @dataclass(frozen=True)
@@ -35,6 +72,8 @@ class ParamSpec:
     high: float | None = None
     choices: tuple[str, ...] | None = None
     min_items: int = 0
+    # A topic pattern: `{placeholder}` is replaced by each sensor's name (valid names keep it valid).
+    placeholder: str = ""
 
     def problems(self, value: Any) -> list[str]:
         """What is wrong with `value` for this parameter, as sentences a user can act on."""
@@ -49,14 +88,36 @@ class ParamSpec:
             if len(value) < self.min_items:
                 return [f"{self.name}: needs at least {self.min_items} entries, got {len(value)}"]
             repeated = sorted({v for v in value if value.count(v) > 1})
-            return [f"{self.name}: repeated entries {repeated}"] if repeated else []
+            if repeated:
+                return [f"{self.name}: repeated entries {repeated}"]
+            return [f"{self.name}: {name_problem(v)}" for v in value if name_problem(v)]
         if self.type == "float" and not math.isfinite(value):
             return [f"{self.name}: must be finite, got {value}"]
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
             return [f"{self.name}: {value} is outside the allowed range [{self.low}, {self.high}]"]
         if self.choices is not None and value not in self.choices:
             return [f"{self.name}: {value!r} is not one of {list(self.choices)}"]
+        if self.placeholder:
+            return self._pattern_problems(value)
         return []
+
+    def _pattern_problems(self, pattern: str) -> list[str]:
+        """A topic pattern must hold its placeholder, no other, and give valid topic names."""
+        field = "{" + self.placeholder + "}"
+        example = f"e.g. {self.default!r}"
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+        except ValueError as error:
+            return [f"{self.name}: {pattern!r} is not a valid pattern ({error}); write {field} where each name goes, "
+                    f"{example}"]  # fmt: skip
+        others = sorted({"{" + f + "}" for f in fields if f != self.placeholder})
+        if others:
+            return [f"{self.name}: {pattern!r} has the placeholder(s) {others}; the only one is {field}, {example}"]
+        if not fields:
+            shared = f"every {self.placeholder} would share one topic"
+            return [f"{self.name}: {pattern!r} lacks {field}, so {shared}; {example}"]
+        problem = topic_problem(pattern.replace(field, "NAME"))
+        return [f"{self.name}: {pattern!r} is not a valid topic pattern: {problem}"] if problem else []
 
 
 NODE_PARAMETERS: tuple[ParamSpec, ...] = (
@@ -73,6 +134,7 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
         "str",
         "{camera}/image_raw",
         "Topic pattern of each camera's sensor_msgs/Image (relative names resolve in the node's namespace).",
+        placeholder="camera",
     ),
     ParamSpec(
         "image_transport",
@@ -90,7 +152,13 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
         low=1,
         high=1 << 30,
     ),
-    ParamSpec("camera_info_topic", "str", "{camera}/camera_info", "Topic pattern of each camera's CameraInfo."),
+    ParamSpec(
+        "camera_info_topic",
+        "str",
+        "{camera}/camera_info",
+        "Topic pattern of each camera's CameraInfo.",
+        placeholder="camera",
+    ),
     ParamSpec(
         "input_reliability",
         "str",
@@ -105,7 +173,13 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
         [],
         "Radar names ({radar} in radar_topic); empty for camera-only models. Used only by radar presets.",
     ),
-    ParamSpec("radar_topic", "str", "{radar}/points", "Topic pattern of each radar's sensor_msgs/PointCloud2."),
+    ParamSpec(
+        "radar_topic",
+        "str",
+        "{radar}/points",
+        "Topic pattern of each radar's sensor_msgs/PointCloud2.",
+        placeholder="radar",
+    ),
     ParamSpec("base_frame", "str", "base_link", "Frame of the fused cloud and of the rig extrinsics (REP 103)."),
     # model
     ParamSpec(
@@ -215,12 +289,27 @@ def defaults() -> dict[str, Any]:
 
 
 def validate(values: Mapping[str, Any]) -> list[str]:
-    """All problems of a full or partial set of values; unknown names are problems too."""
+    """All problems of a full or partial set of values; unknown names are problems too.
+
+    Values are checked one by one, then against each other (missing ones taken as their defaults),
+    so that nothing the node builds from them (topics, the synchronizer) can fail at start.
+    """
     known = {p.name for p in NODE_PARAMETERS}
-    problems = [f"{name}: unknown parameter (declared: {sorted(known)})" for name in values if name not in known]
+    problems = [unknown_parameter_message(name) for name in values if name not in known]
+    bad = set()
     for name, value in values.items():
-        if name in known:
+        if name in known and spec(name).problems(value):
             problems += spec(name).problems(value)
+            bad.add(name)
+    merged = {**defaults(), **{k: v for k, v in values.items() if k in known}}
+    if {"cameras", "radars"} & bad:
+        return problems
+    cameras, radars = merged["cameras"], merged["radars"]
+    if "sync_anchor" not in bad and merged["sync_anchor"] and merged["sync_anchor"] not in cameras:
+        problems.append(f"sync_anchor: {merged['sync_anchor']!r} is not one of the cameras {cameras}")
+    shared = sorted(set(cameras) & set(radars))
+    if shared:
+        problems.append(f"radars: {shared} are also camera names; every sensor needs a name of its own")
     return problems
 
 

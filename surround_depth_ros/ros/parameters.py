@@ -15,7 +15,7 @@ from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from surround_depth_ros.params import NODE_PARAMETERS, ParamSpec, validate
+from surround_depth_ros.params import NODE_PARAMETERS, ParamSpec, unknown_parameter_message, validate
 
 _ROS_TYPES = {
     "bool": ParameterType.PARAMETER_BOOL,
@@ -48,6 +48,11 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     )
 
 
+def _given(node: Node) -> dict[str, Parameter]:
+    """The values the command line and parameter files give the node (declared or not)."""
+    return getattr(node, "_parameter_overrides", {})  # rclpy keeps them there; no public accessor
+
+
 def _declare(node: Node, spec: ParamSpec) -> tuple[Any, str | None]:
     """(value, problem): the value given to the node, else the default."""
     if spec.type != "str[]":
@@ -56,15 +61,25 @@ def _declare(node: Node, spec: ParamSpec) -> tuple[Any, str | None]:
         value = node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, _descriptor(spec)).value
     except InvalidParameterTypeException as error:
         return spec.default, f"{spec.name}: expected a list of strings ({error})"
-    return (spec.default if value is None else list(value)), None
+    if value is None:
+        # An empty YAML list reaches rclpy untyped, as "not set": it was given, and it is empty.
+        return ([] if spec.name in _given(node) else spec.default), None
+    return list(value), None
 
 
 def declare_and_read(node: Node) -> dict[str, Any]:
-    """Declare every parameter and return validated values; raise ParameterError listing all problems."""
+    """Declare every parameter and return validated values; raise ParameterError listing all problems.
+
+    A given parameter the node does not declare (a typo such as sync_windows_s) is logged as a
+    warning with the nearest declared name; rclpy would ignore it silently.
+    """
     values, problems = {}, []
     for spec in NODE_PARAMETERS:
         values[spec.name], problem = _declare(node, spec)
         problems += [problem] if problem else []
+    for name in sorted(_given(node)):
+        if not node.has_parameter(name) and not name.startswith("qos_overrides."):
+            node.get_logger().warning(unknown_parameter_message(name))
     problems += validate(values)
     if problems:
         raise ParameterError("invalid parameters:\n  - " + "\n  - ".join(problems))
