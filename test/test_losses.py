@@ -244,26 +244,33 @@ def test_pairwise_kd_matches_formula_and_is_scale_free():
 
 
 def test_inter_depth_kd_formula_zero_and_masks():
-    dt = depth_map(B=1, N=2, H=16, W=16)
+    """L = sum_i 2^-i sum u|e| / sum u over the teacher's own intermediate depths (i = 0 at the finest scale)."""
+    dts = [depth_map(B=1, N=2, H=4, W=4, seed=3), depth_map(B=1, N=2, H=8, W=8, seed=4)]  # teacher's 1/8, 1/4
     ds = [student(torch.rand(1, 2, 1, 2, 2) * 50 + 1), student(torch.rand(1, 2, 1, 4, 4) * 50 + 1)]
-    t = teacher_like(dt)
+    t = [teacher_like(d) for d in dts]
     loss = inter_depth_kd_loss(ds, t)
     terms = []
-    for d in ds:
+    for d, dt in zip(ds, dts, strict=True):
         r = F.interpolate(dt.flatten(0, 1), size=d.shape[-2:], mode="area")
         e = (r - d.detach().flatten(0, 1)).abs()
-        terms.append(((1 - torch.exp(-5 * e / (r + d.detach().flatten(0, 1)))) * e).mean())
-    assert loss.item() == pytest.approx(sum(terms).item() / 2, rel=1e-5)
-    same = [F.interpolate(dt.flatten(0, 1), size=d.shape[-2:], mode="area").reshape(d.shape) for d in ds]
-    assert inter_depth_kd_loss(same, dt).item() == pytest.approx(0.0, abs=1e-6)
-    assert_student_only(loss, ds[1], t)
-    masked = dt.clone()
-    masked[..., :8, :] = 0  # teacher has no depth in the top half
+        u = 1 - torch.exp(-5 * e / (r + d.detach().flatten(0, 1)))
+        terms.append((u * e).sum() / u.sum())
+    assert loss.item() == pytest.approx(0.5 * terms[0].item() + terms[1].item(), rel=1e-5)
+    same = [
+        F.interpolate(dt.flatten(0, 1), size=d.shape[-2:], mode="area").reshape(d.shape)
+        for d, dt in zip(ds, dts, strict=True)
+    ]
+    assert inter_depth_kd_loss(same, dts).item() == pytest.approx(0.0, abs=1e-6)
+    assert_student_only(loss, ds[1], t[1])
+    masked = [dt.clone() for dt in dts]
+    masked[1][..., :4, :] = 0  # teacher has no depth in the top half at 1/4
     garbage = [d.detach().clone() for d in ds]
     garbage[1][..., :2, :] = 1e4
     assert inter_depth_kd_loss(garbage, masked).item() == pytest.approx(
         inter_depth_kd_loss(ds, masked).item(), rel=1e-6
     )
+    with pytest.raises(ValueError, match="intermediate depths"):
+        inter_depth_kd_loss(ds, dts[0])  # the final depth at every scale is what the paper does not do
 
 
 # ----------------------------------------------------------------------------- XD-RCDepth
@@ -389,7 +396,7 @@ def full_inputs():
         depth=torch.full((B, N, 1, H, W), 10.0),
         kind="metric",
         features=[torch.randn(B * N, 16, 6, 8), torch.randn(B * N, 6, 12, 16)],
-        intermediate_depths=None,
+        intermediate_depths=[torch.rand(B, N, 1, 6, 8) * 20 + 1, torch.rand(B, N, 1, 12, 16) * 20 + 1],
         saliency=torch.rand(B * N, 1, 6, 8),
     )
     return LossInputs(
@@ -417,9 +424,10 @@ def test_build_losses_total_is_weighted_sum_and_everything_runs():
         "pairwise": {"weight": 1.0, "feature_set": "features"},
         "pixelwise_feature": {
             "weight": 1.0,
-            "student_channels": [8, 4],
-            "teacher_channels": [16, 6],
-            "feature_set": "features",
+            "student_channels": [[8, 4]],
+            "teacher_channels": [[16, 6]],
+            "scales": [0, 1],
+            "feature_sets": ["features"],
         },
         "inter_depth": 1.0,
         "depth_distribution": {"weight": 1.0, "tau": 2.0},

@@ -42,6 +42,8 @@ class LossInputs:
     bin_centres: torch.Tensor | None = None
     features: Sequence[torch.Tensor] | None = None
     decoder_features: Sequence[torch.Tensor] | None = None
+    image_features: Sequence[torch.Tensor] | None = None
+    radar_features: Sequence[torch.Tensor] | None = None
     intermediate_depths: Sequence[torch.Tensor] | None = None
     teacher: Any = None
     images: torch.Tensor | None = None
@@ -66,14 +68,18 @@ def _need(inputs: LossInputs, loss: str, *names: str) -> list:
     return values
 
 
-FEATURE_SETS = ("features", "decoder_features")
+FEATURE_SETS = ("features", "decoder_features", "image_features", "radar_features")
 
 
 def _feature_pair(x: LossInputs, loss: str, feature_set: str) -> list:
-    """The student's and the teacher's maps of one set (encoder "features" or "decoder_features")."""
+    """The student's and the teacher's maps of one set: "features" (what the decoder consumes: fused encoder
+    maps and the attended bottleneck), "decoder_features", "image_features" or "radar_features" (the encoders')."""
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"loss {loss!r}: feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
-    return _need(x, loss, feature_set, f"teacher.{feature_set}")
+    pair = _need(x, loss, feature_set, f"teacher.{feature_set}")
+    if not all(len(maps) for maps in pair):
+        raise ValueError(f"loss {loss!r}: the student or the teacher has no {feature_set} (a camera-only network?)")
+    return pair
 
 
 def _at_size(depth: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -143,17 +149,24 @@ def _scale_intrinsics(K: torch.Tensor, reference: torch.Tensor, depth: torch.Ten
 
 def _pairwise(
     x: LossInputs,
-    student_feature: int = -1,
-    teacher_feature: int = -1,
+    scales: Sequence[int] | None = None,
+    teacher_scales: Sequence[int] | None = None,
     patch_fraction: float = 0.2,
     feature_set: str = "decoder_features",
 ) -> torch.Tensor:
+    """Summed over `scales` (indices into the set; default every decoder scale, as the authors do)."""
     features, teacher_features = _feature_pair(x, "pairwise", feature_set)
-    return pairwise_kd_loss(features[student_feature], teacher_features[teacher_feature], patch_fraction)
+    scales = list(range(len(features))) if scales is None else list(scales)
+    teacher_scales = scales if teacher_scales is None else list(teacher_scales)
+    if len(teacher_scales) != len(scales):
+        raise ValueError(f"pairwise: {len(scales)} student scales but {len(teacher_scales)} teacher scales")
+    return pairwise_kd_loss(
+        [features[i] for i in scales], [teacher_features[i] for i in teacher_scales], patch_fraction
+    )
 
 
 def _inter_depth(x: LossInputs) -> torch.Tensor:
-    depths, teacher = _need(x, "inter_depth", "intermediate_depths", "teacher.depth")
+    depths, teacher = _need(x, "inter_depth", "intermediate_depths", "teacher.intermediate_depths")
     if x.teacher.kind != "metric":
         raise ValueError(f"loss 'inter_depth' needs a metric teacher, this one predicts {x.teacher.kind!r} depth")
     return inter_depth_kd_loss(depths, teacher)
@@ -210,28 +223,44 @@ class LossTerm(nn.Module):
 
 
 class PixelwiseFeatureTerm(LossTerm):
-    """LiRCDepth pixel-wise KD; owns the 1x1 adapters (trainable: pass LossSet.parameters() to the optimiser)."""
+    """LiRCDepth pixel-wise KD on the image- and radar-encoder features, one adapter set per feature set.
+
+    `scales` index each set's maps (finest first gets weight 1, then 2^-i); `student_channels` /
+    `teacher_channels` give, per set, the channel count at each of those scales. The adapters train
+    (pass LossSet.parameters() to the optimiser). The sets' losses are summed.
+    """
 
     def __init__(
         self,
         name: str,
         weight: float,
-        student_channels: Sequence[int],
-        teacher_channels: Sequence[int],
-        student_features: Sequence[int] | None = None,
-        teacher_features: Sequence[int] | None = None,
-        feature_set: str = "decoder_features",
+        student_channels: Sequence[Sequence[int]],
+        teacher_channels: Sequence[Sequence[int]],
+        scales: Sequence[int] = (1, 2, 3),
+        feature_sets: Sequence[str] = ("image_features", "radar_features"),
     ) -> None:
         super().__init__(name, self._loss, weight, {})
-        self.feature_set = feature_set
-        self.kd = PixelwiseFeatureKD(student_channels, teacher_channels)
-        count = len(student_channels)
-        self.student_features = list(student_features or range(-count, 0))
-        self.teacher_features = list(teacher_features or range(-count, 0))
+        self.feature_sets, self.scales = list(feature_sets), list(scales)
+        unknown = sorted(set(self.feature_sets) - set(FEATURE_SETS))
+        if unknown or not self.feature_sets:
+            raise ValueError(f"{name}: feature_sets must be a non-empty subset of {FEATURE_SETS}, got {feature_sets}")
+        if len(student_channels) != len(self.feature_sets) or len(teacher_channels) != len(self.feature_sets):
+            raise ValueError(
+                f"{name}: give student_channels and teacher_channels as one list per feature set {self.feature_sets}"
+            )
+        for channels in (*student_channels, *teacher_channels):
+            if len(channels) != len(self.scales):
+                raise ValueError(f"{name}: each channel list needs one count per scale {self.scales}, got {channels}")
+        self.kd = nn.ModuleList(
+            PixelwiseFeatureKD(cs, ct) for cs, ct in zip(student_channels, teacher_channels, strict=True)
+        )
 
     def _loss(self, x: LossInputs) -> torch.Tensor:
-        features, teacher = _feature_pair(x, self.name, self.feature_set)
-        return self.kd([features[i] for i in self.student_features], [teacher[i] for i in self.teacher_features])
+        total = x.depth.new_zeros(())
+        for feature_set, kd in zip(self.feature_sets, self.kd, strict=True):
+            features, teacher = _feature_pair(x, self.name, feature_set)
+            total = total + kd([features[i] for i in self.scales], [teacher[i] for i in self.scales])
+        return total
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {

@@ -25,10 +25,17 @@ def mean_depth_target(depth: torch.Tensor, region: torch.Tensor | None = None) -
 
 
 def saliency_from_gradients(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM map (M, 1, h, w) from activations A and dTarget/dA, both (M, C, h, w); each map sums to 1."""
+    """Grad-CAM map (M, 1, h, w) from activations A and dTarget/dA, both (M, C, h, w); each map sums to 1.
+
+    A view whose weighted activations are negative everywhere (ReLU leaves nothing, common on a
+    small bottleneck) says "no region in particular": its map is uniform, not all zero, so the
+    KD loss never pulls a student towards an empty map that no normalised map can reach.
+    """
     weights = gradients.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activations).sum(dim=1, keepdim=True))
-    return cam / cam.sum(dim=(2, 3), keepdim=True).clamp(min=1e-12)
+    total = cam.sum(dim=(2, 3), keepdim=True)
+    uniform = torch.full_like(cam, 1.0 / (cam.shape[-2] * cam.shape[-1]))
+    return torch.where(total > 1e-12, cam / total.clamp(min=1e-12), uniform)
 
 
 def grad_cam(target: torch.Tensor, features: torch.Tensor, create_graph: bool = False) -> torch.Tensor:

@@ -44,10 +44,13 @@ class RadarBranch(nn.Module):
         scale = torch.tensor([1.0 / max_depth, RADAR_RCS_SCALE, RADAR_VELOCITY_SCALE, RADAR_VELOCITY_SCALE])
         self.register_buffer("input_scale", scale.view(1, 4, 1, 1), persistent=False)
 
-    def forward(self, image_features: list[torch.Tensor], radar: torch.Tensor) -> list[torch.Tensor]:
-        """image_features at strides 2..32 for S views, radar (S, 4, H, W) -> modulated features."""
+    def forward(
+        self, image_features: list[torch.Tensor], radar: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """image_features at strides 2..32 for S views, radar (S, 4, H, W) -> (modulated features, radar-encoder
+        features at strides 2..32; the latter are what LiRCDepth's pixel-wise KD distils)."""
         radar_features = self.encoder(radar * self.input_scale)
         fused = list(image_features)
         for film, i in zip(self.films, self.FUSED_SCALES, strict=True):
             fused[i] = film(image_features[i], radar_features[i])
-        return fused
+        return fused, radar_features

@@ -136,7 +136,9 @@ class StudentOutput:
     bin_centres: torch.Tensor | None = None  # (B, N, K) metres
     bin_logits: torch.Tensor | None = None  # (B, N, K, h, w)
     bin_probs: torch.Tensor | None = None  # (B, N, K, h, w)
-    features: list[torch.Tensor] = field(default_factory=list)  # encoder, strides 2..32, (B, N, C, h, w)
+    features: list[torch.Tensor] = field(default_factory=list)  # decoder inputs, strides 2..32, (B, N, C, h, w)
+    image_features: list[torch.Tensor] = field(default_factory=list)  # image encoder (before FiLM), strides 2..32
+    radar_features: list[torch.Tensor] = field(default_factory=list)  # radar encoder, strides 2..32 (radar presets)
     decoder_features: list[torch.Tensor] = field(default_factory=list)  # strides 16, 8, 4, 2
     intermediate_depths: list[torch.Tensor] = field(default_factory=list)  # strides 8, 4, 2, (B, N, 1, h, w)
     temporal_features: torch.Tensor | None = None  # feed as prev_features next frame (temporal models)
@@ -207,10 +209,11 @@ class SurroundDepthStudent(nn.Module):
     ) -> StudentOutput:
         """The forward pass with a prepared neighbour table (static shapes: what export traces)."""
         b, n, _, h, w = images.shape
-        features = self.encoder(images.flatten(0, 1))
+        image_features = self.encoder(images.flatten(0, 1))
+        features, radar_features = image_features, []
         if self.radar is not None:
             maps = radar.flatten(0, 1) if radar is not None else images.new_zeros(b * n, len(RADAR_CHANNELS), h, w)
-            features = self.radar(features, maps)
+            features, radar_features = self.radar(image_features, maps)
         bottleneck = features[4]
         if self.cross_view is not None:
             bottleneck = self.cross_view(bottleneck.unflatten(0, (b, n)), table, mask).flatten(0, 1)
@@ -236,6 +239,8 @@ class SurroundDepthStudent(nn.Module):
                 views, (bins.centres, bins.logits, bins.probs)
             )
             output.features = per_view
+            output.image_features = [views(f) for f in image_features]
+            output.radar_features = [views(f) for f in radar_features]
             output.decoder_features = [views(f) for f in decoded]
             heads = [head(decoded[i]) for head, i in zip(self.depth_heads, (1, 2), strict=True)]
             output.intermediate_depths = [views(d) for d in (*heads, bins.depth)]

@@ -18,7 +18,7 @@ import torch
 from surround_depth_ros.losses.cross_interaction import TEACHER_KINDS
 from surround_depth_ros.losses.saliency import mean_depth_target, saliency_from_gradients
 
-_LIST_FIELDS = ("features", "decoder_features", "intermediate_depths")
+_LIST_FIELDS = ("features", "decoder_features", "intermediate_depths", "image_features", "radar_features")
 _TENSOR_FIELDS = ("depth", "bin_centres", "bin_probs", "saliency")
 
 
@@ -30,7 +30,8 @@ class TeacherOutput:
     ("relative_inverse", Depth Anything's relative output), or depth up to scale and shift
     ("relative"). features / decoder_features: lists of (B, N, C, h, w). bin_centres (B, N, K),
     bin_probs (B, N, K, h, w), intermediate_depths list of (B, N, 1, h, w), saliency (B, N, 1, h, w)
-    (Grad-CAM of the mean depth, only when asked for).
+    (Grad-CAM of the mean depth, only when asked for). image_features / radar_features: the image and
+    radar encoders' maps (own-family teachers; LiRCDepth's pixel-wise KD reads them).
     """
 
     depth: torch.Tensor
@@ -41,6 +42,8 @@ class TeacherOutput:
     bin_probs: torch.Tensor | None = None
     intermediate_depths: list[torch.Tensor] | None = None
     saliency: torch.Tensor | None = None
+    image_features: list[torch.Tensor] | None = None
+    radar_features: list[torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TEACHER_KINDS:

@@ -32,9 +32,6 @@ class OwnFamilyTeacher(Teacher):
         self.model.to(self.device).eval().requires_grad_(False)
         self.adjacency = None if self.info.adjacency is None else torch.tensor(self.info.adjacency, dtype=torch.long)
         self._identity = f"own_family:{self.info.path.resolve()}:{self.info.checksum[:16]}"
-        self._captured: list[torch.Tensor] = []
-        # Grad-CAM reads the deepest encoder map: the tensor the rest of the network is computed from
-        self.model.encoder.register_forward_hook(lambda _module, _inputs, outputs: self._captured.append(outputs[-1]))
 
     @property
     def identity(self) -> str:
@@ -56,7 +53,6 @@ class OwnFamilyTeacher(Teacher):
             maps = radar.flatten(0, 1).to(self.device)
             maps, _ = resize_masked(maps, maps[:, :1] > 0, size)
             radar = maps.unflatten(0, (batch, views))
-        self._captured.clear()
         out = self.model(x, adjacency.to(self.device), radar=radar, return_aux=True)
         depth = F.interpolate(out.depth.flatten(0, 1), size=(height, width), mode="bilinear", align_corners=False)
         output = TeacherOutput(
@@ -67,5 +63,9 @@ class OwnFamilyTeacher(Teacher):
             bin_centres=out.bin_centres,
             bin_probs=out.bin_probs,
             intermediate_depths=list(out.intermediate_depths),
+            image_features=list(out.image_features),
+            radar_features=list(out.radar_features) or None,
         )
-        return ForwardResult(output, activation=self._captured[-1] if self._captured else None)
+        # Grad-CAM on the layer the student's saliency is taken from (its post-attention bottleneck,
+        # `features[-1]`), so that identical networks give identical maps (XD-RCDepth pairs like layers)
+        return ForwardResult(output, activation=out.features[-1], to_map=lambda x: x.flatten(0, 1))

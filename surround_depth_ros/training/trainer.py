@@ -146,6 +146,7 @@ class Trainer:
         inputs = LossInputs(
             depth=out.depth, gt_depth=gt, bin_logits=out.bin_logits, bin_centres=out.bin_centres,
             features=out.features, decoder_features=out.decoder_features,
+            image_features=out.image_features, radar_features=out.radar_features,
             intermediate_depths=out.intermediate_depths, teacher=teacher, images=images01,
             intrinsics=batch.intrinsics.to(self.device), extrinsics=batch.extrinsics.to(self.device),
             camera_pairs=self.adjacency,
