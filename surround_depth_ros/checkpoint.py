@@ -10,12 +10,12 @@ that can go wrong on load raises `CheckpointError` saying what is wrong and what
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from surround_depth_ros.atomic_file import atomic_path
 from surround_depth_ros.network.student import StudentConfig, SurroundDepthStudent
 from surround_depth_ros.rig import CameraRig
 
@@ -105,11 +105,8 @@ def save_checkpoint(
         "checksum": checksum,
         "state_dict": state,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return checksum
 
 
@@ -118,12 +115,15 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Checkpoi
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path or train / export one first")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); copy it again or re-save it from training")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated zips and pickles
+        reason = (str(error).splitlines() or [""])[0][:200]
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated and cannot be read ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); copy it again or re-save it from training"
+            f"{reason}); copy it again or re-save it from training"
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a surround_depth_ros student checkpoint (no '{FORMAT}' format tag)")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from surround_depth_ros.atomic_file import atomic_path
 from surround_depth_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, export_onnx
 from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
@@ -88,6 +89,46 @@ def test_wrong_version_missing_file_and_foreign_file(saved, tmp_path):
     torch.save({"model": {"w": torch.zeros(2)}}, foreign)
     with pytest.raises(CheckpointError, match="not a surround_depth_ros student checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_empty_checkpoint_is_a_clear_error(tmp_path):
+    empty = tmp_path / "empty.pt"
+    empty.touch()
+    with pytest.raises(CheckpointError, match=r"empty.pt is empty \(0 bytes\); copy it again"):
+        load_checkpoint(empty)
+
+
+def test_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "cache" / "engine.ep"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="killed"), atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".ep"
+        tmp.write_bytes(b"half of a new fi")
+        raise RuntimeError("killed")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in target.parent.iterdir()) == ["engine.ep"]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and len(list(target.parent.iterdir())) == 1
+
+
+def test_truncated_cached_onnx_is_rebuilt_with_a_warning(saved, tmp_path, caplog):
+    """A cache entry cut short (by a copy, or by an old in-place writer that was killed) is never fatal."""
+    pytest.importorskip("onnxruntime")
+    from surround_depth_ros.inference.engine import DepthEngine
+
+    path, _ = saved
+    cache = tmp_path / "cache"
+    images = [np.full((900, 1600, 3), 40 * i, np.uint8) for i in range(N)]
+    expected = DepthEngine(path, backend="onnxruntime", device="cpu", cache_dir=cache).infer(images)
+    (onnx_file,) = cache.glob("*.onnx")
+    onnx_file.write_bytes(onnx_file.read_bytes()[: onnx_file.stat().st_size // 3])
+    with caplog.at_level("WARNING"):
+        engine = DepthEngine(path, backend="onnxruntime", device="cpu", cache_dir=cache)
+    assert f"cached ONNX file {onnx_file} is unusable" in caplog.text and "exporting it again" in caplog.text
+    for before, after in zip(expected, engine.infer(images), strict=True):
+        np.testing.assert_array_equal(before.depth, after.depth)
+    assert [p.name for p in cache.iterdir()] == [onnx_file.name]  # no temporary left behind
 
 
 def test_config_that_does_not_fit_the_weights(saved):

@@ -125,14 +125,12 @@ class DepthEngine:
 
             return TorchBackend(self.module, self.device, precision, channels_last)
         if self.backend_name == "onnxruntime":
-            from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, export_onnx, pick_provider
+            from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, cached_onnx, pick_provider
 
             pick_provider(self.device, onnx_provider)  # fail before a long export when the provider is absent
             h, w = self.input_size
-            path = self.cache_dir / f"student_{self.checksum[:16]}_{self.n_views}x{h}x{w}.onnx"
-            if not path.is_file():
-                LOG.info("exporting the model to %s", path)
-                export_onnx(self.module, path, self.module.example_inputs())
+            name = f"student_{self.checksum[:16]}_{self.n_views}x{h}x{w}.onnx"
+            path = cached_onnx(self.module, self.cache_dir / name)
             return OnnxRuntimeBackend(path, self.device, precision, onnx_provider, self.cache_dir)
         from surround_depth_ros.inference.tensorrt_backend import TensorRTBackend
 

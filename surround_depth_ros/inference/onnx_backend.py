@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from surround_depth_ros.atomic_file import atomic_path
 from surround_depth_ros.inference.backend import BackendUnavailable, check_precision, require_cuda
 from surround_depth_ros.network.student import ExportableStudent
 
@@ -36,20 +37,47 @@ def import_onnxruntime():  # noqa: ANN201 (returns the module)
 
 
 def export_onnx(module: ExportableStudent, path: str | Path, inputs: tuple[torch.Tensor, ...]) -> Path:
-    """Write `module` as ONNX (opset 17, static shapes of `inputs`) and check the file with onnx."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    module = module.eval().to("cpu")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        torch.onnx.export(
-            module, tuple(x.cpu() for x in inputs), str(path), dynamo=False, opset_version=ONNX_OPSET,
-            input_names=module.input_names, output_names=module.output_names, do_constant_folding=True,
-        )  # fmt: skip
+    """Write `module` as ONNX (opset 17, static shapes of `inputs`), checked with onnx, atomically."""
     import onnx
 
-    onnx.checker.check_model(str(path))
+    path = Path(path)
+    module = module.eval().to("cpu")
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(
+            module, tuple(x.cpu() for x in inputs), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+            input_names=module.input_names, output_names=module.output_names, do_constant_folding=True,
+        )  # fmt: skip
+        onnx.checker.check_model(str(tmp))
     return path
+
+
+def onnx_file_problem(path: str | Path) -> str | None:
+    """Why the ONNX file at `path` cannot be used (truncated, not ONNX, invalid), or None when it can."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as error:  # noqa: BLE001 - protobuf decode errors, ValidationError, OSError alike
+        return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+    return None
+
+
+def cached_onnx(module: ExportableStudent, path: str | Path) -> Path:
+    """The ONNX file of `module` at `path`: exported when missing, exported again when unusable.
+
+    A cache entry can be damaged outside this process (a copy cut short, an older version that
+    wrote in place and was killed); it is rebuilt with a warning, never trusted, never fatal.
+    """
+    path = Path(path)
+    if not path.is_file():
+        LOG.info("exporting the model to %s", path)
+    else:
+        problem = onnx_file_problem(path)
+        if problem is None:
+            return path
+        LOG.warning("cached ONNX file %s is unusable (%s): exporting it again", path, problem)
+    return export_onnx(module, path, module.example_inputs())
 
 
 def pick_provider(device: torch.device, provider: str | None) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from surround_depth_ros.atomic_file import atomic_path
 from surround_depth_ros.inference.backend import BackendUnavailable, check_precision, require_cuda
 from surround_depth_ros.network.student import ExportableStudent
 
@@ -110,7 +111,6 @@ def build_engine(
     example = _cast_inputs(inputs, precision, device)
     signature = engine_signature(checksum, [tuple(x.shape) for x in example], precision, device)
     path = engine_path(cache_dir, signature)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(module).eval().to(device)
     if precision == "fp16":
         model = model.half()
@@ -121,11 +121,13 @@ def build_engine(
     save_inputs = "arg_inputs" if "arg_inputs" in inspect.signature(torch_tensorrt.save).parameters else "inputs"
     started = time.perf_counter()
     LOG.info("building a %s TensorRT engine for %s on %s (this takes minutes)", precision, path.name, signature["gpu"])
-    with torch.no_grad(), elapsed_progress(f"building TensorRT engine {path.name}"):
+    # Engine, then sidecar, each renamed into place whole: an interrupted build leaves no entry.
+    with torch.no_grad(), elapsed_progress(f"building TensorRT engine {path.name}"), atomic_path(path) as tmp:
         program = torch.export.export(model, tuple(example))
         compiled = torch_tensorrt.dynamo.compile(program, example, **settings)
-        torch_tensorrt.save(compiled, str(path), **{save_inputs: example})
-    path.with_suffix(".json").write_text(json.dumps(signature, indent=2))
+        torch_tensorrt.save(compiled, str(tmp), **{save_inputs: example})
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(signature, indent=2))
     LOG.info("TensorRT engine %s built in %.0f s", path, time.perf_counter() - started)
     return path
 
@@ -162,9 +164,14 @@ class TensorRTBackend:
         signature = engine_signature(checksum, [tuple(x.shape) for x in example], precision, self.device)
         self.path = path = engine_path(cache_dir, signature)
         reason = cached_engine_mismatch(path, signature)
-        if reason is not None:
-            LOG.warning("rebuilding TensorRT engine %s: %s", path, reason)
-            build_engine(module, inputs, checksum, cache_dir, precision, self.device)
+        if reason is None:
+            try:
+                self.module = torch.export.load(str(path)).module()
+                return
+            except Exception as error:  # noqa: BLE001 - a damaged file fails in zipfile, pickle or torch
+                reason = f"unreadable cached engine ({type(error).__name__}: {str(error)[:200]})"
+        LOG.warning("rebuilding TensorRT engine %s: %s", path, reason)
+        build_engine(module, inputs, checksum, cache_dir, precision, self.device)
         self.module = torch.export.load(str(path)).module()
 
     def run(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
