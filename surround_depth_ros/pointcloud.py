@@ -54,6 +54,19 @@ NUSCENES_RADAR_DTYPE = np.dtype(
 )
 XYZ = ("x", "y", "z")
 
+# The fused depth cloud's point: 24 bytes, every float at a 4-byte-aligned offset. x y z (metres, base
+# frame) and rgb (0x00RRGGBB in a FLOAT32, the PCL/RViz habit) come first so that consumers reading only
+# those find the usual prefix; then the index of the camera the point comes from (uint8, followed by three
+# zero bytes) and the network's confidence in [0, 1].
+FUSED_CLOUD_DTYPE = np.dtype(
+    {
+        "names": ["x", "y", "z", "rgb", "camera", "confidence"],
+        "formats": [np.float32, np.float32, np.float32, np.float32, np.uint8, np.float32],
+        "offsets": [0, 4, 8, 12, 16, 20],
+        "itemsize": 24,
+    }
+)
+
 
 class PointCloudError(ValueError):
     """A cloud whose fields or buffer do not describe points; the message says which field or size is wrong."""

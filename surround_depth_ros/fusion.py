@@ -1,0 +1,420 @@
+"""The fused cloud as tensor ops on the engine's device: depth maps in, packed PointCloud2 bytes out.
+
+`CloudFusion` does what `geometry.fuse_depth_maps` (the numpy reference) and the node's range,
+confidence and voxel filters do, on CPU or CUDA with the same code, and packs the result into
+`pointcloud.FUSED_CLOUD_DTYPE` bytes on the device, ready for one copy to the host. It is faster
+because:
+- what depends only on the rig (sampled pixels, their rays, which camera pairs can see each other)
+  is computed once per rig and map size (`RigGeometry`), not per set;
+- for each camera pair, the rig geometry also holds the pixels of one camera whose ray can land in
+  the other's image at all, with the interval of depths at which it does; per set a point is
+  projected into the other camera only when its depth lies in that interval;
+- a point budget (`CloudOptions.max_points`) picks the pixel stride at any camera size, so a
+  1936x1216 rig costs what a 1600x900 one does.
+The per-point float32 arithmetic is written in the reference's order, so on the CPU both give the
+same bits. Python loops run over cameras and camera pairs only, never over pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from surround_depth_ros import geometry
+from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
+from surround_depth_ros.rig import Camera, CameraRig
+from surround_depth_ros.threads import POSTPROCESS_THREADS, torch_threads
+
+OVERLAP_MODES = ("keep_all", "most_confident")
+# The coarse "can these two cameras see each other at all" check of `geometry.fuse_depth_maps`: the same
+# pairs are compared here, so that both give the same cloud.
+PAIR_CHECK_DEPTHS = (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
+PAIR_CHECK_GRID = 16
+# Slack of the cached pair windows, so that float32 rounding per set never leaves a point out of them.
+WINDOW_MARGIN_PX = 1.0
+WINDOW_MARGIN_DEPTH = 1e-4  # relative
+# sensor_msgs/PointField never says "little-endian": packing writes native ints and floats.
+assert np.little_endian, "the packed cloud layout assumes a little-endian host"
+
+Maps = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
+
+
+@dataclass(frozen=True)
+class CloudOptions:
+    """How per-camera depth maps become one cloud.
+
+    `overlap` "most_confident" keeps each surface seen by two cameras once; the sampling `stride`
+    (pixels of the depth maps, both directions) is the smallest whose grid holds at most
+    `max_points` points unless given; points farther than `max_range_m` from the base origin or
+    less confident than `min_confidence` are dropped; `voxel_size_m` > 0 keeps the first point of
+    each voxel. `depth_tolerance` (relative) decides when two cameras see the same surface.
+    """
+
+    overlap: str = "most_confident"
+    max_points: int = 200_000
+    stride: int | None = None
+    max_range_m: float = 80.0
+    min_confidence: float = 0.0
+    voxel_size_m: float = 0.0
+    depth_tolerance: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.overlap not in OVERLAP_MODES:
+            raise ValueError(f"overlap must be one of {OVERLAP_MODES}, got {self.overlap!r}")
+        if self.max_points < 1:
+            raise ValueError(f"max_points must be >= 1, got {self.max_points}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"stride must be >= 1 or None (from max_points), got {self.stride}")
+
+
+def stride_for_budget(sizes: Sequence[tuple[int, int]], max_points: int) -> int:
+    """The smallest stride whose sampled grids over maps of (height, width) hold at most `max_points` pixels."""
+
+    def count(stride: int) -> int:
+        return sum(math.ceil(h / stride) * math.ceil(w / stride) for h, w in sizes)
+
+    stride = max(1, math.floor(math.sqrt(sum(h * w for h, w in sizes) / max_points)))
+    while count(stride) > max_points and stride < max(max(size) for size in sizes):
+        stride += 1
+    return stride
+
+
+class FusedPoints(NamedTuple):
+    """Cloud points as tensors on the fusion's device, one row per kept pixel, camera by camera."""
+
+    points: torch.Tensor  # (P, 3) float32, base frame
+    rgb: torch.Tensor  # (P, 3) uint8
+    camera: torch.Tensor  # (P,) int64, position of the camera in the inputs
+    confidence: torch.Tensor  # (P,) float32
+    pixel: torch.Tensor  # (P,) int64, row * width + col in its camera's depth map
+
+    def select(self, index: torch.Tensor) -> FusedPoints:
+        return FusedPoints(*(column[index] for column in self))
+
+
+@dataclass(frozen=True)
+class _CameraSlot:
+    """One camera of the rig geometry: where its pixels live in the flat maps and points, its float32 pose."""
+
+    start: int  # its points are [start, end) of the flat point list
+    end: int
+    depth_offset: int  # its depth map starts here in the flattened maps
+    width: int
+    height: int
+    R: np.ndarray  # float32 T_base_cam rotation, translation: what the reference computes with
+    t: np.ndarray
+    T_cam_base: np.ndarray  # float32 (4, 4)
+    K: np.ndarray  # float32 (3, 3)
+
+
+@dataclass(frozen=True)
+class _PairWindow:
+    """Points of camera `source` whose rays can land in camera `target`'s image, with the depths at which they do."""
+
+    source: int
+    target: int
+    index: torch.Tensor  # (W,) int64 into the flat point list
+    near: torch.Tensor  # (W,) float32
+    far: torch.Tensor  # (W,) float32, inf when the ray never leaves the image
+
+
+def _affine_rows(
+    M: np.ndarray, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, t: np.ndarray | None = None
+) -> list[torch.Tensor]:
+    """Rows k of M (float32) @ (x, y, z) [+ t], in the float32 operation order of `geometry._matmul_points`."""
+    rows = [float(M[k, 0]) * x + float(M[k, 1]) * y + float(M[k, 2]) * z for k in range(M.shape[0])]
+    return rows if t is None else [row + float(t[k]) for k, row in enumerate(rows)]
+
+
+def _depth_interval(a: np.ndarray, b: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per ray, the depths d > 0 at which d * a + b (homogeneous pixels in a camera, (P, 3)) lies in its image.
+
+    Each image bound, multiplied by the positive z, is linear in d: d * alpha >= beta. Bounds are
+    widened by WINDOW_MARGIN_PX. Returns (near, far); near > far where the ray never lands.
+    """
+    lo_u, hi_u = -0.5 - WINDOW_MARGIN_PX, width - 0.5 + WINDOW_MARGIN_PX
+    lo_v, hi_v = -0.5 - WINDOW_MARGIN_PX, height - 0.5 + WINDOW_MARGIN_PX
+    u, v, w = a[:, 0], a[:, 1], a[:, 2]
+    alphas = [w, u - lo_u * w, hi_u * w - u, v - lo_v * w, hi_v * w - v]
+    betas = [-b[2], lo_u * b[2] - b[0], b[0] - hi_u * b[2], lo_v * b[2] - b[1], b[1] - hi_v * b[2]]
+    near = np.zeros(len(a))
+    far = np.full(len(a), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for alpha, beta in zip(alphas, betas, strict=True):
+            ratio = beta / alpha
+            near = np.where(alpha > 0, np.maximum(near, ratio), near)
+            far = np.where(alpha < 0, np.minimum(far, ratio), far)
+            far = np.where((alpha == 0) & (beta > 0), -np.inf, far)
+    return near, far
+
+
+class RigGeometry:
+    """Everything the cloud needs that depends only on the rig, the map sizes and the stride.
+
+    Built once and reused until intrinsics, extrinsics or sizes change (`matches`).
+    """
+
+    def __init__(
+        self,
+        K: np.ndarray,
+        T_base_cam: np.ndarray,
+        sizes: Sequence[tuple[int, int]],
+        image_sizes: Sequence[tuple[int, int]],
+        stride: int,
+        device: torch.device,
+    ) -> None:
+        self.K, self.T_base_cam = np.array(K, np.float64), np.array(T_base_cam, np.float64)
+        self.sizes, self.image_sizes, self.stride = tuple(sizes), tuple(image_sizes), stride
+        self.device = device
+        cameras = [Camera(f"camera_{i}", w, h, self.K[i], self.T_base_cam[i]) for i, (h, w) in enumerate(self.sizes)]
+        self.rig = CameraRig(tuple(cameras))
+        pixel, local, color, camera, rays, rays64 = [], [], [], [], [], []
+        self.slots: list[_CameraSlot] = []
+        depth_offset = image_offset = start = 0
+        for i, ((h, w), (image_h, image_w)) in enumerate(zip(self.sizes, self.image_sizes, strict=True)):
+            rows = torch.arange(0, h, stride, dtype=torch.int64, device=device)
+            cols = torch.arange(0, w, stride, dtype=torch.int64, device=device)
+            grid_r, grid_c = (g.reshape(-1) for g in torch.meshgrid(rows, cols, indexing="ij"))
+            local.append(grid_r * w + grid_c)
+            pixel.append(local[-1] + depth_offset)
+            # the image pixel holding the depth pixel's centre (the same pixel when the sizes agree)
+            image_r, image_c = ((2 * grid_r + 1) * image_h) // (2 * h), ((2 * grid_c + 1) * image_w) // (2 * w)
+            color.append(image_offset + image_r * image_w + image_c)
+            camera.append(torch.full_like(grid_r, i))
+            K_inv = np.linalg.inv(self.K[i])
+            ones = torch.ones_like(grid_r, dtype=torch.float32)
+            rays.append(torch.stack(_affine_rows(K_inv.astype(np.float32), grid_c.float(), grid_r.float(), ones)))
+            homogeneous = np.stack([grid_c.cpu().numpy(), grid_r.cpu().numpy(), np.ones(len(grid_r))], axis=-1)
+            rays64.append(homogeneous @ K_inv.T)
+            T32 = self.T_base_cam[i].astype(np.float32)
+            end = start + len(grid_r)
+            self.slots.append(_CameraSlot(
+                start, end, depth_offset, w, h, T32[:3, :3], T32[:3, 3],
+                geometry.invert_transform(self.T_base_cam[i]).astype(np.float32), self.K[i].astype(np.float32),
+            ))  # fmt: skip
+            depth_offset, image_offset, start = depth_offset + h * w, image_offset + image_h * image_w, end
+        self.pixel, self.local_pixel = torch.cat(pixel), torch.cat(local)
+        self.color, self.camera = torch.cat(color), torch.cat(camera)
+        self.rays = torch.cat(rays, dim=1)  # (3, P): rows are contiguous, which elementwise ops need to be fast
+        self.pairs = self._pair_windows(rays64)
+
+    def _pair_windows(self, rays64: list[np.ndarray]) -> list[_PairWindow]:
+        """Windows of the camera pairs the reference compares (its coarse check), in its order."""
+        may_see = self.rig.overlap_matrix(depths=PAIR_CHECK_DEPTHS, grid=PAIR_CHECK_GRID) > 0
+        pairs = []
+        for i, source in enumerate(self.slots):
+            for j, target in enumerate(self.slots):
+                if i == j or not may_see[i, j]:
+                    continue
+                T_target_source = geometry.invert_transform(self.T_base_cam[j]) @ self.T_base_cam[i]
+                a = rays64[i] @ (self.K[j] @ T_target_source[:3, :3]).T
+                near, far = _depth_interval(a, self.K[j] @ T_target_source[:3, 3], target.width, target.height)
+                inside = np.flatnonzero(near <= far)
+                if not len(inside):
+                    continue
+                pairs.append(_PairWindow(
+                    i, j, torch.as_tensor(inside + source.start, device=self.device),
+                    torch.as_tensor(near[inside] * (1 - WINDOW_MARGIN_DEPTH), dtype=torch.float32, device=self.device),
+                    torch.as_tensor(far[inside] * (1 + WINDOW_MARGIN_DEPTH), dtype=torch.float32, device=self.device),
+                ))  # fmt: skip
+        return pairs
+
+    def __len__(self) -> int:
+        return len(self.pixel)
+
+    def window_fraction(self) -> float:
+        """Point-pair projections per set over what projecting every point into every compared camera costs."""
+        compared = sum(self.slots[p.source].end - self.slots[p.source].start for p in self.pairs)
+        return sum(len(p.index) for p in self.pairs) / max(compared, 1)
+
+    def matches(
+        self, K: np.ndarray, T_base_cam: np.ndarray, sizes: Sequence[tuple[int, int]],
+        image_sizes: Sequence[tuple[int, int]], stride: int,
+    ) -> bool:  # fmt: skip
+        return (
+            (self.sizes, self.image_sizes, self.stride) == (tuple(sizes), tuple(image_sizes), stride)
+            and np.array_equal(self.K, K)
+            and np.array_equal(self.T_base_cam, T_base_cam)
+        )
+
+
+def _flatten(maps: Maps) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """One flat tensor of all maps (a view of an (N, H, W[, C]) tensor; a concatenation of a list) and their sizes."""
+    if isinstance(maps, torch.Tensor | np.ndarray):
+        maps = torch.as_tensor(maps)
+        return maps.reshape(-1, *maps.shape[3:]), [tuple(maps.shape[1:3])] * len(maps)
+    maps = [torch.as_tensor(m) for m in maps]
+    return torch.cat([m.reshape(-1, *m.shape[2:]) for m in maps]), [tuple(m.shape[:2]) for m in maps]
+
+
+class CloudFusion:
+    """Per-camera depth (+ confidence, colour) to one packed cloud in the base frame, on `device`.
+
+    Call `cloud(...)` per frame set; the rig geometry is rebuilt only when K, T or sizes change.
+    On the CPU the work runs with `threads` torch threads (see `surround_depth_ros.threads`).
+    """
+
+    def __init__(
+        self, options: CloudOptions | None = None, device: str | torch.device = "cpu",
+        threads: int | None = POSTPROCESS_THREADS,
+    ) -> None:  # fmt: skip
+        self.options = options or CloudOptions()
+        self.device = torch.device(device)
+        self.threads = threads if self.device.type == "cpu" else None
+        self._geometry: RigGeometry | None = None
+
+    def geometry(
+        self, K: np.ndarray, T_base_cam: np.ndarray, sizes: Sequence[tuple[int, int]],
+        image_sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> RigGeometry:  # fmt: skip
+        """The cached rig geometry for these cameras and depth map sizes (height, width), rebuilt on change."""
+        K, T_base_cam = np.asarray(K, np.float64).reshape(-1, 3, 3), np.asarray(T_base_cam, np.float64)
+        T_base_cam = T_base_cam.reshape(-1, 4, 4)
+        if not len(K) == len(T_base_cam) == len(sizes):
+            raise ValueError(f"{len(sizes)} depth maps, {len(K)} intrinsics and {len(T_base_cam)} extrinsics")
+        image_sizes = list(sizes) if image_sizes is None else list(image_sizes)
+        stride = self.options.stride or stride_for_budget(sizes, self.options.max_points)
+        if self._geometry is None or not self._geometry.matches(K, T_base_cam, sizes, image_sizes, stride):
+            self._geometry = RigGeometry(K, T_base_cam, sizes, image_sizes, stride, self.device)
+        return self._geometry
+
+    def fuse(
+        self,
+        depth: Maps,
+        K: np.ndarray,
+        T_base_cam: np.ndarray,
+        confidence: Maps | None = None,
+        images: Maps | None = None,
+    ) -> FusedPoints:
+        """`geometry.fuse_depth_maps` on tensors: back-projection and overlap removal, no filters.
+
+        `depth` (N, h, w) or a list of (h, w) (metres, NaN or 0 = none) with `K` (N, 3, 3) at that
+        resolution and `T_base_cam` (N, 4, 4); `confidence` like depth; `images` (N, H, W, 3) uint8
+        at any size (a point takes the colour of the image pixel holding its depth pixel's centre).
+        """
+        with torch_threads(self.threads):
+            return self._fuse(depth, K, T_base_cam, confidence, images)
+
+    def _fuse(
+        self, depth: Maps, K: np.ndarray, T_base_cam: np.ndarray, confidence: Maps | None, images: Maps | None
+    ) -> FusedPoints:
+        flat_depth, sizes = _flatten(depth)
+        flat_depth = flat_depth.to(self.device, torch.float32)
+        flat_images, image_sizes = _flatten(images) if images is not None else (None, None)
+        rig = self.geometry(K, T_base_cam, sizes, image_sizes)
+        if confidence is None:
+            flat_conf = torch.ones_like(flat_depth)
+        else:
+            flat_conf = _flatten(confidence)[0].to(self.device, torch.float32)
+            if flat_conf.shape != flat_depth.shape:
+                raise ValueError("confidence maps must have the depth maps' sizes")
+
+        z = flat_depth[rig.pixel]
+        valid = torch.isfinite(z) & (z > 0)
+        points = torch.empty((3, len(rig)), dtype=torch.float32, device=self.device)
+        for slot in rig.slots:
+            part = slice(slot.start, slot.end)
+            x, y, zz = (rig.rays[k, part] * z[part] for k in range(3))
+            for k, row in enumerate(_affine_rows(slot.R, x, y, zz, slot.t)):
+                points[k, part] = row
+        conf = flat_conf[rig.pixel]
+        if self.options.overlap == "most_confident":
+            valid &= ~self._overlapped(rig, points, z, conf, flat_depth, flat_conf)
+        keep = valid.nonzero().squeeze(1)
+        if flat_images is None:
+            rgb = torch.zeros((len(keep), 3), dtype=torch.uint8, device=self.device)
+        else:
+            rgb = flat_images.to(self.device)[rig.color[keep], :3]
+        return FusedPoints(points[:, keep].T, rgb, rig.camera[keep], conf[keep], rig.local_pixel[keep])
+
+    def _overlapped(
+        self, rig: RigGeometry, points: torch.Tensor, z: torch.Tensor, conf: torch.Tensor,
+        flat_depth: torch.Tensor, flat_conf: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        """Points another camera sees on the same surface with more confidence (ties: the lower index)."""
+        drop = torch.zeros(len(rig), dtype=torch.bool, device=self.device)
+        for pair in rig.pairs:
+            depth = z[pair.index]
+            index = pair.index[(depth >= pair.near) & (depth <= pair.far)]
+            target = rig.slots[pair.target]
+            qx, qy, qz = _affine_rows(target.T_cam_base[:3, :3], *points[:, index], target.T_cam_base[:3, 3])
+            u, v = (row / qz for row in _affine_rows(target.K[:2], qx, qy, qz))
+            col, row = torch.floor(u + 0.5), torch.floor(v + 0.5)
+            inside = (qz > 1e-6) & (col >= 0) & (col < target.width) & (row >= 0) & (row < target.height)
+            hit = inside.nonzero().squeeze(1)
+            where = target.depth_offset + row[hit].long() * target.width + col[hit].long()
+            d_j, c_j, z_j, c_i = flat_depth[where], flat_conf[where], qz[hit], conf[index[hit]]
+            same_surface = torch.isfinite(d_j) & (d_j > 0) & ((d_j - z_j).abs() <= self.options.depth_tolerance * z_j)
+            j_wins = (c_j > c_i) | ((c_j == c_i) & (pair.target < pair.source))
+            drop[index[hit[same_surface & j_wins]]] = True
+        return drop
+
+    def filter(self, fused: FusedPoints) -> FusedPoints:
+        """Range and confidence limits, then one point per voxel (the first met), in input order."""
+        with torch_threads(self.threads):
+            return self._filter(fused)
+
+    def _filter(self, fused: FusedPoints) -> FusedPoints:
+        keep = torch.linalg.vector_norm(fused.points, dim=1) <= self.options.max_range_m
+        if self.options.min_confidence > 0:
+            keep &= fused.confidence >= self.options.min_confidence
+        fused = fused.select(keep.nonzero().squeeze(1))
+        if self.options.voxel_size_m <= 0 or len(fused.points) == 0:
+            return fused
+        cells = torch.floor(fused.points / self.options.voxel_size_m).long()
+        cells -= cells.min(dim=0).values
+        extent = cells.max(dim=0).values + 1
+        keys = (cells[:, 0] * extent[1] + cells[:, 1]) * extent[2] + cells[:, 2]
+        _, voxel = torch.unique(keys, return_inverse=True)
+        order = torch.arange(len(keys), device=keys.device)
+        first = torch.full((int(voxel.max()) + 1,), len(keys), device=keys.device)
+        first = first.scatter_reduce(0, voxel, order, reduce="amin")
+        return fused.select(torch.sort(first).values)
+
+    def pack(
+        self, fused: FusedPoints, camera_ids: Sequence[int] | None = None, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The points as `FUSED_CLOUD_DTYPE` bytes (P * 24 uint8) on their device, written into `out` when given.
+
+        `camera_ids[k]` is what the `camera` field says for the k-th input camera (default k).
+        """
+        with torch_threads(self.threads):
+            return self._pack(fused, camera_ids, out)
+
+    def _pack(self, fused: FusedPoints, camera_ids: Sequence[int] | None, out: torch.Tensor | None) -> torch.Tensor:
+        count = len(fused.points)
+        itemsize = FUSED_CLOUD_DTYPE.itemsize
+        if out is not None and out.numel() != count * itemsize:
+            raise ValueError(f"out holds {out.numel()} bytes, the cloud needs {count * itemsize}")
+        if out is None:
+            out = torch.empty(count * itemsize, dtype=torch.uint8, device=fused.points.device)
+        words = out.view(torch.int32).view(count, itemsize // 4)
+        words[:, :3] = fused.points.view(torch.int32)
+        rgb = fused.rgb.to(torch.int32)
+        words[:, 3] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+        camera = fused.camera if camera_ids is None else torch.as_tensor(camera_ids, device=words.device)[fused.camera]
+        words[:, 4] = camera.to(torch.int32)  # the uint8 field and its three zero bytes of padding
+        words[:, 5] = fused.confidence.view(torch.int32)
+        return words.view(torch.uint8).reshape(-1)
+
+    def cloud(
+        self,
+        depth: Maps,
+        K: np.ndarray,
+        T_base_cam: np.ndarray,
+        confidence: Maps | None = None,
+        images: Maps | None = None,
+        camera_ids: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """fuse + filter + pack: the cloud's bytes on the device (see `fuse` for the arguments)."""
+        return self.pack(self.filter(self.fuse(depth, K, T_base_cam, confidence, images)), camera_ids)
+
+
+def cloud_points(packed: torch.Tensor) -> np.ndarray:
+    """Packed cloud bytes as a `FUSED_CLOUD_DTYPE` structured array (a view on the CPU, one copy from a GPU)."""
+    return packed.cpu().numpy().view(FUSED_CLOUD_DTYPE)
