@@ -352,19 +352,31 @@ def test_warp_identity_and_temporal_ego_motion():
     assert valid.all() and torch.allclose(warped, images[:, 0], atol=1e-5)
     assert photometric_error(warped, images[:, 0]).abs().max() < 1e-4
     # camera 1's image seen as camera 0's next frame after the car moved 0.5 m to the right (optical x):
-    # a point p in base(t) is at p - (0.5, 0, 0) in base(t+1), so ego = T_base(t+1) <- base(t) translates by -0.5
+    # T_world_base(t+1) translates by +0.5 when T_world_base(t) is the identity
     plane = torch.full((1, 1, 1, 32, 48), 8.0)
-    ego = torch.eye(4)[None].clone()
-    ego[0, 0, 3] = -0.5
+    now = torch.eye(4).expand(1, 1, 4, 4)
+    moved = now.clone()
+    moved[0, 0, 0, 3] = 0.5
 
-    def temporal(motion):
-        return surround_photometric_loss(images[:, :1], plane, K[:, :1], T[:, :1], None, [images[:, 1:]], [motion])
+    def temporal(next_pose, auto_mask=True):
+        return surround_photometric_loss(
+            images[:, :1], plane, K[:, :1], T[:, :1], None, [images[:, 1:]], now, [next_pose], auto_mask=auto_mask
+        )
 
-    assert temporal(ego).item() < 0.3 * temporal(torch.eye(4)[None]).item()
-    assert temporal(ego).item() == pytest.approx(
-        surround_photometric_loss(images, torch.full((1, 2, 1, 32, 48), 8.0), K, T, torch.tensor([[1, 0]])).item()
-        * 1.0,
+    assert temporal(moved).item() < 0.3 * temporal(now, auto_mask=False).item()
+    assert temporal(moved, auto_mask=False).item() == pytest.approx(
+        surround_photometric_loss(images, torch.full((1, 2, 1, 32, 48), 8.0), K, T, torch.tensor([[1, 0]])).item(),
         rel=0.5,
+    )
+    # auto-masking: an adjacent frame identical to the current one (the scene moved with the car) explains
+    # every pixel better unwarped than any reprojection, so nothing is left to learn from
+    static = surround_photometric_loss(images[:, :1], plane, K[:, :1], T[:, :1], None, [images[:, :1]], now, [moved])
+    assert static.item() == 0.0
+    assert (
+        surround_photometric_loss(
+            images[:, :1], plane, K[:, :1], T[:, :1], None, [images[:, :1]], now, [moved], auto_mask=False
+        ).item()
+        > 0.01
     )
 
 

@@ -51,7 +51,8 @@ class LossInputs:
     extrinsics: torch.Tensor | None = None
     camera_pairs: torch.Tensor | None = None
     adjacent_images: Sequence[torch.Tensor] = field(default_factory=tuple)
-    ego_motions: Sequence[torch.Tensor] = field(default_factory=tuple)
+    poses: torch.Tensor | None = None
+    adjacent_poses: Sequence[torch.Tensor] = field(default_factory=tuple)
 
 
 def _need(inputs: LossInputs, loss: str, *names: str) -> list:
@@ -198,12 +199,14 @@ def _saliency(x: LossInputs, student_feature: int = -1, mode: str = "l1") -> tor
     return saliency_kd_loss(student_map, teacher_map, mode)
 
 
-def _photometric(x: LossInputs, alpha: float = 0.85) -> torch.Tensor:
+def _photometric(x: LossInputs, alpha: float = 0.85, auto_mask: bool = True, spatial: bool = True) -> torch.Tensor:
     images, K, T = _need(x, "photometric", "images", "intrinsics", "extrinsics")
     depth = _at_size(x.depth, images)
+    pairs = x.camera_pairs if spatial else None
     return surround_photometric_loss(
-        images, depth, _scale_intrinsics(K, x.depth, depth), T, x.camera_pairs, x.adjacent_images, x.ego_motions, alpha
-    )
+        images, depth, _scale_intrinsics(K, x.depth, depth), T, pairs, x.adjacent_images, x.poses,
+        x.adjacent_poses, alpha, auto_mask,
+    )  # fmt: skip
 
 
 def _curvature(x: LossInputs, normalisation: str = "median_mad") -> torch.Tensor:

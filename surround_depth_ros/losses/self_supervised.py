@@ -42,16 +42,21 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0
 
 
 def camera_motion(
-    T_base_cam_target: torch.Tensor, T_base_cam_source: torch.Tensor, ego_motion: torch.Tensor | None = None
+    T_base_cam_target: torch.Tensor,
+    T_base_cam_source: torch.Tensor,
+    T_world_base_target: torch.Tensor | None = None,
+    T_world_base_source: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """T_source_cam <- target_cam = inv(T_base_cam_source) . ego . T_base_cam_target, all (..., 4, 4).
+    """T_source_cam <- target_cam = inv(T_world_base_s . T_base_cam_s) . T_world_base_t . T_base_cam_t, (..., 4, 4).
 
-    ego_motion = T_base(source time) <- base(target time) (identity for two cameras at one instant):
-    one rigid motion of the car shared by every camera through the extrinsics (Semi-SMD's
-    extrinsic-anchored pose), so its translation, and hence the depth, is metric.
+    The base poses are those at each camera's own capture time (identity when omitted: one instant).
+    One rigid motion of the car reaches every camera through the extrinsics (Semi-SMD's
+    extrinsic-anchored pose), so its translation, and hence the depth, is metric; giving each
+    camera the pose at its own stamp compensates the rig's capture-time stagger.
     """
-    T = T_base_cam_target if ego_motion is None else ego_motion @ T_base_cam_target
-    return invert_transform(T_base_cam_source) @ T
+    target = T_base_cam_target if T_world_base_target is None else T_world_base_target @ T_base_cam_target
+    source = T_base_cam_source if T_world_base_source is None else T_world_base_source @ T_base_cam_source
+    return invert_transform(source) @ target
 
 
 def warp_from_source(
@@ -114,44 +119,58 @@ def surround_photometric_loss(
     extrinsics: torch.Tensor,
     pairs: torch.Tensor | None = None,
     adjacent_images: Sequence[torch.Tensor] = (),
-    ego_motions: Sequence[torch.Tensor] = (),
+    poses: torch.Tensor | None = None,
+    adjacent_poses: Sequence[torch.Tensor] = (),
     alpha: float = 0.85,
+    auto_mask: bool = True,
 ) -> torch.Tensor:
     """Semi-SMD photometric loss of every view against its adjacent frames (temporal) and neighbour cameras (spatial).
 
-    images (B, N, 3, H, W) in [0, 1] and depth (B, N, 1, H, W) at time t; intrinsics (B, N, 3, 3)
-    at H x W; extrinsics T_base_cam (B, N, 4, 4); pairs (E, 2) of overlapping cameras, used in both
-    directions; adjacent_images[s] (B, N, 3, H, W) taken at another time with ego_motions[s]
-    (B, 4, 4) = T_base(s) <- base(t). Per-pixel minimum over all sources of a view.
+    images (B, N, 3, H, W) in [0, 1] (un-jittered: colour jitter would be error at the true depth) and
+    depth (B, N, 1, H, W) of the current frame set; intrinsics (B, N, 3, 3) at H x W; extrinsics
+    T_base_cam (B, N, 4, 4); pairs (E, 2) of overlapping cameras, used in both directions;
+    adjacent_images[s] (B, N, 3, H, W) of another frame set. poses (B, N, 4, 4) T_world_base at each
+    camera's capture time (None: all cameras at one instant) and adjacent_poses[s] likewise, in the
+    same world frame. Per pixel the minimum error over all sources of a view (min-reprojection);
+    with `auto_mask` (monodepth2) pixels whose error against an unwarped adjacent frame is lower
+    than the best reprojection (static scenes, objects moving with the car) are left out.
     """
     if images.dim() != 5 or depth.shape != (*images.shape[:2], 1, *images.shape[-2:]):
         raise ValueError(
             f"images must be (B, N, 3, H, W) and depth (B, N, 1, H, W), got {tuple(images.shape)}, {tuple(depth.shape)}"
         )
-    if len(adjacent_images) != len(ego_motions):
-        raise ValueError(f"{len(adjacent_images)} adjacent frames but {len(ego_motions)} ego motions")
+    if len(adjacent_images) != len(adjacent_poses):
+        raise ValueError(f"{len(adjacent_images)} adjacent frames but {len(adjacent_poses)} adjacent poses")
+    if adjacent_images and poses is None:
+        raise ValueError("temporal sources need the current poses too (poses=None means one instant, no motion)")
     batch, views = images.shape[:2]
     K, T = intrinsics.to(depth), extrinsics.to(depth)
+    P = None if poses is None else poses.to(depth)
     sources: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(views)]
-    for source, ego in zip(adjacent_images, ego_motions, strict=True):
-        motion = camera_motion(T, T, ego.to(depth)[:, None].expand(batch, views, 4, 4))
+    identity: list[list[torch.Tensor]] = [[] for _ in range(views)]
+    for source, source_poses in zip(adjacent_images, adjacent_poses, strict=True):
+        motion = camera_motion(T, T, P, source_poses.to(depth))
         warped, ok = warp_from_source(
             source.flatten(0, 1), depth.flatten(0, 1), K.flatten(0, 1), K.flatten(0, 1), motion.flatten(0, 1)
         )
+        warped, ok = warped.unflatten(0, (batch, views)), ok.unflatten(0, (batch, views))
         for view in range(views):
-            sources[view].append(
-                (warped.unflatten(0, (batch, views))[:, view], ok.unflatten(0, (batch, views))[:, view])
-            )
+            sources[view].append((warped[:, view], ok[:, view]))
+            identity[view].append(photometric_error(source[:, view], images[:, view], alpha))
     if pairs is not None:
         pairs = torch.as_tensor(pairs, dtype=torch.long)
         for tgt, src in torch.cat([pairs, pairs.flip(1)]).tolist():
-            motion = camera_motion(T[:, tgt], T[:, src])
+            motion = camera_motion(T[:, tgt], T[:, src], None if P is None else P[:, tgt], None if P is None else P[:, src])
             sources[tgt].append(warp_from_source(images[:, src], depth[:, tgt], K[:, tgt], K[:, src], motion))
     if not any(sources):
         raise ValueError("surround photometric loss needs adjacent frames or camera pairs as sources")
-    best = [
-        _min_error(images[:, v], [w for w, _ in sources[v]], [ok for _, ok in sources[v]], alpha) for v in range(views)
-    ]
+    best = []
+    for v in range(views):
+        error = _min_error(images[:, v], [w for w, _ in sources[v]], [ok for _, ok in sources[v]], alpha)
+        if auto_mask and identity[v]:
+            unwarped = torch.stack(identity[v]).amin(dim=0)
+            error = torch.where(error < unwarped, error, torch.full_like(error, float("inf")))
+        best.append(error)
     return _mean_seen(torch.stack(best, dim=1))
 
 

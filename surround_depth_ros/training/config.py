@@ -36,6 +36,10 @@ class DatasetConfig:
     frame of the 12 Hz stream, rendered at `render_size` (width, height; default: the training
     size). nuscenes: `path` = dataroot, `version`. ddad: `path` = DGP scene folder or json.
     rosbag: `path` = rosbag2 folder (ground truth from its lidar). `limit` caps the frame sets.
+    `labeled: false` withholds the ground truth (a bag without lidar must say so): such frame sets
+    train only the losses that need no depth. `neighbours` are temporal offsets (synthetic: frames
+    of the 12 Hz stream; others: frame sets of the sequence) whose images come with every sample,
+    e.g. [-1, 1] for Semi-SMD's photometric loss and the temporal attention.
     """
 
     type: str = "synthetic"
@@ -47,6 +51,8 @@ class DatasetConfig:
     version: str = "v1.0-mini"
     limit: int | None = None
     radar: bool = False
+    labeled: bool = True
+    neighbours: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -115,10 +121,15 @@ class ValidationConfig:
 
 @dataclass
 class TrainingConfig:
-    """A whole training run (see config/training/*.yaml for commented examples)."""
+    """A whole training run (see config/training/*.yaml for commented examples).
+
+    `unlabeled` (Semi-SMD): a second dataset, usually `labeled: false`, mixed into every batch so
+    that a fraction `unlabeled_ratio` of the frame sets comes from it (at least one of each kind)."""
 
     train: DatasetConfig
     val: DatasetConfig | None = None
+    unlabeled: DatasetConfig | None = None
+    unlabeled_ratio: float = 0.5
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig | None = None
     losses: dict[str, Any] = field(default_factory=lambda: {"silog": 1.0, "bin_centre": 0.1})
@@ -221,6 +232,13 @@ def check_dataset(spec: DatasetConfig, where: str) -> None:
             raise ConfigError(f"{where}.render_size: expected [width, height] >= 8, got {spec.render_size}")
     elif not spec.path:
         raise ConfigError(f"{where}.path: a {spec.type} dataset needs a path (dataroot, scene or bag folder)")
+    if 0 in spec.neighbours or len(set(spec.neighbours)) != len(spec.neighbours):
+        raise ConfigError(f"{where}.neighbours: distinct non-zero offsets, got {spec.neighbours}")
+    if spec.neighbours and spec.type == "nuscenes":
+        raise ConfigError(
+            f"{where}.neighbours: the nuScenes reader yields keyframes of all scenes in one sequence (no sweeps, "
+            "scene boundaries unmarked), so it cannot give temporal neighbours; use synthetic, ddad or rosbag"
+        )
 
 
 def _check(config: TrainingConfig, where: str) -> None:
@@ -232,6 +250,15 @@ def _check(config: TrainingConfig, where: str) -> None:
                 f"{where}: val.seeds {sorted(set(config.val.seeds) & set(config.train.seeds))} are also training "
                 "worlds; held-out scenes must come from other seeds"
             )
+    if config.unlabeled is not None:
+        check_dataset(config.unlabeled, f"{where}: unlabeled")
+        if not 0 < config.unlabeled_ratio < 1:
+            raise ConfigError(f"{where}: unlabeled_ratio must be in (0, 1), got {config.unlabeled_ratio}")
+        if config.optimizer.batch_size < 2:
+            raise ConfigError(f"{where}: mixing unlabeled data needs optimizer.batch_size >= 2")
+        for key in ("neighbours", "radar"):
+            if getattr(config.unlabeled, key) != getattr(config.train, key):
+                raise ConfigError(f"{where}: unlabeled.{key} must equal train.{key} (their samples share batches)")
     model = config.model
     if model.preset not in PRESETS:
         raise ConfigError(f"{where}: model.preset {model.preset!r} is not a preset; choose one of {sorted(PRESETS)}")
@@ -271,7 +298,7 @@ def config_from_dict(data: Any, source: str = "config") -> TrainingConfig:
     if "train" not in data:
         raise ConfigError(f"{source}: missing key 'train' (the training dataset)")
     values: dict[str, Any] = {}
-    for key in ("train", "val"):
+    for key in ("train", "val", "unlabeled"):
         if data.get(key) is not None:
             values[key] = build_section(DatasetConfig, data.pop(key), f"{source}: {key}")
         else:

@@ -6,12 +6,16 @@ integers, `geometry.resize_intrinsics`). Ground truth is never interpolated: eac
 takes the nearest valid depth among the input pixels whose centres it covers (min-pooling), so
 every value is a real measurement seen along (within a pixel of) the output pixel's ray.
 Rendering or projecting a dataset is slow, so prepared tensors are cached on disk.
+Unlabeled frame sets (depth withheld, or a bag without lidar) carry depth 0 everywhere, so the
+ground-truth losses skip them; with `neighbours` every sample also carries the frame sets at those
+offsets, each camera's capture time and, when the source knows them, the ego poses (Semi-SMD).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +32,7 @@ from surround_depth_ros.radar import radar_to_maps
 from surround_depth_ros.rig import CameraRig, default_rig
 from surround_depth_ros.training.config import DatasetConfig
 
-PREPARED_FORMAT = "surround_depth_ros.prepared/1"
+PREPARED_FORMAT = "surround_depth_ros.prepared/2"
 
 
 def resize_images(images: Sequence[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
@@ -94,10 +98,14 @@ def lidar_depth_maps(frame: FrameSet, min_depth: float = 1.0) -> list[np.ndarray
 
 @dataclass
 class Sample:
-    """One frame set at the training resolution (h, w); N views.
+    """One frame set at the training resolution (h, w); N views, S temporal neighbours.
 
-    images (N, 3, h, w) uint8; depth (N, 1, h, w) float32 metres, 0 = none; intrinsics (N, 3, 3)
-    at (h, w); extrinsics T_base_cam (N, 4, 4); radar (N, 4, h, w) maps or None.
+    images (N, 3, h, w) uint8; depth (N, 1, h, w) float32 metres, 0 = none (all 0: unlabeled);
+    intrinsics (N, 3, 3) at (h, w); extrinsics T_base_cam (N, 4, 4); radar (N, 4, h, w) maps or None;
+    adjacent (S, N, 3, h, w) uint8 frame sets at the dataset's `neighbours` offsets; times (1 + S, N)
+    seconds of each camera's capture (current set first) after camera 0 of the current set;
+    poses (1 + S, N, 4, 4) T_world_base at each capture, world = base at camera 0's current capture,
+    NaN where the source has no ego pose (a pose network stands in).
     """
 
     name: str
@@ -106,13 +114,38 @@ class Sample:
     intrinsics: torch.Tensor
     extrinsics: torch.Tensor
     radar: torch.Tensor | None = None
+    adjacent: torch.Tensor | None = None
+    times: torch.Tensor | None = None
+    poses: torch.Tensor | None = None
 
 
-def prepare_frameset(frame: FrameSet, size: tuple[int, int], radar: bool = False) -> Sample:
-    """A FrameSet resized to size (h, w): images, min-pooled ground truth, intrinsics, radar maps."""
+def capture_times_and_poses(frame: FrameSet, neighbours: Sequence[FrameSet]) -> tuple[torch.Tensor, torch.Tensor]:
+    """times (1 + S, N) seconds and poses (1 + S, N, 4, 4) relative to camera 0 of `frame` (see `Sample`)."""
+    sets = [frame, *neighbours]
+    origin = frame.camera_stamps_ns[0]
+    times = np.stack([(f.camera_stamps_ns - origin) * 1e-9 for f in sets])
+    poses = np.full((len(sets), len(frame.rig.cameras), 4, 4), np.nan)
+    if all(f.T_world_base is not None for f in sets):
+        T_ref_world = geometry.invert_transform(frame.T_world_base[0])
+        poses = np.stack([T_ref_world @ np.asarray(f.T_world_base, dtype=np.float64) for f in sets])
+    return torch.from_numpy(times).float(), torch.from_numpy(poses).float()
+
+
+def prepare_frameset(
+    frame: FrameSet,
+    size: tuple[int, int],
+    radar: bool = False,
+    labeled: bool = True,
+    neighbours: Sequence[FrameSet] = (),
+) -> Sample:
+    """A FrameSet resized to size (h, w): images, min-pooled ground truth (0 when not `labeled`), intrinsics,
+    radar maps, and the temporal neighbours' images with every capture time and ego pose."""
     height, width = size
-    gt = frame.depth if frame.depth is not None else lidar_depth_maps(frame)
-    depth = torch.stack([min_pool_depth(torch.as_tensor(np.asarray(d, dtype=np.float32)), size) for d in gt])
+    if labeled:
+        gt = frame.depth if frame.depth is not None else lidar_depth_maps(frame)
+        depth = torch.stack([min_pool_depth(torch.as_tensor(np.asarray(d, dtype=np.float32)), size) for d in gt])
+    else:
+        depth = torch.zeros(len(frame.rig.cameras), height, width)
     K = np.stack([geometry.resize_intrinsics(c.K, width / c.width, height / c.height) for c in frame.rig.cameras])
     maps = None
     if radar:
@@ -124,14 +157,36 @@ def prepare_frameset(frame: FrameSet, size: tuple[int, int], radar: bool = False
         poses_known = frame.T_world_base is not None and all(s.T_world_base is not None for s in frame.radar)
         target = frame.T_world_base[0] if poses_known else None
         maps = torch.from_numpy(radar_to_maps(frame.radar, scaled, target_pose=target))
+    times, poses = capture_times_and_poses(frame, neighbours)
+    images = resize_images(frame.images, size)
+    adjacent = torch.stack([resize_images(f.images, size) for f in neighbours]) if neighbours else None
     return Sample(
         name=frame.name,
-        images=resize_images(frame.images, size),
+        images=images,
         depth=depth[:, None],
         intrinsics=torch.from_numpy(K).float(),
         extrinsics=torch.from_numpy(frame.rig.extrinsics()).float(),
         radar=maps,
+        adjacent=adjacent if adjacent is not None else images.new_zeros((0, *images.shape)),
+        times=times,
+        poses=poses,
     )
+
+
+def concat_samples(first: Sample, second: Sample) -> Sample:
+    """Two batches as one (labeled and unlabeled frame sets mixed); optional tensors must agree in presence."""
+    values = {}
+    for name in ("images", "depth", "intrinsics", "extrinsics", "radar", "adjacent", "times", "poses"):
+        a, b = getattr(first, name), getattr(second, name)
+        if (a is None) != (b is None):
+            raise ValueError(f"cannot mix batches: only one has {name} (prepare both datasets alike)")
+        if a is not None and a.shape[1:] != b.shape[1:]:
+            raise ValueError(f"cannot mix batches: {name} {tuple(a.shape[1:])} vs {tuple(b.shape[1:])}")
+        values[name] = None if a is None else torch.cat([a, b])
+    return Sample(f"{first.name}|{second.name}", **values)
+
+
+OPTIONAL_FIELDS = ("radar", "adjacent", "times", "poses")
 
 
 class PreparedDataset(torch.utils.data.Dataset):
@@ -147,17 +202,22 @@ class PreparedDataset(torch.utils.data.Dataset):
         self.depth = torch.stack([s.depth for s in samples])
         self.intrinsics = torch.stack([s.intrinsics for s in samples])
         self.extrinsics = torch.stack([s.extrinsics for s in samples])
-        self.radar = torch.stack([s.radar for s in samples]) if samples[0].radar is not None else None
+        for name in OPTIONAL_FIELDS:
+            values = [getattr(s, name) for s in samples]
+            setattr(self, name, torch.stack(values) if all(v is not None for v in values) else None)
         self.camera_names = list(camera_names)
         self.adjacency = torch.as_tensor(np.asarray(adjacency, dtype=np.int64).reshape(-1, 2))
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def _optional(self, index: int | torch.Tensor) -> dict[str, torch.Tensor | None]:
+        return {name: None if getattr(self, name) is None else getattr(self, name)[index] for name in OPTIONAL_FIELDS}
+
     def __getitem__(self, index: int) -> Sample:
         return Sample(
             self.names[index], self.images[index], self.depth[index], self.intrinsics[index],
-            self.extrinsics[index], None if self.radar is None else self.radar[index],
+            self.extrinsics[index], **self._optional(index),
         )  # fmt: skip
 
     @property
@@ -171,7 +231,7 @@ class PreparedDataset(torch.utils.data.Dataset):
         return Sample(
             "|".join(self.names[i] for i in index.tolist()),
             self.images[index], self.depth[index], self.intrinsics[index], self.extrinsics[index],
-            None if self.radar is None else self.radar[index],
+            **self._optional(index),
         )  # fmt: skip
 
     def resized(self, size: tuple[int, int]) -> PreparedDataset:
@@ -186,14 +246,19 @@ class PreparedDataset(torch.utils.data.Dataset):
             if s.radar is not None:
                 radar = resize_masked(s.radar, s.radar[:, :1] > 0, size)[0]  # returns averaged, never with empties
             K = geometry.resize_intrinsics(s.intrinsics.double(), sx, sy).float()
-            samples.append(Sample(s.name, images, min_pool_depth(s.depth, size), K, s.extrinsics, radar))
+            adjacent = None
+            if s.adjacent is not None:
+                flat = s.adjacent.flatten(0, 1)
+                resized = F.interpolate(flat, size=size, mode="bilinear", antialias=True, align_corners=False)
+                adjacent = resized.reshape(*s.adjacent.shape[:3], *size)
+            depth = min_pool_depth(s.depth, size)
+            samples.append(Sample(s.name, images, depth, K, s.extrinsics, radar, adjacent, s.times, s.poses))
         return PreparedDataset(samples, self.camera_names, self.adjacency)
 
     def save(self, path: Path, key: str) -> None:
         tensors = {"images": self.images, "depth": self.depth, "intrinsics": self.intrinsics}
         tensors.update(extrinsics=self.extrinsics, adjacency=self.adjacency)
-        if self.radar is not None:
-            tensors["radar"] = self.radar
+        tensors.update({name: getattr(self, name) for name in OPTIONAL_FIELDS if getattr(self, name) is not None})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         payload = {"format": PREPARED_FORMAT, "key": key, "names": self.names, "cameras": self.camera_names}
@@ -215,59 +280,75 @@ class PreparedDataset(torch.utils.data.Dataset):
         self = cls.__new__(cls)
         self.names, self.camera_names = list(data["names"]), list(data["cameras"])
         self.images, self.depth, self.intrinsics = t["images"], t["depth"], t["intrinsics"]
-        self.extrinsics, self.adjacency, self.radar = t["extrinsics"], t["adjacency"], t.get("radar")
+        self.extrinsics, self.adjacency = t["extrinsics"], t["adjacency"]
+        for name in OPTIONAL_FIELDS:
+            setattr(self, name, t.get(name))
         return self
 
 
 @dataclass
 class FrameSource:
-    """Frame sets of one dataset spec, with the rig they share and how many there are."""
+    """Frame sets of one dataset spec, each with its temporal neighbours, the rig they share and how many."""
 
-    frames: Iterable[FrameSet]
+    frames: Iterable[tuple[FrameSet, list[FrameSet]]]
     rig: CameraRig
     count: int
+
+
+def with_neighbours(frames: Iterable[FrameSet], offsets: Sequence[int]) -> Iterator[tuple[FrameSet, list[FrameSet]]]:
+    """Each frame set of a sequence with the ones at `offsets` (in frame sets) around it; the ends, which
+    lack a neighbour, are skipped. One pass with a window of the offsets' span (bags stream, never seek)."""
+    low, high = min([0, *offsets]), max([0, *offsets])
+    window: deque[FrameSet] = deque(maxlen=high - low + 1)
+    for frame in frames:
+        window.append(frame)
+        if len(window) == window.maxlen:
+            yield window[-low], [window[o - low] for o in offsets]
 
 
 def _synthetic_source(spec: DatasetConfig, size: tuple[int, int]) -> FrameSource:
     from surround_depth_ros.datasets.synthetic import SyntheticReader
 
     render = tuple(spec.render_size) if spec.render_size else (size[1], size[0])
+    first = max([0, *(-o for o in spec.neighbours)])
+    length = first + spec.frames * spec.stride + max([0, *spec.neighbours])
     readers = [
-        SyntheticReader(
-            default_rig(), seed, spec.frames * spec.stride, image_size=render, radar=spec.radar, lidar=False
-        )
+        SyntheticReader(default_rig(), seed, length, image_size=render, radar=spec.radar, lidar=False)
         for seed in spec.seeds
     ]
 
-    def frames() -> Iterator[FrameSet]:
+    def frames() -> Iterator[tuple[FrameSet, list[FrameSet]]]:
         for reader in readers:
-            for index in range(0, spec.frames * spec.stride, spec.stride):
-                yield reader[index]
+            for index in range(first, first + spec.frames * spec.stride, spec.stride):
+                yield reader[index], [reader[index + o] for o in spec.neighbours]
 
     return FrameSource(frames(), readers[0].rig, spec.frames * len(readers))
 
 
 def open_source(spec: DatasetConfig, size: tuple[int, int]) -> FrameSource:
-    """The frame sets a dataset spec names (synthetic worlds, nuScenes, DDAD/DGP scene, rosbag2 with lidar)."""
+    """The frame sets a dataset spec names (synthetic worlds, nuScenes, DDAD/DGP scene, rosbag2), with neighbours."""
     if spec.type == "synthetic":
         source = _synthetic_source(spec, size)
-    elif spec.type == "nuscenes":
-        from surround_depth_ros.datasets.nuscenes import NuScenesReader
-
-        reader = NuScenesReader(spec.path, spec.version)
-        source = FrameSource(reader, reader.rig(), len(reader))
-    elif spec.type == "ddad":
-        from surround_depth_ros.datasets.ddad import DGPSceneReader
-
-        reader = DGPSceneReader(spec.path)
-        source = FrameSource(reader, reader.rig(), len(reader))
-    elif spec.type == "rosbag":
-        from surround_depth_ros.bag.reader import RosbagReader
-
-        reader = RosbagReader(spec.path)
-        source = FrameSource(reader, reader.rig, reader.expected_frames())
     else:
-        raise ValueError(f"unknown dataset type {spec.type!r}")
+        if spec.type == "nuscenes":
+            from surround_depth_ros.datasets.nuscenes import NuScenesReader
+
+            reader = NuScenesReader(spec.path, spec.version)
+            rig, count = reader.rig(), len(reader)
+        elif spec.type == "ddad":
+            from surround_depth_ros.datasets.ddad import DGPSceneReader
+
+            reader = DGPSceneReader(spec.path)
+            rig, count = reader.rig(), len(reader)
+        elif spec.type == "rosbag":
+            from surround_depth_ros.bag.reader import RosbagReader
+
+            reader = RosbagReader(spec.path)
+            rig, count = reader.rig, reader.expected_frames
+        else:
+            raise ValueError(f"unknown dataset type {spec.type!r}")
+        span = max([0, *spec.neighbours]) - min([0, *spec.neighbours])
+        source = FrameSource(with_neighbours(reader, spec.neighbours), rig, max(0, count - span))
     if spec.limit is not None:
         limited = min(source.count, spec.limit)
         frames = (frame for _, frame in zip(range(limited), source.frames, strict=False))  # range first: no extra read
@@ -299,8 +380,10 @@ def load_dataset(
     else:
         source = open_source(spec, size)
         samples = [
-            prepare_frameset(frame, size, spec.radar)
-            for frame in tqdm(source.frames, total=source.count, desc=f"{desc} {spec.type}", unit="frameset")
+            prepare_frameset(frame, size, spec.radar, spec.labeled, neighbours)
+            for frame, neighbours in tqdm(
+                source.frames, total=source.count, desc=f"{desc} {spec.type}", unit="frameset"
+            )
         ]
         dataset = PreparedDataset(samples, source.rig.camera_names, source.rig.adjacency())
     if path is not None:

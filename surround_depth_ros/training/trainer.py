@@ -23,10 +23,18 @@ from tqdm import tqdm
 
 from surround_depth_ros.checkpoint import load_checkpoint, save_checkpoint
 from surround_depth_ros.losses import LossInputs, build_losses
+from surround_depth_ros.network.pose import PoseNet, extrinsic_anchored_poses
 from surround_depth_ros.network.student import SurroundDepthStudent
 from surround_depth_ros.rig import CameraRig
 from surround_depth_ros.training.config import OptimizerConfig, TeacherConfig, TrainingConfig
-from surround_depth_ros.training.data import ColourJitter, PreparedDataset, Sample, load_dataset, open_source
+from surround_depth_ros.training.data import (
+    ColourJitter,
+    PreparedDataset,
+    Sample,
+    concat_samples,
+    load_dataset,
+    open_source,
+)
 from surround_depth_ros.training.evaluate import evaluate_model, normalise
 
 STATE_FORMAT = "surround_depth_ros.train_state/1"
@@ -111,12 +119,20 @@ class Trainer:
         cache = Path(config.data_cache_dir) if config.data_cache_dir else self.out_dir / "data_cache"
         self.train_set = train_set or load_dataset(config.train, size, cache, "train set")
         self.val_set = load_dataset(config.val, size, cache, "val set") if config.val else None
+        self.unlabeled_set = load_dataset(config.unlabeled, size, cache, "unlabeled set") if config.unlabeled else None
         self.rig = rig or open_source(config.train, size).rig  # recorded in checkpoints: the engine compares focals
         self.model = SurroundDepthStudent(self.student_config).to(self.device)
         self.losses = build_losses(config.losses).to(self.device)
         self.needs_saliency = "saliency" in self.losses.terms
         self.teacher = build_teacher(config.teacher, self.out_dir, self.device) if config.teacher else None
+        neighbours = list(config.train.neighbours) if train_set is None else self._neighbour_offsets(self.train_set)
+        # the temporal attention trains on the previous frame's real features, as the node feeds it
+        self.previous = neighbours.index(-1) if self.student_config.temporal and -1 in neighbours else None
+        sets = [d for d in (self.train_set, self.unlabeled_set) if d is not None]
+        poses_missing = any(d.poses is not None and bool(torch.isnan(d.poses).any()) for d in sets)
+        self.pose_net = PoseNet().to(self.device) if neighbours and poses_missing else None
         params = [*self.model.parameters(), *self.losses.parameters()]
+        params += [*self.pose_net.parameters()] if self.pose_net is not None else []
         opt = config.optimizer
         self.optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, opt))
@@ -127,29 +143,76 @@ class Trainer:
         self.validations: list[dict] = []
         self.best: float | None = None
 
+    @staticmethod
+    def _neighbour_offsets(dataset: PreparedDataset) -> list[int]:
+        """A dataset handed in directly (tests, benchmarks) states no offsets: assume [-1, 1, ...] order."""
+        count = 0 if dataset.adjacent is None else dataset.adjacent.shape[1]
+        return [-1, 1][:count] if count <= 2 else list(range(1, count + 1))
+
     # ------------------------------------------------------------------ one step
+    def batch(self, step: int) -> Sample:
+        """The frame sets of one step: labeled ones from `train`, plus the `unlabeled_ratio` share from `unlabeled`."""
+        size, seed = self.config.optimizer.batch_size, self.config.seed
+        if self.unlabeled_set is None:
+            return self.train_set.batch(batch_indices(step, size, len(self.train_set), seed))
+        extra = min(size - 1, max(1, round(size * self.config.unlabeled_ratio)))
+        labeled = self.train_set.batch(batch_indices(step, size - extra, len(self.train_set), seed))
+        unlabeled = self.unlabeled_set.batch(batch_indices(step, extra, len(self.unlabeled_set), seed + 1))
+        return concat_samples(labeled, unlabeled)
+
+    def poses(self, batch: Sample, clean: torch.Tensor, adjacent: torch.Tensor) -> torch.Tensor | None:
+        """T_world_base (B, 1 + S, N, 4, 4) at every capture: the data's where known, else the pose network's."""
+        if batch.poses is None:
+            return None
+        poses = batch.poses.to(self.device)
+        missing = torch.isnan(poses).flatten(1).any(dim=1)
+        if not missing.any():
+            return poses
+        if self.pose_net is None:  # no neighbours: one instant, the stagger cannot be compensated
+            return None
+        estimated = extrinsic_anchored_poses(
+            self.pose_net, normalise(clean[:, 0]), normalise(adjacent[:, :, 0]), batch.times.to(self.device),
+            batch.extrinsics[:, 0].to(self.device),
+        )  # fmt: skip
+        return torch.where(missing[:, None, None, None, None], estimated, poses)
+
     def loss_inputs(self, batch: Sample, step: int) -> tuple[torch.Tensor, LossInputs]:
-        """Forward the student on a batch and gather what every loss may read."""
+        """Forward the student on a batch and gather what every loss may read.
+
+        The student sees colour-jittered images; the photometric loss and the teacher see the clean ones.
+        """
         generator = torch.Generator().manual_seed(self.config.seed * 7_919 + step)
         images01 = self.jitter(batch.images, generator).to(self.device)
-        radar = batch.radar.to(self.device) if batch.radar is not None and self.student_config.radar else None
-        out = self.model(normalise(images01), self.adjacency, radar=radar, return_aux=True)
+        clean = (batch.images.float() / 255.0).to(self.device)
+        adjacent = None if batch.adjacent is None else (batch.adjacent.float() / 255.0).to(self.device)
+        radar = batch.radar.to(self.device) if batch.radar is not None else None
+        student_radar = radar if self.student_config.radar else None
+        previous = None
+        if self.previous is not None:
+            with torch.no_grad():
+                prev_images = normalise(self.jitter(batch.adjacent[:, self.previous], generator).to(self.device))
+                previous = self.model(prev_images, self.adjacency).temporal_features
+        out = self.model(
+            normalise(images01), self.adjacency, radar=student_radar, prev_features=previous, return_aux=True
+        )
         gt = batch.depth.to(self.device)
         cfg = self.student_config
         gt = torch.where((gt >= cfg.min_depth) & (gt <= cfg.max_depth), gt, torch.zeros_like(gt))
         teacher = None
         if self.teacher is not None:
-            clean = (batch.images.float() / 255.0).to(self.device)
             teacher = self.teacher.predict(
                 clean, batch.name.split("|"), radar=radar, adjacency=self.adjacency, saliency=self.needs_saliency
             )
+        poses = self.poses(batch, clean, adjacent) if "photometric" in self.losses.terms else None
+        count = 0 if adjacent is None or poses is None else adjacent.shape[1]
         inputs = LossInputs(
             depth=out.depth, gt_depth=gt, bin_logits=out.bin_logits, bin_centres=out.bin_centres,
             features=out.features, decoder_features=out.decoder_features,
             image_features=out.image_features, radar_features=out.radar_features,
-            intermediate_depths=out.intermediate_depths, teacher=teacher, images=images01,
+            intermediate_depths=out.intermediate_depths, teacher=teacher, images=clean,
             intrinsics=batch.intrinsics.to(self.device), extrinsics=batch.extrinsics.to(self.device),
-            camera_pairs=self.adjacency,
+            camera_pairs=self.adjacency, adjacent_images=[adjacent[:, s] for s in range(count)],
+            poses=None if poses is None else poses[:, 0], adjacent_poses=[poses[:, 1 + s] for s in range(count)],
         )  # fmt: skip
         return out.depth, inputs
 
@@ -157,7 +220,7 @@ class Trainer:
         """One optimiser step; returns the weighted loss parts, the total and the learning rate."""
         self.model.train()
         opt = self.config.optimizer
-        batch = self.train_set.batch(batch_indices(step, opt.batch_size, len(self.train_set), self.config.seed))
+        batch = self.batch(step)
         _, inputs = self.loss_inputs(batch, step)
         total, parts = self.losses(inputs)
         if not torch.isfinite(total):
@@ -196,6 +259,8 @@ class Trainer:
             "schedule": self.schedule.state_dict(), "losses": self.losses.state_dict(),
             "best": self.best, "history": json.dumps(self.history), "validations": json.dumps(self.validations),
         }  # fmt: skip
+        if self.pose_net is not None:
+            state["pose_net"] = self.pose_net.state_dict()
         tmp = self.out_dir / "train_state.pt.tmp"
         torch.save(state, tmp)
         tmp.replace(self.out_dir / "train_state.pt")
@@ -219,6 +284,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.losses.load_state_dict(state["losses"])
+        if self.pose_net is not None:
+            self.pose_net.load_state_dict(state["pose_net"])
         self.step, self.best = int(state["step"]), state["best"]
         self.history, self.validations = json.loads(state["history"]), json.loads(state["validations"])
 
