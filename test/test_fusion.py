@@ -95,29 +95,22 @@ def test_equals_the_reference_on_the_real_nuscenes_sample_with_the_shipped_stude
     assert_points_on_their_pixels(fused, frame.rig, depths)
     assert len(reference) < 6 * 225 * 400  # the real overlaps were removed
 
-    # at network resolution: the same as the reference on the network-sized rig and nearest-pixel colours
+    # at network resolution (the engine's device maps and scaled intrinsics): the same as the reference on the
+    # network-sized rig with the colours of the image pixels holding the depth pixels' centres
+    maps = engine.infer_maps(frame.images, intrinsics=frame.rig.intrinsics())
     h, w = engine.input_size
     small = frame.rig.scaled(w, h)
-    net_depth, net_conf = (np.stack([np.asarray(m, np.float32) for m in maps]) for maps in
-                           engine_maps_at_network_size(engine, frame))  # fmt: skip
+    np.testing.assert_allclose(maps.K, small.intrinsics())
     rows, cols = (np.arange(h) * 2 + 1) * 900 // (2 * h), (np.arange(w) * 2 + 1) * 1600 // (2 * w)
     nearest = [image[rows][:, cols] for image in frame.images]
+    net_depth, net_conf = maps.depth.numpy(), maps.confidence.numpy()
     reference = g.fuse_depth_maps(list(net_depth), small, colors=nearest, confidences=list(net_conf),
                                   overlap="most_confident")  # fmt: skip
     fused = CloudFusion(CloudOptions(max_points=6 * h * w)).fuse(
-        net_depth, small.intrinsics(), small.extrinsics(), net_conf, np.stack(frame.images)
+        maps.depth, maps.K, small.extrinsics(), maps.confidence, maps.images
     )
     assert_same_cloud(fused, reference)
     assert_points_on_their_pixels(fused, small, list(net_depth))
-
-
-def engine_maps_at_network_size(engine, frame) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Depth and confidence at the network's resolution through the engine's public steps."""
-    sizes = [image.shape[:2] for image in frame.images]
-    depth, confidence = engine.run_network(engine.preprocess(frame.images))
-    depth = depth * engine.focal_scale(frame.rig.intrinsics(), sizes)[:, None, None, None]
-    results = engine.postprocess(depth, confidence, [engine.input_size] * len(sizes))
-    return [r.depth for r in results], [r.confidence for r in results]
 
 
 @pytest.mark.parametrize("size", [(900, 1600), (1216, 1936), (64, 112)])

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from surround_depth_ros import geometry
 from surround_depth_ros.checkpoint import save_checkpoint
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
 from surround_depth_ros.inference.engine import auto_backend
@@ -192,3 +193,45 @@ def test_real_nuscenes_cameras_come_back_at_1600x900(model, shared_data_path):
     batch = engine.preprocess(frames)[0][0, 0] * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
     area = F.interpolate(torch.from_numpy(frames[0]).permute(2, 0, 1)[None].float(), size=(H, W), mode="area")[0]
     assert (batch * 255 - area).abs().mean() < 2.0
+
+
+def test_device_maps_at_network_resolution_come_with_scaled_intrinsics(model, tmp_path):
+    K = np.array([[200.0, 0, 159.5], [0, 200.0, 89.5], [0, 0, 1]])
+    cams = [Camera(f"CAM_{i}", 320, 180, K, np.eye(4)) for i in range(N)]
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, model, rig=CameraRig(cams), adjacency=ring_adjacency(N))
+    engine = DepthEngine(path, backend="torch", device="cpu")
+    frames = camera_images([(180, 320)] * N)
+    maps = engine.infer_maps(frames, intrinsics=np.stack([K] * N))
+    assert maps.depth.shape == maps.confidence.shape == (N, H, W) and maps.depth.device == engine.device
+    np.testing.assert_allclose(maps.K[0], geometry.resize_camera(cams[0], W, H).K)
+    assert all(np.shares_memory(image.numpy(), frame) for image, frame in zip(maps.images, frames, strict=True))
+    # upsampled on the device, they are what `infer` returns
+    full = engine.infer_maps(frames, intrinsics=np.stack([K] * N), resolution="camera")
+    assert full.depth.shape == (N, 180, 320)
+    for i, result in enumerate(engine.infer(frames, intrinsics=np.stack([K] * N))):
+        np.testing.assert_array_equal(full.depth[i].numpy(), result.depth)
+        np.testing.assert_array_equal(full.confidence[i].numpy(), result.confidence)
+    upsampled = F.interpolate(maps.depth[:, None], size=(180, 320), mode="bilinear", align_corners=False)[:, 0]
+    np.testing.assert_allclose(full.depth.numpy(), upsampled.numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="resolution must be one of"):
+        engine.infer_maps(frames, resolution="full")
+
+
+def test_mixed_camera_sizes_come_back_as_a_list_of_maps(model):
+    engine = DepthEngine(model, backend="torch", device="cpu", adjacency=ring_adjacency(N))
+    sizes = [(90, 160)] * 5 + [(121, 203)]
+    maps = engine.infer_maps(camera_images(sizes), resolution="camera")
+    assert [tuple(d.shape) for d in maps.depth] == sizes and maps.K is None
+
+
+def test_thread_settings_keep_backends_from_fighting_over_cores(model, tmp_path):
+    torch_engine = DepthEngine(model, backend="torch", device="cpu", threads=1)
+    assert torch_engine.backend.threads == 1 and torch_engine.threads == 1
+    before = torch.get_num_threads()
+    torch_engine.infer(camera_images([(H, W)] * N))
+    assert torch.get_num_threads() == before  # the engine's thread switches leave the caller's count alone
+    onnx_engine = DepthEngine(model, backend="onnxruntime", device="cpu", cache_dir=tmp_path, threads=2)
+    options = onnx_engine.backend.session.get_session_options()
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

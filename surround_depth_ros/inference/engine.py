@@ -1,10 +1,11 @@
 """`DepthEngine`: camera images in, metric depth per camera out, whatever runs the network.
 
-Pre-processing (batch all views, resize to the network size, normalise, radar maps) and
-post-processing (focal-length rescaling, resize back to each camera's size, clamping to the
-model's range, NaN where invalid) live here, so the node, the tools and the benchmarks share
-them and every backend sees the same tensors. Resizing is one batched `interpolate` per
-distinct camera size (uint8 with antialiasing on the CPU, which has a vectorised kernel).
+Pre-processing (upload the uint8 images once, resize and normalise on the device, radar maps)
+and post-processing (focal-length rescaling, clamping to the model's range, NaN where invalid,
+optionally the resize back to each camera's size) live here, so the node, the tools and the
+benchmarks share them and every backend sees the same tensors. `infer_maps` keeps the result on
+the device (for the cloud fusion and one packed copy to the host); `infer` returns numpy arrays.
+Resizing uses the CPU's vectorised uint8 antialiased kernel on channels-last views of the images.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import torch
 import torch.nn.functional as F
 
 from surround_depth_ros.checkpoint import load_checkpoint, weights_checksum
+from surround_depth_ros.geometry import resize_intrinsics
 from surround_depth_ros.inference.backend import Backend
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.radar_branch import RADAR_CHANNELS
 from surround_depth_ros.network.student import MEAN, STD, ExportableStudent, SurroundDepthStudent
+from surround_depth_ros.threads import POSTPROCESS_THREADS, torch_threads
 
 LOG = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "tensorrt", "onnxruntime")
+RESOLUTIONS = ("network", "camera")
 # On the CPU, auto picks ONNX Runtime when installed: it ran the default preset about 2x faster than
 # eager torch (benchmarks/bench_network.py; numbers in docs/student_network.md).
 CPU_BACKENDS = ("onnxruntime", "torch")
@@ -42,6 +46,21 @@ class DepthResult(NamedTuple):
 
     depth: np.ndarray
     confidence: np.ndarray
+
+
+class DepthMaps(NamedTuple):
+    """One frame set's result on the engine's device, what the cloud fusion and the messages start from.
+
+    depth / confidence: (N, h, w) float32 (metres, NaN = no estimate; [0, 1]), or a list of (h, w)
+    when camera sizes differ; K: (N, 3, 3) intrinsics of these maps (the cameras' ones scaled to
+    the maps' size), None when no intrinsics were given; images: the uploaded (H, W, 3) uint8
+    camera images, for colouring the cloud without a second upload.
+    """
+
+    depth: torch.Tensor | list[torch.Tensor]
+    confidence: torch.Tensor | list[torch.Tensor]
+    K: np.ndarray | None
+    images: list[torch.Tensor]
 
 
 def auto_backend(device: torch.device) -> str:
@@ -86,6 +105,7 @@ class DepthEngine:
         min_confidence: float = 0.0,
         onnx_provider: str | None = None,
         channels_last: bool | None = None,
+        threads: int | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
@@ -110,8 +130,12 @@ class DepthEngine:
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.backend_name = auto_backend(self.device) if backend == "auto" else backend
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        self.backend = self._build_backend(precision, onnx_provider, channels_last)
+        # CPU threads: `threads` for the network (None: torch's count / ONNX Runtime: the cores), one for the
+        # elementwise pre/post-processing (see surround_depth_ros.threads).
+        self.threads = POSTPROCESS_THREADS if self.device.type == "cpu" else None
+        self.backend = self._build_backend(precision, onnx_provider, channels_last, threads)
         self.min_confidence = min_confidence
+        self._staging: dict[tuple[int, int, int], torch.Tensor] = {}
         self._scale = (1.0 / (255.0 * torch.tensor(STD))).view(1, 3, 1, 1).to(self.device)
         self._shift = (-torch.tensor(MEAN) / torch.tensor(STD)).view(1, 3, 1, 1).to(self.device)
         self._previous: torch.Tensor | None = None
@@ -119,11 +143,13 @@ class DepthEngine:
             "depth engine: preset %s, backend %s on %s, %s", self.config.name, self.backend_name, self.device, precision
         )
 
-    def _build_backend(self, precision: str, onnx_provider: str | None, channels_last: bool | None) -> Backend:
+    def _build_backend(
+        self, precision: str, onnx_provider: str | None, channels_last: bool | None, threads: int | None
+    ) -> Backend:
         if self.backend_name == "torch":
             from surround_depth_ros.inference.torch_backend import TorchBackend
 
-            return TorchBackend(self.module, self.device, precision, channels_last)
+            return TorchBackend(self.module, self.device, precision, channels_last, threads)
         if self.backend_name == "onnxruntime":
             from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, cached_onnx, pick_provider
 
@@ -131,7 +157,7 @@ class DepthEngine:
             h, w = self.input_size
             name = f"student_{self.checksum[:16]}_{self.n_views}x{h}x{w}.onnx"
             path = cached_onnx(self.module, self.cache_dir / name)
-            return OnnxRuntimeBackend(path, self.device, precision, onnx_provider, self.cache_dir)
+            return OnnxRuntimeBackend(path, self.device, precision, onnx_provider, self.cache_dir, threads)
         from surround_depth_ros.inference.tensorrt_backend import TensorRTBackend
 
         inputs = self.module.example_inputs()
@@ -141,26 +167,55 @@ class DepthEngine:
         """Forget the previous frame (temporal models): call on a jump in time or a new sequence."""
         self._previous = None
 
-    def preprocess(
-        self, images: list[np.ndarray], radar: np.ndarray | torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, ...]:
-        """The network inputs for `images` (N HxWx3 uint8 RGB) and optional radar maps (N, 4, H, W)."""
+    def upload(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """The camera images (N HxWx3 uint8 RGB) on the engine's device, each copied once as uint8.
+
+        On the CPU these are views of the arrays; on CUDA they pass through pinned staging memory
+        (kept per image size) so that the copy to the GPU is asynchronous.
+        """
         if len(images) != self.n_views:
             raise ValueError(f"expected {self.n_views} camera images, got {len(images)}")
         for index, image in enumerate(images):
             if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
                 raise ValueError(f"camera {index}: expected an HxWx3 uint8 RGB image, got {what}")
+        if self.device.type == "cpu":
+            return [torch.from_numpy(image) for image in images]
+        uploaded: list[torch.Tensor | None] = [None] * len(images)
+        for size, indices in _size_groups([im.shape[:2] for im in images]).items():
+            key = (len(indices), *size)
+            if key not in self._staging:
+                self._staging[key] = torch.empty((*key, 3), dtype=torch.uint8).pin_memory()
+            staging = self._staging[key]
+            for slot, i in enumerate(indices):
+                staging[slot].numpy()[...] = images[i]
+            on_device = staging.to(self.device, non_blocking=True)
+            for slot, i in enumerate(indices):
+                uploaded[i] = on_device[slot]
+        return uploaded
+
+    def normalize(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """(1, N, 3, h, w) network input of uploaded images: resized (antialiased) and normalised on the device."""
         h, w = self.input_size
         batch = torch.empty((self.n_views, 3, h, w), dtype=torch.float32, device=self.device)
-        for size, indices in _size_groups([im.shape[:2] for im in images]).items():
-            x = torch.from_numpy(np.stack([images[i] for i in indices])).to(self.device).permute(0, 3, 1, 2)
-            if self.device.type != "cpu":
-                x = x.float()  # CUDA interpolation has no uint8 kernel; the CPU's uint8 one is the fastest there
-            if size != (h, w):
-                x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-            batch[indices] = x.float() * self._scale + self._shift
-        inputs = [batch[None]]
+        with torch_threads(self.threads):
+            for i, image in enumerate(images):
+                x = image.permute(2, 0, 1)[None]  # channels-last: what the uint8 resize kernel is fastest on
+                if self.device.type != "cpu":
+                    x = x.float()  # CUDA interpolation has no uint8 kernel; the CPU's uint8 one is the fastest there
+                if tuple(x.shape[-2:]) != (h, w):
+                    x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+                torch.addcmul(self._shift, x.float(), self._scale, out=batch[i : i + 1])
+        return batch[None]
+
+    def preprocess(
+        self, images: list[np.ndarray], radar: np.ndarray | torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """The network inputs for `images` (N HxWx3 uint8 RGB) and optional radar maps (N, 4, H, W)."""
+        return self._inputs(self.normalize(self.upload(images)), radar)
+
+    def _inputs(self, batch: torch.Tensor, radar: np.ndarray | torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        inputs = [batch]
         if self.config.radar:
             inputs.append(self._radar_input(radar))
         elif radar is not None:
@@ -206,26 +261,43 @@ class DepthEngine:
         trained = np.array([c["K"][0][0] / c["width"] for c in rig["cameras"]], dtype=np.float64)
         return torch.as_tensor(now / trained, dtype=torch.float32, device=self.device)
 
+    def mask(self, depth: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clamp to the model's range; NaN depth and 0 confidence where the output is not finite or not confident."""
+        with torch_threads(self.threads):
+            invalid = ~torch.isfinite(depth) | ~torch.isfinite(confidence) | (confidence < self.min_confidence)
+            depth = depth.clamp(self.config.min_depth, self.config.max_depth).masked_fill(invalid, float("nan"))
+            return depth, confidence.clamp(0.0, 1.0).masked_fill(invalid, 0.0)
+
+    def resize(self, maps: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor | list[torch.Tensor]:
+        """(N, 1, h, w) maps bilinearly resized on the device to each camera's size: (N, H, W) when all sizes agree.
+
+        Bilinear interpolation keeps clamped values in range and spreads NaN by at most one pixel,
+        so masking before the resize touches 7x fewer pixels for 1600x900 cameras.
+        """
+        groups = _size_groups(sizes)
+        with torch_threads(self.threads):
+            resized = {
+                size: F.interpolate(maps[indices], size=size, mode="bilinear", align_corners=False)[:, 0]
+                if size != tuple(maps.shape[-2:])
+                else maps[indices, 0]
+                for size, indices in groups.items()
+            }
+        if len(groups) == 1:
+            return next(iter(resized.values()))
+        out: list[torch.Tensor | None] = [None] * len(sizes)
+        for size, indices in groups.items():
+            for j, i in enumerate(indices):
+                out[i] = resized[size][j]
+        return out
+
     def postprocess(
         self, depth: torch.Tensor, confidence: torch.Tensor, sizes: list[tuple[int, int]]
     ) -> list[DepthResult]:
-        """Clamp to the model's range and mark invalid pixels at network resolution, then resize back.
-
-        Masking before the resize touches 7x fewer pixels for 1600x900 cameras; bilinear
-        interpolation keeps clamped values in range and spreads NaN by at most one pixel.
-        """
-        invalid = ~torch.isfinite(depth) | ~torch.isfinite(confidence) | (confidence < self.min_confidence)
-        depth = depth.clamp(self.config.min_depth, self.config.max_depth).masked_fill(invalid, float("nan"))
-        both = torch.cat([depth, confidence.clamp(0.0, 1.0).masked_fill(invalid, 0.0)], dim=1)
-        results: list[DepthResult | None] = [None] * len(sizes)
-        for size, indices in _size_groups(sizes).items():
-            x = both[indices]
-            if size != tuple(x.shape[-2:]):
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-            x = x.cpu().numpy()
-            for j, i in enumerate(indices):
-                results[i] = DepthResult(x[j, 0], x[j, 1])
-        return results
+        """Masked, resized to each camera's size and copied to the host (one copy)."""
+        depth, confidence = self.mask(depth, confidence)
+        per_camera = [_per_camera(self.resize(m, sizes)) for m in (depth, confidence)]
+        host = host_arrays([*per_camera[0], *per_camera[1]])
+        return [DepthResult(d, c) for d, c in zip(host[: len(sizes)], host[len(sizes) :], strict=True)]
 
     def infer(
         self,
@@ -233,15 +305,63 @@ class DepthEngine:
         intrinsics: np.ndarray | None = None,
         radar: np.ndarray | torch.Tensor | None = None,
     ) -> list[DepthResult]:
-        """Depth and confidence per camera, at each camera's image size.
+        """Depth and confidence per camera, at each camera's image size, as numpy arrays.
 
         `intrinsics` (N, 3, 3), when given, rescales depth for focal lengths that differ from the
         training rig's. `radar` holds per-camera maps (N, 4, H, W) at `input_size`, channels
         (depth m, rcs, vx, vy), 0 = no return (surround_depth_ros.radar.radar_to_maps).
         """
-        inputs = self.preprocess(images, radar)
+        maps = self.infer_maps(images, intrinsics, radar, resolution="camera")
+        per_camera = _per_camera(maps.depth) + _per_camera(maps.confidence)
+        host = host_arrays(per_camera)
+        return [DepthResult(d, c) for d, c in zip(host[: len(images)], host[len(images) :], strict=True)]
+
+    def infer_maps(
+        self,
+        images: list[np.ndarray],
+        intrinsics: np.ndarray | None = None,
+        radar: np.ndarray | torch.Tensor | None = None,
+        resolution: str = "network",
+    ) -> DepthMaps:
+        """Depth and confidence as tensors on the engine's device, for the cloud and the messages.
+
+        `resolution` "network" returns the network's maps with `intrinsics` scaled to match (what
+        REP 118 lets a node publish with a scaled CameraInfo), "camera" upsamples them on the
+        device to each camera's size. Arguments as in `infer`.
+        """
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+        uploaded = self.upload(images)
         sizes = [tuple(im.shape[:2]) for im in images]
-        depth, confidence = self.run_network(inputs)
+        depth, confidence = self.run_network(self._inputs(self.normalize(uploaded), radar))
         if intrinsics is not None:
-            depth = depth * self.focal_scale(intrinsics, sizes)[:, None, None, None]
-        return self.postprocess(depth, confidence, sizes)
+            scale = self.focal_scale(intrinsics, sizes)
+            with torch_threads(self.threads):
+                depth = depth * scale[:, None, None, None]
+        depth, confidence = self.mask(depth, confidence)
+        K = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)
+        if resolution == "camera":
+            return DepthMaps(self.resize(depth, sizes), self.resize(confidence, sizes), K, uploaded)
+        h, w = self.input_size
+        if K is not None:
+            K = np.stack([resize_intrinsics(k, w / W, h / H) for k, (H, W) in zip(K, sizes, strict=True)])
+        return DepthMaps(depth[:, 0], confidence[:, 0], K, uploaded)
+
+
+def _per_camera(maps: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+    return list(maps.unbind(0)) if isinstance(maps, torch.Tensor) else maps
+
+
+def host_arrays(tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """numpy arrays of tensors: views on the CPU; from a GPU, through one copy of them all packed together."""
+    if all(t.device.type == "cpu" for t in tensors):
+        return [t.contiguous().numpy() for t in tensors]
+    flat = torch.cat([t.contiguous().reshape(-1).view(torch.uint8) for t in tensors])
+    host = torch.empty(flat.shape, dtype=torch.uint8, pin_memory=True)
+    host.copy_(flat)
+    arrays, start = [], 0
+    for t in tensors:
+        nbytes = t.numel() * t.element_size()
+        arrays.append(host[start : start + nbytes].view(t.dtype).reshape(t.shape).numpy())
+        start += nbytes
+    return arrays

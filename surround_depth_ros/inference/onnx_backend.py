@@ -17,6 +17,7 @@ import torch
 from surround_depth_ros.atomic_file import atomic_path
 from surround_depth_ros.inference.backend import BackendUnavailable, check_precision, require_cuda
 from surround_depth_ros.network.student import ExportableStudent
+from surround_depth_ros.threads import available_cores
 
 LOG = logging.getLogger(__name__)
 ONNX_OPSET = 17
@@ -109,7 +110,8 @@ class OnnxRuntimeBackend:
 
     def __init__(
         self, onnx_path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32",
-        provider: str | None = None, cache_dir: str | Path | None = None, threads: int = 0,
+        provider: str | None = None, cache_dir: str | Path | None = None, threads: int | None = None,
+        spinning: bool = False,
     ) -> None:  # fmt: skip
         ort = import_onnxruntime()
         check_precision(precision)
@@ -131,7 +133,11 @@ class OnnxRuntimeBackend:
                 trt_options |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)}
             providers[:0] = [("TensorrtExecutionProvider", trt_options), ("CUDAExecutionProvider", {})]
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        # An explicit thread count (default: the cores this process may use) and no spinning: spinning
+        # threads keep a core busy after each run and slowed the torch post-processing that follows
+        # (a 2 ms mask took 90 ms; benchmarks/bench_node.py prints the comparison).
+        options.intra_op_num_threads = threads or available_cores()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
