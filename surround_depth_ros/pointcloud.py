@@ -142,11 +142,11 @@ def cloud_to_array(
     return np.ascontiguousarray(rows).reshape(-1).view(dtype)
 
 
-def array_to_cloud(points: np.ndarray) -> tuple[list[FieldSpec], int, bytes]:
-    """(fields, point_step, data) of a structured array: the bytes of a PointCloud2 in one memcpy."""
+def array_to_cloud(points: np.ndarray) -> tuple[list[FieldSpec], int, memoryview]:
+    """(fields, point_step, data) of a structured array; `data` views its bytes (copied only if not contiguous)."""
     if points.dtype.names is None:
         raise PointCloudError(f"expected a structured array with named fields, got dtype {points.dtype}")
-    return fields_from_dtype(points.dtype), points.dtype.itemsize, np.ascontiguousarray(points).tobytes()
+    return fields_from_dtype(points.dtype), points.dtype.itemsize, memoryview(np.ascontiguousarray(points)).cast("B")
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:

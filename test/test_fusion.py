@@ -189,3 +189,31 @@ def test_bad_options_and_inputs_are_clear_errors():
     rig = default_rig().scaled(16, 9)
     with pytest.raises(ValueError, match="6 depth maps, 5 intrinsics"):
         CloudFusion().fuse(np.ones((6, 9, 16), np.float32), rig.intrinsics()[:5], rig.extrinsics())
+
+
+def test_messages_carry_the_packed_cloud_and_depth_maps_with_one_copy(synthetic):
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from surround_depth_ros.ros.messages import MESSAGES
+    from surround_depth_ros.ros.messages import cloud_points as message_points
+
+    rig, depths, confidences, colors = synthetic
+    fusion = CloudFusion(CloudOptions(stride=2))
+    packed = fusion.cloud(np.stack(depths), rig.intrinsics(), rig.extrinsics(), np.stack(confidences),
+                          np.stack(colors), camera_ids=[2, 3, 4, 5, 6, 7])  # fmt: skip
+    points = cloud_points(packed)
+    msg = MESSAGES.point_cloud(points, 123, "base_link")
+    assert msg.point_step == 24 and msg.row_step == 24 * len(points) and msg.width == len(points)
+    assert [(f.name, f.offset) for f in msg.fields] == [
+        (n, FUSED_CLOUD_DTYPE.fields[n][1]) for n in "x y z rgb camera confidence".split()
+    ]
+    received = deserialize_message(serialize_message(msg), PointCloud2)
+    np.testing.assert_array_equal(message_points(received), points)
+
+    depth = depths[0]
+    image = deserialize_message(serialize_message(MESSAGES.image_array(depth, 123, "cam", "32FC1")), Image)
+    assert (image.height, image.width, image.step, image.encoding) == (90, 160, 640, "32FC1")
+    np.testing.assert_array_equal(np.frombuffer(image.data, np.float32).reshape(90, 160), depth)
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, C\) array"):
+        MESSAGES.image_array(depth.reshape(-1), 123, "cam", "32FC1")

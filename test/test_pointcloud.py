@@ -67,7 +67,8 @@ def test_read_is_zero_copy_and_build_round_trips():
     assert [(f.name, f.offset, f.datatype, f.count) for f in fields] == [
         ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 6, 1), ("normal", 16, 8, 3)
     ]  # fmt: skip
-    assert point_step == 40 and isinstance(data, bytes) and len(data) == 240
+    assert point_step == 40 and len(data) == 240 and np.shares_memory(np.frombuffer(data, np.uint8), points)
+    data = bytes(data)  # as a message holds it
     view = cloud_to_array(fields, point_step, 6, 1, 240, data)
     assert np.shares_memory(view, np.frombuffer(data, np.uint8)) and not view.flags.writeable
     np.testing.assert_array_equal(view, points)

@@ -2,8 +2,10 @@
 
 The bag writer uses rosbags' classes (ROS-free) and the node uses rclpy's; both have the same
 field names, so one implementation serves both. The only difference, how a uint8[] field takes
-bytes (rosbags: a numpy array, rclpy: `bytes`, which is its one-memcpy fast path), is a
-constructor argument. Reading only touches attributes, so the readers are plain functions.
+bytes (rosbags: a numpy view, rclpy: an `array.array` it keeps as is), is a constructor argument.
+Big payloads (images, clouds) are handed over as views of the caller's contiguous array: the
+message classes make at most the one copy they need to own the bytes.
+Reading only touches attributes, so the readers are plain functions.
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ NS = 1_000_000_000
 class MessageKit:
     """Builds Image, CameraInfo, PointCloud2, TransformStamped, TFMessage and Clock messages.
 
-    `message_class("sensor_msgs/msg/Image")` returns the class to instantiate; `byte_field(bytes)`
-    converts bytes into what the classes' uint8[] fields accept.
+    `message_class("sensor_msgs/msg/Image")` returns the class to instantiate; `byte_field(buffer)`
+    turns a bytes-like buffer into what the classes' uint8[] fields accept; `payload_options` are
+    extra constructor arguments for the messages that carry one (rclpy's `check_fields=True` makes
+    its setter keep an `array.array` instead of copying it once more).
     """
 
-    def __init__(self, message_class: Callable[[str], type], byte_field: Callable[[bytes], Any]) -> None:
+    def __init__(
+        self,
+        message_class: Callable[[str], type],
+        byte_field: Callable[[memoryview | bytes], Any],
+        payload_options: dict[str, Any] | None = None,
+    ) -> None:
         self._cls = message_class
         self._bytes = byte_field
+        self._payload_options = payload_options or {}
 
     def time(self, stamp_ns: int) -> Any:
         sec, nanosec = divmod(int(stamp_ns), NS)
@@ -41,6 +51,23 @@ class MessageKit:
     def image(self, rgb: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "rgb8") -> Any:
         """An H x W x 3 RGB image as sensor_msgs/Image in `encoding` (rgb8, bgr8, mono8)."""
         height, width, step, data = encode_rgb(rgb, encoding)
+        return self._image(height, width, step, data, stamp_ns, frame_id, encoding)
+
+    def image_array(self, array: np.ndarray, stamp_ns: int, frame_id: str, encoding: str) -> Any:
+        """An Image of an (H, W) or (H, W, C) array already in `encoding` (32FC1 depth, 16UC1 millimetres, ...).
+
+        The message takes the array's bytes with one copy (none more when it is C-contiguous).
+        """
+        if array.ndim not in (2, 3):
+            raise ValueError(f"an Image holds an (H, W) or (H, W, C) array, got shape {array.shape}")
+        array = np.ascontiguousarray(array)
+        height, width = array.shape[:2]
+        step = array.strides[0]
+        return self._image(height, width, step, memoryview(array).cast("B"), stamp_ns, frame_id, encoding)
+
+    def _image(
+        self, height: int, width: int, step: int, data: memoryview | bytes, stamp_ns: int, frame_id: str, encoding: str
+    ) -> Any:
         return self._cls("sensor_msgs/msg/Image")(
             header=self.header(stamp_ns, frame_id),
             height=height,
@@ -49,6 +76,7 @@ class MessageKit:
             is_bigendian=0,
             step=step,
             data=self._bytes(data),
+            **self._payload_options,
         )
 
     def camera_info(self, camera: Camera, stamp_ns: int) -> Any:
@@ -71,7 +99,12 @@ class MessageKit:
         )
 
     def point_cloud(self, points: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
-        """An unorganized PointCloud2 (height 1) holding a structured array's fields and bytes."""
+        """An unorganized PointCloud2 (height 1) holding a structured array's fields and bytes.
+
+        The fused depth cloud's points are `pointcloud.FUSED_CLOUD_DTYPE` (24 bytes: x y z rgb as
+        float32, camera uint8 + 3 bytes padding, confidence float32); the message takes the array's
+        bytes with one copy.
+        """
         fields, point_step, data = pointcloud.array_to_cloud(points)
         field_class = self._cls("sensor_msgs/msg/PointField")
         return self._cls("sensor_msgs/msg/PointCloud2")(
@@ -84,6 +117,7 @@ class MessageKit:
             row_step=point_step * len(points),
             data=self._bytes(data),
             is_dense=True,
+            **self._payload_options,
         )
 
     def transform(self, T_parent_child: np.ndarray, parent: str, child: str, stamp_ns: int) -> Any:
