@@ -10,7 +10,7 @@ from surround_depth_ros.losses.radar_kd import PixelwiseFeatureKD, inter_depth_k
 from surround_depth_ros.losses.registry import LossConfig, LossInputs, LossSet, build_losses
 from surround_depth_ros.losses.saliency import grad_cam, mean_depth_target, saliency_kd_loss
 from surround_depth_ros.losses.self_supervised import curvature_consistency_loss, surround_photometric_loss
-from surround_depth_ros.losses.supervised import bin_centre_loss, masked_l1_loss, silog_loss
+from surround_depth_ros.losses.supervised import affine_invariant_loss, bin_centre_loss, masked_l1_loss, silog_loss
 from surround_depth_ros.losses.view_relational import find_view_overlap, view_relational_kd_loss
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "LossInputs",
     "LossSet",
     "PixelwiseFeatureKD",
+    "affine_invariant_loss",
     "bin_centre_loss",
     "build_losses",
     "cross_interaction_kd_loss",

@@ -22,7 +22,7 @@ from surround_depth_ros.losses.distribution import depth_distribution_kd_loss, l
 from surround_depth_ros.losses.radar_kd import PixelwiseFeatureKD, inter_depth_kd_loss, pairwise_kd_loss
 from surround_depth_ros.losses.saliency import grad_cam, mean_depth_target, saliency_kd_loss
 from surround_depth_ros.losses.self_supervised import curvature_consistency_loss, surround_photometric_loss
-from surround_depth_ros.losses.supervised import bin_centre_loss, masked_l1_loss, silog_loss
+from surround_depth_ros.losses.supervised import affine_invariant_loss, bin_centre_loss, masked_l1_loss, silog_loss
 from surround_depth_ros.losses.view_relational import find_view_overlap, view_relational_kd_loss
 
 
@@ -99,6 +99,11 @@ def _silog(x: LossInputs, variance_focus: float = 0.85, scale: float = 10.0) -> 
 def _l1(x: LossInputs) -> torch.Tensor:
     (gt,) = _need(x, "l1", "gt_depth")
     return masked_l1_loss(_at_size(x.depth, gt), gt)
+
+
+def _affine_invariant(x: LossInputs) -> torch.Tensor:
+    (gt,) = _need(x, "affine_invariant", "gt_depth")
+    return affine_invariant_loss(_at_size(x.depth, gt), gt)
 
 
 def _bin_centre(x: LossInputs) -> torch.Tensor:
@@ -269,6 +274,7 @@ class PixelwiseFeatureTerm(LossTerm):
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "silog": _silog,
     "l1": _l1,
+    "affine_invariant": _affine_invariant,
     "bin_centre": _bin_centre,
     "cross_interaction": _cross_interaction,
     "view_relational": _view_relational,

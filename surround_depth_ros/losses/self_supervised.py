@@ -160,7 +160,8 @@ def surround_photometric_loss(
     if pairs is not None:
         pairs = torch.as_tensor(pairs, dtype=torch.long)
         for tgt, src in torch.cat([pairs, pairs.flip(1)]).tolist():
-            motion = camera_motion(T[:, tgt], T[:, src], None if P is None else P[:, tgt], None if P is None else P[:, src])
+            P_tgt, P_src = (None, None) if P is None else (P[:, tgt], P[:, src])
+            motion = camera_motion(T[:, tgt], T[:, src], P_tgt, P_src)
             sources[tgt].append(warp_from_source(images[:, src], depth[:, tgt], K[:, tgt], K[:, src], motion))
     if not any(sources):
         raise ValueError("surround photometric loss needs adjacent frames or camera pairs as sources")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from surround_depth_ros.losses.masked import flatten_centres, flatten_views, masked_mean, resize_depth, valid_depth
+from surround_depth_ros.losses.scale_shift import normalise_scale_shift
 
 
 def _pair(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
@@ -54,6 +55,19 @@ def masked_l1_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | No
     """Mean absolute error in metres over valid ground-truth pixels: L = mean |p - g|."""
     pred, gt, valid = _pair(pred, gt, mask)
     return masked_mean((pred - gt).abs(), valid)
+
+
+def affine_invariant_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scale-and-shift-invariant loss in inverse depth (MiDaS / Depth Anything): what makes a relative model.
+
+    L = mean |n(1/p) - n(1/g)| over valid pixels, n() the per-image median / mean-absolute-deviation
+    normalisation: any p with 1/p = s/g + b (s > 0) scores 0, so the network learns relative
+    disparity only and its output scale means nothing (serve it as a "relative_inverse" teacher).
+    """
+    pred, gt, valid = _pair(pred, gt, mask)
+    p = torch.where(valid, 1.0 / pred.clamp(min=1e-6), torch.zeros_like(pred))
+    g = torch.where(valid, 1.0 / gt.clamp(min=1e-6), torch.zeros_like(gt))
+    return masked_mean((normalise_scale_shift(p, valid) - normalise_scale_shift(g, valid)).abs(), valid)
 
 
 def bin_centre_loss(centres: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

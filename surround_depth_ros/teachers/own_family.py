@@ -17,6 +17,8 @@ from surround_depth_ros.losses.masked import resize_masked
 from surround_depth_ros.network.student import MEAN, STD
 from surround_depth_ros.teachers.base import ForwardResult, Teacher, TeacherOutput
 
+OUTPUTS = ("metric", "relative_inverse")
+
 
 class OwnFamilyTeacher(Teacher):
     """Metric depth, encoder/decoder features, bins and intermediate depths from a frozen checkpoint.
@@ -26,12 +28,23 @@ class OwnFamilyTeacher(Teacher):
     rest at the model's resolutions. `adjacency` (E, 2) defaults to the checkpoint's.
     """
 
-    def __init__(self, checkpoint: str | Path, device: str | torch.device = "cpu", expected: str | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: str | torch.device = "cpu",
+        expected: str | None = None,
+        output: str = "metric",
+    ) -> None:
+        """`output`: "metric" (trained with ground truth) or "relative_inverse" (trained with the affine-invariant
+        loss: its 1/depth is disparity up to scale and shift, served like Depth Anything's relative output)."""
+        if output not in OUTPUTS:
+            raise ValueError(f"own-family teacher output must be one of {OUTPUTS}, got {output!r}")
+        self.output = output
         self.model, self.info = load_checkpoint(checkpoint, expected)
         self.device = torch.device(device)
         self.model.to(self.device).eval().requires_grad_(False)
         self.adjacency = None if self.info.adjacency is None else torch.tensor(self.info.adjacency, dtype=torch.long)
-        self._identity = f"own_family:{self.info.path.resolve()}:{self.info.checksum[:16]}"
+        self._identity = f"own_family:{self.info.path.resolve()}:{self.info.checksum[:16]}:{output}"
 
     @property
     def identity(self) -> str:
@@ -55,6 +68,16 @@ class OwnFamilyTeacher(Teacher):
             radar = maps.unflatten(0, (batch, views))
         out = self.model(x, adjacency.to(self.device), radar=radar, return_aux=True)
         depth = F.interpolate(out.depth.flatten(0, 1), size=(height, width), mode="bilinear", align_corners=False)
+        if self.output == "relative_inverse":
+            # only what a relative model has: disparity up to scale and shift, and its features
+            output = TeacherOutput(
+                depth=(1.0 / depth).unflatten(0, (batch, views)),
+                kind="relative_inverse",
+                features=list(out.features),
+                decoder_features=list(out.decoder_features),
+                image_features=list(out.image_features),
+            )
+            return ForwardResult(output, activation=out.features[-1], to_map=lambda x: x.flatten(0, 1))
         output = TeacherOutput(
             depth=depth.unflatten(0, (batch, views)),
             kind="metric",

@@ -78,10 +78,12 @@ class ModelConfig:
 class TeacherConfig:
     """own_family: `checkpoint` (a student checkpoint, e.g. the large preset); depth_anything: `model_dir`.
 
-    Predictions are cached in `cache_dir` (default: <out_dir>/teacher_cache)."""
+    Predictions are cached in `cache_dir` (default: <out_dir>/teacher_cache). `output` of an own-family
+    teacher: "metric", or "relative_inverse" for one trained with the affine-invariant loss."""
 
     type: str
     checkpoint: str | None = None
+    output: str = "metric"
     model_dir: str | None = None
     input_height: int = 518
     cache_dir: str | None = None
@@ -272,6 +274,8 @@ def _check(config: TrainingConfig, where: str) -> None:
         teacher = config.teacher
         if teacher.type not in TEACHER_TYPES:
             raise ConfigError(f"{where}: teacher.type {teacher.type!r} unknown; choose one of {list(TEACHER_TYPES)}")
+        if teacher.output not in ("metric", "relative_inverse"):
+            raise ConfigError(f"{where}: teacher.output must be 'metric' or 'relative_inverse', got {teacher.output!r}")
         needed = "checkpoint" if teacher.type == "own_family" else "model_dir"
         if not getattr(teacher, needed):
             raise ConfigError(f"{where}: teacher.{needed} is required for a {teacher.type} teacher")

@@ -54,7 +54,7 @@ def build_teacher(config: TeacherConfig, out_dir: Path, device: torch.device) ->
     from surround_depth_ros.teachers import CachedTeacher, DepthAnythingTeacher, OwnFamilyTeacher
 
     if config.type == "own_family":
-        teacher = OwnFamilyTeacher(config.checkpoint, device=device)
+        teacher = OwnFamilyTeacher(config.checkpoint, device=device, output=config.output)
     else:
         teacher = DepthAnythingTeacher(config.model_dir, input_height=config.input_height, device=device)
     return CachedTeacher(teacher, config.cache_dir or out_dir / "teacher_cache")
