@@ -175,31 +175,32 @@ class DepthMetrics:
                     group.add(image_metrics(scaled[chosen], selected))
 
     def summary(self) -> dict:
-        """{mode: {"mean": metrics, "per_camera": {cam: metrics}, "per_range": {bin: metrics}, "images": n}}.
+        """{mode: {"mean": metrics, "per_camera": {cam: metrics}, "per_range": {bin: metrics},
+        "per_camera_range": {cam: {bin: metrics}}, "images": n}}.
 
         "mean" is the mean of the per-camera means (each camera weighs the same); "per_range"
         averages over all images that have ground truth in that bin; a group without images is None.
         """
         result: dict = {"min_depth": self.min_depth, "max_depth": self.max_depth}
         cameras = list(dict.fromkeys(camera for (_, camera, _) in self._groups))
+        labels = [_range_label(low, high) for low, high in self.range_bins]
         for mode in ("metric", "median_scaled"):
-            per_camera = {
-                c: self._groups[(mode, c, "all")].means() for c in cameras if (mode, c, "all") in self._groups
-            }
+            groups = {c: {s: self._groups[(mode, c, s)] for s in ("all", *labels)} for c in cameras}
+            per_camera = {c: g["all"].means() for c, g in groups.items()}
             filled = [m for m in per_camera.values() if m is not None]
             mean = {name: float(np.mean([m[name] for m in filled])) for name in METRIC_NAMES} if filled else None
             per_range = {}
-            for low, high in self.range_bins:
-                label = _range_label(low, high)
+            for label in labels:
                 total = _Running.empty()
-                for camera in cameras:
-                    group = self._groups.get((mode, camera, label))
-                    if group is not None:
-                        total.sums += group.sums
-                        total.count += group.count
+                for group in (g[label] for g in groups.values()):
+                    total.sums += group.sums
+                    total.count += group.count
                 per_range[label] = total.means()
-            images = sum(self._groups[(mode, c, "all")].count for c in cameras if (mode, c, "all") in self._groups)
-            result[mode] = {"mean": mean, "per_camera": per_camera, "per_range": per_range, "images": images}
+            result[mode] = {
+                "mean": mean, "per_camera": per_camera, "per_range": per_range,
+                "per_camera_range": {c: {b: g[b].means() for b in labels} for c, g in groups.items()},
+                "images": sum(g["all"].count for g in groups.values()),
+            }  # fmt: skip
         return result
 
 

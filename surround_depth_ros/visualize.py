@@ -13,14 +13,37 @@ import numpy as np
 
 from surround_depth_ros.pointcloud import unpack_rgb
 
+DEPTH_NEAR_M, DEPTH_FAR_M = 1.0, 120.0  # the one depth colour scale: a colour means the same distance everywhere
+DEPTH_TICKS_M = (1, 2, 5, 10, 20, 50, 100)
 
-def colorize_depth(depth: np.ndarray, near: float = 1.0, far: float = 120.0) -> np.ndarray:
-    """RGB uint8 view of a depth map on a log scale (near red, far blue), black where invalid (0 or NaN)."""
+
+def colorize_depth(depth: np.ndarray, near: float = DEPTH_NEAR_M, far: float = DEPTH_FAR_M) -> np.ndarray:
+    """RGB uint8 view of a depth map on a log scale (near red, far blue), black where invalid (0 or NaN).
+
+    The same as matplotlib's "turbo_r" colour map under LogNorm(near, far), which the reports use."""
     valid = np.isfinite(depth) & (depth > 0)
     clipped = np.clip(np.where(valid, depth, near), near, far)
     log_depth = np.log(clipped / near) / np.log(far / near)
     colored = cv2.applyColorMap(((1 - log_depth) * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
     return np.where(valid[..., None], colored, 0).astype(np.uint8)
+
+
+def depth_colour_bar(width: int, near: float = DEPTH_NEAR_M, far: float = DEPTH_FAR_M) -> np.ndarray:
+    """An RGB strip `width` wide: the `colorize_depth` scale from near to far with ticks labelled in metres."""
+    scale = max(0.4, width / 2000)
+    bar_height, text_height = max(12, int(28 * scale)), max(14, int(34 * scale))
+    margin = int(60 * scale)
+    strip = np.zeros((bar_height + text_height + 8, width, 3), np.uint8)
+    depth = near * (far / near) ** np.linspace(0.0, 1.0, width - 2 * margin)
+    strip[4 : 4 + bar_height, margin : width - margin] = colorize_depth(np.tile(depth, (bar_height, 1)), near, far)
+    for tick in (t for t in DEPTH_TICKS_M if near <= t <= far):
+        x = margin + round(np.log(tick / near) / np.log(far / near) * (width - 2 * margin - 1))
+        strip[4 + bar_height : 10 + bar_height, x] = 255
+        text = f"{tick} m" if tick in (DEPTH_TICKS_M[0], DEPTH_TICKS_M[-1]) else str(tick)
+        (text_width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, int(2 * scale)))
+        origin = (int(np.clip(x - text_width // 2, 0, width - text_width)), strip.shape[0] - 4)
+        cv2.putText(strip, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(1, int(2 * scale)))
+    return strip
 
 
 def surround_order(T_base_cams: list[np.ndarray]) -> list[list[int]]:

@@ -158,3 +158,171 @@ def test_evaluation_runs_on_the_real_ddad_sample(shared_data_path):
     summary = evaluate_frames(engine, [frame], 0.1, 200.0).summary
     assert summary["metric"]["images"] == 3 and summary["max_depth"] == 200.0
     assert np.isfinite(summary["metric"]["mean"]["abs_rel"])
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def _cli(*argv: str) -> int:
+    from surround_depth_ros.tools.cli import main
+
+    return main(["evaluate", *map(str, argv)])
+
+
+def _random_checkpoint(path: Path, rig) -> Path:  # noqa: ANN001 - CameraRig
+    torch.manual_seed(1)
+    save_checkpoint(path, SurroundDepthStudent(preset("tiny")), rig=rig, adjacency=rig.adjacency())
+    return path
+
+
+def test_cli_compare_reports_b_minus_a_per_metric(tmp_path):
+    from surround_depth_ros.rig import default_rig
+
+    other = _random_checkpoint(tmp_path / "random.pt", default_rig())
+    out = tmp_path / "out"
+    assert _cli("--checkpoint", SHIPPED, "--compare", other, "--dataset", "synthetic", "--seeds", 990, "--frames", 1,
+                "--size", "160x90", "--examples", 1, "--out", out) == 0  # fmt: skip
+    a, b = (json.loads((folder / "metrics.json").read_text()) for folder in (out, out / "compare"))
+    assert a["checkpoint"] == str(SHIPPED) and b["checkpoint"] == str(other) and a["metric"]["images"] == 6
+    comparison = json.loads((out / "comparison.json").read_text())
+    for mode in ("metric", "median_scaled"):
+        for part, key in (("mean", None), *(("per_camera", c) for c in a[mode]["per_camera"]), ("per_range", "0-50")):
+            got = comparison[mode][part] if key is None else comparison[mode][part][key]
+            ma, mb = (s[mode][part] if key is None else s[mode][part][key] for s in (a, b))
+            for name, row in got.items():
+                assert (row["a"], row["b"]) == (ma[name], mb[name])
+                assert row["difference"] == pytest.approx(mb[name] - ma[name])
+    # the shipped student beats random weights on a street it never saw
+    assert (
+        comparison["metric"]["mean"]["abs_rel"]["better"] == "a" and comparison["metric"]["mean"]["a1"]["better"] == "a"
+    )
+    for png in (out / "report.png", out / "compare" / "report.png", out / "comparison.png"):
+        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 50_000
+
+
+@pytest.mark.parametrize(("dataset", "parts", "images"), [("nuscenes", ("nuscenes_sample",), 6),
+                                                          ("ddad", ("ddad_dgp_sample", "scene_01"), 3)])  # fmt: skip
+def test_cli_on_the_real_samples(tmp_path, shared_data_path, dataset, parts, images):
+    out = tmp_path / dataset
+    assert _cli("--checkpoint", SHIPPED, "--dataset", dataset, "--path", shared_data_path(*parts), "--limit", 1,
+                "--out", out) == 0  # fmt: skip
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["metric"]["images"] == images and summary["frame_sets"] == 1
+    assert np.isfinite(summary["median_scaled"]["mean"]["abs_rel"]) and (out / "report.png").is_file()
+
+
+def _bag_framesets(lidar: bool):  # noqa: ANN202 - list[FrameSet]
+    """Three frame sets of the small rig without ego motion (the lidar projects through /tf_static alone) and
+    without radar, with a dense lidar: 20,000 points on walls 3-70 m around the car, 50-point sample sets' stamps."""
+    from sample_framesets import T_BASE_LIDAR, make_framesets
+
+    from surround_depth_ros.frameset import PointSweep
+    from surround_depth_ros.rig import CameraRig
+
+    frames = make_framesets(3, seed=4)
+    rig = CameraRig(frames[0].rig.cameras, [], frames[0].rig.base_frame)
+    rng = np.random.default_rng(4)
+    out = []
+    for frame in frames:
+        angle, distance = rng.uniform(0, 2 * np.pi, 20_000), rng.uniform(3.0, 70.0, 20_000)
+        points = np.stack([distance * np.cos(angle), distance * np.sin(angle), rng.uniform(-1.5, 2.0, 20_000)], 1)
+        sweep = PointSweep("lidar", frame.lidar.stamp_ns, points, T_base_sensor=T_BASE_LIDAR) if lidar else None
+        out.append(FrameSet(rig, frame.images, frame.camera_stamps_ns, lidar=sweep, name=frame.name))
+    return out
+
+
+def _independent_ground_truth(bag: Path) -> tuple[list[dict], list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """From the bag's own messages, read with rosbags: per camera K, and per frame set the images and the lidar
+    projected through the /tf_static chain (nearest point per pixel, pixel centres at integers, z > 1 m)."""
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([bag]) as reader:
+        messages = [(c.topic, reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages()]
+    parent: dict[str, tuple[str, np.ndarray]] = {}
+    for topic, msg in messages:
+        for t in msg.transforms if topic == "/tf_static" else []:
+            (x, y, z, w), p = (getattr(t.transform.rotation, a) for a in "xyzw"), t.transform.translation
+            T = np.eye(4)
+            T[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]  # fmt: skip
+            T[:3, 3] = [p.x, p.y, p.z]
+            parent[t.child_frame_id] = (t.header.frame_id, T)
+
+    def T_base(frame: str) -> np.ndarray:
+        """T_base_frame: the edges from `frame` up to the root, composed."""
+        chain = np.eye(4)
+        while frame in parent:
+            frame, T = parent[frame]
+            chain = T @ chain
+        return chain
+
+    cameras = [m for t, m in messages if t.endswith("/camera_info")][:4]
+    infos = [{"K": np.array(m.k).reshape(3, 3), "frame": m.header.frame_id, "size": (m.height, m.width)}
+             for m in cameras]  # fmt: skip
+    per_camera: list[list[np.ndarray]] = [[] for _ in infos]
+    for topic, msg in messages:
+        if topic.endswith("/image_raw"):
+            index = [info["frame"] for info in infos].index(msg.header.frame_id)
+            rgb = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+            per_camera[index].append((rgb[..., ::-1] if msg.encoding == "bgr8" else rgb).copy())
+    images = [list(row) for row in zip(*per_camera, strict=True)]
+    gts = []
+    for _, msg in (m for m in messages if m[0] == "/lidar/points"):
+        fields = {f.name: f.offset for f in msg.fields}
+        raw = np.frombuffer(msg.data, np.uint8).reshape(-1, msg.point_step)
+        xyz = np.stack([raw[:, fields[a] : fields[a] + 4].copy().view("<f4")[:, 0] for a in "xyz"], 1)
+        maps = []
+        for info in infos:
+            T = np.linalg.inv(T_base(info["frame"])) @ T_base(msg.header.frame_id)
+            cam = xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+            cam = cam[cam[:, 2] > 1.0]
+            uvw = cam @ info["K"].T
+            u, v = np.floor(uvw[:, 0] / uvw[:, 2] + 0.5), np.floor(uvw[:, 1] / uvw[:, 2] + 0.5)
+            height, width = info["size"]
+            inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+            depth = np.full((height, width), np.inf)
+            np.minimum.at(depth, (v[inside].astype(int), u[inside].astype(int)), cam[inside, 2])
+            maps.append(np.where(np.isfinite(depth), depth, 0.0))
+        gts.append(maps)
+    return infos, images, gts
+
+
+def test_cli_on_a_bag_equals_an_independent_lidar_projection(tmp_path):
+    from surround_depth_ros.bag import write_bag
+
+    frames = _bag_framesets(lidar=True)
+    bag = tmp_path / "drive"
+    write_bag(frames, bag, progress=False)
+    checkpoint = _random_checkpoint(tmp_path / "student.pt", frames[0].rig)
+    out = tmp_path / "out"
+    assert _cli("--checkpoint", checkpoint, "--dataset", "rosbag", "--path", bag, "--out", out) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["frame_sets"] == 3 and summary["metric"]["images"] == 12
+
+    infos, images, gts = _independent_ground_truth(bag)
+    assert min(int((g > 0.1).sum()) for maps in gts for g in maps) > 100  # every camera sees the walls
+    engine = DepthEngine(checkpoint, backend="torch", device="cpu")
+    for mode, median in (("metric", False), ("median_scaled", True)):
+        per_camera: dict[int, list] = {}
+        for set_images, set_gt in zip(images, gts, strict=True):
+            results = engine.infer(set_images, intrinsics=np.stack([info["K"] for info in infos]))
+            for c, (result, gt) in enumerate(zip(results, set_gt, strict=True)):
+                per_camera.setdefault(c, []).append(_reference(result.depth, gt, 0.1, 80.0, median))
+        for c, camera in enumerate(frames[0].rig.camera_names):
+            for key in ("abs_rel", "rmse", "a1"):
+                expected = np.mean([row[key] for row in per_camera[c]])
+                assert summary[mode]["per_camera"][camera][key] == pytest.approx(expected, rel=1e-6), (mode, c, key)
+
+
+def test_cli_on_a_bag_without_lidar_says_so_in_one_line(tmp_path, capsys):
+    from surround_depth_ros.bag import write_bag
+
+    bag = tmp_path / "no_lidar"
+    frames = _bag_framesets(lidar=False)
+    write_bag(frames, bag, progress=False)
+    checkpoint = _random_checkpoint(tmp_path / "student.pt", frames[0].rig)
+    assert _cli("--checkpoint", checkpoint, "--dataset", "rosbag", "--path", bag, "--out", tmp_path / "out") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error and "lidar" in error and str(bag) in error
+    assert not (tmp_path / "out").exists()

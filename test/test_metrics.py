@@ -161,10 +161,10 @@ def test_image_metrics_and_bad_input():
 
 
 def dense_reference(pred, gt, mask, min_depth, max_depth, bins):
-    """Full images, every pixel kept and masked out with numpy masked arrays: {(mode, camera, bin): metrics}.
+    """Full images, every pixel kept and masked out with numpy masked arrays.
 
-    Per camera the mean over its images, per bin the mean over all images with ground truth in it,
-    as DepthMetrics reports them; float64 throughout.
+    ({(mode, camera, bin or "all"): mean over the camera's images}, {(mode, bin): mean over all images with
+    ground truth in the bin}), as DepthMetrics reports them; float64 throughout.
     """
     pred, gt = pred.astype(np.float64), gt.astype(np.float64)
     rows: dict = {}
@@ -188,7 +188,7 @@ def dense_reference(pred, gt, mask, min_depth, max_depth, bins):
                            100 * np.sqrt(max(np.ma.mean(e**2) - np.ma.mean(e) ** 2, 0))]  # fmt: skip
                     key = (mode, n, "all" if lo is None else (">80" if math.isinf(hi) else f"{lo:g}-{hi:g}"))
                     rows.setdefault(key, []).append(row)
-    cams = {k: dict(zip(METRIC_NAMES, np.mean(v, axis=0), strict=True)) for k, v in rows.items() if k[2] == "all"}
+    cams = {k: dict(zip(METRIC_NAMES, np.mean(v, axis=0), strict=True)) for k, v in rows.items()}
     ranges = {}
     for mode, _, label in rows:
         if label != "all":
@@ -223,6 +223,8 @@ def test_gathered_metrics_equal_the_dense_computation_per_camera_and_range():
         assert summary[mode]["images"] == 24
         for n, name in enumerate(names):
             assert summary[mode]["per_camera"][name] == pytest.approx(cams[(mode, n, "all")], rel=1e-10), (mode, n)
+            for label, got in summary[mode]["per_camera_range"][name].items():
+                assert got == pytest.approx(cams.get((mode, n, label)), rel=1e-10), (mode, n, label)
         for label, got in summary[mode]["per_range"].items():
             assert got == pytest.approx(ranges[(mode, label)], rel=1e-10), (mode, label)
 

@@ -29,7 +29,15 @@ from surround_depth_ros.datasets.synthetic import SyntheticReader
 from surround_depth_ros.metrics import DepthMetrics
 from surround_depth_ros.rig import default_rig
 from surround_depth_ros.tools.arguments import image_size
-from surround_depth_ros.visualize import colorize_depth, label, surround_order, tile, write_ply, write_png
+from surround_depth_ros.visualize import (
+    colorize_depth,
+    depth_colour_bar,
+    label,
+    surround_order,
+    tile,
+    write_ply,
+    write_png,
+)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -185,7 +193,8 @@ def _summarize(frames: list, recorder: _Recorder, stats, out: Path) -> dict:  # 
             sheet.append([label(frame.images[i].copy(), names[i]) for i in row])
             sheet.append([label(colorize_depth(predicted[i]), f"{names[i]} predicted") for i in row])
             sheet.append([label(colorize_depth(frame.depth[i]), f"{names[i]} ground truth") for i in row])
-        write_png(out / "contact_sheet.png", tile(sheet))
+        sheet = tile(sheet)
+        write_png(out / "contact_sheet.png", np.vstack([sheet, depth_colour_bar(sheet.shape[1])]))
         for name, depth in zip(names, predicted, strict=True):
             write_png(out / f"depth_{name}.png", colorize_depth(depth))
     if recorder.clouds:

@@ -3,17 +3,22 @@
 Runs the checkpoint as the node does (`DepthEngine`: full images in, depth per camera out) and
 scores it against full-resolution ground truth (dense for the synthetic world, projected lidar
 otherwise): AbsRel, SqRel, RMSE, RMSElog, delta<1.25^k, MAE, SILog per camera, averaged and per
-range bin, metric and median-scaled. Writes metrics.json and report.png into --out.
+range bin, metric and median-scaled. Writes metrics.json and report.png into --out; with
+--compare OTHER.pt also scores OTHER on the same frame sets (read once) and writes
+compare/metrics.json, compare/report.png, and comparison.json + comparison.png (B - A per metric).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+from surround_depth_ros.metrics import METRIC_NAMES
 from surround_depth_ros.tools.arguments import image_size
 from surround_depth_ros.training.config import DATASET_TYPES, ConfigError, DatasetConfig, check_dataset
 from surround_depth_ros.training.evaluate import EVALUATION_CAPS
@@ -36,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-focal-scaling", action="store_true", help="do not rescale depth for other focal lengths")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
+    parser.add_argument(
+        "--compare", type=Path, default=None, metavar="OTHER.pt",
+        help="also score OTHER.pt on the same frame sets: comparison.json + comparison.png (B - A per metric)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json and report.png")
 
 
@@ -61,36 +70,94 @@ def _spec(args: argparse.Namespace) -> DatasetConfig:
     return spec
 
 
-def run(args: argparse.Namespace) -> int:
+def _bag_reader_options(args: argparse.Namespace) -> dict:
+    """RosbagReader keyword arguments saying where a bag's topics are: the reader's default layout for now.
+
+    The one place a topic option of this command (e.g. --params PARAMS.yaml, the node's topic patterns) reaches
+    the reader."""
+    return {}
+
+
+def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int, int]):  # noqa: ANN202 - FrameSource
+    """The frame sets to score (with their temporal neighbours, none asked). A bag is opened here, with the
+    topic options, and must carry lidar."""
+    from surround_depth_ros.training.data import FrameSource, open_source
+
+    if spec.type != "rosbag":
+        return open_source(spec, size)
+    from surround_depth_ros.bag.reader import RosbagReader
+
+    reader = RosbagReader(spec.path, **_bag_reader_options(args))
+    lidar = reader.names.lidar
+    if lidar not in reader.topics:
+        raise ConfigError(f"{spec.path} has no lidar to score against: no topic {lidar} among {sorted(reader.topics)}")
+    if reader.T_base_lidar is None:
+        raise ConfigError(f"{spec.path} has no lidar to score against: /tf_static does not place the lidar frame")
+    count = reader.expected_frames if spec.limit is None else min(reader.expected_frames, spec.limit)
+    return FrameSource(((frame, []) for frame in itertools.islice(reader, count)), reader.rig, count)
+
+
+def _engine(checkpoint: Path, rig, args: argparse.Namespace):  # noqa: ANN001, ANN202 - CameraRig, DepthEngine
+    """The checkpoint as the node runs it; on another rig (e.g. DDAD's 3 cameras) with that rig's views and overlaps."""
     from surround_depth_ros.checkpoint import read_checkpoint
     from surround_depth_ros.inference.engine import DepthEngine
-    from surround_depth_ros.training.data import open_source
-    from surround_depth_ros.training.evaluate import evaluate_frames, write_report
 
+    _, info = read_checkpoint(checkpoint)
+    other_rig = (len(info.rig["cameras"]) if info.rig else None) != len(rig.cameras)
+    return DepthEngine(
+        checkpoint, backend=args.backend, device=args.device,
+        n_views=len(rig.cameras) if other_rig else None, adjacency=rig.adjacency() if other_rig else None,
+    )  # fmt: skip
+
+
+def _labels(a: Path, b: Path) -> tuple[str, str]:
+    """Short names of two checkpoints: file names, with their folders when the names are equal."""
+    return (a.name, b.name) if a.name != b.name else (f"{a.parent.name}/{a.name}", f"{b.parent.name}/{b.name}")
+
+
+def _print_comparison(comparison: dict, labels: tuple[str, str]) -> None:
+    print(f"A = {labels[0]}, B = {labels[1]}")
+    print(f"{'metric':<10}{'A':>10}{'B':>10}{'B - A':>10}   (median-scaled B - A)  better")
+    for name in METRIC_NAMES:
+        row, med = comparison["metric"]["mean"][name], comparison["median_scaled"]["mean"][name]
+        better = row["better"].upper() if row["better"] != "same" else "="
+        print(f"{name:<10}{row['a']:>10.4f}{row['b']:>10.4f}{row['difference']:>+10.4f}   "
+              f"({med['difference']:+.4f}){better:>20}")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from surround_depth_ros.checkpoint import read_checkpoint
+    from surround_depth_ros.training.evaluate import evaluate_checkpoints, write_comparison, write_report
+
+    checkpoints = [args.checkpoint, *([args.compare] if args.compare else [])]
     try:
+        for checkpoint in checkpoints:
+            if not checkpoint.is_file():
+                raise ConfigError(f"checkpoint {checkpoint} does not exist")
         spec = _spec(args)
         caps = _caps(args.caps, args.dataset)
-    except ConfigError as error:
-        print(f"error: {error}")
+        source = _open_frames(args, spec, read_checkpoint(args.checkpoint)[1].input_size)
+    except (ValueError, FileNotFoundError) as error:  # a bag or dataset that cannot be scored: say why, no traceback
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    _, info = read_checkpoint(args.checkpoint)
-    source = open_source(spec, info.input_size)
-    trained_views = len(info.rig["cameras"]) if info.rig else None
-    # another rig (e.g. DDAD's 3 cameras): give the engine that rig's view count and overlaps
-    other_rig = trained_views != len(source.rig.cameras)
-    engine = DepthEngine(
-        args.checkpoint, backend=args.backend, device=args.device,
-        n_views=len(source.rig.cameras) if other_rig else None,
-        adjacency=source.rig.adjacency() if other_rig else None,
-    )  # fmt: skip
-    progress = tqdm(source.frames, total=source.count, desc=f"evaluating on {args.dataset}", unit="frameset")
-    evaluation = evaluate_frames(
-        engine, source.frames, *caps, examples=args.examples, focal_scaling=not args.no_focal_scaling, progress=progress
-    )
-    evaluation.summary["checkpoint"] = str(args.checkpoint)
-    evaluation.summary["dataset"] = args.dataset
-    files = write_report(evaluation, args.out, title=f"{args.checkpoint.name} on {args.dataset}")
-    mean = evaluation.summary["metric"]["mean"] or {}
-    print(json.dumps({"metric": mean, "median_scaled": evaluation.summary["median_scaled"]["mean"]}, indent=1))
-    print(f"wrote {files['json']} and {files['png']}")
+    engines = [_engine(checkpoint, source.rig, args) for checkpoint in checkpoints]
+    frames = tqdm((frame for frame, _ in source.frames), total=source.count, desc=f"evaluating on {args.dataset}",
+                  unit="frameset")  # fmt: skip
+    try:
+        evaluations = evaluate_checkpoints(engines, frames, *caps, examples=args.examples,
+                                           focal_scaling=not args.no_focal_scaling)  # fmt: skip
+    except ValueError as error:  # e.g. no frame set with ground truth
+        print(f"error: {args.path or args.dataset}: {error}", file=sys.stderr)
+        return 2
+    outs = [args.out, args.out / "compare"]
+    for checkpoint, evaluation, out in zip(checkpoints, evaluations, outs, strict=False):
+        evaluation.summary |= {"checkpoint": str(checkpoint), "dataset": args.dataset}
+        files = write_report(evaluation, out, title=f"{checkpoint.name} on {args.dataset}")
+        print(json.dumps({m: evaluation.summary[m]["mean"] for m in ("metric", "median_scaled")}, indent=1))
+        print(f"wrote {files['json']} and {files['png']}")
+    if args.compare:
+        labels = _labels(args.checkpoint, args.compare)
+        files = write_comparison(*evaluations, args.out, labels)
+        _print_comparison(json.loads(Path(files["json"]).read_text()), labels)
+        print(f"wrote {files['json']} and {files['png']}")
     return 0
