@@ -1,9 +1,18 @@
-"""Replay of a bag into live topics over real DDS: every frame arrives, /tf_static reaches late subscribers."""
+"""Replay of a bag into live topics over real DDS: every frame arrives, /tf_static reaches late subscribers,
+and `surround-depth replay` into a fresh listener process loses nothing (discovery, exit, DDS profile).
+
+Run as a script (`python test_replay.py listen EXPECTED_JSON`), this file is that listener.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
@@ -12,6 +21,7 @@ from sample_framesets import T_BASE_LIDAR, make_framesets
 
 from surround_depth_ros.bag import write_bag
 from surround_depth_ros.bag.messages import stamp_ns
+from surround_depth_ros.ros.dds import PROFILE_VARIABLES
 
 N_FRAMES = 8
 
@@ -179,3 +189,52 @@ def test_replayer_rejects_bad_arguments(client, bag, tmp_path):
         _replayer(client, bag, topics=["/nope"])
     with pytest.raises(FileNotFoundError, match="not a rosbag2 directory"):
         _replayer(client, tmp_path)
+
+
+def listen(expected: dict[str, list], timeout_s: float = 90.0) -> None:
+    """The fresh listener: subscribes to {topic: [type, count]} (reliable, deep queues; /tf_static latched), spins
+    until every count arrived or `timeout_s` passed, and prints the counts received as JSON."""
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from surround_depth_ros.ros.messages import message_class
+
+    rclpy.init()
+    node = rclpy.create_node("fresh_listener")
+    received: Counter = Counter()
+    for topic, (msgtype, _) in expected.items():
+        durability = DurabilityPolicy.TRANSIENT_LOCAL if topic == "/tf_static" else DurabilityPolicy.VOLATILE
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=durability)
+        node.create_subscription(message_class(msgtype), topic, lambda _, t=topic: received.update([t]), qos, raw=True)
+    deadline = time.monotonic() + timeout_s
+    while any(received[t] < n for t, (_, n) in expected.items()) and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    print(json.dumps(dict(received)), flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def test_replay_command_delivers_every_message_to_a_fresh_listener_10_times(bag):
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        expected = {c.topic: [c.msgtype, c.msgcount] for c in reader.connections if c.topic != "/clock"}
+    expected["/tf_static"][1] = 1  # the replayer merges the bag's /tf_static into one latched message
+    without_profile = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES}
+    for attempt in range(10):
+        listener = subprocess.Popen([sys.executable, __file__, "listen", json.dumps(expected)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        try:
+            command = [sys.executable, "-m", "surround_depth_ros.tools.cli", "replay", str(bag), "--wait", "60"]
+            replay = subprocess.run(command, capture_output=True, text=True, timeout=180, env=without_profile)
+            output, _ = listener.communicate(timeout=120)
+        finally:
+            listener.kill()
+        assert replay.returncode == 0, replay.stdout[-2000:] + replay.stderr[-2000:]
+        assert "(large images, as the node)" in replay.stdout  # the tool set the node's profile itself
+        received = json.loads(output.strip().splitlines()[-1])
+        assert received == {t: n for t, (_, n) in expected.items()}, f"replay {attempt + 1} of 10"
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["listen"]:
+    listen(json.loads(sys.argv[2]))

@@ -13,6 +13,12 @@ reliable topic gets more than `max_in_flight` messages ahead of what its subscri
 (`wait_for_all_acked`). Acknowledged means received by the subscriber's DDS queue, not processed:
 a consumer slower than the transport still drops from its keep-last queue, so give it a finite rate.
 Loop: starts again at the bag's beginning with the bag's own stamps (time jumps backwards).
+
+Nothing is lost to discovery or to exiting early: before the first message `run()` waits (up to
+`wait_for_subscribers_s`) until every replayed topic has a matched subscriber, naming the topics
+still without one when it gives up, and after the last message it waits (up to `delivery_timeout_s`)
+until the subscribers acknowledged every reliable message (`wait_for_all_acked`); best-effort
+messages cannot be acknowledged and get a short drain instead.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ from tqdm import tqdm
 from surround_depth_ros.bag import topics as layout
 from surround_depth_ros.ros.messages import MESSAGES, message_class
 
+# After the replayer's publishers see their subscribers, the subscribers' side of discovery (which
+# drops data from writers it has not matched yet) finishes within a few discovery messages.
+MATCH_GRACE_S = 0.5
+BEST_EFFORT_DRAIN_S = 0.5  # best-effort messages are never acknowledged: time for the transport to send them
+NO_WAIT_TOPICS = (layout.TF_STATIC_TOPIC, layout.CLOCK_TOPIC)  # latched, or only for use_sim_time consumers
+
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
@@ -56,12 +68,14 @@ def qos_from_bag(profiles: list[Qos]) -> QoSProfile:
 
 @dataclass
 class ReplayStats:
-    """What a replay published: per-topic counts, loops completed, bag and wall time covered."""
+    """What a replay published: per-topic counts, loops completed, bag and wall time covered, delivery."""
 
     published: Counter = field(default_factory=Counter)
     loops: int = 0
     bag_seconds: float = 0.0
     wall_seconds: float = 0.0
+    without_subscriber: list[str] = field(default_factory=list)  # topics nobody subscribed to when replay began
+    unacknowledged: list[str] = field(default_factory=list)  # reliable topics not acknowledged at the end
 
     @property
     def achieved_rate(self) -> float:
@@ -82,6 +96,8 @@ class BagReplayer:
         node: Node | None = None,
         max_in_flight: int = 10,
         ack_timeout_s: float = 2.0,
+        wait_for_subscribers_s: float = 10.0,
+        delivery_timeout_s: float = 10.0,
     ) -> None:
         self.path = Path(path)
         if not (self.path / "metadata.yaml").is_file():
@@ -93,6 +109,8 @@ class BagReplayer:
         self.publish_clock = publish_clock
         self.max_in_flight = max_in_flight
         self.ack_timeout = Duration(seconds=ack_timeout_s)
+        self.wait_for_subscribers_s = wait_for_subscribers_s
+        self.delivery_timeout_s = delivery_timeout_s
         self.node = node or Node("bag_replayer")
         self._stop = threading.Event()
         with Reader(self.path) as reader:
@@ -148,6 +166,39 @@ class BagReplayer:
             publisher.wait_for_all_acked(self.ack_timeout)
             self._in_flight[topic] = 0
 
+    def _all_publishers(self) -> dict[str, Publisher]:
+        extra = {layout.TF_STATIC_TOPIC: self._static_publisher, layout.CLOCK_TOPIC: self._clock_publisher}
+        return self._publishers | {topic: p for topic, p in extra.items() if p is not None}
+
+    def wait_for_subscribers(self, timeout_s: float) -> list[str]:
+        """Wait until every replayed topic (but the latched /tf_static and /clock) has a matched subscriber;
+        the topics still without one when `timeout_s` ran out (or `stop()` was asked)."""
+        deadline = time.monotonic() + timeout_s
+        waiting = {t: p for t, p in self._publishers.items() if t not in NO_WAIT_TOPICS}
+        while True:
+            missing = sorted(t for t, p in waiting.items() if p.get_subscription_count() == 0)
+            if not missing or time.monotonic() >= deadline or self._stop.is_set():
+                break
+            self._stop.wait(0.05)
+        if len(missing) < len(waiting):
+            self._stop.wait(MATCH_GRACE_S)
+        return missing
+
+    def wait_for_delivery(self, timeout_s: float) -> list[str]:
+        """Wait until the matched subscribers acknowledged every reliable message (best-effort topics get a
+        short drain); the reliable topics not acknowledged within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        unacknowledged = []
+        best_effort = False
+        for topic, publisher in self._all_publishers().items():
+            if publisher.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
+                best_effort = True
+            elif not publisher.wait_for_all_acked(Duration(seconds=max(0.0, deadline - time.monotonic()))):
+                unacknowledged.append(topic)
+        if best_effort:
+            time.sleep(BEST_EFFORT_DRAIN_S)
+        return unacknowledged
+
     def _wait_until(self, wall_target: float) -> None:
         while not self._stop.is_set():
             remaining = wall_target - time.monotonic()
@@ -158,6 +209,12 @@ class BagReplayer:
     def run(self, progress: bool = False) -> ReplayStats:
         """Replay (each loop from the bag's start); `self.stats` holds the counts so far, also after Ctrl-C."""
         self.stats = stats = ReplayStats()
+        stats.without_subscriber = self.wait_for_subscribers(self.wait_for_subscribers_s)
+        if stats.without_subscriber:
+            self.node.get_logger().warning(
+                f"no subscriber after {self.wait_for_subscribers_s:g} s on {', '.join(stats.without_subscriber)}: "
+                "replaying anyway, their messages go nowhere"
+            )
         if self._static_publisher is not None:
             self._static_publisher.publish(self._static)
             stats.published[layout.TF_STATIC_TOPIC] += 1
@@ -188,7 +245,8 @@ class BagReplayer:
                 if not self.loop:
                     break
                 bar.reset()
+            stats.wall_seconds = time.monotonic() - wall_begin  # the replay, without the wait for delivery
+            stats.unacknowledged = self.wait_for_delivery(self.delivery_timeout_s)
         finally:
             bar.close()
-            stats.wall_seconds = time.monotonic() - wall_begin
         return stats

@@ -3,11 +3,17 @@
 /tf_static is published once, latched (transient local), so nodes started later still get the
 rig; --loop restarts at the bag's beginning with its own stamps; --clock publishes /clock (the
 bag's own, or one generated from bag time) for nodes with use_sim_time. Ctrl-C stops.
+
+Nothing is lost to discovery or to an early exit: the first message waits until every topic has a
+subscriber (--wait seconds at most, then the topics without one are named), and the command exits
+once the subscribers acknowledged every reliable message. It uses the node's large-image Fast DDS
+profile unless FASTDDS_DEFAULT_PROFILES_FILE names another. Exit status 1: messages unacknowledged.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -30,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock", action="store_true", help="publish /clock (for use_sim_time consumers)")
     parser.add_argument("--topics", nargs="+", help="replay only these topics (default: all)")
     parser.add_argument(
+        "--wait", type=float, default=10.0, metavar="S",
+        help="seconds to wait for subscribers before the first message and for acknowledgements after the last",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-in-flight", type=int, default=10, help="with --rate max: unacknowledged messages per topic (default 10)"
     )
 
@@ -37,19 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import rclpy
 
+    from surround_depth_ros.ros.dds import PROFILE_VARIABLES, use_large_image_transport
     from surround_depth_ros.ros.replayer import BagReplayer
 
+    profile = use_large_image_transport()  # before rclpy.init: Fast DDS reads it with the first participant
+    chosen = next((f"{name}={os.environ[name]}" for name in PROFILE_VARIABLES if os.environ.get(name)), None)
+    print(f"Fast DDS profile: {profile + ' (large images, as the node)' if profile else chosen}")
     rclpy.init()
     replayer = None
     try:
         replayer = BagReplayer(
-            args.bag,
-            rate=args.rate,
-            loop=args.loop,
-            publish_clock=args.clock,
-            topics=args.topics,
-            max_in_flight=args.max_in_flight,
-        )
+            args.bag, rate=args.rate, loop=args.loop, publish_clock=args.clock, topics=args.topics,
+            max_in_flight=args.max_in_flight, wait_for_subscribers_s=args.wait, delivery_timeout_s=args.wait,
+        )  # fmt: skip
         replayer.run(progress=True)
     except KeyboardInterrupt:
         pass
@@ -61,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{stats.bag_seconds:.2f} s of bag time in {stats.wall_seconds:.2f} s "
                 f"({stats.achieved_rate:.2f} x real time), {stats.loops} loop(s) completed"
             )
+            if stats.unacknowledged:
+                print(f"not acknowledged by the subscribers within {args.wait:g} s: {', '.join(stats.unacknowledged)}")
             replayer.node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return 1 if replayer is not None and replayer.stats.unacknowledged else 0
