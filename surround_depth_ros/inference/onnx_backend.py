@@ -140,6 +140,7 @@ class OnnxRuntimeBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        self.path = Path(onnx_path)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.outputs = [(o.name, tuple(o.shape)) for o in self.session.get_outputs()]
 
