@@ -1,46 +1,52 @@
-"""Student network on a GPU: latency per backend for 6 x 352x640 (default preset) and accuracy vs torch fp32.
+"""The node path on a GPU: sets/s from 6 x 1600x900 uint8 cameras to packed outputs on the host, per backend.
 
-Backends: torch fp32, torch fp16 / bf16 autocast (NCHW and channels-last), ONNX Runtime with the
-CUDA and TensorRT execution providers, Torch-TensorRT fp16 (engine built into a temporary cache,
-build time printed). Each row: median latency of the bare forward over `--iters` runs (CUDA
-synchronised), the largest relative depth error and confidence error against torch fp32 with
-the tolerance of its precision, and the ratio to the torch fp32 latency (the floor to beat).
-A backend that cannot run here prints why (e.g. the package to install). Last line: the
-engine's end-to-end time (6 x 1600x900 uint8 in, depth maps out) over its bare forward.
+For each backend and precision (torch fp32, torch fp16 autocast channels-last, the same with
+`torch.compile(mode="reduce-overhead")` (CUDA graphs), ONNX Runtime CUDA / TensorRT execution
+providers, Torch-TensorRT fp16; a case that cannot run here prints why), at 6 x 352x640 network
+input (default preset, random weights: the cost is the same):
+  forward  the bare network on prepared tensors (the floor)
+  path     upload (pinned) + resize + normalise + forward + focal scale + mask + cloud fusion at the
+           default point budget + one device-to-host copy of depth, confidence and the packed cloud
+then path sets/s and path / forward, and the largest depth / confidence error against torch fp32.
+Median of --iters CUDA-synchronised runs after warm-up.
 
-    PYTHONPATH=. python benchmarks/bench_gpu.py [--preset default] [--iters 50]
+    .venv/bin/python benchmarks/bench_gpu.py [--preset default] [--iters 30] [--no-compile]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from surround_depth_ros.checkpoint import save_checkpoint
+from surround_depth_ros.fusion import CloudFusion
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
+from surround_depth_ros.inference.engine import host_arrays
 from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
-from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.student import PRESETS, SurroundDepthStudent
+from surround_depth_ros.rig import default_rig
 
-# (label, backend, precision, extra engine options)
+# (label, backend, precision, engine options, compile the torch module)
 CASES = [
-    ("torch fp32", "torch", "fp32", {"channels_last": False}),
-    ("torch fp32 channels-last", "torch", "fp32", {"channels_last": True}),
-    ("torch fp16 autocast", "torch", "fp16", {"channels_last": False}),
-    ("torch fp16 autocast channels-last", "torch", "fp16", {"channels_last": True}),
-    ("torch bf16 autocast channels-last", "torch", "bf16", {"channels_last": True}),
-    ("onnxruntime CUDA EP fp32", "onnxruntime", "fp32", {"onnx_provider": "cuda"}),
-    ("onnxruntime TensorRT EP fp16", "onnxruntime", "fp16", {"onnx_provider": "tensorrt"}),
-    ("torch-tensorrt fp16", "tensorrt", "fp16", {}),
+    ("torch fp32", "torch", "fp32", {"channels_last": False}, False),
+    ("torch fp16 autocast channels-last", "torch", "fp16", {"channels_last": True}, False),
+    ("torch fp16 channels-last + compile", "torch", "fp16", {"channels_last": True}, True),
+    ("onnxruntime CUDA EP fp32", "onnxruntime", "fp32", {"onnx_provider": "cuda"}, False),
+    ("onnxruntime TensorRT EP fp16", "onnxruntime", "fp16", {"onnx_provider": "tensorrt"}, False),
+    ("torch-tensorrt fp16", "tensorrt", "fp16", {}, False),
 ]
 
 
-def median_ms(function, iters: int) -> float:
-    for _ in range(5):
+def median_ms(function: Callable[[], object], iters: int) -> float:
+    for _ in range(3):
         function()
     torch.cuda.synchronize()
     times = []
@@ -52,50 +58,62 @@ def median_ms(function, iters: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="include the torch.compile case (its first run compiles for a minute or two)")  # fmt: skip
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        raise SystemExit("bench_gpu needs a CUDA device (torch.cuda.is_available() is False)")
+        print(f"bench_gpu needs an NVIDIA GPU and a CUDA build of torch; torch {torch.__version__} here has "
+              "torch.cuda.is_available() == False. Nothing was measured.", file=sys.stderr)  # fmt: skip
+        return 2
     torch.manual_seed(0)
     config = PRESETS[args.preset]
-    model = SurroundDepthStudent(config).eval()
+    rig = default_rig().scaled(1600, 900)
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (900, 1600, 3), dtype=np.uint8) for _ in range(6)]
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, preset {config.name}, "
-          f"6 x {config.input_height}x{config.input_width}")  # fmt: skip
-    reference, floor_ms = None, None
+    images = [rng.integers(0, 256, (900, 1600, 3), dtype=np.uint8) for _ in range(6)]
+    K, T = rig.intrinsics(), rig.extrinsics()
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, preset {config.name}, 6 x 1600x900 cameras "
+          f"-> 6 x {config.input_width}x{config.input_height} network input; median of {args.iters}")  # fmt: skip
+    print(f"{'case':36} {'forward ms':>10} {'path ms':>8} {'sets/s':>7} {'path/fwd':>8}  accuracy vs torch fp32")
+    reference = None
     with tempfile.TemporaryDirectory() as cache:
-        for label, backend, precision, options in CASES:
-            try:
-                start = time.perf_counter()
-                engine = DepthEngine(
-                    model, backend=backend, device="cuda", precision=precision, adjacency=ring_adjacency(6),
-                    cache_dir=cache, **options,
-                )  # fmt: skip
-                setup_s = time.perf_counter() - start
-            except BackendUnavailable as error:
-                print(f"{label:<36} unavailable: {error}")
+        checkpoint = Path(cache) / "student.pt"
+        save_checkpoint(checkpoint, SurroundDepthStudent(config).eval(), rig=rig)
+        for label, backend, precision, options, compile_module in CASES:
+            if compile_module and not args.compile:
                 continue
-            inputs = engine.preprocess(frames)
+            try:
+                engine = DepthEngine(checkpoint, backend=backend, device="cuda", precision=precision,
+                                     cache_dir=cache, **options)  # fmt: skip
+            except BackendUnavailable as error:
+                print(f"{label:36} unavailable: {error}")
+                continue
+            if compile_module:
+                engine.backend.module = torch.compile(engine.backend.module, mode="reduce-overhead")
+            fusion = CloudFusion(device=engine.device)
+            inputs = engine.preprocess(images)
             outputs = engine.backend.run(inputs)
-            reference = outputs if reference is None else reference
-            ms = median_ms(lambda engine=engine, inputs=inputs: engine.backend.run(inputs), args.iters)
-            floor_ms = floor_ms or ms
+            reference = reference or outputs
             errors = output_errors(reference, outputs)
-            tol = TOLERANCES[precision]
             verdict = "OK" if within_tolerance(errors, precision) else "OFF"
-            print(
-                f"{label:<36} {ms:8.2f} ms  ratio {ms / floor_ms:5.2f}  depth rel. err {errors['depth']:.1e} "
-                f"(tol {tol['depth']:.0e})  conf err {errors['confidence']:.1e} {verdict}  setup {setup_s:.0f} s"
-            )
-            if label == "torch fp16 autocast channels-last":
-                total = median_ms(lambda engine=engine: engine.infer(frames), args.iters)
-                print(f"{'  engine end-to-end (6 x 1600x900)':<36} {total:8.2f} ms  ratio to bare forward "
-                      f"{total / ms:5.3f} (floor 1.0, aim < 1.10)")  # fmt: skip
+
+            def path(engine: DepthEngine = engine, fusion: CloudFusion = fusion) -> list[np.ndarray]:
+                maps = engine.infer_maps(images, K)
+                cloud = fusion.cloud(maps.depth, maps.K, T, maps.confidence, maps.images)
+                return host_arrays([maps.depth, maps.confidence, cloud])
+
+            forward = median_ms(lambda engine=engine, inputs=inputs: engine.backend.run(inputs), args.iters)
+            whole = median_ms(path, args.iters)
+            print(f"{label:36} {forward:10.2f} {whole:8.2f} {1000 / whole:7.1f} {whole / forward:8.2f}  depth rel. "
+                  f"{errors['depth']:.1e} (tol {TOLERANCES[precision]['depth']:.0e}) conf {errors['confidence']:.1e} "
+                  f"{verdict}")  # fmt: skip
+            del engine, fusion
+            torch.cuda.empty_cache()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
