@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     outs = [args.out, args.out / "compare"]
     for checkpoint, evaluation, out in zip(checkpoints, evaluations, outs, strict=False):
         evaluation.summary |= {"checkpoint": str(checkpoint), "dataset": args.dataset}
-        files = write_report(evaluation, out, title=f"{checkpoint.name} on {args.dataset}")
+        where = f"{args.dataset} {Path(args.path).name}" if args.path else args.dataset
+        files = write_report(evaluation, out, title=f"{checkpoint.name} on {where}")
         print(json.dumps({m: evaluation.summary[m]["mean"] for m in ("metric", "median_scaled")}, indent=1))
         print(f"wrote {files['json']} and {files['png']}")
     if args.compare:
