@@ -62,6 +62,8 @@ class OwnFamilyTeacher(Teacher):
         mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1)
         x = ((x - mean) / std).unflatten(0, (batch, views))
+        if radar is not None and not self.model.config.radar:
+            radar = None  # a camera-only teacher ignores the radar the batch happens to carry
         if radar is not None:
             maps = radar.flatten(0, 1).to(self.device)
             maps, _ = resize_masked(maps, maps[:, :1] > 0, size)

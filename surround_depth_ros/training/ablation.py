@@ -3,15 +3,17 @@
 Every variant adds its distillation losses to the same supervised base and runs with the same
 data, schedule and seeds; only the losses differ. Students are scored on held-out streets
 (world seeds that neither training nor validation used), and the teacher is scored on them
-too, so the table says how much of the teacher's lead each family transfers. Finished runs
-are kept (runs/<variant>/seed<k>/result.json) and skipped when the command is run again.
+too, so the table says how much of the teacher's lead each family transfers. Every variant is
+compared with its baseline (no KD on the same student: camera-only or radar) seed by seed: the
+paired difference of the test metrics with its 95 % t interval is what can carry a claim.
+Finished runs are kept (runs/<variant>/seed<k>/result.json) and skipped when run again.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +33,47 @@ from surround_depth_ros.training.config import (
 TABLE_METRICS = (("abs_rel", "AbsRel"), ("rmse", "RMSE (m)"), ("a1", "delta1"))
 
 
+VARIANT_KEYS = {"losses", "teacher", "radar", "baseline"}
+# two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (no SciPy dependency)
+T_975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+@dataclass
+class Variant:
+    """One row: extra `losses` on the base, the named `teacher` they distil from, a radar student or not,
+    and the `baseline` row (no KD, same student) its paired differences are taken against."""
+
+    losses: dict[str, Any] = field(default_factory=dict)
+    teacher: str | None = None
+    radar: bool = False
+    baseline: str | None = None
+
+
 @dataclass
 class AblationConfig:
-    """`training`: the base run (no teacher); `variants`: name -> extra losses; `test`: held-out data."""
+    """`training`: the base run (no teacher); `variants`: name -> Variant; `teachers`: name -> teacher; `test`."""
 
     training: TrainingConfig
     test: DatasetConfig
-    teacher: TeacherConfig
-    variants: dict[str, dict[str, Any]]
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    teachers: dict[str, TeacherConfig]
+    variants: dict[str, Variant]
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     out_dir: str = "runs/ablation"
+
+
+def _variant(name: str, data: Any, teachers: Mapping[str, TeacherConfig], source: str) -> Variant:
+    data = dict(data or {})
+    unknown = sorted(set(data) - VARIANT_KEYS)
+    if unknown:
+        raise ConfigError(f"{source}: variant {name!r}: unknown key(s) {unknown}; valid: {sorted(VARIANT_KEYS)}")
+    variant = Variant(dict(data.get("losses") or {}), data.get("teacher"), bool(data.get("radar", False)),
+                      data.get("baseline"))  # fmt: skip
+    if variant.losses and variant.teacher not in teachers:
+        raise ConfigError(f"{source}: variant {name!r} distils, so it needs teacher: one of {sorted(teachers)}")
+    return variant
 
 
 def load_ablation_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> AblationConfig:
@@ -52,11 +85,11 @@ def load_ablation_config(path: str | Path, overrides: Mapping[str, Any] | None =
         raise ConfigError(f"ablation config {path} does not exist") from error
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
-    known = {"training", "test", "teacher", "variants", "seeds", "out_dir"}
+    known = {"training", "test", "teachers", "variants", "seeds", "out_dir"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
-    for key in ("training", "test", "teacher", "variants"):
+    for key in ("training", "test", "teachers", "variants"):
         if key not in data:
             raise ConfigError(f"{source}: missing key {key!r}")
     from surround_depth_ros.training.config import apply_overrides
@@ -67,34 +100,46 @@ def load_ablation_config(path: str | Path, overrides: Mapping[str, Any] | None =
     check_dataset(test, f"{source}: test")
     if test.type == training.train.type == "synthetic" and set(test.seeds) & set(training.train.seeds):
         raise ConfigError(f"{source}: test.seeds overlap the training worlds; held-out streets need other seeds")
-    teacher = build_section(TeacherConfig, data["teacher"], f"{source}: teacher")
+    teachers = {
+        name: build_section(TeacherConfig, value, f"{source}: teachers.{name}")
+        for name, value in (data["teachers"] or {}).items()
+    }
     variants = data["variants"]
     if not isinstance(variants, dict) or not variants:
-        raise ConfigError(f"{source}: variants must map a name to extra losses ({{}} for no KD)")
-    seeds = data.get("seeds", [0, 1, 2])
+        raise ConfigError(f"{source}: variants must map a name to {{losses, teacher, radar, baseline}} ({{}}: no KD)")
+    seeds = data.get("seeds", [0, 1, 2, 3, 4])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"{source}: seeds must be a non-empty list of integers, got {seeds!r}")
-    config = AblationConfig(training, test, teacher, {k: dict(v or {}) for k, v in variants.items()}, seeds,
-                            str(data.get("out_dir", "runs/ablation")))  # fmt: skip
+    rows = {k: _variant(k, v, teachers, source) for k, v in variants.items()}
+    for name, row in rows.items():
+        if row.baseline is not None and row.baseline not in rows:
+            raise ConfigError(f"{source}: variant {name!r}: baseline {row.baseline!r} is not a variant")
+    config = AblationConfig(training, test, teachers, rows, seeds, str(data.get("out_dir", "runs/ablation")))
     for name in config.variants:
         variant_config(config, name, seeds[0])  # raises on a bad loss or parameter before anything runs
     return config
 
 
 def variant_config(config: AblationConfig, name: str, seed: int) -> TrainingConfig:
-    """The training config of one run: base losses + the variant's, the teacher when it distils, this seed."""
-    extra = config.variants[name]
-    overlap = sorted(set(extra) & set(config.training.losses))
+    """The training config of one run: base losses + the variant's, its teacher, its student, this seed."""
+    variant = config.variants[name]
+    overlap = sorted(set(variant.losses) & set(config.training.losses))
     if overlap:
         raise ConfigError(f"ablation variant {name!r} repeats base losses {overlap}")
+    model = config.training.model
+    overrides = {**model.overrides, "radar": variant.radar}
+    overrides["name"] = f"{model.preset}-{'radar' if variant.radar else 'camera'}"
     run = replace(
         config.training,
-        losses={**config.training.losses, **extra},
-        teacher=config.teacher if extra else None,
+        losses={**config.training.losses, **variant.losses},
+        teacher=config.teachers[variant.teacher] if variant.losses else None,
+        model=replace(model, overrides=overrides),
         seed=seed,
         out_dir=str(Path(config.out_dir) / "runs" / name / f"seed{seed}"),
         source=f"{config.training.source} [{name}, seed {seed}]",
     )
+    if variant.radar and not run.train.radar:
+        raise ConfigError(f"ablation variant {name!r} is a radar student: set training.train.radar: true")
     try:
         return config_from_dict(run.to_dict() | {"source": run.source}, run.source)
     except ConfigError:
@@ -103,8 +148,18 @@ def variant_config(config: AblationConfig, name: str, seed: int) -> TrainingConf
         raise ConfigError(f"ablation variant {name!r}: {error}") from error
 
 
-def summarise(results: dict[str, list[dict]], teacher: dict | None) -> dict:
-    """{variant: {metric: {"mean", "std", "values"}}} over seeds, and the teacher's own numbers."""
+def paired_difference(values: list[float], baseline: list[float]) -> dict:
+    """Mean of the per-seed differences (variant - baseline) with its two-sided 95 % Student-t interval."""
+    diff = np.asarray(values) - np.asarray(baseline)
+    mean = float(diff.mean())
+    if len(diff) < 2:
+        return {"mean": mean, "low": float("nan"), "high": float("nan"), "n": len(diff)}
+    half = T_975[min(len(diff) - 2, len(T_975) - 1)] * float(diff.std(ddof=1)) / np.sqrt(len(diff))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(diff)}
+
+
+def summarise(results: dict[str, list[dict]], teachers: dict[str, dict], baselines: Mapping[str, str | None]) -> dict:
+    """{variant: {metric: {"mean", "std", "values", "vs_baseline"}}} over seeds, and the teachers' own numbers."""
     table = {}
     for name, runs in results.items():
         row = {}
@@ -112,24 +167,40 @@ def summarise(results: dict[str, list[dict]], teacher: dict | None) -> dict:
             values = [r["metric"]["mean"][key] for r in runs]
             spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
             row[key] = {"mean": float(np.mean(values)), "std": spread, "values": values}
+            base = baselines.get(name)
+            if base is not None and base in results and len(results[base]) == len(runs):
+                row[key]["vs_baseline"] = paired_difference(values, [r["metric"]["mean"][key] for r in results[base]])
         row["median_scaled_abs_rel"] = float(np.mean([r["median_scaled"]["mean"]["abs_rel"] for r in runs]))
+        row["baseline"] = baselines.get(name)
         table[name] = row
-    return {"variants": table, "teacher": teacher}
+    return {"variants": table, "teachers": teachers}
 
 
 def markdown_table(summary: dict, seeds: list[int]) -> str:
-    """The ablation as a Markdown table (mean +- sample std over seeds)."""
+    """The ablation as Markdown: mean +- std over seeds, then the paired differences with 95 % intervals."""
     head = "| variant | " + " | ".join(label for _, label in TABLE_METRICS) + " | AbsRel (median-scaled) |"
     lines = [head, "|" + "---|" * (len(TABLE_METRICS) + 2)]
     for name, row in summary["variants"].items():
         cells = [f"{row[key]['mean']:.4f} +- {row[key]['std']:.4f}" for key, _ in TABLE_METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['median_scaled_abs_rel']:.4f} |")
-    teacher = summary.get("teacher")
-    if teacher:
+    for name, teacher in (summary.get("teachers") or {}).items():
         cells = [f"{teacher['metric']['mean'][key]:.4f}" for key, _ in TABLE_METRICS]
-        lines.append("| teacher | " + " | ".join(cells) + f" | {teacher['median_scaled']['mean']['abs_rel']:.4f} |")
+        scaled = teacher["median_scaled"]["mean"]["abs_rel"]
+        lines.append(f"| teacher {name} | " + " | ".join(cells) + f" | {scaled:.4f} |")
+    lines += ["", f"Mean +- sample standard deviation over seeds {seeds}; metric (no rescaling) unless noted.", ""]
+    labels = " | ".join(f"d{label} [95 % CI]" for _, label in TABLE_METRICS)
+    lines.append(f"| variant - baseline (paired by seed) | {labels} |")
+    lines.append("|" + "---|" * (len(TABLE_METRICS) + 1))
+    for name, row in summary["variants"].items():
+        if "vs_baseline" not in row[TABLE_METRICS[0][0]]:
+            continue
+        cells = []
+        for key, _ in TABLE_METRICS:
+            d = row[key]["vs_baseline"]
+            cells.append(f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]")
+        lines.append(f"| {name} - {row['baseline']} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Mean +- sample standard deviation over seeds {seeds}; metric (no rescaling) unless noted.")
+    lines.append("An interval excluding 0 is a difference these seeds can claim (lower AbsRel, RMSE are better).")
     return "\n".join(lines) + "\n"
 
 
@@ -147,8 +218,9 @@ def bar_chart(summary: dict, path: Path) -> None:
         ax.bar(range(len(names)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], capsize=4, color="C0")
         for i, row in enumerate(rows):
             ax.scatter([i] * len(row["values"]), row["values"], color="k", s=8, zorder=3)
-        if summary.get("teacher"):
-            ax.axhline(summary["teacher"]["metric"]["mean"][key], color="C3", linestyle="--", label="teacher")
+        for index, (teacher, values) in enumerate((summary.get("teachers") or {}).items()):
+            ax.axhline(values["metric"]["mean"][key], color=f"C{3 + index}", linestyle="--", label=f"teacher {teacher}")
+        if summary.get("teachers"):
             ax.legend(fontsize=7)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(label)
@@ -188,19 +260,21 @@ def run_ablation(config: AblationConfig, device: str | None = None, only: list[s
             summary = evaluate_model(trainer.model, test, *caps, trainer.device)
             result_path.write_text(json.dumps(summary, indent=1))
             results[name].append(summary)
-    teacher_summary = None
-    if config.teacher.type == "own_family" and Path(config.teacher.checkpoint).is_file():
-        teacher, info = load_checkpoint(config.teacher.checkpoint)
-        dev = resolve_device(device or config.training.device)
-        test = load_dataset(config.test, info.input_size, cache, "test set")
-        teacher_summary = evaluate_model(teacher.to(dev), test, *caps, dev)
-    summary = summarise(results, teacher_summary)
+    teacher_summaries = {}
+    for teacher_name, teacher in config.teachers.items():
+        if teacher.type == "own_family" and teacher.output == "metric" and Path(teacher.checkpoint).is_file():
+            model, info = load_checkpoint(teacher.checkpoint)
+            dev = resolve_device(device or config.training.device)
+            test = load_dataset(config.test, info.input_size, cache, "test set")
+            teacher_summaries[teacher_name] = evaluate_model(model.to(dev), test, *caps, dev)
+    baselines = {n: v.baseline for n, v in config.variants.items()}
+    summary = summarise(results, teacher_summaries, baselines)
     summary["scale"] = {
         "seeds": config.seeds, "steps": config.training.optimizer.steps,
         "batch_size": config.training.optimizer.batch_size,
         "input_size": list(config.training.model.student_config().input_size),
         "preset": config.training.model.preset, "train_frames": _frame_count(config.training.train),
-        "test_frames": _frame_count(config.test), "variants": {n: config.variants[n] for n in names},
+        "test_frames": _frame_count(config.test), "variants": {n: asdict(config.variants[n]) for n in names},
     }  # fmt: skip
     (out / "ablation.json").write_text(json.dumps(summary, indent=1))
     (out / "ablation.md").write_text(markdown_table(summary, config.seeds))
