@@ -1,4 +1,4 @@
-"""Geometry speed: lidar depth maps, back-projection + fusion, radar maps, each against a copy floor.
+"""Geometry speed: lidar depth maps, cloud fusion (numpy reference vs tensors), radar maps, each against a copy floor.
 
 The floor is a plain `np.copy` of an array the size of the output: no implementation can beat
 writing its result once, so the ratio says how far each step is from memory-bound.
@@ -9,14 +9,17 @@ writing its result once, so the ratio says how far each step is from memory-boun
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
+import torch
 from timing import best_ms
 
 from surround_depth_ros import geometry as g
 from surround_depth_ros.frameset import PointSweep
+from surround_depth_ros.fusion import CloudFusion, CloudOptions
 from surround_depth_ros.radar import radar_to_maps
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.rig import CameraRig, default_rig
 
 
 def report(name: str, ms: float, floor_ms: float) -> None:
@@ -29,6 +32,53 @@ def lidar_like_points(count: int, rng: np.random.Generator) -> np.ndarray:
     distance = rng.uniform(5, 60, count)
     height = rng.uniform(-1.8, 3.0, count)
     return np.stack([distance * np.cos(azimuth), distance * np.sin(azimuth), height], axis=1)
+
+
+def cylinder_depths(rig: CameraRig, radius: float) -> list[np.ndarray]:
+    """Each camera's depth of a vertical cylinder around the base origin (every pixel valid)."""
+    depths = []
+    for cam in rig.cameras:
+        rays = g.pixel_rays(cam.K, cam.width, cam.height) @ cam.T_base_cam[:3, :3].T
+        o = cam.T_base_cam[:3, 3]
+        a, b = rays[:, 0] ** 2 + rays[:, 1] ** 2, 2 * (o[0] * rays[:, 0] + o[1] * rays[:, 1])
+        c = o[0] ** 2 + o[1] ** 2 - radius**2
+        depths.append(((-b + np.sqrt(b * b - 4 * a * c)) / (2 * a)).reshape(cam.height, cam.width).astype(np.float32))
+    return depths
+
+
+def bench_fusion(rig: CameraRig, stride: int, rng: np.random.Generator, repeats: int) -> None:
+    """The numpy reference (geometry.fuse_depth_maps) and the tensor path (CloudFusion, CPU) on the same maps."""
+    cam = rig.cameras[0]
+    size = f"6 x {cam.width}x{cam.height}"
+    depths = cylinder_depths(rig, 20.0)
+    colors = [rng.integers(0, 255, (cam.height, cam.width, 3), dtype=np.uint8) for _ in rig.cameras]
+    confidences = [rng.uniform(0, 1, d.shape).astype(np.float32) for d in depths]
+    tensors = [torch.from_numpy(np.stack(maps)) for maps in (depths, confidences, colors)]
+    K, T, sizes = rig.intrinsics(), rig.extrinsics(), [(cam.height, cam.width)] * len(rig.cameras)
+    for overlap in ("keep_all", "most_confident"):
+        fused = g.fuse_depth_maps(depths, rig, colors=colors, confidences=confidences, overlap=overlap, stride=stride)
+        points = np.zeros((len(fused), 3), np.float32)
+        floor = best_ms(lambda p=points: np.copy(p), repeats)
+        ms = best_ms(lambda o=overlap: g.fuse_depth_maps(depths, rig, colors=colors, confidences=confidences,
+                                                         overlap=o, stride=stride), repeats)  # fmt: skip
+        report(f"numpy fuse {size} stride {stride} ({overlap})", ms, floor)
+        fusion = CloudFusion(CloudOptions(overlap=overlap, stride=stride))
+        start = time.perf_counter()
+        fusion.geometry(K, T, sizes)
+        setup = 1000 * (time.perf_counter() - start)
+        ms = best_ms(lambda f=fusion: f.fuse(tensors[0], K, T, tensors[1], tensors[2]), repeats)
+        report(f"tensor fuse {size} stride {stride} ({overlap})", ms, floor)
+        if overlap == "most_confident":
+            print(
+                f"  (rig geometry, once per rig: {setup:.0f} ms; pixels projected into a neighbour: "
+                f"{100 * fusion.geometry(K, T, sizes).window_fraction():.0f} % of a view)"
+            )
+    budget = CloudFusion()
+    packed = budget.cloud(tensors[0], K, T, tensors[1], tensors[2])
+    ms = best_ms(lambda: budget.cloud(tensors[0], K, T, tensors[1], tensors[2]), repeats)
+    report(f"tensor fuse+filter+pack {size} budget {CloudOptions().max_points} (stride "
+           f"{budget.geometry(K, T, sizes).stride})",
+           ms, best_ms(lambda: np.copy(np.zeros(packed.numel(), np.uint8)), repeats))  # fmt: skip
 
 
 def main() -> None:
@@ -51,19 +101,8 @@ def main() -> None:
     report("points_to_depth_map 35k pts x 6 cams 1600x900", best_ms(depth_maps, args.repeats),
            best_ms(lambda: np.copy(out), args.repeats))  # fmt: skip
 
-    small = rig.scaled(640, 352)
-    depths = []
-    for cam in small.cameras:
-        rays = g.pixel_rays(cam.K, cam.width, cam.height) @ cam.T_base_cam[:3, :3].T
-        o = cam.T_base_cam[:3, 3]
-        a, b = rays[:, 0] ** 2 + rays[:, 1] ** 2, 2 * (o[0] * rays[:, 0] + o[1] * rays[:, 1])
-        c = o[0] ** 2 + o[1] ** 2 - 20.0**2
-        depths.append(((-b + np.sqrt(b * b - 4 * a * c)) / (2 * a)).reshape(352, 640).astype(np.float32))
-    colors = [rng.integers(0, 255, (352, 640, 3), dtype=np.uint8) for _ in range(6)]
-    cloud_floor = best_ms(lambda: np.copy(np.zeros((6 * 352 * 640, 3), np.float32)), args.repeats)
-    for overlap in ("keep_all", "most_confident"):
-        ms = best_ms(lambda o=overlap: g.fuse_depth_maps(depths, small, colors=colors, overlap=o), args.repeats)
-        report(f"backproject + fuse 6 x 352x640 ({overlap})", ms, cloud_floor)
+    for width, height, stride in ((640, 352, 1), (1600, 900, 2)):
+        bench_fusion(rig.scaled(width, height), stride, rng, args.repeats)
 
     sweeps = []
     for radar in rig.radars:

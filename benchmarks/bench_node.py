@@ -110,7 +110,7 @@ def bench_resolution(
              copy_floor(sum(im.nbytes for im in images), repeats))  # fmt: skip
 
     def focal_and_mask() -> tuple[torch.Tensor, torch.Tensor]:
-        return engine.mask(raw[0] * engine.focal_scale(K, sizes)[:, None, None, None], raw[1])
+        return engine.mask(*raw, engine.focal_scale(K, sizes))
 
     depth, conf = focal_and_mask()
     rows.add("focal scale + mask", best_ms(focal_and_mask, repeats), copy_floor(2 * depth.numel() * 4, repeats))

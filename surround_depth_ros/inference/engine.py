@@ -261,9 +261,16 @@ class DepthEngine:
         trained = np.array([c["K"][0][0] / c["width"] for c in rig["cameras"]], dtype=np.float64)
         return torch.as_tensor(now / trained, dtype=torch.float32, device=self.device)
 
-    def mask(self, depth: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clamp to the model's range; NaN depth and 0 confidence where the output is not finite or not confident."""
+    def mask(
+        self, depth: torch.Tensor, confidence: torch.Tensor, focal_scale: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clamp to the model's range; NaN depth and 0 confidence where the output is not finite or not confident.
+
+        `focal_scale` (N,) from `focal_scale()` multiplies each view's depth first.
+        """
         with torch_threads(self.threads):
+            if focal_scale is not None:
+                depth = depth * focal_scale[:, None, None, None]
             invalid = ~torch.isfinite(depth) | ~torch.isfinite(confidence) | (confidence < self.min_confidence)
             depth = depth.clamp(self.config.min_depth, self.config.max_depth).masked_fill(invalid, float("nan"))
             return depth, confidence.clamp(0.0, 1.0).masked_fill(invalid, 0.0)
@@ -334,11 +341,8 @@ class DepthEngine:
         uploaded = self.upload(images)
         sizes = [tuple(im.shape[:2]) for im in images]
         depth, confidence = self.run_network(self._inputs(self.normalize(uploaded), radar))
-        if intrinsics is not None:
-            scale = self.focal_scale(intrinsics, sizes)
-            with torch_threads(self.threads):
-                depth = depth * scale[:, None, None, None]
-        depth, confidence = self.mask(depth, confidence)
+        scale = None if intrinsics is None else self.focal_scale(intrinsics, sizes)
+        depth, confidence = self.mask(depth, confidence, scale)
         K = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)
         if resolution == "camera":
             return DepthMaps(self.resize(depth, sizes), self.resize(confidence, sizes), K, uploaded)
