@@ -236,5 +236,26 @@ def test_replay_command_delivers_every_message_to_a_fresh_listener_10_times(bag)
         assert received == {t: n for t, (_, n) in expected.items()}, f"replay {attempt + 1} of 10"
 
 
+def test_replay_command_names_the_topics_nobody_subscribes_and_serves_the_others(bag):
+    """A consumer of some topics only (the node takes no lidar): the replay starts once the subscriptions that
+    exist are matched, rather than after --wait, and says which topics have none."""
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        expected = {c.topic: [c.msgtype, c.msgcount] for c in reader.connections if c.topic.endswith("/image_raw")}
+    listener = subprocess.Popen([sys.executable, __file__, "listen", json.dumps(expected)], stdout=subprocess.PIPE,
+                                text=True)  # fmt: skip
+    try:
+        command = [sys.executable, "-m", "surround_depth_ros.tools.cli", "replay", str(bag), "--wait", "500"]
+        replay = subprocess.run(command, capture_output=True, text=True, timeout=240)  # far below --wait: no full wait
+        output, _ = listener.communicate(timeout=120)
+    finally:
+        listener.kill()
+    assert replay.returncode == 0, replay.stdout[-2000:] + replay.stderr[-2000:]
+    assert json.loads(output.strip().splitlines()[-1]) == {t: n for t, (_, n) in expected.items()}
+    warning = next(line for line in replay.stderr.splitlines() if "no subscriber" in line)
+    assert "/lidar/points" in warning and "/CAM_0/camera_info" in warning and "/CAM_0/image_raw" not in warning
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["listen"]:
     listen(json.loads(sys.argv[2]))

@@ -15,10 +15,10 @@ a consumer slower than the transport still drops from its keep-last queue, so gi
 Loop: starts again at the bag's beginning with the bag's own stamps (time jumps backwards).
 
 Nothing is lost to discovery or to exiting early: before the first message `run()` waits (up to
-`wait_for_subscribers_s`) until every replayed topic has a matched subscriber, naming the topics
-still without one when it gives up, and after the last message it waits (up to `delivery_timeout_s`)
-until the subscribers acknowledged every reliable message (`wait_for_all_acked`); best-effort
-messages cannot be acknowledged and get a short drain instead.
+`wait_for_subscribers_s`) until every replayed topic has a matched subscriber, or some have and the
+set stopped changing, and names the topics without one; after the last message it waits (up to
+`delivery_timeout_s`) until the subscribers acknowledged every reliable message
+(`wait_for_all_acked`); best-effort messages cannot be acknowledged and get a short drain instead.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from surround_depth_ros.ros.messages import MESSAGES, message_class
 # After the replayer's publishers see their subscribers, the subscribers' side of discovery (which
 # drops data from writers it has not matched yet) finishes within a few discovery messages.
 MATCH_GRACE_S = 0.5
+SETTLE_S = 2.0  # matched topics unchanged this long: the subscribers that exist have been discovered
 BEST_EFFORT_DRAIN_S = 0.5  # best-effort messages are never acknowledged: time for the transport to send them
 NO_WAIT_TOPICS = (layout.TF_STATIC_TOPIC, layout.CLOCK_TOPIC)  # latched, or only for use_sim_time consumers
 
@@ -171,13 +172,19 @@ class BagReplayer:
         return self._publishers | {topic: p for topic, p in extra.items() if p is not None}
 
     def wait_for_subscribers(self, timeout_s: float) -> list[str]:
-        """Wait until every replayed topic (but the latched /tf_static and /clock) has a matched subscriber;
-        the topics still without one when `timeout_s` ran out (or `stop()` was asked)."""
-        deadline = time.monotonic() + timeout_s
+        """Wait until every replayed topic (but the latched /tf_static and /clock) has a matched subscriber, or
+        until the matched topics stopped changing for SETTLE_S (a consumer that takes only some topics, such
+        as the node without the lidar: its subscriptions are discovered together); the topics without one."""
+        now = time.monotonic()
+        deadline, changed_at = now + timeout_s, now
         waiting = {t: p for t, p in self._publishers.items() if t not in NO_WAIT_TOPICS}
-        while True:
-            missing = sorted(t for t, p in waiting.items() if p.get_subscription_count() == 0)
-            if not missing or time.monotonic() >= deadline or self._stop.is_set():
+        missing = sorted(waiting)
+        while missing and not self._stop.is_set():
+            now = time.monotonic()
+            still = sorted(t for t, p in waiting.items() if p.get_subscription_count() == 0)
+            if still != missing:
+                missing, changed_at = still, now
+            elif now >= deadline or (len(missing) < len(waiting) and now - changed_at >= SETTLE_S):
                 break
             self._stop.wait(0.05)
         if len(missing) < len(waiting):

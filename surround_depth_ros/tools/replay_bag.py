@@ -5,7 +5,8 @@ rig; --loop restarts at the bag's beginning with its own stamps; --clock publish
 bag's own, or one generated from bag time) for nodes with use_sim_time. Ctrl-C stops.
 
 Nothing is lost to discovery or to an early exit: the first message waits until every topic has a
-subscriber (--wait seconds at most, then the topics without one are named), and the command exits
+subscriber, or some have and no more appeared for 2 s (--wait seconds at most; the topics without
+one are named), and the command exits
 once the subscribers acknowledged every reliable message. It uses the node's large-image Fast DDS
 profile unless FASTDDS_DEFAULT_PROFILES_FILE names another. Exit status 1: messages unacknowledged.
 """
