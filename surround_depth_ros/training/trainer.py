@@ -6,6 +6,13 @@ the uninterrupted run would have done, and two runs with one seed are the same r
 Outputs in `out_dir`: best.pt / last.pt (student checkpoints, loadable by the node),
 train_state.pt (optimiser, schedule, loss adapters, history: what resume needs),
 history.json, losses.png, validation.png.
+
+Multi-GPU (or multi-process CPU) training: `torchrun --nproc_per_node N .venv/bin/surround-depth train
+CONFIG` runs one trainer per process with DistributedDataParallel. Each step's global batch
+(`optimizer.batch_size` frame sets) is split across the processes the way a DistributedSampler
+splits an epoch (rank r takes every N-th frame set of the same seeded permutation), BatchNorm
+normalises over the global batch, gradients are averaged, and only rank 0 validates and writes
+files; so N processes train what one process would with the same global batch.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +32,7 @@ from tqdm import tqdm
 from surround_depth_ros.checkpoint import load_checkpoint, save_checkpoint
 from surround_depth_ros.losses import LossInputs, build_losses
 from surround_depth_ros.network.pose import PoseNet, extrinsic_anchored_poses
-from surround_depth_ros.network.student import SurroundDepthStudent
+from surround_depth_ros.network.student import StudentOutput, SurroundDepthStudent
 from surround_depth_ros.rig import CameraRig
 from surround_depth_ros.training.config import OptimizerConfig, TeacherConfig, TrainingConfig
 from surround_depth_ros.training.data import (
@@ -35,6 +43,7 @@ from surround_depth_ros.training.data import (
     load_dataset,
     open_source,
 )
+from surround_depth_ros.training.distributed import DictOutput, convert_batchnorm, distributed_context, select
 from surround_depth_ros.training.evaluate import evaluate_model, normalise
 
 STATE_FORMAT = "surround_depth_ros.train_state/1"
@@ -112,16 +121,28 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = resolve_device(device or config.device)
+        self.rank, self.world, self.device = distributed_context(resolve_device(device or config.device))
+        if config.optimizer.batch_size % self.world:
+            raise ValueError(f"batch_size {config.optimizer.batch_size} does not split over {self.world} processes")
         seed_everything(config.seed)
         self.student_config = config.model.student_config()
         size = self.student_config.input_size
         cache = Path(config.data_cache_dir) if config.data_cache_dir else self.out_dir / "data_cache"
+        self._barrier(self.rank != 0)  # rank 0 prepares and caches the data, the others then read the cache
         self.train_set = train_set or load_dataset(config.train, size, cache, "train set")
         self.val_set = load_dataset(config.val, size, cache, "val set") if config.val else None
         self.unlabeled_set = load_dataset(config.unlabeled, size, cache, "unlabeled set") if config.unlabeled else None
+        self._barrier(self.rank == 0)
         self.rig = rig or open_source(config.train, size).rig  # recorded in checkpoints: the engine compares focals
         self.model = SurroundDepthStudent(self.student_config).to(self.device)
+        self.forward_model: Callable[..., StudentOutput] = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            convert_batchnorm(self.model)  # BatchNorm over the global batch, on any backend
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            ddp = DistributedDataParallel(DictOutput(self.model), device_ids=ids, find_unused_parameters=True)
+            self.forward_model = lambda *args, **kwargs: StudentOutput(**ddp(*args, **kwargs))
         self.losses = build_losses(config.losses).to(self.device)
         self.needs_saliency = "saliency" in self.losses.terms
         self.teacher = build_teacher(config.teacher, self.out_dir, self.device) if config.teacher else None
@@ -176,13 +197,20 @@ class Trainer:
         )  # fmt: skip
         return torch.where(missing[:, None, None, None, None], estimated, poses)
 
-    def loss_inputs(self, batch: Sample, step: int) -> tuple[torch.Tensor, LossInputs]:
+    def loss_inputs(
+        self,
+        batch: Sample,
+        step: int,
+        jittered: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, LossInputs]:
         """Forward the student on a batch and gather what every loss may read.
 
-        The student sees colour-jittered images; the photometric loss and the teacher see the clean ones.
+        The student sees colour-jittered images (`jittered`, else drawn here from the step's generator);
+        the photometric loss and the teacher see the clean ones.
         """
-        generator = torch.Generator().manual_seed(self.config.seed * 7_919 + step)
-        images01 = self.jitter(batch.images, generator).to(self.device)
+        generator = generator or torch.Generator().manual_seed(self.config.seed * 7_919 + step)
+        images01 = (jittered if jittered is not None else self.jitter(batch.images, generator)).to(self.device)
         clean = (batch.images.float() / 255.0).to(self.device)
         adjacent = None if batch.adjacent is None else (batch.adjacent.float() / 255.0).to(self.device)
         radar = batch.radar.to(self.device) if batch.radar is not None else None
@@ -192,7 +220,7 @@ class Trainer:
             with torch.no_grad():
                 prev_images = normalise(self.jitter(batch.adjacent[:, self.previous], generator).to(self.device))
                 previous = self.model(prev_images, self.adjacency).temporal_features
-        out = self.model(
+        out = self.forward_model(
             normalise(images01), self.adjacency, radar=student_radar, prev_features=previous, return_aux=True
         )
         gt = batch.depth.to(self.device)
@@ -216,23 +244,55 @@ class Trainer:
         )  # fmt: skip
         return out.depth, inputs
 
-    def train_step(self, step: int) -> dict[str, float]:
-        """One optimiser step; returns the weighted loss parts, the total and the learning rate."""
+    def backward(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Gradients of one step's loss in every trainable parameter (averaged over processes); (total, parts)."""
         self.model.train()
-        opt = self.config.optimizer
         batch = self.batch(step)
-        _, inputs = self.loss_inputs(batch, step)
+        # jitter is drawn for the global batch, then each process takes its share: N processes = 1 process
+        generator = torch.Generator().manual_seed(self.config.seed * 7_919 + step)
+        jittered = self.jitter(batch.images, generator)
+        if self.world > 1:
+            rows = list(range(self.rank, batch.images.shape[0], self.world))
+            batch, jittered = select(batch, rows), jittered[rows]
+        _, inputs = self.loss_inputs(batch, step, jittered, generator)
         total, parts = self.losses(inputs)
         if not torch.isfinite(total):
             raise FloatingPointError(f"step {step}: loss is {float(total)} ({parts}); lower optimizer.lr")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        return self._synchronise(total, parts) if self.world > 1 else (total, parts)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimiser step; returns the weighted loss parts, the total and the learning rate."""
+        opt = self.config.optimizer
+        total, parts = self.backward(step)
         if opt.grad_clip:
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], opt.grad_clip)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.schedule.step()
         return {"step": step, "lr": lr, "loss": float(total.detach()), **parts}
+
+    def _barrier(self, wait: bool) -> None:
+        if self.world > 1 and wait:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _synchronise(self, total: torch.Tensor, parts: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Average what DDP does not: gradients of the loss adapters and the pose network, and the logged losses."""
+        import torch.distributed as dist
+
+        extra = [*self.losses.parameters(), *(self.pose_net.parameters() if self.pose_net is not None else [])]
+        for p in extra:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= self.world
+        logged = torch.tensor([float(total.detach()), *parts.values()], dtype=torch.float64)
+        dist.all_reduce(logged)
+        logged /= self.world
+        return logged[0], dict(zip(parts, logged[1:].tolist(), strict=True))
 
     # ------------------------------------------------------------------ validation and files
     def validate(self, dataset: PreparedDataset | None = None) -> dict:
@@ -243,7 +303,9 @@ class Trainer:
         )
 
     def save(self, validation: dict | None) -> None:
-        """last.pt (and best.pt when validation improved) plus the resume state and the plots."""
+        """last.pt (and best.pt when validation improved) plus the resume state and the plots (rank 0 only)."""
+        if self.rank != 0:
+            return
         extra = {"training": {"step": self.step, "config": self.config.to_dict()}}
         mean = validation["metric"]["mean"] if validation is not None else None
         if mean is not None:
@@ -297,7 +359,8 @@ class Trainer:
         stop = min(total, until) if until is not None else total
         every = self.config.validation.every
         validation = None
-        bar = tqdm(range(self.step, stop), initial=self.step, total=total, desc="training", unit="step")
+        bar = tqdm(range(self.step, stop), initial=self.step, total=total, desc="training", unit="step",
+                   disable=self.rank != 0)  # fmt: skip
         started = time.perf_counter()
         for step in bar:
             record = self.train_step(step)
@@ -307,7 +370,7 @@ class Trainer:
                 self.history.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
             if self.step % every == 0 or self.step == stop:
-                validation = self.validate() if self.val_set is not None else None
+                validation = self.validate() if self.val_set is not None and self.rank == 0 else None
                 mean = validation["metric"]["mean"] if validation is not None else None
                 if mean is not None:
                     self.validations.append({"step": self.step, **mean})
