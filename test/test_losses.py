@@ -494,3 +494,18 @@ def test_saliency_kd_through_the_real_student():
     assert cam.shape == (6, 1, 2, 4) and torch.isfinite(cam).all()
     saliency_kd_loss(cam, torch.rand(6, 1, 2, 4)).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_affine_invariant_loss_is_zero_for_any_affine_disparity_and_trains_the_student():
+    from surround_depth_ros.losses import affine_invariant_loss
+
+    gt = depth_map(B=1, N=2, H=8, W=10, sparse=0.3)
+    valid = gt > 0
+    affine = torch.where(valid, 1.0 / (3.0 / gt.clamp(min=1e-6) + 0.2), torch.ones_like(gt))  # 1/p = 3/g + 0.2
+    assert affine_invariant_loss(affine, gt).item() == pytest.approx(0.0, abs=1e-5)
+    assert affine_invariant_loss(affine * 4.0, gt).item() == pytest.approx(0.0, abs=1e-5)  # scale is free
+    p = student(depth_map(B=1, N=2, H=8, W=10, seed=5))
+    loss = affine_invariant_loss(p, gt)
+    assert loss.item() > 0.1
+    loss.backward()
+    assert p.grad.abs().sum() > 0 and (p.grad[~valid] == 0).all()

@@ -94,6 +94,11 @@ def test_own_family_teacher_from_checkpoint(tmp_path):
     salient = teacher.predict(images, saliency=True)
     assert salient.saliency.shape[:3] == (1, 2, 1)
     assert torch.allclose(salient.saliency.sum(dim=(3, 4)), torch.ones(1, 2, 1), atol=1e-5)
+    assert len(out.image_features) == 5 and len(out.radar_features) == 5  # the tiny preset has radar
+    # an affine-invariant model is served like Depth Anything's relative output: disparity, nothing metric
+    relative = OwnFamilyTeacher(tmp_path / "teacher.pt", output="relative_inverse").predict(images)
+    assert relative.kind == "relative_inverse" and torch.allclose(relative.depth, 1.0 / ref.depth, rtol=1e-4)
+    assert relative.intermediate_depths is None and relative.bin_centres is None
 
 
 class CountingTeacher(Teacher):
