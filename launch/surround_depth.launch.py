@@ -2,7 +2,7 @@
 
     ros2 launch surround_depth_ros surround_depth.launch.py \
         params_file:=/path/to/params.yaml namespace:=/perception use_sim_time:=true rviz:=true \
-        backend:=tensorrt checkpoint:=/path/to/student.pt
+        backend:=tensorrt checkpoint:=/path/to/student.pt respawn:=true
 
 Arguments named in OVERRIDABLE win over the parameters file when given; left empty, the file
 decides.
@@ -31,6 +31,7 @@ def _depth_node(context: LaunchContext) -> list:
     overrides = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDABLE}
     overrides = {name: value for name, value in overrides.items() if value}
     overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    respawn = LaunchConfiguration("respawn").perform(context).strip().lower() in ("true", "1", "yes")
     return [
         Node(
             package="surround_depth_ros",
@@ -40,6 +41,9 @@ def _depth_node(context: LaunchContext) -> list:
             output="screen",
             emulate_tty=True,
             parameters=[LaunchConfiguration("params_file"), overrides],
+            # Restarted after any exit but a launch shutdown; the delay paces a node that cannot start.
+            respawn=respawn,
+            respawn_delay=float(LaunchConfiguration("respawn_delay").perform(context)),
         )
     ]
 
@@ -57,6 +61,12 @@ def generate_launch_description() -> LaunchDescription:
             "use_sim_time", default_value="false", description="Follow /clock, e.g. when replaying a bag."
         ),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with the depth view."),
+        DeclareLaunchArgument(
+            "respawn", default_value="false", description="Restart the depth node when it exits (e.g. after a crash)."
+        ),
+        DeclareLaunchArgument(
+            "respawn_delay", default_value="2.0", description="Seconds to wait before a respawn (with respawn:=true)."
+        ),
     ]
     arguments += [
         DeclareLaunchArgument(name, default_value="", description=f"{help_text}; empty: as params_file says.")

@@ -31,10 +31,13 @@ class InputHealth:
     rejected: Counter = field(default_factory=Counter)
     last_error: str = ""
     last_error_time: float = float("-inf")
+    last_arrival: float = float("-inf")
     _arrivals: deque = field(default_factory=deque)
+    _matched_since: float | None = None  # since when publishers have been matched, None while there are none
 
     def accept(self, now: float) -> None:
         self.received += 1
+        self.last_arrival = now
         self._arrivals.append(now)
         self._forget(now)
 
@@ -43,8 +46,23 @@ class InputHealth:
         self.rejected[cause] += 1
         self.last_error = message
         self.last_error_time = now
+        self.last_arrival = now
         self._arrivals.append(now)
         self._forget(now)
+
+    def deaf_for(self, now: float, publishers: int) -> float | None:
+        """Seconds with matched publishers and nothing received, once more than the window; else None.
+
+        Subscribed, matched, and receiving nothing is what a node restarted after a crash can show
+        when a DDS peer keeps stale state about it: it must be said, not reported as merely silent.
+        """
+        if publishers <= 0:
+            self._matched_since = None
+            return None
+        if self._matched_since is None:
+            self._matched_since = now
+        silent = now - max(self._matched_since, self.last_arrival)
+        return silent if silent > self.window_s else None
 
     def rate_hz(self, now: float) -> float:
         """Arrivals per second over the last window (accepted and rejected alike).
@@ -61,13 +79,26 @@ class InputHealth:
         while self._arrivals and self._arrivals[0] < now - self.window_s:
             self._arrivals.popleft()
 
-    def status(self, now: float, expected_rate_hz: float) -> tuple[Level, str, dict[str, str]]:
-        """(level, one-line summary, key/values) for a diagnostics message."""
+    def status(
+        self, now: float, expected_rate_hz: float, publishers: int | None = None
+    ) -> tuple[Level, str, dict[str, str]]:
+        """(level, one-line summary, key/values) for a diagnostics message.
+
+        `publishers`: how many publishers the input's subscription is matched with, when known.
+        """
         rate = self.rate_hz(now)
         values = {"received": str(self.received), "rate_hz": f"{rate:.2f}"}
         values.update({f"rejected: {cause}": str(n) for cause, n in sorted(self.rejected.items())})
         if self.last_error:
             values["last_error"] = self.last_error
+        deaf = None if publishers is None else self.deaf_for(now, publishers)
+        if publishers is not None:
+            values["publishers"] = str(publishers)
+        if deaf is not None:
+            return Level.ERROR, (
+                f"{publishers} publisher(s) matched but nothing received for {deaf:.0f} s: the driver stopped "
+                "sending, or DDS cannot deliver to this process (after a crash: restart the node)"
+            ), values  # fmt: skip
         if self.received == 0:
             return Level.STALE, "no messages received yet", values
         if rate == 0.0:

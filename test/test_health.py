@@ -28,3 +28,19 @@ def test_rejections_are_counted_by_cause_and_expire_from_the_level():
         health.accept(t)
     assert health.status(1.6, 1.0)[0] == Level.OK
     assert health.status(1.6, 1.0)[2]["rejected: size"] == "2"
+
+
+def test_matched_publishers_and_nothing_received_is_an_error():
+    """Restart deafness: subscribed, matched, silent. Without publishers it stays a plain silence."""
+    health = InputHealth("CAM", window_s=2.0)
+    assert health.status(0.0, 10.0, publishers=0)[0] == Level.STALE
+    assert health.status(1.0, 10.0, publishers=2)[0] == Level.STALE  # matched just now: give it the window
+    level, message, values = health.status(3.5, 10.0, publishers=2)
+    assert level == Level.ERROR and values["publishers"] == "2"
+    assert message.startswith("2 publisher(s) matched but nothing received for 2 s")
+    for i in range(30):
+        health.accept(3.5 + i * 0.1)
+    assert health.status(6.4, 10.0, publishers=2)[0] == Level.OK
+    assert health.status(9.0, 10.0, publishers=2)[0] == Level.ERROR  # stopped after arriving
+    assert health.status(9.0, 10.0, publishers=0)[:2] == (Level.STALE, "silent for more than 2 s")
+    assert health.status(9.5, 10.0, publishers=1)[0] == Level.STALE  # matched again: a new window
