@@ -95,6 +95,7 @@ def main() -> None:
     logits, centres = leaf(1, n, K, h, w), leaf(1, n, K, scale=60, offset=1)
     features, teacher_features = leaf(n, 64, H // 8, W // 8), torch.randn(n, 128, H // 8, W // 8, device=device)
     intermediates = [leaf(1, n, 1, H // s, W // s, scale=60, offset=1) for s in (8, 4, 2)]
+    teacher_intermediates = [torch.rand(1, n, 1, H // s, W // s, device=device) * 60 + 1 for s in (8, 4, 2)]
     intrinsics, extrinsics = (t.to(device) for t in ring_rig(n, H, W))
     pairs = torch.tensor([[i, (i + 1) % n] for i in range(n)], device=device)
     images = torch.rand(1, n, 3, H, W, device=device)
@@ -122,7 +123,7 @@ def main() -> None:
         "view_relational (overlap + relations)": view_relational,
         "pixelwise_feature (1x1 adapter)": lambda: adapters([features], [teacher_features]),
         "pairwise (5x5 patches)": lambda: pairwise_kd_loss(features, teacher_features),
-        "inter_depth (3 scales)": lambda: inter_depth_kd_loss(intermediates, teacher),
+        "inter_depth (3 scales)": lambda: inter_depth_kd_loss(intermediates, teacher_intermediates),
         "depth_distribution": lambda: depth_distribution_kd_loss(depth, teacher, log_spaced_centres(0.5, 80, K)),
         "saliency (Grad-CAM, create_graph)": saliency,
         "photometric (6 pairs, both ways)": lambda: surround_photometric_loss(
