@@ -50,7 +50,8 @@ class FrameSet:
 
     `camera_stamps_ns[i]` is the capture time of `images[i]`; `T_world_base` (N, 4, 4) holds
     the ego pose at each camera's stamp when known. `depth` holds dense or sparse metric ground
-    truth per camera (0 or NaN = unknown) when the source has it.
+    truth per camera (0 or NaN = unknown) when the source has it. A set built from live or bag
+    streams (`FrameAssembler`) holds the cameras that had full geometry, and the anchor's stamp.
     """
 
     rig: CameraRig
@@ -61,6 +62,7 @@ class FrameSet:
     T_world_base: np.ndarray | None = None
     depth: list[np.ndarray] | None = None
     name: str = ""
+    anchor_stamp_ns: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.rig.cameras)
@@ -78,5 +80,5 @@ class FrameSet:
 
     @property
     def stamp_ns(self) -> int:
-        """The set's reference stamp: the earliest camera stamp."""
-        return int(self.camera_stamps_ns.min())
+        """The set's reference stamp: the synchronizer's anchor camera when known, else the earliest camera."""
+        return int(self.camera_stamps_ns.min()) if self.anchor_stamp_ns is None else int(self.anchor_stamp_ns)

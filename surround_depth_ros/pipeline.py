@@ -1,9 +1,9 @@
-"""One synchronized frame set in, per-camera depth and one fused cloud out.
+"""One assembled `FrameSet` in, per-camera depth and one fused cloud out.
 
 This is everything the node does between "a set is complete" and "publish", kept ROS-free so
-that the node stays a thin adapter and the same path runs in the demo, the benchmarks and the
-tests. The rig passed in is whatever the node currently knows (CameraInfo intrinsics, TF
-extrinsics), so a recalibration takes effect on the next frame set.
+that the node stays a thin adapter and the same path runs in `run-bag`, the demo, the
+benchmarks and the tests. The set's rig is what the assembler knew at its stamps (CameraInfo
+intrinsics, TF extrinsics), so a recalibration takes effect on the next frame set.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surround_depth_ros.frameset import PointSweep
+from surround_depth_ros.binding import Binding, BindingError, bind_cameras
+from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.geometry import FusedCloud, fuse_depth_maps
 from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.pointcloud import pack_rgb_float
@@ -80,106 +81,124 @@ def cloud_array(cloud: FusedCloud, options: CloudOptions) -> np.ndarray:
     return out
 
 
-class SurroundDepthPipeline:
-    """Engine + radar maps + cloud fusion; `process` is called once per accepted frame set."""
+def trained_rig(rig: dict | None) -> CameraRig | None:
+    """The rig a checkpoint records (`checkpoint.rig_to_dict` layout) as a `CameraRig`."""
+    if not rig:
+        return None
+    cameras = [Camera(c["name"], c["width"], c["height"], np.asarray(c["K"]), np.asarray(c["T_base_cam"]),
+                      c.get("frame_id", "")) for c in rig["cameras"]]  # fmt: skip
+    return CameraRig(tuple(cameras), base_frame=rig.get("base_frame", "base_link"))
 
-    def __init__(self, engine: DepthEngine, cloud: CloudOptions | None = CloudOptions()) -> None:
+
+class SurroundDepthPipeline:
+    """Engine + radar maps + cloud fusion; `process(frame_set)` is called once per assembled frame set.
+
+    Live cameras are bound to the checkpoint's slots by where they look (`binding.bind_cameras`),
+    once per change of the rig's cameras or extrinsics, so the order cameras are listed in never
+    changes depth. Slots without a live camera get a black placeholder at the training camera's
+    size and intrinsics, so the other views' depth scale is untouched. `camera_ids` names the
+    cameras for the cloud's `camera` field (their index in it); by default the bound slot.
+    Not thread-safe: its owner (the node's worker) calls it from one thread.
+    """
+
+    def __init__(
+        self,
+        engine: DepthEngine,
+        cloud: CloudOptions | None = CloudOptions(),
+        camera_ids: list[str] | None = None,
+    ) -> None:
         self.engine = engine
         self.cloud_options = cloud
-        rig = engine.info.rig if engine.info else None
-        # What the network sees for an absent camera: a black image at the training camera's size,
-        # with the training intrinsics, so that the depth scale of the other views is untouched.
+        self.camera_ids = list(camera_ids or [])
+        self.trained = trained_rig(engine.info.rig if engine.info else None)
+        self.binding: Binding | None = None
+        self._binding_key: tuple | None = None
         self._placeholders = [
-            (np.zeros((c["height"], c["width"], 3), np.uint8), np.asarray(c["K"], np.float64))
-            for c in (rig["cameras"] if rig else [])
+            (np.zeros((c.height, c.width, 3), np.uint8), c.K) for c in (self.trained.cameras if self.trained else [])
         ]
 
     @property
     def uses_radar(self) -> bool:
         return bool(self.engine.config.radar)
 
-    def process(
-        self,
-        images: list[np.ndarray | None],
-        intrinsics: list[np.ndarray | None],
-        extrinsics: list[np.ndarray | None],
-        base_frame: str = "base_link",
-        radar: list[PointSweep] | None = None,
-        radar_extrinsics: dict[str, np.ndarray] | None = None,
-        target_pose: np.ndarray | None = None,
-    ) -> DepthOutputs:
-        """Depth per camera (rig order) and the fused cloud in `base_frame`.
+    def bind(self, rig: CameraRig) -> bool:
+        """Bind the rig's cameras to slots (BindingError when impossible); True when the binding changed."""
+        key = tuple((c.name, c.T_base_cam.round(4).tobytes()) for c in rig.cameras)
+        if key == self._binding_key:
+            return False
+        if self.trained is None:  # a bare model: slots in list order
+            n = len(rig.cameras)
+            if n > self.engine.n_views:
+                raise BindingError(f"{n} cameras for a model of {self.engine.n_views} views")
+            binding = Binding(tuple(range(n)), tuple(rig.camera_names), (0.0,) * n, tuple(rig.adjacency()))
+        else:
+            binding = bind_cameras(rig, self.trained)
+        changed = self.binding is None or binding.slots != self.binding.slots or binding.names != self.binding.names
+        self.binding, self._binding_key = binding, key
+        return changed
 
-        `images[i]` is H x W x 3 uint8 RGB or None for a camera absent from this set; its depth
-        is then None. `intrinsics[i]` (3 x 3, from CameraInfo) rescales depth for a focal length
-        other than the training one; `extrinsics[i]` (T_base_cam, from TF) puts the camera into
-        the cloud; None leaves the camera out of the cloud (and of the radar maps).
-        `radar_extrinsics` maps each sweep's sensor to T_base_radar; `target_pose` (T_world_base
-        at the set's stamp) enables ego-motion compensation of sweeps carrying their own pose.
-        """
-        n = self.engine.n_views
-        if not len(images) == len(intrinsics) == len(extrinsics) == n:
-            raise ValueError(f"expected {n} images, intrinsics and extrinsics, got {len(images)}, "
-                             f"{len(intrinsics)}, {len(extrinsics)}")  # fmt: skip
-        present = [i for i in range(n) if images[i] is not None]
-        if not present:
-            raise ValueError("a frame set needs at least one camera image")
-        geometric = [i for i in present if intrinsics[i] is not None and extrinsics[i] is not None]
-        rig = None
-        if geometric:
-            cameras = [
-                Camera(f"camera_{i}", images[i].shape[1], images[i].shape[0], intrinsics[i], extrinsics[i])
-                for i in geometric
-            ]
-            rig = CameraRig(tuple(cameras), base_frame=base_frame)
+    def process(self, frame_set: FrameSet) -> DepthOutputs:
+        """Depth and confidence per camera of `frame_set.rig` (in its order) and the fused cloud in its base frame."""
+        rig = frame_set.rig
+        self.bind(rig)
+        slots = self.binding.slots
         timings: dict[str, float] = {}
 
         start = time.perf_counter()
         maps = None
-        if self.uses_radar and radar and rig is not None:
+        if self.uses_radar and frame_set.radar:
             h, w = self.engine.input_size
-            maps = np.zeros((n, len(RADAR_CHANNELS), h, w), np.float32)
-            maps[geometric] = radar_to_maps(
-                radar, rig, image_size=(w, h), target_pose=target_pose, radar_extrinsics=radar_extrinsics
-            )
+            live = radar_to_maps(frame_set.radar, rig, image_size=(w, h), target_pose=self._target_pose(frame_set),
+                                 radar_extrinsics={s.sensor: s.T_base_sensor for s in frame_set.radar})  # fmt: skip
+            maps = np.zeros((self.engine.n_views, len(RADAR_CHANNELS), h, w), np.float32)
+            maps[list(slots)] = live
         timings["radar_ms"] = 1000 * (time.perf_counter() - start)
 
         start = time.perf_counter()
-        network_images, network_K = self._complete(images, intrinsics)
-        results = self.engine.infer(network_images, intrinsics=network_K, radar=maps)
+        images, K = self._slot_inputs(frame_set)
+        results = self.engine.infer(images, intrinsics=K, radar=maps)
         timings["inference_ms"] = 1000 * (time.perf_counter() - start)
-        depth = [results[i].depth if i in present else None for i in range(n)]
-        confidence = [results[i].confidence if i in present else None for i in range(n)]
+        depth = [results[slot].depth for slot in slots]
+        confidence = [results[slot].confidence for slot in slots]
 
         cloud = None
-        if self.cloud_options is not None and rig is not None:
+        if self.cloud_options is not None:
             start = time.perf_counter()
-            fused = fuse_depth_maps(
-                [depth[i] for i in geometric],
-                rig,
-                colors=[images[i] for i in geometric],
-                confidences=[confidence[i] for i in geometric],
-                overlap=self.cloud_options.overlap,
-                stride=self.cloud_options.stride,
-            )
-            fused.camera_index = np.asarray(geometric, dtype=np.int16)[fused.camera_index]
+            fused = fuse_depth_maps(depth, rig, colors=frame_set.images, confidences=confidence,
+                                    overlap=self.cloud_options.overlap, stride=self.cloud_options.stride)  # fmt: skip
+            fused.camera_index = np.asarray(self._camera_ids(rig), dtype=np.int16)[fused.camera_index]
             cloud = cloud_array(fused, self.cloud_options)
             timings["cloud_ms"] = 1000 * (time.perf_counter() - start)
         return DepthOutputs(depth, confidence, cloud, timings)
 
-    def _complete(
-        self, images: list[np.ndarray | None], intrinsics: list[np.ndarray | None]
-    ) -> tuple[list[np.ndarray], np.ndarray | None]:
-        """Images and intrinsics for all views, placeholders standing in for absent cameras."""
-        full_images, full_K = [], []
-        for i, (image, K) in enumerate(zip(images, intrinsics, strict=True)):
-            if image is None and not self._placeholders:
-                h, w = self.engine.input_size
-                image = np.zeros((h, w, 3), np.uint8)
-            elif image is None:
-                image, K = self._placeholders[i]
-            full_images.append(image)
-            full_K.append(K)
-        if not self._placeholders or any(K is None for K in full_K):
-            return full_images, None  # nothing to compare focal lengths with, or some unknown
-        return full_images, np.stack(full_K)
+    def _camera_ids(self, rig: CameraRig) -> list[int]:
+        if not self.camera_ids:
+            return list(self.binding.slots)
+        return [self.camera_ids.index(name) if name in self.camera_ids else -1 for name in rig.camera_names]
+
+    @staticmethod
+    def _target_pose(frame_set: FrameSet) -> np.ndarray | None:
+        """T_world_base at the set's stamp, when every sweep carries its own pose (else no compensation)."""
+        if frame_set.T_world_base is None or any(s.T_world_base is None for s in frame_set.radar):
+            return None
+        stamps = frame_set.camera_stamps_ns
+        index = int(np.argmin(np.abs(stamps - frame_set.stamp_ns)))
+        return frame_set.T_world_base[index]
+
+    def _slot_inputs(self, frame_set: FrameSet) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Images and intrinsics in slot order, placeholders standing in for slots without a live camera."""
+        n = self.engine.n_views
+        images: list[np.ndarray | None] = [None] * n
+        K: list[np.ndarray | None] = [None] * n
+        for slot, camera, image in zip(self.binding.slots, frame_set.rig.cameras, frame_set.images, strict=True):
+            images[slot], K[slot] = image, camera.K
+        for slot in range(n):
+            if images[slot] is None:
+                if self._placeholders:
+                    images[slot], K[slot] = self._placeholders[slot]
+                else:
+                    h, w = self.engine.input_size
+                    images[slot] = np.zeros((h, w, 3), np.uint8)
+        if not self._placeholders or any(k is None for k in K):
+            return images, None  # nothing to compare focal lengths with
+        return images, np.stack(K)

@@ -1,11 +1,18 @@
-"""The surround depth node: the ROS face of the package.
+"""The surround depth node: the ROS face of the package, wiring only.
 
-Subscription callbacks only check, decode (zero-copy where possible) and hand messages to the
-frame-set synchronizer; a worker thread takes the newest complete set, runs the pipeline and
-publishes. When inference is slower than the cameras the newest set wins and the stale one is
-counted, never queued. Every rejected input (wrong encoding, size that disagrees with its
-CameraInfo, missing transform) is logged with what to fix, counted on /diagnostics, and the
-other cameras keep being served.
+Subscription callbacks check and decode messages (zero-copy where possible) and hand them to the
+`FrameAssembler`, the same ROS-free core `RosbagReader` uses, which emits complete `FrameSet`s; a
+worker thread takes the newest one, runs `pipeline.process(frame_set)` and publishes. When
+inference is slower than the cameras the newest set wins and the stale one is counted, never
+queued. Every rejected input (wrong encoding, size that disagrees with its CameraInfo, missing
+transform) is logged with what to fix, counted on /diagnostics, and the other cameras keep
+being served.
+
+Threads and who owns what: the executor runs callbacks and timers; the worker owns the pipeline
+and its engine (a clock reset reaches it as a request, `_reset_requested`, never as a call from a
+callback). The assembler locks itself. `_lock` guards the node's own shared state: the CameraInfo
+messages kept for republishing, the counters, the waiting reasons and the timing windows, written
+by callbacks and the worker and read by the diagnostics timer.
 
 Started by `ros2 run surround_depth_ros surround_depth_node`, `ros2 launch surround_depth_ros
 surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args --params-file F`.
@@ -35,6 +42,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64
 from tf2_msgs.msg import TFMessage
 
+from surround_depth_ros.assembler import AssembledSet, Intrinsics, assembler_from_settings
+from surround_depth_ros.binding import BindingError
 from surround_depth_ros.checkpoint import CheckpointError
 from surround_depth_ros.health import InputHealth, Level
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
@@ -48,8 +57,6 @@ from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.ros.dds import use_large_image_transport
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
 from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
-from surround_depth_ros.sync import FrameSetSynchronizer, SyncedSet
-from surround_depth_ros.transforms import TransformBuffer, TransformError
 
 TF_STATIC_QOS = QoSProfile(
     depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
@@ -57,8 +64,6 @@ TF_STATIC_QOS = QoSProfile(
 DEFAULT_CHECKPOINT = ("models", "student_default.pt")
 # Wall time without any camera message after which a waiting frame set is decided (end of a stream).
 STALL_S = 1.0
-# How long the worker waits for the CameraInfo of a camera whose image it has (start of a stream).
-INFO_WAIT_S = 2.0
 
 
 class StartupError(RuntimeError):
@@ -78,16 +83,14 @@ def build_pipeline(settings: dict[str, Any]) -> SurroundDepthPipeline:
             backend=settings["backend"],
             device=settings["device"] or None,
             precision=settings["precision"],
-            n_views=len(settings["cameras"]),
             min_confidence=settings["min_confidence"],
         )
     except (CheckpointError, BackendUnavailable, FileNotFoundError, ValueError, RuntimeError) as error:
         raise StartupError(f"cannot load the depth model {checkpoint}: {error}") from error
-    trained = engine.info.rig["cameras"] if engine.info and engine.info.rig else None
-    if trained is not None and len(trained) != len(settings["cameras"]):
+    if len(settings["cameras"]) > engine.n_views:
         raise StartupError(
-            f"{checkpoint} was trained for {len(trained)} cameras {[c['name'] for c in trained]}, "
-            f"the node has {len(settings['cameras'])}: set the parameter cameras to match, in the same order"
+            f"{checkpoint} has {engine.n_views} camera slots, the node lists {len(settings['cameras'])} cameras: "
+            f"list at most {engine.n_views} (cameras are bound to slots by where TF says they look)"
         )
     cloud = None
     if settings["publish_cloud"]:
@@ -97,7 +100,7 @@ def build_pipeline(settings: dict[str, Any]) -> SurroundDepthPipeline:
             max_range_m=settings["cloud_max_range_m"],
             voxel_size_m=settings["cloud_voxel_size_m"],
         )
-    return SurroundDepthPipeline(engine, cloud)
+    return SurroundDepthPipeline(engine, cloud, camera_ids=list(settings["cameras"]))
 
 
 class SurroundDepthNode(Node):
@@ -106,7 +109,7 @@ class SurroundDepthNode(Node):
     def __init__(self, **kwargs) -> None:  # noqa: ANN003 - rclpy Node options
         super().__init__(NODE_NAME, **kwargs)
         # First, so that destroy_node works whatever later step of the construction fails.
-        self._mailbox: LatestMailbox[SyncedSet] = LatestMailbox()
+        self._mailbox: LatestMailbox[tuple[float, AssembledSet]] = LatestMailbox()
         self._worker: threading.Thread | None = None
         s = self.settings = declare_and_read(self)
         self.cameras: list[str] = list(s["cameras"])
@@ -121,25 +124,15 @@ class SurroundDepthNode(Node):
         self.drops: Counter = Counter()
         self._last_logged: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
-        self.sync = FrameSetSynchronizer(
-            self.cameras,
-            self.radars,
-            anchor=s["sync_anchor"] or None,
-            window_s=s["sync_window_s"],
-            wait_s=s["sync_wait_s"],
-            radar_window_s=s["radar_window_s"],
-            radar_sweeps=s["radar_sweeps"],
-            missing_camera_policy=s["missing_camera_policy"],
-            buffer_size=s["sync_buffer_size"],
-        )
+        self.assembler = assembler_from_settings(s, self.radars)
         self._resets_seen = 0
-        self.tf = TransformBuffer()
+        self._reset_requested = threading.Event()
         self.camera_info: dict[str, CameraInfo] = {}
-        self._info_waited: set[str] = set()  # cameras whose first CameraInfo the worker has waited for
-        self._waiting: dict[str, str] = {}  # what the worker is waiting for, shown in diagnostics
         self._latency_ms: deque = deque(maxlen=100)
+        self._age_ms: deque = deque(maxlen=100)
         self._processing_ms: deque = deque(maxlen=100)
         self._published = 0
+        self._binding_error = ""
 
         self._create_subscriptions()
         self._create_publishers()
@@ -212,9 +205,12 @@ class SurroundDepthNode(Node):
     def _reject(self, name: str, cause: str, message: str) -> None:
         """Count a rejected input and log it, at most every 5 s per input and cause."""
         now = time.monotonic()
-        self.health[name].reject(cause, message, now)
-        if now - self._last_logged.get((name, cause), -np.inf) >= 5.0:
-            self._last_logged[(name, cause)] = now
+        with self._lock:
+            self.health[name].reject(cause, message, now)
+            due = now - self._last_logged.get((name, cause), -np.inf) >= 5.0
+            if due:
+                self._last_logged[(name, cause)] = now
+        if due:
             self.get_logger().error(message)
 
     def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
@@ -228,15 +224,14 @@ class SurroundDepthNode(Node):
             self._reject(camera, "camera_info mismatch", mismatch)
             return
         self.health[camera].accept(time.monotonic())
-        with self._lock:
-            stamp = stamp_ns(msg.header.stamp)
-            self.sync.add_camera(camera, stamp, (msg.header, rgb))
-            self._last_arrival = time.monotonic()
-            self._hand_over(self.sync.poll())
+        self.assembler.add_image(camera, stamp_ns(msg.header.stamp), msg.header.frame_id, rgb)
+        self._last_arrival = time.monotonic()
+        self._hand_over(self.assembler.poll())
 
     def _info_mismatch(self, camera: str, rgb: np.ndarray) -> str:
         """Why this image and its camera's CameraInfo disagree, or "" when they agree (or no info yet)."""
-        info = self.camera_info.get(camera)
+        with self._lock:
+            info = self.camera_info.get(camera)
         if info is None or (info.width, info.height) == (rgb.shape[1], rgb.shape[0]):
             return ""
         return (
@@ -251,7 +246,10 @@ class SurroundDepthNode(Node):
                 camera, "camera_info invalid", f"{camera}: camera_info has fx={fx}, size {msg.width}x{msg.height}"
             )
             return
-        self.camera_info[camera] = msg
+        with self._lock:
+            self.camera_info[camera] = msg
+        K = np.asarray(msg.k, np.float64).reshape(3, 3)
+        self.assembler.set_intrinsics(camera, Intrinsics(K, msg.width, msg.height, msg.header.frame_id))
 
     def _on_radar(self, radar: str, msg: PointCloud2) -> None:
         try:
@@ -260,20 +258,22 @@ class SurroundDepthNode(Node):
             self._reject(radar, "bad cloud", f"{radar}: {error}")
             return
         self.health[radar].accept(time.monotonic())
-        with self._lock:
-            self.sync.add_radar(radar, sweep.stamp_ns, (msg.header.frame_id, sweep))
-            self._hand_over(self.sync.poll())
+        self.assembler.add_radar(radar, sweep.stamp_ns, msg.header.frame_id, sweep)
+        self._hand_over(self.assembler.poll())
 
     def _on_tf(self, msg: TFMessage, static: bool) -> None:
         for t in msg.transforms:
             try:
-                self.tf.set_transform(
+                self.assembler.add_transform(
                     t.header.frame_id, t.child_frame_id, matrix_from_transform(t.transform), stamp_ns(t.header.stamp),
                     static,
                 )  # fmt: skip
             except ValueError as error:
-                self.drops["bad transform"] += 1
-                self.get_logger().error(f"ignoring transform {t.header.frame_id} -> {t.child_frame_id}: {error}")
+                with self._lock:
+                    self.drops["bad transform"] += 1
+                self.get_logger().error(
+                    f"ignoring transform {t.header.frame_id} -> {t.child_frame_id}: {error}", throttle_duration_sec=5.0
+                )
 
     def _poll_stalled(self) -> None:
         """Decide the waiting set when every input has been silent for STALL_S of wall time.
@@ -283,110 +283,75 @@ class SurroundDepthNode(Node):
         far enough to decide the oldest waiting set: further would expire radar sweeps that later
         sets still want, and the cameras' clocks need not agree with this computer's.
         """
-        with self._lock:
-            pending = self.sync.oldest_pending_ns()
-            arrival = self._last_arrival
-            if pending is not None and arrival is not None and time.monotonic() - arrival > STALL_S:
-                self._hand_over(self.sync.poll(pending + int(1e9 * self.settings["sync_wait_s"]) + 1))
+        pending = self.assembler.oldest_pending_ns()
+        arrival = self._last_arrival
+        if pending is not None and arrival is not None and time.monotonic() - arrival > STALL_S:
+            self._hand_over(self.assembler.poll(pending + int(1e9 * self.settings["sync_wait_s"]) + 1))
 
-    def _hand_over(self, sets: list[SyncedSet]) -> None:
-        """Called under the lock: forget the past on a clock jump, keep only the newest set."""
-        resets = self.sync.stats().get("clock_jump_reset", 0)
+    def _hand_over(self, sets: list[AssembledSet]) -> None:
+        """Keep only the newest set for the worker; on a clock jump, ask it to forget temporal state."""
+        resets = self.assembler.clock_resets()
         if resets != self._resets_seen:
             self._resets_seen = resets
-            self.tf.clear()
-            self.pipeline.engine.reset()
-            self.get_logger().warning("time jumped backwards (a looping bag?): buffers and temporal state reset")
-        for synced in sets:
-            self.drops["inference busy (stale set replaced)"] += self._mailbox.put(synced)
+            self._reset_requested.set()
+            self.get_logger().warning("time jumped (a looping bag, a stepped clock): buffers and temporal state reset")
+        arrival = time.monotonic()  # the set's last message has just arrived (or the stall timer decided it)
+        for assembled in sets:
+            replaced = self._mailbox.put((arrival, assembled))
+            if replaced:
+                with self._lock:
+                    self.drops["inference busy (stale set replaced)"] += 1
 
     # ----- the worker: inference and publishing -----
     def _work(self) -> None:
         while not self._mailbox.closed:
-            synced = self._mailbox.take()
-            if synced is None:
+            taken = self._mailbox.take()
+            if taken is None:
                 continue
+            arrival, assembled = taken
+            if self._reset_requested.is_set():
+                self._reset_requested.clear()
+                self.pipeline.engine.reset()
             try:
-                self._process(synced)
+                self._process(arrival, assembled)
+            except BindingError as error:
+                self._binding_error = str(error)
+                self.get_logger().error(f"cannot bind the cameras to the model: {error}", throttle_duration_sec=10.0)
             except Exception as error:  # noqa: BLE001 - one bad set must not stop the node
-                self.drops["inference error"] += 1
-                self.get_logger().error(f"frame set at {synced.anchor_stamp_ns} ns failed: {error!r}")
+                with self._lock:
+                    self.drops["inference error"] += 1
+                self.get_logger().error(f"frame set {assembled.frame_set.name} failed: {error!r}")
 
-    def _extrinsic(self, camera: str, frame_id: str) -> np.ndarray | None:
-        base = self.settings["base_frame"]
-        try:
-            T = self.tf.lookup(base, frame_id)
-        except TransformError as error:
-            self._waiting[camera] = f"no transform {base} <- {frame_id}: {error}"
-            self.drops[f"no transform: {camera}"] += 1
-            self.get_logger().warning(
-                f"waiting for TF: {camera} is left out of the cloud until {base} <- {frame_id} is known ({error})",
-                throttle_duration_sec=2.0,
-            )
-            return None
-        self._waiting.pop(camera, None)
-        return T
-
-    def _process(self, synced: SyncedSet) -> None:
+    def _process(self, arrival: float, assembled: AssembledSet) -> None:
         start = time.perf_counter()
-        # A camera's first CameraInfo may come just after its first image (separate topics): wait
-        # for it once per camera, so that a camera with no CameraInfo at all does not slow every set.
-        unknown = [c for c in synced.cameras if c not in self.camera_info and c not in self._info_waited]
-        deadline = time.monotonic() + INFO_WAIT_S
-        while any(c not in self.camera_info for c in unknown) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self._info_waited.update(unknown)
-        images, intrinsics, extrinsics, headers, infos = [], [], [], [], []
-        for camera in self.cameras:
-            header, rgb = synced.cameras.get(camera, (None, (None, None)))[1]
-            info = self.camera_info.get(camera)
-            if rgb is not None and info is None:
-                self._waiting[camera] = "no camera_info received yet"
-                self.drops[f"no camera_info: {camera}"] += 1
-                self.get_logger().warning(f"waiting for camera_info of {camera}", throttle_duration_sec=2.0)
-                rgb = None
-            elif rgb is not None and self._info_mismatch(camera, rgb):
-                # The image came before its CameraInfo told its size: leave it out, as the callback would have.
-                self.drops[f"camera_info mismatch: {camera}"] += 1
-                rgb = None
-            headers.append(header)
-            infos.append(info)
-            images.append(rgb)
-            intrinsics.append(None if rgb is None else np.asarray(info.k, np.float64).reshape(3, 3))
-            extrinsics.append(None if rgb is None else self._extrinsic(camera, header.frame_id or info.header.frame_id))
-        if all(image is None for image in images):
-            self.drops["no usable camera"] += 1
-            return
-        radar, radar_extrinsics = self._radar_inputs(synced)
-        outputs = self.pipeline.process(
-            images, intrinsics, extrinsics, self.settings["base_frame"], radar, radar_extrinsics
-        )
-        for camera, header, info, depth, confidence in zip(
-            self.cameras, headers, infos, outputs.depth, outputs.confidence, strict=True
+        frame_set = assembled.frame_set
+        if self.pipeline.bind(frame_set.rig):
+            trained = self.pipeline.trained.camera_names if self.pipeline.trained else []
+            self.get_logger().info(f"cameras bound to the model's slots: {self.pipeline.binding.describe(trained)}"
+                                   if trained else "cameras bound to the model's slots in list order")  # fmt: skip
+        self._binding_error = ""
+        outputs = self.pipeline.process(frame_set)
+        with self._lock:
+            infos = [self.camera_info[name] for name in frame_set.rig.camera_names]
+        for camera, stamp, info, depth, confidence in zip(
+            frame_set.rig.cameras, frame_set.camera_stamps_ns, infos, outputs.depth, outputs.confidence, strict=True
         ):
-            if depth is not None:
-                self._publish_depth(camera, header, info, depth, confidence)
+            header = MESSAGES.header(int(stamp), camera.frame_id)
+            self._publish_depth(camera.name, header, info, depth, confidence)
         if outputs.cloud is not None:
             self._cloud_pub.publish(
-                MESSAGES.point_cloud(outputs.cloud, synced.anchor_stamp_ns, self.settings["base_frame"])
+                MESSAGES.point_cloud(outputs.cloud, frame_set.stamp_ns, self.settings["base_frame"])
             )
         processing_ms = 1000 * (time.perf_counter() - start)
-        latency_ms = (self.get_clock().now().nanoseconds - synced.anchor_stamp_ns) / 1e6
-        self._processing_ms.append(processing_ms)
-        self._latency_ms.append(latency_ms)
-        self._published += 1
+        latency_ms = 1000 * (time.monotonic() - arrival)
+        age_ms = (self.get_clock().now().nanoseconds - frame_set.stamp_ns) / 1e6
+        with self._lock:
+            self._processing_ms.append(processing_ms)
+            self._latency_ms.append(latency_ms)
+            self._age_ms.append(age_ms)
+            self._published += 1
         self._processing_pub.publish(Float64(data=processing_ms))
         self._latency_pub.publish(Float64(data=latency_ms))
-
-    def _radar_inputs(self, synced: SyncedSet) -> tuple[list, dict[str, np.ndarray]]:
-        sweeps, extrinsics = [], {}
-        for radar, stamped in synced.radar.items():
-            for _, (frame_id, sweep) in stamped:
-                T = self._extrinsic(radar, frame_id)
-                if T is not None:
-                    sweeps.append(sweep)
-                    extrinsics[radar] = T
-        return sweeps, extrinsics
 
     def _publish_depth(
         self, camera: str, header: Any, info: CameraInfo, depth: np.ndarray, confidence: np.ndarray
@@ -418,10 +383,12 @@ class SurroundDepthNode(Node):
         now = time.monotonic()
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
+        waiting = self.assembler.waiting()
         for name, health in self.health.items():
-            level, message, values = health.status(now, self.settings["expected_rate_hz"])
-            if name in self._waiting and level == Level.OK:
-                level, message = Level.WARN, self._waiting[name]
+            with self._lock:
+                level, message, values = health.status(now, self.settings["expected_rate_hz"])
+            if name in waiting and level == Level.OK:
+                level, message = Level.WARN, waiting[name]
             array.status.append(self._status(f"input {name}", name, level, message, values))
         array.status.append(self._pipeline_status())
         self._diagnostics.publish(array)
@@ -437,23 +404,37 @@ class SurroundDepthNode(Node):
 
     def _pipeline_status(self) -> DiagnosticStatus:
         engine = self.pipeline.engine
+        sync = {f"sync {k}": v for k, v in self.assembler.stats().items() if v}
+        binding = self.pipeline.binding
         with self._lock:
-            sync = {f"sync {k}": v for k, v in self.sync.stats().items() if v}
-        values = {
-            "preset": engine.config.name,
-            "backend": f"{engine.backend_name} on {engine.device}",
-            "frame sets published": self._published,
-            **sync,
-            **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
-        }
-        if self._latency_ms:
-            values["processing_ms (mean of last 100)"] = f"{np.mean(self._processing_ms):.1f}"
-            values["pipeline_latency_ms (mean of last 100)"] = f"{np.mean(self._latency_ms):.1f}"
-        level, message = Level.OK, f"{self._published} frame sets published"
-        if not self._published:
+            values = {
+                "preset": engine.config.name,
+                "backend": f"{engine.backend_name} on {engine.device}",
+                "frame sets published": self._published,
+                "camera slots": "not bound yet" if binding is None else ", ".join(
+                    f"{name}->{slot}" for name, slot in zip(binding.names, binding.slots, strict=True)),
+                "radar motion compensation": "on (odom -> base on /tf)" if self.assembler.motion_compensated
+                else "off (no radar, or no odom -> base on /tf)",
+                **sync,
+                **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
+            }  # fmt: skip
+            if self._latency_ms:
+                values["processing_ms (mean of last 100)"] = f"{np.mean(self._processing_ms):.1f}"
+                values["pipeline_latency_ms, wall clock from last message (mean of last 100)"] = (
+                    f"{np.mean(self._latency_ms):.1f}"
+                )
+                values["data age ms, ROS time (mean of last 100)"] = f"{np.mean(self._age_ms):.1f}"
+            published = self._published
+        waiting = self.assembler.waiting()
+        for camera, why in waiting.items():
+            self.get_logger().warning(f"{camera} left out of the frame sets: {why}", throttle_duration_sec=5.0)
+        level, message = Level.OK, f"{published} frame sets published"
+        if not published:
             level, message = Level.WARN, "no frame set published yet"
-        if self._waiting:
-            level, message = Level.WARN, "; ".join(f"{k}: {v}" for k, v in sorted(self._waiting.items()))
+        if waiting:
+            level, message = Level.WARN, "; ".join(f"{k}: {v}" for k, v in sorted(waiting.items()))
+        if self._binding_error:
+            level, message = Level.ERROR, f"cameras cannot be bound to the model: {self._binding_error}"
         return self._status("pipeline", "surround_depth", level, message, values)
 
     def destroy_node(self) -> None:
