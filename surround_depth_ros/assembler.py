@@ -197,6 +197,7 @@ class FrameAssembler:
                 pose = self._pose(stamp)
                 compensated &= pose is not None
                 sweeps.append(PointSweep(name, stamp, sweep.points, sweep.fields, pose, T))
+        sweeps.sort(key=lambda sweep: sweep.stamp_ns)  # oldest first, as every reader gives them
         self.motion_compensated = bool(sweeps) and compensated
         return sweeps
 
@@ -208,7 +209,11 @@ def _one_per_sensor(sweeps: list[PointSweep]) -> list[PointSweep]:
     return list(seen.values())
 
 
-def assembler_from_settings(settings: Mapping[str, Any], radars: list[str] | None = None) -> FrameAssembler:
+def assembler_from_settings(
+    settings: Mapping[str, Any],
+    radars: list[str] | None = None,
+    **overrides: Any,  # noqa: ANN401 - forwarded keyword arguments
+) -> FrameAssembler:
     """The assembler the node's parameters describe: the node, `RosbagReader` and `run-bag` build theirs here."""
     return FrameAssembler(
         list(settings["cameras"]),
@@ -221,4 +226,5 @@ def assembler_from_settings(settings: Mapping[str, Any], radars: list[str] | Non
         radar_sweeps=settings["radar_sweeps"],
         missing_camera_policy=settings["missing_camera_policy"],
         buffer_size=settings["sync_buffer_size"],
+        **overrides,
     )

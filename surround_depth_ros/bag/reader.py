@@ -2,12 +2,13 @@
 
 Reads the layout of `bag/topics.py` with `rosbags` (no ROS distribution). The rig comes from
 /tf_static (chains such as base_link -> cam body -> optical frame are composed) and the first
-CameraInfo of each camera unless one is given. Camera messages are grouped into frame sets the
-way the node does it live: the oldest image of every camera forms a set when all lie within
-`max_camera_skew_ns`; otherwise the oldest is dropped and counted. Each set then gets the sweeps
-stamped from `max_sweep_age_ns` before its first camera to `sweep_slack_ns` after its last: per radar
-the latest `radar_sweeps` of them, of the lidar the one nearest to the cameras; and ego poses
-interpolated from /tf odom -> base_frame (through `TransformBuffer`, as the node looks them up).
+CameraInfo of each camera unless one is given. Frame sets are built by the node's own
+`FrameAssembler`, fed in log order: the same synchronizer policy, the same TF lookups at each
+image's stamp, the same radar attachment (the `radar_sweeps` newest per radar, with their poses).
+`settings` (the node's parameters) sets that policy; by default it is the node's, except that
+sets with a missing camera are dropped (training wants complete sets) and the window is
+`max_camera_skew_ns`. Each set also gets the lidar sweep nearest to its cameras, from
+`max_sweep_age_ns` before its first camera to `sweep_slack_ns` after its last.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from surround_depth_ros import pointcloud
+from surround_depth_ros import params, pointcloud
+from surround_depth_ros.assembler import Intrinsics, assembler_from_settings
 from surround_depth_ros.bag import topics
 from surround_depth_ros.bag.messages import camera_from_info, cloud_points, image_rgb, stamp_ns, transform_matrix
 from surround_depth_ros.bag.writer import TYPESTORE
@@ -35,7 +37,7 @@ class BagFormatError(ValueError):
 
 
 class RosbagReader:
-    """Iterates the FrameSets of a bag; `rig`, `T_base_lidar`, `dropped` (unsynchronized images) are attributes."""
+    """The FrameSets of a bag; `rig`, `T_base_lidar`, and after a pass `dropped` (images in no set), `sync_stats`."""
 
     def __init__(
         self,
@@ -47,6 +49,7 @@ class RosbagReader:
         radar_sweeps: int = 1,
         sweep_slack_ns: int = 50_000_000,
         max_sweep_age_ns: int = 500_000_000,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         if not (self.path / "metadata.yaml").is_file():
@@ -57,9 +60,19 @@ class RosbagReader:
         self.sweep_slack_ns = sweep_slack_ns
         self.max_sweep_age_ns = max_sweep_age_ns
         self.dropped = 0
+        self.settings = {
+            **params.defaults(),
+            "missing_camera_policy": "drop",
+            "sync_window_s": max_camera_skew_ns / 1e9,
+            "radar_sweeps": radar_sweeps,
+            "radar_window_s": max_sweep_age_ns / 1e9,
+            "base_frame": base_frame,
+            **(settings or {}),
+        }
         with Reader(self.path) as reader:
             self.topics = {c.topic: c.msgtype for c in reader.connections}
             self.message_counts = {topic: info.msgcount for topic, info in reader.topics.items()}
+            self.message_duration_s = reader.duration / 1e9
             self.transforms = self._transforms(reader)
             self.rig = rig or self._rig_from_bag(reader, base_frame)
         lidar_known = topics.LIDAR_NAME in self.transforms.frames()
@@ -139,73 +152,79 @@ class RosbagReader:
         return min(self.message_counts.get(self.names.image(c.name), 0) for c in self.rig.cameras)
 
     def __iter__(self) -> Iterator[FrameSet]:
-        cameras = {self.names.image(c.name): i for i, c in enumerate(self.rig.cameras)}
-        radars = {self.names.radar(r.name): r.name for r in self.rig.radars}
-        lidar_topic = self.names.lidar
-        pending: list[deque[tuple[int, np.ndarray]]] = [deque() for _ in cameras]
-        sweeps: dict[str, deque[PointSweep]] = {name: deque() for name in [*radars.values(), topics.LIDAR_NAME]}
-        ready: deque[tuple[int, list[tuple[int, np.ndarray]]]] = deque()  # (deadline, images)
-        wanted = [*cameras, *radars, lidar_topic]
+        rig = self.rig
+        cameras = {self.names.image(c.name): c.name for c in rig.cameras}
+        infos = {self.names.camera_info(c.name): c.name for c in rig.cameras}
+        radars = {self.names.radar(r.name): r.name for r in rig.radars}
+        # A recorded bag has no skewed sensor clocks to guard against, and some (DDAD samples) run at 1 Hz.
+        skew = max(1.0, self.message_duration_s)
+        assembler = assembler_from_settings(
+            {**self.settings, "cameras": rig.camera_names, "base_frame": rig.base_frame},
+            rig.radar_names,
+            max_skew_s=skew,
+        )
+        assembler.tf = self.transforms  # the whole bag's TF history: poses interpolate, never extrapolate
+        for cam in rig.cameras:  # the given (or first) calibration; CameraInfo in the bag updates it
+            assembler.set_intrinsics(cam.name, Intrinsics(cam.K, cam.width, cam.height, cam.frame_id))
+            if cam.frame_id not in self.transforms.frames():
+                self.transforms.set_transform(rig.base_frame, cam.frame_id, cam.T_base_cam, static=True)
+        for radar in rig.radars:
+            if radar.frame_id not in self.transforms.frames():
+                self.transforms.set_transform(rig.base_frame, radar.frame_id, radar.T_base_radar, static=True)
+        lidar: deque[PointSweep] = deque()
+        ready: deque[FrameSet] = deque()
+        offered = used = 0
+        wanted = [*cameras, *infos, *radars, self.names.lidar]
         count = 0
         with Reader(self.path) as reader:
             for topic, _, msg in self._messages(reader, [t for t in wanted if t in self.topics]):
                 stamp = stamp_ns(msg.header.stamp)
-                while ready and ready[0][0] < stamp:
-                    yield self._frameset(ready.popleft()[1], sweeps, count)
+                while ready and int(ready[0].camera_stamps_ns.max()) + self.sweep_slack_ns < stamp:
+                    used += len(ready[0].images)
+                    yield self._with_lidar(ready.popleft(), lidar, count)
                     count += 1
                 if topic in cameras:
-                    pending[cameras[topic]].append((stamp, image_rgb(msg)))
-                    self._synchronize(pending, ready)
+                    offered += 1
+                    assembler.add_image(cameras[topic], stamp, msg.header.frame_id, image_rgb(msg))
+                elif topic in infos:
+                    K = np.asarray(msg.k, np.float64).reshape(3, 3)
+                    info = Intrinsics(K, msg.width, msg.height, msg.header.frame_id)
+                    if K[0, 0] > 0 and msg.width > 0:
+                        assembler.set_intrinsics(infos[topic], info)
+                    continue
+                elif topic in radars:
+                    sweep = pointcloud.sweep_from_array(radars[topic], stamp, cloud_points(msg))
+                    assembler.add_radar(radars[topic], stamp, msg.header.frame_id, sweep)
                 else:
-                    sensor = radars.get(topic, topics.LIDAR_NAME)
-                    extrinsic = self.rig.radar(sensor).T_base_radar if topic in radars else self.T_base_lidar
-                    points = cloud_points(msg)
-                    sweep = pointcloud.sweep_from_array(sensor, stamp, points, self.pose_at(stamp), extrinsic)
-                    sweeps[sensor].append(sweep)
-                    self._prune(sweeps, pending, ready)
+                    lidar.append(pointcloud.sweep_from_array(topics.LIDAR_NAME, stamp, cloud_points(msg),
+                                                             self.pose_at(stamp), self.T_base_lidar))  # fmt: skip
+                    self._prune(lidar, ready, assembler.oldest_pending_ns())
+                ready.extend(self._complete(assembler.poll(), rig))
+            ready.extend(self._complete(assembler.flush(), rig))
+            self.sync_stats = assembler.stats()
             while ready:
-                yield self._frameset(ready.popleft()[1], sweeps, count)
+                used += len(ready[0].images)
+                yield self._with_lidar(ready.popleft(), lidar, count)
                 count += 1
+        self.dropped = offered - used
 
-    def _synchronize(self, pending: list[deque], ready: deque) -> None:
-        while all(pending):
-            heads = [queue[0][0] for queue in pending]
-            if max(heads) - min(heads) <= self.max_camera_skew_ns:
-                images = [queue.popleft() for queue in pending]
-                ready.append((max(heads) + self.sweep_slack_ns, images))
-            else:
-                pending[int(np.argmin(heads))].popleft()
-                self.dropped += 1
+    def _complete(self, assembled: list, rig: CameraRig) -> list[FrameSet]:
+        """The sets with every rig camera, in rig order; others (a camera left out for geometry) are counted."""
+        return [item.frame_set for item in assembled if item.frame_set.rig.camera_names == rig.camera_names]
 
-    def _prune(self, sweeps: dict[str, deque[PointSweep]], pending: list[deque], ready: deque) -> None:
-        """Forget sweeps too old for any frame set still to come (bounded memory on long bags)."""
-        oldest = [queue[0][0] for queue in pending if queue] + [images[0][0] for _, images in ready]
+    def _prune(self, lidar: deque[PointSweep], ready: deque[FrameSet], pending: int | None) -> None:
+        """Forget lidar sweeps too old for any frame set still to come (bounded memory on long bags)."""
+        oldest = [int(f.camera_stamps_ns.min()) for f in ready] + ([pending] if pending is not None else [])
         if not oldest:
             return
-        horizon = min(oldest) - self.max_sweep_age_ns
-        for queue in sweeps.values():
-            while len(queue) > self.radar_sweeps and queue[0].stamp_ns < horizon:
-                queue.popleft()
+        horizon = min(oldest) - self.max_sweep_age_ns - self.settings["sync_window_s"] * 1e9
+        while len(lidar) > 1 and lidar[0].stamp_ns < horizon:
+            lidar.popleft()
 
-    def _frameset(self, images: list[tuple[int, np.ndarray]], sweeps: dict[str, deque], index: int) -> FrameSet:
-        stamps = np.array([stamp for stamp, _ in images], dtype=np.int64)
-        first, last = int(stamps.min()), int(stamps.max())
-
-        def window(sensor: str) -> list[PointSweep]:
-            return [
-                s for s in sweeps[sensor] if first - self.max_sweep_age_ns < s.stamp_ns <= last + self.sweep_slack_ns
-            ]
-
-        radar = [sweep for name in self.rig.radar_names for sweep in window(name)[-self.radar_sweeps :]]
+    def _with_lidar(self, frame_set: FrameSet, lidar: deque[PointSweep], index: int) -> FrameSet:
+        first, last = int(frame_set.camera_stamps_ns.min()), int(frame_set.camera_stamps_ns.max())
         middle = (first + last) // 2
-        lidar = min(window(topics.LIDAR_NAME), key=lambda s: abs(s.stamp_ns - middle), default=None)
-        poses = [self.pose_at(int(s)) for s in stamps]
-        return FrameSet(
-            rig=self.rig,
-            images=[image for _, image in images],
-            camera_stamps_ns=stamps,
-            radar=radar,
-            lidar=lidar,
-            T_world_base=np.stack(poses) if all(p is not None for p in poses) else None,
-            name=f"{self.path.name}:{index}",
-        )
+        near = [s for s in lidar if first - self.max_sweep_age_ns < s.stamp_ns <= last + self.sweep_slack_ns]
+        frame_set.lidar = min(near, key=lambda s: abs(s.stamp_ns - middle), default=None)
+        frame_set.name = f"{self.path.name}:{index}"
+        return frame_set
