@@ -12,73 +12,31 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from surround_depth_ros.binding import Binding, BindingError, bind_cameras
 from surround_depth_ros.frameset import FrameSet
-from surround_depth_ros.geometry import FusedCloud, fuse_depth_maps
-from surround_depth_ros.inference.engine import DepthEngine
-from surround_depth_ros.pointcloud import pack_rgb_float
+from surround_depth_ros.fusion import CloudFusion, CloudOptions, cloud_points
+from surround_depth_ros.inference.engine import DepthEngine, host_arrays
 from surround_depth_ros.radar import RADAR_CHANNELS, radar_to_maps
 from surround_depth_ros.rig import Camera, CameraRig
 
-# The fused cloud's point layout: what RViz colours by `rgb` and what consumers filter on.
-CLOUD_DTYPE = np.dtype(
-    [("x", np.float32), ("y", np.float32), ("z", np.float32), ("rgb", np.float32), ("camera", np.uint8),
-     ("confidence", np.float32)]
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class CloudOptions:
-    """How the per-camera depth maps become one cloud.
-
-    `overlap` "most_confident" keeps each surface seen by two cameras once; `stride` keeps every
-    stride-th pixel in both directions; points beyond `max_range_m` (from the base origin) or
-    below `min_confidence` are dropped; `voxel_size_m` > 0 keeps one point per voxel.
-    """
-
-    overlap: str = "most_confident"
-    stride: int = 2
-    max_range_m: float = 80.0
-    min_confidence: float = 0.0
-    voxel_size_m: float = 0.0
+# The cloud a pipeline makes unless told otherwise: `fusion.CloudOptions`' point budget picks the stride.
+DEFAULT_CLOUD = CloudOptions()
 
 
 @dataclass
 class DepthOutputs:
-    """Depth (metres, NaN = no estimate) and confidence per camera at its image size, the cloud, timings."""
+    """Depth (metres, NaN = no estimate) and confidence per camera at its image size, the cloud, timings.
+
+    `cloud` is a `pointcloud.FUSED_CLOUD_DTYPE` structured array in the rig's base frame (None when
+    the pipeline makes no cloud).
+    """
 
     depth: list[np.ndarray]
     confidence: list[np.ndarray]
     cloud: np.ndarray | None
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
-    """Indices of one point per occupied voxel (the first one met), in input order."""
-    if voxel_size <= 0 or len(points) == 0:
-        return np.arange(len(points))
-    cells = np.floor(points / voxel_size).astype(np.int64)
-    cells -= cells.min(axis=0)
-    extent = cells.max(axis=0) + 1
-    keys = (cells[:, 0] * extent[1] + cells[:, 1]) * extent[2] + cells[:, 2]
-    _, first = np.unique(keys, return_index=True)
-    return np.sort(first)
-
-
-def cloud_array(cloud: FusedCloud, options: CloudOptions) -> np.ndarray:
-    """The fused cloud as a structured array of `CLOUD_DTYPE`, range/confidence filtered and voxelized."""
-    keep = np.linalg.norm(cloud.points_base, axis=1) <= options.max_range_m
-    if options.min_confidence > 0:
-        keep &= cloud.confidence >= options.min_confidence
-    points = cloud.points_base[keep]
-    index = np.flatnonzero(keep)[voxel_downsample(points, options.voxel_size_m)]
-    out = np.empty(len(index), dtype=CLOUD_DTYPE)
-    out["x"], out["y"], out["z"] = cloud.points_base[index].T
-    out["rgb"] = pack_rgb_float(cloud.rgb[index])
-    out["camera"] = cloud.camera_index[index]
-    out["confidence"] = cloud.confidence[index]
-    return out
 
 
 def trained_rig(rig: dict | None) -> CameraRig | None:
@@ -104,11 +62,13 @@ class SurroundDepthPipeline:
     def __init__(
         self,
         engine: DepthEngine,
-        cloud: CloudOptions | None = CloudOptions(),
+        cloud: CloudOptions | None = DEFAULT_CLOUD,
         camera_ids: list[str] | None = None,
     ) -> None:
         self.engine = engine
         self.cloud_options = cloud
+        # The cloud is fused on the engine's device from its maps (no copy of the maps in between).
+        self.fusion = CloudFusion(cloud, device=engine.device) if cloud is not None else None
         self.camera_ids = list(camera_ids or [])
         self.trained = trained_rig(engine.info.rig if engine.info else None)
         self.binding: Binding | None = None
@@ -156,18 +116,22 @@ class SurroundDepthPipeline:
 
         start = time.perf_counter()
         images, K = self._slot_inputs(frame_set)
-        results = self.engine.infer(images, intrinsics=K, radar=maps)
+        # On the engine's device, at each camera's image size; the cloud starts from these tensors.
+        result = self.engine.infer_maps(images, intrinsics=K, radar=maps, resolution="camera")
+        depth_maps, confidence_maps = (_per_slot(m, slots) for m in (result.depth, result.confidence))
+        host = host_arrays(depth_maps + confidence_maps)  # one copy from a GPU (it waits for the network)
+        depth, confidence = host[: len(slots)], host[len(slots) :]
         timings["inference_ms"] = 1000 * (time.perf_counter() - start)
-        depth = [results[slot].depth for slot in slots]
-        confidence = [results[slot].confidence for slot in slots]
 
         cloud = None
-        if self.cloud_options is not None:
+        if self.fusion is not None:
             start = time.perf_counter()
-            fused = fuse_depth_maps(depth, rig, colors=frame_set.images, confidences=confidence,
-                                    overlap=self.cloud_options.overlap, stride=self.cloud_options.stride)  # fmt: skip
-            fused.camera_index = np.asarray(self._camera_ids(rig), dtype=np.int16)[fused.camera_index]
-            cloud = cloud_array(fused, self.cloud_options)
+            K_live = np.stack([camera.K for camera in rig.cameras])  # the maps are at the cameras' sizes
+            T_live = np.stack([camera.T_base_cam for camera in rig.cameras])
+            colors = [result.images[slot] for slot in slots]
+            camera_ids = [index % 256 for index in self._camera_ids(rig)]  # uint8 field: -1 (not listed) is 255
+            packed = self.fusion.cloud(depth_maps, K_live, T_live, confidence_maps, colors, camera_ids)
+            cloud = cloud_points(packed)
             timings["cloud_ms"] = 1000 * (time.perf_counter() - start)
         return DepthOutputs(depth, confidence, cloud, timings)
 
@@ -202,3 +166,8 @@ class SurroundDepthPipeline:
         if not self._placeholders or any(k is None for k in K):
             return images, None  # nothing to compare focal lengths with
         return images, np.stack(K)
+
+
+def _per_slot(maps: torch.Tensor | list[torch.Tensor], slots: tuple[int, ...]) -> list[torch.Tensor]:
+    """The maps of the bound slots, in the rig's camera order."""
+    return [maps[slot] for slot in slots]

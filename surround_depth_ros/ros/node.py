@@ -45,13 +45,14 @@ from tf2_msgs.msg import TFMessage
 from surround_depth_ros.assembler import AssembledSet, Intrinsics, assembler_from_settings
 from surround_depth_ros.binding import BindingError
 from surround_depth_ros.checkpoint import CheckpointError
+from surround_depth_ros.fusion import CloudOptions
 from surround_depth_ros.health import InputHealth, Level
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
 from surround_depth_ros.inference.backend import BackendUnavailable
 from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.mailbox import LatestMailbox
 from surround_depth_ros.params import NODE_NAME
-from surround_depth_ros.pipeline import CloudOptions, SurroundDepthPipeline
+from surround_depth_ros.pipeline import SurroundDepthPipeline
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
 from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.ros.dds import use_large_image_transport
