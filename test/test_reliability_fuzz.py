@@ -219,6 +219,9 @@ class Session:
         self.pub = RigPublisher(self.client, rig)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drive, daemon=True)
+        # While its CameraInfo is fuzzed, the fuzzed camera sends valid images (and no CameraInfo of its
+        # own): an accepted but unusable camera model then meets real frame sets.
+        self.fuzzed_camera_images = threading.Event()
 
     def publisher(self, kind: type, topic: str, qos=1000):  # noqa: ANN001, ANN201
         publisher = self.client.node.create_publisher(kind, topic, qos)
@@ -258,6 +261,10 @@ class Session:
                     self._compressed[i].publish(msg)
                 else:
                     self.pub.publish_camera(i, image, stamp)
+            if self.fuzzed_camera_images.is_set():
+                camera = self.rig.cameras[FUZZED]
+                stamp = T0 + k * 100_000_000 + OFFSETS_NS[FUZZED]
+                self.pub.images[camera.name].publish(MESSAGES.image(image, stamp, camera.frame_id))
             k += 1
             self._stop.wait(0.1)
 
@@ -303,7 +310,9 @@ def test_fuzzed_raw_images_infos_transforms_and_radar(tmp_path, checkpoint, rig)
         _fuzz(session, "Image", bad_images(), images.publish)
         assert session.received(fuzzed) > 0
         infos = session.publisher(CameraInfo, f"/{fuzzed}/camera_info")
+        session.fuzzed_camera_images.set()
         _fuzz(session, "CameraInfo", bad_camera_infos(), infos.publish)
+        session.fuzzed_camera_images.clear()
         clouds = session.publisher(PointCloud2, f"/{RADAR}/points")
         _fuzz(session, "PointCloud2", bad_point_clouds(), clouds.publish)
         client_tf = session.publisher(TFMessage, "/tf")
