@@ -87,6 +87,11 @@ class FrameAssembler:
         with self._lock:
             self.intrinsics[camera] = intrinsics
 
+    def forget_intrinsics(self, camera: str) -> None:
+        """Drop a camera's model (its CameraInfo turned invalid): its images are left out until a valid one comes."""
+        with self._lock:
+            self.intrinsics.pop(camera, None)
+
     def add_transform(self, parent: str, child: str, T: np.ndarray, stamp_ns: int, static: bool) -> None:
         """Store one /tf or /tf_static edge (ValueError for a malformed one, nothing stored)."""
         with self._lock:
@@ -172,7 +177,10 @@ class FrameAssembler:
             T = self._lookup(frame, stamp)
         except TransformError as error:
             return None, f"no transform: {self.base_frame} <- {frame!r} ({error})"
-        return Camera(name, width, height, info.K, T, frame), ""
+        try:
+            return Camera(name, width, height, info.K, T, frame), ""
+        except ValueError as error:  # a camera model the Camera type refuses (the node validates before)
+            return None, f"camera_info invalid: {error}"
 
     def _lookup(self, frame: str, stamp: int) -> np.ndarray:
         """T_base_frame at the stamp: static edges hold at any time, dynamic ones must bracket it (as in tf2)."""

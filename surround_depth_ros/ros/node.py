@@ -44,6 +44,7 @@ from tf2_msgs.msg import TFMessage
 
 from surround_depth_ros.assembler import AssembledSet, Intrinsics, assembler_from_settings
 from surround_depth_ros.binding import BindingError
+from surround_depth_ros.camera_model import camera_model_problems
 from surround_depth_ros.checkpoint import CheckpointError
 from surround_depth_ros.fusion import CloudOptions
 from surround_depth_ros.health import InputHealth, Level
@@ -241,11 +242,11 @@ class SurroundDepthNode(Node):
         )
 
     def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
-        fx = msg.p[0] if msg.p[0] > 0 else msg.k[0]
-        if not (fx > 0 and msg.width > 0 and msg.height > 0 and np.all(np.isfinite(msg.k))):
-            self._reject(
-                camera, "camera_info invalid", f"{camera}: camera_info has fx={fx}, size {msg.width}x{msg.height}"
-            )
+        problems = camera_model_problems(camera, msg.k, msg.p, msg.d, msg.distortion_model, msg.width, msg.height)
+        if problems:
+            # The camera is excluded until a valid CameraInfo comes: its last good model would hide the fault.
+            self.assembler.forget_intrinsics(camera)
+            self._reject(camera, "camera_info invalid", f"{camera}: " + "; ".join(problems))
             return
         with self._lock:
             self.camera_info[camera] = msg
