@@ -50,6 +50,7 @@ class FrameAssembler:
 
     `sync_options` go to `FrameSetSynchronizer`. `odom_frame` is the world frame of ego poses on
     /tf; without it (or without such transforms) sets carry no pose and radar is not compensated.
+    `transforms` lets an offline reader hand over a buffer already holding a whole bag's TF history.
     """
 
     def __init__(
@@ -59,13 +60,13 @@ class FrameAssembler:
         *,
         base_frame: str = "base_link",
         odom_frame: str = "odom",
-        tf_cache_s: float = 10.0,
+        transforms: TransformBuffer | None = None,
         **sync_options: Any,  # noqa: ANN401 - forwarded keyword arguments
     ) -> None:
         self.camera_names, self.radar_names = list(camera_names), list(radar_names)
         self.base_frame, self.odom_frame = base_frame, odom_frame
         self.sync = FrameSetSynchronizer(self.camera_names, self.radar_names, **sync_options)
-        self.tf = TransformBuffer(cache_s=tf_cache_s)
+        self.tf = TransformBuffer() if transforms is None else transforms
         self.intrinsics: dict[str, Intrinsics] = {}
         self.left_out: Counter[str] = Counter()  # "reason: camera" -> sets that lacked it for that reason
         self.motion_compensated = False  # whether the last set's radar sweeps carried ego poses

@@ -162,8 +162,8 @@ class RosbagReader:
             {**self.settings, "cameras": rig.camera_names, "base_frame": rig.base_frame},
             rig.radar_names,
             max_skew_s=skew,
+            transforms=self.transforms,  # the whole bag's TF history: poses interpolate, never extrapolate
         )
-        assembler.tf = self.transforms  # the whole bag's TF history: poses interpolate, never extrapolate
         for cam in rig.cameras:  # the given (or first) calibration; CameraInfo in the bag updates it
             assembler.set_intrinsics(cam.name, Intrinsics(cam.K, cam.width, cam.height, cam.frame_id))
             if cam.frame_id not in self.transforms.frames():
