@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from surround_depth_ros.binding import Binding, BindingError, bind_cameras
+from surround_depth_ros.checkpoint import CheckpointError
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.fusion import CloudFusion, CloudOptions, cloud_points
+from surround_depth_ros.inference.backend import BackendUnavailable
 from surround_depth_ros.inference.engine import DepthEngine, host_arrays
 from surround_depth_ros.radar import RADAR_CHANNELS, radar_to_maps
+from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.rig import Camera, CameraRig
 
 # The cloud a pipeline makes unless told otherwise: `fusion.CloudOptions`' point budget picks the stride.
 DEFAULT_CLOUD = CloudOptions()
+DEFAULT_CHECKPOINT = ("models", "student_default.pt")  # the shipped student, inside the package
 
 
 @dataclass
@@ -171,3 +177,40 @@ class SurroundDepthPipeline:
 def _per_slot(maps: torch.Tensor | list[torch.Tensor], slots: tuple[int, ...]) -> list[torch.Tensor]:
     """The maps of the bound slots, in the rig's camera order."""
     return [maps[slot] for slot in slots]
+
+
+class StartupError(RuntimeError):
+    """The pipeline the parameters ask for cannot be built (model, back-end); the message says what to fix."""
+
+
+def pipeline_from_settings(settings: dict[str, Any]) -> SurroundDepthPipeline:
+    """The engine and pipeline the node's parameters describe: the node and `run-bag` build theirs here."""
+    try:
+        checkpoint = Path(settings["checkpoint"]) if settings["checkpoint"] else packaged_file(*DEFAULT_CHECKPOINT)
+    except FileNotFoundError as error:
+        raise StartupError(f"no checkpoint given and the default student is missing: {error}; "
+                           "set the parameter checkpoint:=/path/to/student.pt") from error  # fmt: skip
+    try:
+        engine = DepthEngine(
+            checkpoint,
+            backend=settings["backend"],
+            device=settings["device"] or None,
+            precision=settings["precision"],
+            min_confidence=settings["min_confidence"],
+        )
+    except (CheckpointError, BackendUnavailable, FileNotFoundError, ValueError, RuntimeError) as error:
+        raise StartupError(f"cannot load the depth model {checkpoint}: {error}") from error
+    if len(settings["cameras"]) > engine.n_views:
+        raise StartupError(
+            f"{checkpoint} has {engine.n_views} camera slots, the parameters list {len(settings['cameras'])} "
+            f"cameras: list at most {engine.n_views} (cameras are bound to slots by where TF says they look)"
+        )
+    cloud = None
+    if settings["publish_cloud"]:
+        cloud = CloudOptions(
+            overlap=settings["cloud_overlap"],
+            stride=settings["cloud_stride"],
+            max_range_m=settings["cloud_max_range_m"],
+            voxel_size_m=settings["cloud_voxel_size_m"],
+        )
+    return SurroundDepthPipeline(engine, cloud, camera_ids=list(settings["cameras"]))

@@ -26,7 +26,6 @@ import threading
 import time
 from collections import Counter, deque
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,17 +44,12 @@ from tf2_msgs.msg import TFMessage
 from surround_depth_ros.assembler import AssembledSet, Intrinsics, assembler_from_settings
 from surround_depth_ros.binding import BindingError
 from surround_depth_ros.camera_model import camera_model_problems
-from surround_depth_ros.checkpoint import CheckpointError
-from surround_depth_ros.fusion import CloudOptions
 from surround_depth_ros.health import InputHealth, Level
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
-from surround_depth_ros.inference.backend import BackendUnavailable
-from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.mailbox import LatestMailbox
 from surround_depth_ros.params import NODE_NAME
-from surround_depth_ros.pipeline import SurroundDepthPipeline
+from surround_depth_ros.pipeline import StartupError, pipeline_from_settings
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
-from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.ros.dds import use_large_image_transport
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
 from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
@@ -63,46 +57,8 @@ from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
 TF_STATIC_QOS = QoSProfile(
     depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
 )
-DEFAULT_CHECKPOINT = ("models", "student_default.pt")
 # Wall time without any camera message after which a waiting frame set is decided (end of a stream).
 STALL_S = 1.0
-
-
-class StartupError(RuntimeError):
-    """The node cannot start (model, back-end); the message says what to fix."""
-
-
-def build_pipeline(settings: dict[str, Any]) -> SurroundDepthPipeline:
-    """The engine and pipeline the parameters ask for, or a StartupError naming what is wrong."""
-    try:
-        checkpoint = Path(settings["checkpoint"]) if settings["checkpoint"] else packaged_file(*DEFAULT_CHECKPOINT)
-    except FileNotFoundError as error:
-        raise StartupError(f"no checkpoint given and the default student is missing: {error}; "
-                           "set the parameter checkpoint:=/path/to/student.pt") from error  # fmt: skip
-    try:
-        engine = DepthEngine(
-            checkpoint,
-            backend=settings["backend"],
-            device=settings["device"] or None,
-            precision=settings["precision"],
-            min_confidence=settings["min_confidence"],
-        )
-    except (CheckpointError, BackendUnavailable, FileNotFoundError, ValueError, RuntimeError) as error:
-        raise StartupError(f"cannot load the depth model {checkpoint}: {error}") from error
-    if len(settings["cameras"]) > engine.n_views:
-        raise StartupError(
-            f"{checkpoint} has {engine.n_views} camera slots, the node lists {len(settings['cameras'])} cameras: "
-            f"list at most {engine.n_views} (cameras are bound to slots by where TF says they look)"
-        )
-    cloud = None
-    if settings["publish_cloud"]:
-        cloud = CloudOptions(
-            overlap=settings["cloud_overlap"],
-            stride=settings["cloud_stride"],
-            max_range_m=settings["cloud_max_range_m"],
-            voxel_size_m=settings["cloud_voxel_size_m"],
-        )
-    return SurroundDepthPipeline(engine, cloud, camera_ids=list(settings["cameras"]))
 
 
 class SurroundDepthNode(Node):
@@ -115,7 +71,7 @@ class SurroundDepthNode(Node):
         self._worker: threading.Thread | None = None
         s = self.settings = declare_and_read(self)
         self.cameras: list[str] = list(s["cameras"])
-        self.pipeline = build_pipeline(s)
+        self.pipeline = pipeline_from_settings(s)
         self.radars: list[str] = list(s["radars"]) if self.pipeline.uses_radar else []
         if s["radars"] and not self.pipeline.uses_radar:
             self.get_logger().warning(
