@@ -252,7 +252,31 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
         "Where cameras overlap: keep the more confident camera's points, or keep all.",
         choices=("most_confident", "keep_all"),
     ),
-    ParamSpec("cloud_stride", "int", 2, "Keep every n-th pixel in both directions for the cloud.", low=1, high=32),
+    ParamSpec(
+        "depth_resolution",
+        "str",
+        "camera",
+        "camera: depth and confidence at each camera's image size; network: at the network's output size with "
+        "the camera_info scaled to match (REP 118), several times fewer bytes for consumers that need no more.",
+        choices=("camera", "network"),
+    ),
+    ParamSpec(
+        "cloud_max_points",
+        "int",
+        200_000,
+        "Point budget of the fused cloud: the pixel stride is the smallest whose samples fit it, at any camera "
+        "size (200k points: 4.8 MB a set).",
+        low=1000,
+        high=50_000_000,
+    ),
+    ParamSpec(
+        "cloud_stride",
+        "int",
+        0,
+        "Keep every n-th pixel of the depth maps in both directions for the cloud; 0: from cloud_max_points.",
+        low=0,
+        high=32,
+    ),
     ParamSpec(
         "cloud_max_range_m", "float", 80.0, "Drop cloud points farther than this from base.", low=0.5, high=1000.0
     ),
@@ -273,6 +297,14 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
         "Nominal camera rate; diagnostics warn when a camera delivers less than half of it.",
         low=0.1,
         high=1000.0,
+    ),
+    ParamSpec(
+        "output_timeout_s",
+        "float",
+        3.0,
+        "Diagnostics go ERROR when cameras send but no frame set was published for this long, with the reason.",
+        low=0.1,
+        high=3600.0,
     ),
 )
 

@@ -7,8 +7,6 @@ intrinsics, lands on the pixel whose published depth it is.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from ros_harness import NodeProcess, RosClient
@@ -45,9 +43,13 @@ def test_real_keyframe_through_bag_replay_and_node(tmp_path, frameset):
     out = Outputs(client, rig.camera_names)
     try:
         replayer = BagReplayer(bag, rate=1.0, node=client.node)
-        topics = [f"/{name}/image_raw" for name in rig.camera_names]
-        client.wait_for(lambda: all(client.node.count_subscribers(t) for t in topics), 60, "the node")
-        time.sleep(2.0)  # discovery has seen the node; let every publisher match it before the only frame
+
+        def node_hears_the_replayer() -> bool:
+            """The node's own subscriptions matched the replayer's publishers: the only frame cannot be lost."""
+            inputs = [out.status(f"input {name}") for name in rig.camera_names]
+            return all(i.get("publishers", "0") != "0" and i.get("camera_info publishers", "0") != "0" for i in inputs)
+
+        client.wait_for(node_hears_the_replayer, 90, "the node's subscriptions matching the replayer")
         replayer.run()
         client.wait_for(lambda: out.clouds and all(out.depth[c] for c in rig.camera_names), 90, "the node's outputs")
     finally:

@@ -8,11 +8,14 @@ queued. Every rejected input (wrong encoding, size that disagrees with its Camer
 transform) is logged with what to fix, counted on /diagnostics, and the other cameras keep
 being served.
 
-Threads and who owns what: the executor runs callbacks and timers; the worker owns the pipeline
-and its engine (a clock reset reaches it as a request, `_reset_requested`, never as a call from a
-callback). The assembler locks itself. `_lock` guards the node's own shared state: the CameraInfo
-messages kept for republishing, the counters, the waiting reasons and the timing windows, written
-by callbacks and the worker and read by the diagnostics timer.
+Threads and who owns what: the executor runs callbacks and timers; image callbacks only check
+the declared size and queue the message, so a slow decode never holds up /tf, CameraInfo or the
+other cameras; the decoder thread decodes (OpenCV releases the GIL), checks and hands images to
+the assembler; the worker owns the pipeline and its engine (a clock reset reaches it as a request,
+`_reset_requested`, never as a call from a callback). The assembler locks itself. `_lock` guards
+the node's own shared state: the CameraInfo messages kept for republishing, the input health
+counters, the drop counters and the timing windows, written by callbacks, the decoder and the
+worker and read by the diagnostics timer.
 
 Started by `ros2 run surround_depth_ros surround_depth_node`, `ros2 launch surround_depth_ros
 surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args --params-file F`.
@@ -20,6 +23,7 @@ surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args 
 
 from __future__ import annotations
 
+import queue
 import signal
 import sys
 import threading
@@ -59,6 +63,9 @@ TF_STATIC_QOS = QoSProfile(
 )
 # Wall time without any camera message after which a waiting frame set is decided (end of a stream).
 STALL_S = 1.0
+# Images waiting for the decoder, per camera: a second of frames at 12 Hz. Beyond that the decoder cannot
+# keep up; the oldest image is dropped and counted, so the queue never grows latency without bound.
+DECODE_QUEUE_PER_CAMERA = 12
 
 
 class SurroundDepthNode(Node):
@@ -69,6 +76,7 @@ class SurroundDepthNode(Node):
         # First, so that destroy_node works whatever later step of the construction fails.
         self._mailbox: LatestMailbox[tuple[float, AssembledSet]] = LatestMailbox()
         self._worker: threading.Thread | None = None
+        self._decoder: threading.Thread | None = None
         s = self.settings = declare_and_read(self)
         self.cameras: list[str] = list(s["cameras"])
         self.pipeline = pipeline_from_settings(s)
@@ -90,7 +98,10 @@ class SurroundDepthNode(Node):
         self._age_ms: deque = deque(maxlen=100)
         self._processing_ms: deque = deque(maxlen=100)
         self._published = 0
+        self._last_published: float | None = None  # monotonic time of the last published set
+        self._started = time.monotonic()
         self._binding_error = ""
+        self._decode_queue: queue.Queue = queue.Queue(DECODE_QUEUE_PER_CAMERA * len(self.cameras))
 
         self._create_subscriptions()
         self._create_publishers()
@@ -100,6 +111,8 @@ class SurroundDepthNode(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(s["diagnostics_period_s"], self._publish_diagnostics, clock=steady)
         self.create_timer(0.05, self._poll_stalled, clock=steady)
+        self._decoder = threading.Thread(target=self._decode_loop, name="surround_depth_decoder", daemon=True)
+        self._decoder.start()
         self._worker = threading.Thread(target=self._work, name="surround_depth_inference", daemon=True)
         self._worker.start()
         engine = self.pipeline.engine
@@ -139,12 +152,18 @@ class SurroundDepthNode(Node):
             )
             for camera in self.cameras
         }
-        for camera in self.cameras:
-            topic = s["camera_info_topic"].format(camera=camera)
-            self._subscribe(CameraInfo, topic, camera, partial(self._on_camera_info, camera))
-        for radar in self.radars:
-            topic = s["radar_topic"].format(radar=radar)
-            self._subscribe(PointCloud2, topic, radar, partial(self._on_radar, radar))
+        self._info_subscriptions = {
+            camera: self._subscribe(
+                CameraInfo, s["camera_info_topic"].format(camera=camera), camera, partial(self._on_camera_info, camera)
+            )
+            for camera in self.cameras
+        }
+        self._radar_subscriptions = {
+            radar: self._subscribe(
+                PointCloud2, s["radar_topic"].format(radar=radar), radar, partial(self._on_radar, radar)
+            )
+            for radar in self.radars
+        }
         self.create_subscription(TFMessage, "/tf_static", partial(self._on_tf, static=True), TF_STATIC_QOS)
         self.create_subscription(TFMessage, "/tf", partial(self._on_tf, static=False), 100)
 
@@ -172,30 +191,57 @@ class SurroundDepthNode(Node):
             self.get_logger().error(message)
 
     def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
+        """Refuse a raw image over the pixel budget; queue the rest for the decoder (oldest dropped when full)."""
+        budget = self.settings["max_image_pixels"]
+        if isinstance(msg, Image) and msg.width * msg.height > budget:
+            self._reject(camera, "size", f"{camera}: image is {msg.width}x{msg.height} = {msg.width * msg.height} "
+                         f"pixels, over the budget of {budget} (parameter max_image_pixels)")  # fmt: skip
+            return
+        while True:
+            try:
+                self._decode_queue.put_nowait((camera, msg))
+                return
+            except queue.Full:
+                try:
+                    dropped, _ = self._decode_queue.get_nowait()
+                except queue.Empty:
+                    continue
+                with self._lock:
+                    self.drops[f"decoder busy (oldest image dropped): {dropped}"] += 1
+
+    def _decode_loop(self) -> None:
+        """The decoder thread: decode and check queued images until `None` arrives; no image can stop it."""
+        while (item := self._decode_queue.get()) is not None:
+            camera, msg = item
+            try:
+                self._ingest_image(camera, msg)
+            except Exception as error:  # noqa: BLE001 - one image must not stop the decoder
+                self._reject(camera, "decode error", f"{camera}: cannot use this image: {error!r}")
+
+    def _ingest_image(self, camera: str, msg: Image | CompressedImage) -> None:
+        with self._lock:
+            info = self.camera_info.get(camera)
         try:
-            rgb = decode_compressed_rgb(msg.format, msg.data) if isinstance(msg, CompressedImage) else image_rgb(msg)
+            if isinstance(msg, CompressedImage):
+                expected = None if info is None else (info.width, info.height)
+                rgb = decode_compressed_rgb(msg.format, msg.data, self.settings["max_image_pixels"], expected)
+            else:
+                rgb = image_rgb(msg)
         except ImageFormatError as error:
             self._reject(camera, error.cause, f"{camera}: {error}")
             return
-        mismatch = self._info_mismatch(camera, rgb)
-        if mismatch:
-            self._reject(camera, "camera_info mismatch", mismatch)
+        if info is not None and (info.width, info.height) != (rgb.shape[1], rgb.shape[0]):
+            size = f"{rgb.shape[1]}x{rgb.shape[0]}"
+            self._reject(camera, "camera_info mismatch", (
+                f"{camera}: image is {size} but its camera_info says {info.width}x{info.height}: "
+                "publish the CameraInfo of this image stream (check remappings and the driver's resolution)"
+            ))  # fmt: skip
             return
-        self.health[camera].accept(time.monotonic())
+        with self._lock:
+            self.health[camera].accept(time.monotonic())
         self.assembler.add_image(camera, stamp_ns(msg.header.stamp), msg.header.frame_id, rgb)
         self._last_arrival = time.monotonic()
         self._hand_over(self.assembler.poll())
-
-    def _info_mismatch(self, camera: str, rgb: np.ndarray) -> str:
-        """Why this image and its camera's CameraInfo disagree, or "" when they agree (or no info yet)."""
-        with self._lock:
-            info = self.camera_info.get(camera)
-        if info is None or (info.width, info.height) == (rgb.shape[1], rgb.shape[0]):
-            return ""
-        return (
-            f"{camera}: image is {rgb.shape[1]}x{rgb.shape[0]} but its camera_info says {info.width}x{info.height}: "
-            "publish the CameraInfo of this image stream (check remappings and the driver's resolution)"
-        )
 
     def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
         problems = camera_model_problems(camera, msg.k, msg.p, msg.d, msg.distortion_model, msg.width, msg.height)
@@ -308,6 +354,7 @@ class SurroundDepthNode(Node):
             self._latency_ms.append(latency_ms)
             self._age_ms.append(age_ms)
             self._published += 1
+            self._last_published = time.monotonic()
         self._processing_pub.publish(Float64(data=processing_ms))
         self._latency_pub.publish(Float64(data=latency_ms))
 
@@ -343,8 +390,12 @@ class SurroundDepthNode(Node):
         array.header.stamp = self.get_clock().now().to_msg()
         waiting = self.assembler.waiting()
         for name, health in self.health.items():
+            subscription = self._image_subscriptions.get(name) or self._radar_subscriptions[name]
+            publishers = subscription.get_publisher_count()
             with self._lock:
-                level, message, values = health.status(now, self.settings["expected_rate_hz"])
+                level, message, values = health.status(now, self.settings["expected_rate_hz"], publishers)
+            if name in self._info_subscriptions:
+                values["camera_info publishers"] = str(self._info_subscriptions[name].get_publisher_count())
             if name in waiting and level == Level.OK:
                 level, message = Level.WARN, waiting[name]
             array.status.append(self._status(f"input {name}", name, level, message, values))
@@ -391,18 +442,49 @@ class SurroundDepthNode(Node):
             level, message = Level.WARN, "no frame set published yet"
         if waiting:
             level, message = Level.WARN, "; ".join(f"{k}: {v}" for k, v in sorted(waiting.items()))
+        anchor, stalled = self._output_stall(time.monotonic())
+        if anchor:
+            level, message = Level.WARN, anchor
+        if stalled:
+            level, message = Level.ERROR, stalled + (f" ({message})" if level == Level.WARN else "")
+            self.get_logger().error(stalled, throttle_duration_sec=10.0)
         if self._binding_error:
             level, message = Level.ERROR, f"cameras cannot be bound to the model: {self._binding_error}"
         return self._status("pipeline", "surround_depth", level, message, values)
 
+    def _output_stall(self, now: float) -> tuple[str, str]:
+        """(anchor camera silent while others send, no set published for output_timeout_s while cameras send).
+
+        Each is "" when it does not hold; nothing is reported while no camera sends (the vehicle is off).
+        """
+        with self._lock:
+            since = now - (self._last_published or self._started)
+            sending = [c for c in self.cameras if now - self.health[c].last_arrival <= self.health[c].window_s]
+        if not sending:
+            return "", ""
+        anchor = self.settings["sync_anchor"] or self.cameras[0]
+        silent_anchor = ""
+        if anchor not in sending:
+            silent_anchor = (f"anchor camera {anchor} is silent while {len(sending)} cameras send: its frames mark "
+                             "the capture instants, check its driver or set sync_anchor to another camera")  # fmt: skip
+        if since <= self.settings["output_timeout_s"]:
+            return silent_anchor, ""
+        return silent_anchor, f"no frame set published for {since:.0f} s while {len(sending)} cameras send"
+
     def destroy_node(self) -> None:
         self._mailbox.close()
+        if self._decoder is not None:
+            self._decode_queue.put(None)  # after what is queued: the decoder finishes those first
+            self._decoder.join(timeout=10)
         if self._worker is not None:
             self._worker.join(timeout=10)
         super().destroy_node()
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    """Stop spinning on the first SIGINT/SIGTERM; later ones are ignored so that shutdown finishes cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -414,6 +496,7 @@ def main(args: list[str] | None = None) -> int:
     """
     profile = use_large_image_transport()
     rclpy.init(args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         node = SurroundDepthNode()
