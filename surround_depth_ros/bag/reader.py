@@ -1,6 +1,8 @@
 """rosbag2 (mcap or sqlite3) -> FrameSets, so that recorded drives train and evaluate like any dataset.
 
-Reads the layout of `bag/topics.py` with `rosbags` (no ROS distribution). The rig comes from
+Reads the layout of `bag/topics.py` with `rosbags` (no ROS distribution), or any other layout the
+node's topic patterns describe (`settings`, a params file's values: its `image_topic`,
+`camera_info_topic`, `radar_topic`, and its `cameras` and `radars`, in that order). The rig comes from
 /tf_static (chains such as base_link -> cam body -> optical frame are composed) and the first
 CameraInfo of each camera unless one is given. Frame sets are built by the node's own
 `FrameAssembler`, fed in log order: the same synchronizer policy, the same TF lookups at each
@@ -8,7 +10,9 @@ image's stamp, the same radar attachment (the `radar_sweeps` newest per radar, w
 `settings` (the node's parameters) sets that policy; by default it is the node's, except that
 sets with a missing camera are dropped (training wants complete sets) and the window is
 `max_camera_skew_ns`. Each set also gets the lidar sweep nearest to its cameras, from
-`max_sweep_age_ns` before its first camera to `sweep_slack_ns` after its last.
+`max_sweep_age_ns` before its first camera to `sweep_slack_ns` after its last. `complete=False`
+yields every set the assembler emits, as the node would get it (a set missing a camera under the
+`partial` policy included); by default only sets with every rig camera.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ class BagFormatError(ValueError):
 
 
 class RosbagReader:
-    """The FrameSets of a bag; `rig`, `T_base_lidar`, and after a pass `dropped` (images in no set), `sync_stats`."""
+    """The FrameSets of a bag; `rig`, `T_base_lidar`, and after a pass `dropped` (images in no set), `sync_stats`.
+
+    During a pass `camera_info` holds each camera's latest CameraInfo message (what the node republishes
+    with its depth). Without `topic_names` the topics are the patterns of `settings` (the node's defaults).
+    """
 
     def __init__(
         self,
@@ -50,11 +58,13 @@ class RosbagReader:
         sweep_slack_ns: int = 50_000_000,
         max_sweep_age_ns: int = 500_000_000,
         settings: dict[str, Any] | None = None,
+        complete: bool = True,
     ) -> None:
         self.path = Path(path)
         if not (self.path / "metadata.yaml").is_file():
             raise FileNotFoundError(f"{self.path} is not a rosbag2 directory (no metadata.yaml in it)")
-        self.names = topic_names or topics.TopicNames()
+        self.complete = complete
+        self.camera_info: dict[str, Any] = {}
         self.max_camera_skew_ns = max_camera_skew_ns
         self.radar_sweeps = radar_sweeps
         self.sweep_slack_ns = sweep_slack_ns
@@ -69,24 +79,31 @@ class RosbagReader:
             "base_frame": base_frame,
             **(settings or {}),
         }
+        self.names = topic_names or topics.TopicNames.from_settings(self.settings)
+        # A params file names the sensors (in its order); without one they are found from the bag's topics.
+        named = {key: list(settings[key]) for key in ("cameras", "radars") if key in (settings or {})}
         with Reader(self.path) as reader:
             self.topics = {c.topic: c.msgtype for c in reader.connections}
             self.message_counts = {topic: info.msgcount for topic, info in reader.topics.items()}
             self.message_duration_s = reader.duration / 1e9
             self.transforms = self._transforms(reader)
-            self.rig = rig or self._rig_from_bag(reader, base_frame)
-        lidar_known = topics.LIDAR_NAME in self.transforms.frames()
-        self.T_base_lidar = self._extrinsic(topics.LIDAR_NAME) if lidar_known else None
+            self.rig = rig or self._rig_from_bag(reader, base_frame, named)
+            self.lidar_frame = self._lidar_frame(reader)
+        lidar_known = self.lidar_frame in self.transforms.frames()
+        self.T_base_lidar = self._extrinsic(self.lidar_frame) if lidar_known else None
         for cam in self.rig.cameras:
             if self.names.image(cam.name) not in self.topics:
                 raise BagFormatError(
-                    f"{self.path}: no topic {self.names.image(cam.name)} for camera {cam.name}; "
+                    f"{self.path}: no topic {self.names.image(cam.name)} for camera {cam.name} (image_topic "
+                    f"{self.names.image_pattern!r}); "
                     f"image topics in the bag: {sorted(t for t, m in self.topics.items() if m == topics.IMAGE_TYPE)}"
                 )
 
     # ------------------------------------------------------------------ set-up passes
     def _messages(self, reader: Reader, topic_list: list[str]) -> Iterator[tuple[str, int, Any]]:
         connections = [c for c in reader.connections if c.topic in topic_list]
+        if not connections:  # rosbags reads every topic when given none
+            return
         for connection, _, raw in reader.messages(connections=connections):
             yield connection.topic, connection.msgtype, TYPESTORE.deserialize_cdr(raw, connection.msgtype)
 
@@ -114,35 +131,57 @@ class RosbagReader:
         except TransformError:
             return None
 
-    def _rig_from_bag(self, reader: Reader, base_frame: str) -> CameraRig:
-        info_topics, radar_topics = [], []
-        for topic, msgtype in self.topics.items():
-            kind_sensor = self.names.sensor_of(topic)
-            if kind_sensor and kind_sensor[0] == "camera_info" and msgtype == topics.CAMERA_INFO_TYPE:
-                info_topics.append(topic)
-            elif kind_sensor and kind_sensor[0] == "points" and topic != self.names.lidar:
-                radar_topics.append(topic)
+    def _lidar_frame(self, reader: Reader) -> str:
+        """The frame of the lidar topic's first message ("lidar" when the bag has no lidar topic)."""
+        for _, _, msg in self._messages(reader, [self.names.lidar]):
+            return msg.header.frame_id
+        return topics.LIDAR_NAME
+
+    def _sensor_topics(self, named: dict[str, list[str]]) -> tuple[dict[str, str], dict[str, str]]:
+        """{camera: CameraInfo topic} and {radar: PointCloud2 topic}: the named sensors, else all the bag has in
+        the layout."""
+        if "cameras" in named:
+            cameras = {name: self.names.camera_info(name) for name in named["cameras"]}
+            missing = [t for t in cameras.values() if self.topics.get(t) != topics.CAMERA_INFO_TYPE]
+            if missing:
+                found = sorted(t for t, m in self.topics.items() if m == topics.CAMERA_INFO_TYPE)
+                pattern = self.names.camera_info_pattern
+                raise BagFormatError(
+                    f"{self.path}: no CameraInfo topic {missing[0]} (camera_info_topic {pattern!r}); "
+                    f"CameraInfo topics in the bag: {found}"
+                )
+        else:
+            found = [(self.names.sensor_of(t), t) for t, m in self.topics.items() if m == topics.CAMERA_INFO_TYPE]
+            cameras = {kind[1]: t for kind, t in found if kind and kind[0] == "camera_info"}
+        if "radars" in named:  # a radar the bag lacks is simply absent, as it is for the node
+            radars = {name: self.names.radar(name) for name in named["radars"] if self.names.radar(name) in self.topics}
+        else:
+            found = [(self.names.sensor_of(t), t) for t in self.topics if t != self.names.lidar]
+            radars = {kind[1]: t for kind, t in found if kind and kind[0] == "points"}
+        return cameras, radars
+
+    def _rig_from_bag(self, reader: Reader, base_frame: str, named: dict[str, list[str]]) -> CameraRig:
+        info_topics, radar_topics = self._sensor_topics(named)
         if not info_topics:
             raise BagFormatError(
-                f"{self.path}: no {self.names.prefix}<camera>/camera_info topics to build the rig from; "
+                f"{self.path}: no {self.names.camera_info('<camera>')} topics to build the rig from; "
                 "pass rig=... (e.g. load_rig(config/rig_nuscenes.yaml)) for bags without camera_info"
             )
         if not self.transforms.frames():
             raise BagFormatError(f"{self.path}: no /tf_static transforms to place the cameras; pass rig=...")
         first: dict[str, Any] = {}
-        for topic, _, msg in self._messages(reader, info_topics + radar_topics):
+        for topic, _, msg in self._messages(reader, [*info_topics.values(), *radar_topics.values()]):
             first.setdefault(topic, msg)
             if len(first) == len(info_topics) + len(radar_topics):
                 break
         cameras: list[Camera] = []
-        for topic in info_topics:
-            name = self.names.sensor_of(topic)[1]
+        for name, topic in info_topics.items():
             msg = first[topic]
             cameras.append(camera_from_info(name, msg, self._extrinsic(msg.header.frame_id, base_frame)))
         radars = []
-        for topic in radar_topics:
+        for name, topic in radar_topics.items():
             frame = first[topic].header.frame_id
-            radars.append(Radar(self.names.sensor_of(topic)[1], self._extrinsic(frame, base_frame), frame))
+            radars.append(Radar(name, self._extrinsic(frame, base_frame), frame))
         return CameraRig(cameras, radars, base_frame)
 
     # ------------------------------------------------------------------ frame sets
@@ -187,6 +226,7 @@ class RosbagReader:
                     offered += 1
                     assembler.add_image(cameras[topic], stamp, msg.header.frame_id, image_rgb(msg))
                 elif topic in infos:
+                    self.camera_info[infos[topic]] = msg
                     K = np.asarray(msg.k, np.float64).reshape(3, 3)
                     info = Intrinsics(K, msg.width, msg.height, msg.header.frame_id)
                     if K[0, 0] > 0 and msg.width > 0:
@@ -209,8 +249,10 @@ class RosbagReader:
         self.dropped = offered - used
 
     def _complete(self, assembled: list, rig: CameraRig) -> list[FrameSet]:
-        """The sets with every rig camera, in rig order; others (a camera left out for geometry) are counted."""
-        return [item.frame_set for item in assembled if item.frame_set.rig.camera_names == rig.camera_names]
+        """The sets with every rig camera, in rig order (every set when not `complete`); the images of others
+        (a camera left out for geometry) are counted in `dropped`."""
+        sets = [item.frame_set for item in assembled]
+        return sets if not self.complete else [f for f in sets if f.rig.camera_names == rig.camera_names]
 
     def _prune(self, lidar: deque[PointSweep], ready: deque[FrameSet], pending: int | None) -> None:
         """Forget lidar sweeps too old for any frame set still to come (bounded memory on long bags)."""

@@ -15,14 +15,20 @@ tf2 and `use_sim_time` expect):
 | /clock | rosgraph_msgs/msg/Clock | bag time every 10 ms |
 
 Camera and radar names are used as they are (`/CAM_FRONT/image_raw`, as nuScenes2bag and the
-node's default `image_topic` "{camera}/image_raw" do). Every bag message is logged at its header stamp.
+node's default `image_topic` "{camera}/image_raw" do). Other layouts are the node's topic patterns
+(`image_topic`, `camera_info_topic`, `radar_topic` of a params file, `TopicNames.from_settings`) resolved
+in a namespace as the node resolves them. Every bag message is logged at its header stamp.
 """  # noqa: E501
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from surround_depth_ros.params import NODE_NAME, name_problem
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
@@ -48,35 +54,75 @@ def body_frame(optical_frame: str) -> str:
     return f"{optical_frame}_body"
 
 
+def resolve_topic(name: str, namespace: str = "/", node_name: str = NODE_NAME) -> str:
+    """The absolute topic a node in `namespace` gets for `name`: absolute names stay, relative ones go under the
+    namespace, private ones ("~/x") under the node, as rcl resolves them."""
+    namespace = "/" + namespace.strip("/")
+    base = namespace if namespace == "/" else namespace + "/"
+    if name.startswith("/"):
+        return name
+    if name.startswith("~"):
+        return f"{base}{node_name}/{name.removeprefix('~').lstrip('/')}"
+    return base + name
+
+
 @dataclass(frozen=True)
 class TopicNames:
-    """Topic names of one bag layout under `prefix` (a namespace such as "/" or "/vehicle/")."""
+    """Topic names of one bag layout: the node's topic patterns resolved under `prefix` (its namespace, "/" or
+    "/vehicle/"). The defaults are the node's default patterns; `from_settings` takes a params file's."""
 
     prefix: str = "/"
+    image_pattern: str = "{camera}/image_raw"
+    camera_info_pattern: str = "{camera}/camera_info"
+    radar_pattern: str = "{radar}/points"
+    lidar_topic: str = f"{LIDAR_NAME}/points"
 
     def __post_init__(self) -> None:
         prefix = "/" + self.prefix.strip("/")
         object.__setattr__(self, "prefix", prefix if prefix == "/" else prefix + "/")
 
+    @classmethod
+    def from_settings(
+        cls, settings: Mapping[str, Any], namespace: str = "/", lidar_topic: str | None = None
+    ) -> TopicNames:
+        """The topics a node with these parameters subscribes to in `namespace`; the lidar topic, which the node
+        does not read, is `lidar_topic` (default lidar/points, relative to the namespace)."""
+        return cls(
+            namespace,
+            settings["image_topic"],
+            settings["camera_info_topic"],
+            settings["radar_topic"],
+            lidar_topic or cls.lidar_topic,
+        )
+
+    def _resolve(self, pattern: str, **names: str) -> str:
+        return resolve_topic(pattern.format(**names), self.prefix)
+
     def image(self, camera: str) -> str:
-        return f"{self.prefix}{camera}/image_raw"
+        return self._resolve(self.image_pattern, camera=camera)
 
     def camera_info(self, camera: str) -> str:
-        return f"{self.prefix}{camera}/camera_info"
+        return self._resolve(self.camera_info_pattern, camera=camera)
 
     def radar(self, radar: str) -> str:
-        return f"{self.prefix}{radar}/points"
+        return self._resolve(self.radar_pattern, radar=radar)
 
     @property
     def lidar(self) -> str:
-        return f"{self.prefix}{LIDAR_NAME}/points"
+        return self._resolve(self.lidar_topic)
 
     def sensor_of(self, topic: str) -> tuple[str, str] | None:
         """(kind, sensor) of a per-sensor topic: ("image", "CAM_FRONT"), ("camera_info", ...), ("points", ...)."""
-        if not topic.startswith(self.prefix):
-            return None
-        sensor, _, leaf = topic[len(self.prefix) :].rpartition("/")
-        if not sensor or "/" in sensor:
-            return None
-        kind = {"image_raw": "image", "camera_info": "camera_info", "points": "points"}.get(leaf)
-        return (kind, sensor) if kind else None
+        patterns = (("image", self.image_pattern, "camera"), ("camera_info", self.camera_info_pattern, "camera"),
+                    ("points", self.radar_pattern, "radar"))  # fmt: skip
+        for kind, pattern, placeholder in patterns:
+            head, _, tail = self._resolve(pattern, **{placeholder: "\x00"}).partition("\x00")
+            sensor = topic[len(head) : len(topic) - len(tail)] if len(topic) > len(head) + len(tail) else ""
+            if (
+                topic.startswith(head)
+                and topic.endswith(tail)
+                and not name_problem(sensor)
+                and self._resolve(pattern, **{placeholder: sensor}) == topic
+            ):
+                return kind, sensor
+        return None
