@@ -9,7 +9,9 @@ intrinsics, TF extrinsics), so a recalibration takes effect on the next frame se
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,11 @@ import torch
 from surround_depth_ros.binding import Binding, BindingError, bind_cameras
 from surround_depth_ros.checkpoint import CheckpointError
 from surround_depth_ros.frameset import FrameSet
-from surround_depth_ros.fusion import CloudFusion, CloudOptions, cloud_points
+from surround_depth_ros.fusion import CloudFusion, CloudOptions
+from surround_depth_ros.geometry import resize_camera, resize_intrinsics
 from surround_depth_ros.inference.backend import BackendUnavailable
-from surround_depth_ros.inference.engine import DepthEngine, host_arrays
+from surround_depth_ros.inference.engine import RESOLUTIONS, DepthEngine, host_arrays
+from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
 from surround_depth_ros.radar import RADAR_CHANNELS, radar_to_maps
 from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.rig import Camera, CameraRig
@@ -29,20 +33,79 @@ from surround_depth_ros.rig import Camera, CameraRig
 # The cloud a pipeline makes unless told otherwise: `fusion.CloudOptions`' point budget picks the stride.
 DEFAULT_CLOUD = CloudOptions()
 DEFAULT_CHECKPOINT = ("models", "student_default.pt")  # the shipped student, inside the package
+# The keys of `DepthOutputs.timings_ms`, in processing order, each always present (0 when the stage did not
+# run), then "total". Stable: the node's diagnostics and the benchmarks show them by these names.
+STAGES = ("radar", "upload", "preprocess", "forward", "mask", "upsample", "cloud", "host_copy")
 
 
 @dataclass
 class DepthOutputs:
-    """Depth (metres, NaN = no estimate) and confidence per camera at its image size, the cloud, timings.
+    """What a publisher publishes for one frame set, per camera of its rig in the rig's order.
 
-    `cloud` is a `pointcloud.FUSED_CLOUD_DTYPE` structured array in the rig's base frame (None when
-    the pipeline makes no cloud).
+    `depth` (metres, NaN = no estimate) and `confidence` ([0, 1]) are at the size of `cameras[i]`,
+    the camera model they belong to: the frame set's camera, or that camera scaled to the network's
+    output size for `resolution="network"` (its CameraInfo then needs `scaled_calibration`). `cloud`
+    is a `pointcloud.FUSED_CLOUD_DTYPE` structured array in the rig's base frame (None when the
+    pipeline makes no cloud). `timings_ms` holds wall-clock milliseconds per stage (`STAGES`) and
+    their "total".
     """
 
     depth: list[np.ndarray]
     confidence: list[np.ndarray]
+    cameras: list[Camera]
     cloud: np.ndarray | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def scaled_calibration(
+    k: Sequence[float], p: Sequence[float], size: tuple[int, int], new_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A CameraInfo's K (9 values) and P (12) for its image resized from `size` to `new_size` (width, height).
+
+    REP 118 lets a depth image be published at another resolution than its camera's when its
+    CameraInfo describes that resolution: both matrices scale as the depth maps were resized
+    (`geometry.resize_intrinsics`), P's translation column with its focal length.
+    """
+    sx, sy = new_size[0] / size[0], new_size[1] / size[1]
+    P = np.array(p, dtype=np.float64).reshape(3, 4)
+    P[:, :3] = resize_intrinsics(P[:, :3], sx, sy)
+    P[:2, 3] *= (sx, sy)
+    return resize_intrinsics(np.reshape(k, (3, 3)), sx, sy).reshape(-1), P.reshape(-1)
+
+
+class StageClock:
+    """Wall-clock time of consecutive stages of one frame set, without making any stage wait for the device.
+
+    On CUDA each boundary is an event in the stream, so the device runs ahead and a stage's time is
+    when the device finished it (read after the host copy, which waits anyway); on the CPU the
+    work is synchronous and the clock is `time.perf_counter`.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.start = time.perf_counter()
+        self.marks: list[tuple[str, float | torch.cuda.Event]] = [("", self._now())]
+
+    def _now(self) -> float | torch.cuda.Event:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def mark(self, stage: str) -> None:
+        """`stage` ends now (it began at the previous mark)."""
+        self.marks.append((stage, self._now()))
+
+    def timings_ms(self) -> dict[str, float]:
+        """Milliseconds per name of `STAGES` (0 for stages not marked), and "total" (host wall clock)."""
+        times = dict.fromkeys(STAGES, 0.0)
+        if self.cuda:
+            self.marks[-1][1].synchronize()
+        for (_, begin), (stage, end) in pairwise(self.marks):
+            times[stage] += begin.elapsed_time(end) if self.cuda else 1000 * (end - begin)
+        times["total"] = 1000 * (time.perf_counter() - self.start)
+        return times
 
 
 def trained_rig(rig: dict | None) -> CameraRig | None:
@@ -62,6 +125,8 @@ class SurroundDepthPipeline:
     changes depth. Slots without a live camera get a black placeholder at the training camera's
     size and intrinsics, so the other views' depth scale is untouched. `camera_ids` names the
     cameras for the cloud's `camera` field (their index in it); by default the bound slot.
+    `resolution` "camera" upsamples depth and confidence on the device to each camera's size,
+    "network" keeps the network's output size (and fuses the cloud from those maps).
     Not thread-safe: its owner (the node's worker) calls it from one thread.
     """
 
@@ -70,9 +135,13 @@ class SurroundDepthPipeline:
         engine: DepthEngine,
         cloud: CloudOptions | None = DEFAULT_CLOUD,
         camera_ids: list[str] | None = None,
+        resolution: str = "camera",
     ) -> None:
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
         self.engine = engine
         self.cloud_options = cloud
+        self.resolution = resolution
         # The cloud is fused on the engine's device from its maps (no copy of the maps in between).
         self.fusion = CloudFusion(cloud, device=engine.device) if cloud is not None else None
         self.camera_ids = list(camera_ids or [])
@@ -104,42 +173,56 @@ class SurroundDepthPipeline:
         return changed
 
     def process(self, frame_set: FrameSet) -> DepthOutputs:
-        """Depth and confidence per camera of `frame_set.rig` (in its order) and the fused cloud in its base frame."""
-        rig = frame_set.rig
-        self.bind(rig)
-        slots = self.binding.slots
-        timings: dict[str, float] = {}
+        """Depth and confidence per camera of `frame_set.rig` (in its order) and the fused cloud in its base frame.
 
-        start = time.perf_counter()
-        maps = None
+        One path on the engine's device from the uint8 images to the packed outputs, then one copy
+        of all of them to the host.
+        """
+        engine, rig = self.engine, frame_set.rig
+        self.bind(rig)
+        slots = list(self.binding.slots)
+        clock = StageClock(engine.device)
+
+        radar = None
         if self.uses_radar and frame_set.radar:
-            h, w = self.engine.input_size
+            h, w = engine.input_size
             live = radar_to_maps(frame_set.radar, rig, image_size=(w, h), target_pose=self._target_pose(frame_set),
                                  radar_extrinsics={s.sensor: s.T_base_sensor for s in frame_set.radar})  # fmt: skip
-            maps = np.zeros((self.engine.n_views, len(RADAR_CHANNELS), h, w), np.float32)
-            maps[list(slots)] = live
-        timings["radar_ms"] = 1000 * (time.perf_counter() - start)
-
-        start = time.perf_counter()
+            radar = np.zeros((engine.n_views, len(RADAR_CHANNELS), h, w), np.float32)
+            radar[slots] = live
+            clock.mark("radar")
         images, K = self._slot_inputs(frame_set)
-        # On the engine's device, at each camera's image size; the cloud starts from these tensors.
-        result = self.engine.infer_maps(images, intrinsics=K, radar=maps, resolution="camera")
-        depth_maps, confidence_maps = (_per_slot(m, slots) for m in (result.depth, result.confidence))
-        host = host_arrays(depth_maps + confidence_maps)  # one copy from a GPU (it waits for the network)
-        depth, confidence = host[: len(slots)], host[len(slots) :]
-        timings["inference_ms"] = 1000 * (time.perf_counter() - start)
+        uploaded = engine.upload(images)
+        clock.mark("upload")
+        inputs = engine._inputs(engine.normalize(uploaded), radar)
+        clock.mark("preprocess")
+        depth, confidence = engine.run_network(inputs)
+        clock.mark("forward")
+        scale = None if K is None else engine.focal_scale(K, [image.shape[:2] for image in images])
+        depth, confidence = (m[slots] for m in engine.mask(depth, confidence, scale))  # the live cameras, rig order
+        clock.mark("mask")
+        if self.resolution == "camera":
+            cameras = list(rig.cameras)
+            sizes = [(c.height, c.width) for c in cameras]
+            depth, confidence = engine.resize(depth, sizes), engine.resize(confidence, sizes)
+            clock.mark("upsample")
+        else:
+            h, w = engine.input_size
+            cameras = [resize_camera(c, w, h) for c in rig.cameras]
+            depth, confidence = depth[:, 0], confidence[:, 0]
 
-        cloud = None
+        maps = _unbind(depth) + _unbind(confidence)
         if self.fusion is not None:
-            start = time.perf_counter()
-            K_live = np.stack([camera.K for camera in rig.cameras])  # the maps are at the cameras' sizes
-            T_live = np.stack([camera.T_base_cam for camera in rig.cameras])
-            colors = [result.images[slot] for slot in slots]
+            K_maps = np.stack([c.K for c in cameras])
             camera_ids = [index % 256 for index in self._camera_ids(rig)]  # uint8 field: -1 (not listed) is 255
-            packed = self.fusion.cloud(depth_maps, K_live, T_live, confidence_maps, colors, camera_ids)
-            cloud = cloud_points(packed)
-            timings["cloud_ms"] = 1000 * (time.perf_counter() - start)
-        return DepthOutputs(depth, confidence, cloud, timings)
+            colors = [uploaded[slot] for slot in slots]
+            maps.append(self.fusion.cloud(depth, K_maps, rig.extrinsics(), confidence, colors, camera_ids))
+            clock.mark("cloud")
+        host = host_arrays(maps)  # one copy from a GPU (it waits for the device)
+        clock.mark("host_copy")
+        n = len(cameras)
+        cloud = host[2 * n].view(FUSED_CLOUD_DTYPE) if self.fusion is not None else None
+        return DepthOutputs(host[:n], host[n : 2 * n], cameras, cloud, clock.timings_ms())
 
     def _camera_ids(self, rig: CameraRig) -> list[int]:
         if not self.camera_ids:
@@ -174,9 +257,9 @@ class SurroundDepthPipeline:
         return images, np.stack(K)
 
 
-def _per_slot(maps: torch.Tensor | list[torch.Tensor], slots: tuple[int, ...]) -> list[torch.Tensor]:
-    """The maps of the bound slots, in the rig's camera order."""
-    return [maps[slot] for slot in slots]
+def _unbind(maps: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-camera maps of an (N, h, w) tensor (views) or a list of them."""
+    return list(maps.unbind(0)) if isinstance(maps, torch.Tensor) else list(maps)
 
 
 class StartupError(RuntimeError):
@@ -209,8 +292,11 @@ def pipeline_from_settings(settings: dict[str, Any]) -> SurroundDepthPipeline:
     if settings["publish_cloud"]:
         cloud = CloudOptions(
             overlap=settings["cloud_overlap"],
-            stride=settings["cloud_stride"],
+            max_points=settings["cloud_max_points"],
+            stride=settings["cloud_stride"] or None,  # 0: from the point budget
             max_range_m=settings["cloud_max_range_m"],
             voxel_size_m=settings["cloud_voxel_size_m"],
         )
-    return SurroundDepthPipeline(engine, cloud, camera_ids=list(settings["cameras"]))
+    return SurroundDepthPipeline(
+        engine, cloud, camera_ids=list(settings["cameras"]), resolution=settings["depth_resolution"]
+    )
