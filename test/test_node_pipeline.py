@@ -10,6 +10,7 @@ name every rejected input while the good cameras keep being served.
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 from collections import defaultdict
 
@@ -378,3 +379,61 @@ def test_16uc1_millimetres_equal_the_engine_depth(tmp_path, checkpoint, rig):
         assert msg.encoding == "16UC1" and msg.step == 2 * msg.width
         millimetres = np.frombuffer(msg.data, np.uint16).reshape(msg.height, msg.width)
         assert np.abs(millimetres.astype(int) - np.rint(result.depth * 1000)).max() <= 1
+
+
+def test_an_oversize_image_a_silent_anchor_and_a_double_sigint(tmp_path, checkpoint, rig):
+    """Each fails on the node before the decoder thread and the output watchdog (issue 14).
+
+    An image over `max_image_pixels` is refused for its camera only; when the anchor camera's driver
+    dies the pipeline says so (WARN) and, once nothing was published for `output_timeout_s` while the
+    other cameras send, goes ERROR; two SIGINTs in a row still end in a clean exit 0.
+    """
+    node, client, out, pub = _start(tmp_path, checkpoint, rig, max_image_pixels=WIDTH * HEIGHT, output_timeout_s=1.0)
+    try:
+        pub.publish_tf()
+        big = np.zeros((2 * HEIGHT, 2 * WIDTH, 3), np.uint8)
+        frames = itertools.count()
+
+        def drive(skip: tuple[int, ...]) -> None:
+            k = next(frames)
+            for i, image in enumerate(_images(k)):
+                if i in skip:
+                    continue
+                oversize = i == 5
+                pub.publish_camera(i, big if oversize else image, T0 + k * 100_000_000 + OFFSETS_NS[i],
+                                   info_size=(2 * WIDTH, 2 * HEIGHT) if oversize else None)  # fmt: skip
+            time.sleep(0.1)
+
+        def refused_and_served() -> bool:
+            refused = out.status("input CAM_BACK_RIGHT")
+            return (
+                bool(out.depth["CAM_FRONT"])
+                and refused.get("level") == 2
+                and (f"over the budget of {WIDTH * HEIGHT} (parameter max_image_pixels)" in refused["message"])
+            )
+
+        deadline = time.monotonic() + 120
+        while not refused_and_served():
+            assert time.monotonic() < deadline, "timed out waiting for the oversize image to be refused"
+            drive(skip=())
+        assert not out.depth["CAM_BACK_RIGHT"]
+
+        def stalled() -> bool:
+            pipeline = out.status("pipeline")
+            message = pipeline.get("message", "")
+            return pipeline.get("level") == 2 and all(
+                why in message for why in ("no frame set published for", "anchor camera CAM_FRONT is silent")
+            )
+
+        deadline = time.monotonic() + 120
+        while not stalled():
+            assert time.monotonic() < deadline, f"timed out waiting for the stall: {out.status('pipeline')}"
+            drive(skip=(0,))
+    finally:
+        client.close()
+        node.process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        node.process.send_signal(signal.SIGINT)
+        code = node.wait(30)
+        print(node.output)
+    assert code == 0 and "Traceback" not in node.output and "terminate called" not in node.output, node.output
