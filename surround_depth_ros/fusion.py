@@ -175,7 +175,7 @@ class RigGeometry:
         self.rig = CameraRig(tuple(cameras))
         pixel, local, color, camera, rays, rays64 = [], [], [], [], [], []
         self.slots: list[_CameraSlot] = []
-        depth_offset = image_offset = start = 0
+        depth_offset = start = 0
         for i, ((h, w), (image_h, image_w)) in enumerate(zip(self.sizes, self.image_sizes, strict=True)):
             rows = torch.arange(0, h, stride, dtype=torch.int64, device=device)
             cols = torch.arange(0, w, stride, dtype=torch.int64, device=device)
@@ -184,7 +184,7 @@ class RigGeometry:
             pixel.append(local[-1] + depth_offset)
             # the image pixel holding the depth pixel's centre (the same pixel when the sizes agree)
             image_r, image_c = ((2 * grid_r + 1) * image_h) // (2 * h), ((2 * grid_c + 1) * image_w) // (2 * w)
-            color.append(image_offset + image_r * image_w + image_c)
+            color.append(image_r * image_w + image_c)
             camera.append(torch.full_like(grid_r, i))
             K_inv = np.linalg.inv(self.K[i])
             ones = torch.ones_like(grid_r, dtype=torch.float32)
@@ -197,9 +197,9 @@ class RigGeometry:
                 start, end, depth_offset, w, h, T32[:3, :3], T32[:3, 3],
                 geometry.invert_transform(self.T_base_cam[i]).astype(np.float32), self.K[i].astype(np.float32),
             ))  # fmt: skip
-            depth_offset, image_offset, start = depth_offset + h * w, image_offset + image_h * image_w, end
+            depth_offset, start = depth_offset + h * w, end
         self.pixel, self.local_pixel = torch.cat(pixel), torch.cat(local)
-        self.color, self.camera = torch.cat(color), torch.cat(camera)
+        self.color, self.camera = torch.cat(color), torch.cat(camera)  # color: pixel index in its camera's image
         self.rays = torch.cat(rays, dim=1)  # (3, P): rows are contiguous, which elementwise ops need to be fast
         self.pairs = self._pair_windows(rays64)
 
@@ -301,12 +301,14 @@ class CloudFusion:
             return self._fuse(depth, K, T_base_cam, confidence, images)
 
     def _fuse(
-        self, depth: Maps, K: np.ndarray, T_base_cam: np.ndarray, confidence: Maps | None, images: Maps | None
-    ) -> FusedPoints:
+        self, depth: Maps, K: np.ndarray, T_base_cam: np.ndarray, confidence: Maps | None, images: Maps | None,
+        limits: bool = False,
+    ) -> FusedPoints:  # fmt: skip
+        """`fuse`; with `limits`, the range and confidence limits too, before the points are gathered."""
         flat_depth, sizes = _flatten(depth)
         flat_depth = flat_depth.to(self.device, torch.float32)
-        flat_images, image_sizes = _flatten(images) if images is not None else (None, None)
-        rig = self.geometry(K, T_base_cam, sizes, image_sizes)
+        images = None if images is None else [torch.as_tensor(image) for image in images]
+        rig = self.geometry(K, T_base_cam, sizes, None if images is None else [im.shape[:2] for im in images])
         if confidence is None:
             flat_conf = torch.ones_like(flat_depth)
         else:
@@ -325,11 +327,16 @@ class CloudFusion:
         conf = flat_conf[rig.pixel]
         if self.options.overlap == "most_confident":
             valid &= ~self._overlapped(rig, points, z, conf, flat_depth, flat_conf)
+        if limits:
+            valid &= self._within_limits(*points, conf)
         keep = valid.nonzero().squeeze(1)
-        if flat_images is None:
+        if images is None:
             rgb = torch.zeros((len(keep), 3), dtype=torch.uint8, device=self.device)
-        else:
-            rgb = flat_images.to(self.device)[rig.color[keep], :3]
+        else:  # each camera's sampled pixels from its own image: no copy of the images
+            rgb = torch.cat([
+                image.to(self.device).reshape(-1, image.shape[-1])[rig.color[slot.start : slot.end], :3]
+                for image, slot in zip(images, rig.slots, strict=True)
+            ])[keep]  # fmt: skip
         return FusedPoints(points[:, keep].T, rgb, rig.camera[keep], conf[keep], rig.local_pixel[keep])
 
     def _overlapped(
@@ -359,12 +366,21 @@ class CloudFusion:
         with torch_threads(self.threads):
             return self._filter(fused)
 
-    def _filter(self, fused: FusedPoints) -> FusedPoints:
-        x, y, z = fused.points.unbind(1)  # contiguous rows of the (3, P) points: a norm over dim 1 is 10x slower
+    def _within_limits(
+        self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, confidence: torch.Tensor
+    ) -> torch.Tensor:
+        """Points within `max_range_m` of the base origin and at least `min_confidence` confident."""
         keep = x * x + y * y + z * z <= self.options.max_range_m**2
         if self.options.min_confidence > 0:
-            keep &= fused.confidence >= self.options.min_confidence
-        fused = fused.select(keep.nonzero().squeeze(1))
+            keep &= confidence >= self.options.min_confidence
+        return keep
+
+    def _filter(self, fused: FusedPoints) -> FusedPoints:
+        # unbind(1): contiguous rows of the (3, P) points behind the (P, 3) view; a norm over dim 1 is 10x slower
+        return self._voxel(fused.select(self._within_limits(*fused.points.unbind(1), fused.confidence).nonzero()[:, 0]))
+
+    def _voxel(self, fused: FusedPoints) -> FusedPoints:
+        """The first point of each voxel, in input order (all points when voxels are off)."""
         if self.options.voxel_size_m <= 0 or len(fused.points) == 0:
             return fused
         cells = torch.floor(fused.points / self.options.voxel_size_m).long()
@@ -412,8 +428,14 @@ class CloudFusion:
         images: Maps | None = None,
         camera_ids: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """fuse + filter + pack: the cloud's bytes on the device (see `fuse` for the arguments)."""
-        return self.pack(self.filter(self.fuse(depth, K, T_base_cam, confidence, images)), camera_ids)
+        """fuse + filter + pack: the cloud's bytes on the device (see `fuse` for the arguments).
+
+        The range and confidence limits apply before the points are gathered, so the dropped ones
+        are never copied.
+        """
+        with torch_threads(self.threads):
+            fused = self._fuse(depth, K, T_base_cam, confidence, images, limits=True)
+            return self._pack(self._voxel(fused), camera_ids, None)
 
 
 def cloud_points(packed: torch.Tensor) -> np.ndarray:
