@@ -231,9 +231,13 @@ def _bag_framesets(lidar: bool):  # noqa: ANN202 - list[FrameSet]
     return out
 
 
-def _independent_ground_truth(bag: Path) -> tuple[list[dict], list[list[np.ndarray]], list[list[np.ndarray]]]:
-    """From the bag's own messages, read with rosbags: per camera K, and per frame set the images and the lidar
-    projected through the /tf_static chain (nearest point per pixel, pixel centres at integers, z > 1 m)."""
+def _independent_ground_truth(
+    bag: Path, image_suffix: str = "/image_raw", info_suffix: str = "/camera_info", lidar_topic: str = "/lidar/points"
+) -> tuple[list[dict], list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """From the bag's own messages, read with rosbags: per camera (in the order of their first CameraInfo) its
+    topic, K, frame and size, and per frame set the images and the lidar projected through the /tf_static chain
+    (nearest point per pixel, pixel centres at integers, z > 1 m). The suffixes and the lidar topic name the
+    bag's layout."""
     from rosbags.highlevel import AnyReader
 
     with AnyReader([bag]) as reader:
@@ -257,18 +261,21 @@ def _independent_ground_truth(bag: Path) -> tuple[list[dict], list[list[np.ndarr
             chain = T @ chain
         return chain
 
-    cameras = [m for t, m in messages if t.endswith("/camera_info")][:4]
-    infos = [{"K": np.array(m.k).reshape(3, 3), "frame": m.header.frame_id, "size": (m.height, m.width)}
-             for m in cameras]  # fmt: skip
+    cameras: dict[str, object] = {}
+    for topic, msg in messages:
+        if topic.endswith(info_suffix):
+            cameras.setdefault(topic, msg)
+    infos = [{"topic": t, "K": np.array(m.k).reshape(3, 3), "frame": m.header.frame_id, "size": (m.height, m.width)}
+             for t, m in cameras.items()]  # fmt: skip
     per_camera: list[list[np.ndarray]] = [[] for _ in infos]
     for topic, msg in messages:
-        if topic.endswith("/image_raw"):
+        if topic.endswith(image_suffix):
             index = [info["frame"] for info in infos].index(msg.header.frame_id)
             rgb = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
             per_camera[index].append((rgb[..., ::-1] if msg.encoding == "bgr8" else rgb).copy())
     images = [list(row) for row in zip(*per_camera, strict=True)]
     gts = []
-    for _, msg in (m for m in messages if m[0] == "/lidar/points"):
+    for _, msg in (m for m in messages if m[0] == lidar_topic):
         fields = {f.name: f.offset for f in msg.fields}
         raw = np.frombuffer(msg.data, np.uint8).reshape(-1, msg.point_step)
         xyz = np.stack([raw[:, fields[a] : fields[a] + 4].copy().view("<f4")[:, 0] for a in "xyz"], 1)

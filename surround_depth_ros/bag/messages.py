@@ -11,7 +11,7 @@ Reading only touches attributes, so the readers are plain functions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +19,12 @@ from surround_depth_ros import geometry, pointcloud
 from surround_depth_ros.images import decode_rgb, encode_rgb
 from surround_depth_ros.rig import Camera
 
+if TYPE_CHECKING:
+    from surround_depth_ros.frameset import FrameSet
+    from surround_depth_ros.pipeline import DepthOutputs
+
 NS = 1_000_000_000
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
 
 
 class MessageKit:
@@ -77,6 +82,26 @@ class MessageKit:
             step=step,
             data=self._bytes(data),
             **self._payload_options,
+        )
+
+    def depth_image(self, depth: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "32FC1") -> Any:
+        """REP 118 depth of an (H, W) map in metres: 32FC1 metres (NaN = no estimate) or 16UC1 millimetres (0)."""
+        return self.image_array(depth_array(depth, encoding), stamp_ns, frame_id, encoding)
+
+    def camera_info_copy(self, info: Any, stamp_ns: int, frame_id: str) -> Any:  # noqa: ANN401 - any CameraInfo
+        """A CameraInfo (of any message class) with a new header: the camera model a depth image republishes."""
+        return self._cls("sensor_msgs/msg/CameraInfo")(
+            header=self.header(stamp_ns, frame_id),
+            height=info.height,
+            width=info.width,
+            distortion_model=info.distortion_model,
+            d=info.d,
+            k=info.k,
+            r=info.r,
+            p=info.p,
+            binning_x=info.binning_x,
+            binning_y=info.binning_y,
+            roi=info.roi,
         )
 
     def camera_info(self, camera: Camera, stamp_ns: int) -> Any:
@@ -137,6 +162,50 @@ class MessageKit:
 
     def clock(self, stamp_ns: int) -> Any:
         return self._cls("rosgraph_msgs/msg/Clock")(clock=self.time(stamp_ns))
+
+
+def depth_array(depth: np.ndarray, encoding: str) -> np.ndarray:
+    """Metres (NaN = no estimate) as REP 118 `encoding`: float32 metres, or uint16 millimetres with 0 for none."""
+    if encoding == "16UC1":
+        millimetres = np.where(np.isfinite(depth), np.rint(depth * 1000.0), 0.0)
+        return np.clip(millimetres, 0, 65535).astype(np.uint16)
+    if encoding == "32FC1":
+        return depth.astype(np.float32, copy=False)
+    raise ValueError(f"depth encoding {encoding!r}: expected one of {DEPTH_ENCODINGS}")
+
+
+def depth_output_messages(
+    kit: MessageKit,
+    frame_set: FrameSet,
+    outputs: DepthOutputs,
+    camera_infos: dict[str, Any],
+    settings: dict[str, Any],
+) -> list[tuple[str, str, int, Any]]:
+    """(topic relative to the node, message type, stamp, message) of everything the node publishes for one set.
+
+    Per camera, at its image stamp and optical frame: `<camera>/depth/image` (`depth_encoding`),
+    `<camera>/depth/camera_info` (its CameraInfo from `camera_infos` restamped, else the rig's pinhole model)
+    and, with `publish_confidence`, `<camera>/depth/confidence` (32FC1 in [0, 1]); then the fused cloud
+    `depth/points` in `base_frame` at the set's stamp. The node and `run-bag` publish exactly these.
+    """
+    messages = []
+    for camera, stamp, depth, confidence in zip(
+        frame_set.rig.cameras, frame_set.camera_stamps_ns, outputs.depth, outputs.confidence, strict=True
+    ):
+        stamp = int(stamp)
+        info = camera_infos.get(camera.name)
+        frame = camera.frame_id
+        info_msg = kit.camera_info(camera, stamp) if info is None else kit.camera_info_copy(info, stamp, frame)
+        depth_msg = kit.depth_image(depth, stamp, camera.frame_id, settings["depth_encoding"])
+        messages += [(f"{camera.name}/depth/image", "sensor_msgs/msg/Image", stamp, depth_msg),
+                     (f"{camera.name}/depth/camera_info", "sensor_msgs/msg/CameraInfo", stamp, info_msg)]  # fmt: skip
+        if settings["publish_confidence"]:
+            confidence_msg = kit.image_array(confidence.astype(np.float32, copy=False), stamp, camera.frame_id, "32FC1")
+            messages.append((f"{camera.name}/depth/confidence", "sensor_msgs/msg/Image", stamp, confidence_msg))
+    if outputs.cloud is not None:
+        cloud = kit.point_cloud(outputs.cloud, frame_set.stamp_ns, settings["base_frame"])
+        messages.append(("depth/points", "sensor_msgs/msg/PointCloud2", frame_set.stamp_ns, cloud))
+    return messages
 
 
 def stamp_ns(stamp: Any) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
@@ -120,15 +120,40 @@ class BagWriter:
     def close(self) -> None:
         self._writer.close()
 
-    def _put(self, topic: str, msgtype: str, stamp_ns: int, msg: Any, qos: Qos = STREAM_QOS) -> None:
+    @property
+    def kit(self) -> MessageKit:
+        """The message builders bound to the bag's (rosbags) classes, for `put`."""
+        return self._kit
+
+    def put(self, topic: str, msgtype: str, stamp_ns: int, msg: Any, qos: Qos = STREAM_QOS) -> None:  # noqa: ANN401
+        """Append one message (a `kit` message of `msgtype`) on any topic, logged at `stamp_ns`."""
+        self.put_raw(topic, msgtype, stamp_ns, TYPESTORE.serialize_cdr(msg, msgtype), qos)
+
+    def put_raw(self, topic: str, msgtype: str, stamp_ns: int, raw: bytes | memoryview, qos: Qos = STREAM_QOS) -> None:
+        """Append one CDR-serialized message; a topic's first message fixes its type and offered QoS."""
         if topic not in self._connections:
             self._connections[topic] = self._writer.add_connection(
                 topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos]
             )
-        raw = TYPESTORE.serialize_cdr(msg, msgtype)
         self._writer.write(self._connections[topic], int(stamp_ns), raw)
         self.stats.messages += 1
         self.stats.bytes += len(raw)
+
+    def copy_topics(self, bag: str | os.PathLike, topic_list: list[str]) -> int:
+        """Copy every message of `topic_list` from another bag as it is (bytes, log time, the offered QoS it
+        recorded; /tf_static latched when it recorded none); returns how many were copied."""
+        copied = 0
+        with Reader(bag) as reader:
+            connections = [c for c in reader.connections if c.topic in topic_list]
+            if not connections:  # rosbags reads every topic when given none
+                return 0
+            for connection, stamp, raw in reader.messages(connections=connections):
+                recorded = getattr(connection.ext, "offered_qos_profiles", None)
+                latched = connection.topic == topics.TF_STATIC_TOPIC
+                qos = recorded[0] if recorded else (LATCHED_QOS if latched else STREAM_QOS)
+                self.put_raw(connection.topic, connection.msgtype, stamp, raw, qos)
+                copied += 1
+        return copied
 
     def _start(self, frameset: FrameSet) -> None:
         self._rig = frameset.rig
@@ -140,7 +165,7 @@ class BagWriter:
             self._kit.transform(T, parent, child, stamp)
             for parent, child, T in static_transforms(frameset.rig, T_base_lidar)
         ]
-        self._put(topics.TF_STATIC_TOPIC, topics.TF_TYPE, stamp, self._kit.tf_message(transforms), LATCHED_QOS)
+        self.put(topics.TF_STATIC_TOPIC, topics.TF_TYPE, stamp, self._kit.tf_message(transforms), LATCHED_QOS)
         self._next_clock_ns = stamp
 
     def _check_rig(self, frameset: FrameSet) -> None:
@@ -162,14 +187,14 @@ class BagWriter:
             return
         self._written.add(("/tf", stamp_ns))
         transform = self._kit.transform(T_world_base, topics.ODOM_FRAME, self._rig.base_frame, stamp_ns)
-        self._put(topics.TF_TOPIC, topics.TF_TYPE, stamp_ns, self._kit.tf_message([transform]))
+        self.put(topics.TF_TOPIC, topics.TF_TYPE, stamp_ns, self._kit.tf_message([transform]))
 
     def _sweep(self, topic: str, frame_id: str, sweep: PointSweep) -> None:
         if (topic, sweep.stamp_ns) in self._written:
             return
         self._written.add((topic, sweep.stamp_ns))
         cloud = self._kit.point_cloud(pointcloud.sweep_to_array(sweep), sweep.stamp_ns, frame_id)
-        self._put(topic, topics.POINT_CLOUD_TYPE, sweep.stamp_ns, cloud)
+        self.put(topic, topics.POINT_CLOUD_TYPE, sweep.stamp_ns, cloud)
         self._pose(sweep.stamp_ns, sweep.T_world_base)
 
     def write(self, frameset: FrameSet) -> None:
@@ -181,8 +206,8 @@ class BagWriter:
         for index, (cam, image) in enumerate(zip(rig.cameras, frameset.images, strict=True)):
             stamp = int(frameset.camera_stamps_ns[index])
             msg = self._kit.image(image, stamp, cam.frame_id, self.encoding)
-            self._put(self.names.image(cam.name), topics.IMAGE_TYPE, stamp, msg)
-            self._put(
+            self.put(self.names.image(cam.name), topics.IMAGE_TYPE, stamp, msg)
+            self.put(
                 self.names.camera_info(cam.name), topics.CAMERA_INFO_TYPE, stamp, self._kit.camera_info(cam, stamp)
             )
             if frameset.T_world_base is not None:
@@ -202,7 +227,7 @@ class BagWriter:
         if self.clock_period_ns <= 0:
             return
         while self._next_clock_ns <= until_ns:
-            self._put(topics.CLOCK_TOPIC, topics.CLOCK_TYPE, self._next_clock_ns, self._kit.clock(self._next_clock_ns))
+            self.put(topics.CLOCK_TOPIC, topics.CLOCK_TYPE, self._next_clock_ns, self._kit.clock(self._next_clock_ns))
             self._next_clock_ns += self.clock_period_ns
 
 

@@ -20,6 +20,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "models": ("model_info", "list the student presets with parameters, GFLOPs and CPU latency"),
     "export": ("export", "export a student to ONNX / ExportedProgram / Torch-TensorRT and verify each against PyTorch"),
     "train": ("train", "train a student (or the own-family teacher) from a YAML training config"),
+    "run-bag": ("run_bag", "the node's pipeline over every frame set of a bag, offline: depth bag, summary, metrics"),
     "evaluate": ("evaluate", "score a checkpoint on synthetic, nuScenes, DDAD or a rosbag: metrics.json + report.png"),
     "ablation": ("ablation", "train one student without KD and with each KD family over seeds: table + JSON + PNG"),
     "rig": ("rig", "show, convert (--save YAML) and draw (--png top view) a sensor rig from YAML, nuScenes or DGP"),

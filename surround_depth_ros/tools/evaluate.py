@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from surround_depth_ros.metrics import METRIC_NAMES
 from surround_depth_ros.tools.arguments import image_size
+from surround_depth_ros.tools.run_bag import add_topic_arguments, node_settings
 from surround_depth_ros.training.config import DATASET_TYPES, ConfigError, DatasetConfig, check_dataset
 from surround_depth_ros.training.evaluate import EVALUATION_CAPS
 
@@ -46,9 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also score OTHER.pt on the same frame sets: comparison.json + comparison.png (B - A per metric)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json and report.png")
+    bag = parser.add_argument_group("rosbag: where the topics are (default: the layout of docs/rosbag.md)")
+    bag.add_argument(
+        "--params", type=Path, default=None,
+        help="the node's ROS params file: its cameras (in order), topic patterns and synchronizer settings",
+    )  # fmt: skip
+    add_topic_arguments(bag)
 
 
-def _caps(text: str | None, dataset: str) -> tuple[float, float]:
+def depth_caps(text: str | None, dataset: str) -> tuple[float, float]:
+    """--caps MIN,MAX (metres), or the dataset's benchmark protocol when not given."""
     if text is None:
         return EVALUATION_CAPS[dataset]
     try:
@@ -71,11 +79,15 @@ def _spec(args: argparse.Namespace) -> DatasetConfig:
 
 
 def _bag_reader_options(args: argparse.Namespace) -> dict:
-    """RosbagReader keyword arguments saying where a bag's topics are: the reader's default layout for now.
+    """RosbagReader keyword arguments saying where a bag's topics are: the node's topic patterns (of --params, else
+    its defaults) in --namespace, and with --params its cameras, radars and synchronizer settings.
 
-    The one place a topic option of this command (e.g. --params PARAMS.yaml, the node's topic patterns) reaches
-    the reader."""
-    return {}
+    The one place a topic option of this command reaches the reader."""
+    from surround_depth_ros.bag.topics import TopicNames
+
+    settings = node_settings(args.params)
+    names = TopicNames.from_settings(settings, args.namespace, args.lidar_topic)
+    return {"topic_names": names, "settings": settings} if args.params else {"topic_names": names}
 
 
 def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int, int]):  # noqa: ANN202 - FrameSource
@@ -90,9 +102,11 @@ def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int,
     reader = RosbagReader(spec.path, **_bag_reader_options(args))
     lidar = reader.names.lidar
     if lidar not in reader.topics:
-        raise ConfigError(f"{spec.path} has no lidar to score against: no topic {lidar} among {sorted(reader.topics)}")
+        raise ConfigError(f"{spec.path} has no lidar to score against: no topic {lidar} (--lidar-topic) among "
+                          f"{sorted(reader.topics)}")  # fmt: skip
     if reader.T_base_lidar is None:
-        raise ConfigError(f"{spec.path} has no lidar to score against: /tf_static does not place the lidar frame")
+        raise ConfigError(f"{spec.path} has no lidar to score against: /tf_static does not place the lidar frame "
+                          f"{reader.lidar_frame!r}")  # fmt: skip
     count = reader.expected_frames if spec.limit is None else min(reader.expected_frames, spec.limit)
     return FrameSource(((frame, []) for frame in itertools.islice(reader, count)), reader.rig, count)
 
@@ -135,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             if not checkpoint.is_file():
                 raise ConfigError(f"checkpoint {checkpoint} does not exist")
         spec = _spec(args)
-        caps = _caps(args.caps, args.dataset)
+        caps = depth_caps(args.caps, args.dataset)
         source = _open_frames(args, spec, read_checkpoint(args.checkpoint)[1].input_size)
     except (ValueError, FileNotFoundError) as error:  # a bag or dataset that cannot be scored: say why, no traceback
         print(f"error: {error}", file=sys.stderr)

@@ -21,6 +21,7 @@ import torch
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.metrics import METRIC_NAMES, DepthMetrics
 from surround_depth_ros.network.student import MEAN, STD, SurroundDepthStudent
+from surround_depth_ros.rig import CameraRig
 from surround_depth_ros.training.data import PreparedDataset, Sample, lidar_depth_maps
 from surround_depth_ros.visualize import DEPTH_FAR_M, DEPTH_NEAR_M, DEPTH_TICKS_M
 
@@ -87,14 +88,70 @@ class Evaluation:
 
 
 def _predict(engine: object, frame: FrameSet, focal_scaling: bool) -> list[np.ndarray]:
-    """The engine's depth per camera at each camera's size, rescaled for focal lengths unlike the training rig's."""
-    trained_rig = getattr(engine, "info", None) is not None and engine.info.rig is not None
-    same_rig = trained_rig and len(engine.info.rig["cameras"]) == len(frame.rig.cameras)
-    intrinsics = frame.rig.intrinsics() if focal_scaling and same_rig else None
-    pred = [result.depth for result in engine.infer(frame.images, intrinsics=intrinsics)]
-    if focal_scaling and trained_rig and not same_rig:
-        pred = [d * f for d, f in zip(pred, _focal_factors(engine.info.rig, frame), strict=True)]
-    return pred
+    """The engine's depth per camera at each camera's size, as the node runs it: on the training rig's camera
+    count each camera takes the slot that looks its way (`binding.bind_cameras`, so the order a bag or a params
+    file lists cameras in never changes a score), rescaled for focal lengths unlike the training rig's."""
+    from surround_depth_ros.binding import bind_cameras
+    from surround_depth_ros.pipeline import trained_rig
+
+    trained = trained_rig(engine.info.rig) if getattr(engine, "info", None) is not None else None
+    if trained is None or len(trained.cameras) != len(frame.rig.cameras):
+        pred = [result.depth for result in engine.infer(frame.images)]
+        if focal_scaling and trained is not None:
+            pred = [d * f for d, f in zip(pred, _focal_factors(trained, frame), strict=True)]
+        return pred
+    slots = bind_cameras(frame.rig, trained).slots
+    images, K = [None] * len(slots), np.zeros((len(slots), 3, 3))
+    for slot, image, camera in zip(slots, frame.images, frame.rig.cameras, strict=True):
+        images[slot], K[slot] = image, camera.K
+    results = engine.infer(images, intrinsics=K if focal_scaling else None)
+    return [results[slot].depth for slot in slots]
+
+
+def ground_truth(frame: FrameSet) -> list[np.ndarray] | None:
+    """Full-resolution depth per camera to score against: dense depth, else the lidar sweep projected with the
+    set's own extrinsics, intrinsics and poses; None when the set has neither."""
+    if frame.depth is None and frame.lidar is None:
+        return None
+    gt = frame.depth if frame.depth is not None else lidar_depth_maps(frame)
+    return [np.asarray(g, dtype=np.float32) for g in gt]
+
+
+class FrameScorer:
+    """Scores one predictor's depth against ground truth a frame set at a time, keeping a few sets to draw.
+
+    The accumulator behind `evaluate_checkpoints` and `run-bag` (which scores the node pipeline's own
+    output instead of running an engine again). A set may lack some cameras (the node's partial sets):
+    each image counts for the camera it belongs to.
+    """
+
+    def __init__(self, min_depth: float = 0.1, max_depth: float = 80.0, examples: int = 2) -> None:
+        self.metrics = DepthMetrics(None, min_depth, max_depth)
+        self.examples: list[Example] = []
+        self.max_examples = examples
+        self.sets = self.skipped = 0
+
+    def add(self, frame: FrameSet, pred: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> None:
+        """Score the depth per camera of `frame.rig` (at each camera's size; sizes may differ) against `gt`."""
+        self.metrics.camera_names = list(frame.rig.camera_names)  # names this update's images by the set's rig
+        self.metrics.update(list(pred), list(gt))  # per camera: nothing padded to full resolution
+        if len(self.examples) < self.max_examples:
+            self.examples.append(Example(frame.name, list(frame.images), list(gt), list(pred)))
+        self.sets += 1
+
+    def skip(self) -> None:
+        """Count a set without ground truth (a bag's first sets before its first lidar sweep)."""
+        self.skipped += 1
+
+    def evaluation(self) -> Evaluation:
+        """The summary (`DepthMetrics.summary()` and the set counts) and the kept sets; ValueError with the reason
+        when no set had ground truth."""
+        if not self.sets:
+            reason = f"none of its {self.skipped} frame sets has depth or a lidar sweep" if self.skipped else (
+                "the dataset is empty")  # fmt: skip
+            raise ValueError(f"no frame sets to evaluate: {reason}")
+        counts = {"frame_sets": self.sets, "frame_sets_skipped_without_ground_truth": self.skipped}
+        return Evaluation(self.metrics.summary() | counts, self.examples)
 
 
 def evaluate_checkpoints(
@@ -114,27 +171,15 @@ def evaluate_checkpoints(
     their rig); cameras of any sizes mix. Sets with neither depth nor a lidar sweep (a bag's first
     sets before its first sweep) are skipped and counted in the summary.
     """
-    metrics: list[DepthMetrics] = []
-    kept: list[list[Example]] = [[] for _ in engines]
-    sets = skipped = 0
+    scorers = [FrameScorer(min_depth, max_depth, examples) for _ in engines]
     for frame in progress if progress is not None else frames:
-        if frame.depth is None and frame.lidar is None:
-            skipped += 1
-            continue
-        gt = frame.depth if frame.depth is not None else lidar_depth_maps(frame)
-        gt = [np.asarray(g, dtype=np.float32) for g in gt]
-        metrics = metrics or [DepthMetrics(frame.rig.camera_names, min_depth, max_depth) for _ in engines]
-        for engine, engine_metrics, engine_examples in zip(engines, metrics, kept, strict=True):
-            pred = _predict(engine, frame, focal_scaling)
-            engine_metrics.update(pred, gt)  # per camera: sizes may differ, nothing padded to full resolution
-            if len(engine_examples) < examples:
-                engine_examples.append(Example(frame.name, list(frame.images), gt, pred))
-        sets += 1
-    if not metrics:
-        reason = f"none of its {skipped} frame sets has depth or a lidar sweep" if skipped else "the dataset is empty"
-        raise ValueError(f"no frame sets to evaluate: {reason}")
-    counts = {"frame_sets": sets, "frame_sets_skipped_without_ground_truth": skipped}
-    return [Evaluation(m.summary() | counts, k) for m, k in zip(metrics, kept, strict=True)]
+        gt = ground_truth(frame)
+        for engine, scorer in zip(engines, scorers, strict=True):
+            if gt is None:
+                scorer.skip()
+            else:
+                scorer.add(frame, _predict(engine, frame, focal_scaling), gt)
+    return [scorer.evaluation() for scorer in scorers]
 
 
 def evaluate_frames(engine: object, frames: Iterable[FrameSet], *args: object, **kwargs: object) -> Evaluation:
@@ -142,11 +187,11 @@ def evaluate_frames(engine: object, frames: Iterable[FrameSet], *args: object, *
     return evaluate_checkpoints([engine], frames, *args, **kwargs)[0]
 
 
-def _focal_factors(trained_rig: dict, frame: FrameSet) -> list[float]:
+def _focal_factors(trained: CameraRig, frame: FrameSet) -> list[float]:
     """Depth factors for a rig with another camera count than the training rig's (the engine pairs cameras
     one to one): each camera's focal length per image width against the training cameras' mean."""
-    trained = np.mean([c["K"][0][0] / c["width"] for c in trained_rig["cameras"]])
-    return [float(c.K[0, 0] / c.width / trained) for c in frame.rig.cameras]
+    reference = np.mean([c.K[0, 0] / c.width for c in trained.cameras])
+    return [float(c.K[0, 0] / c.width / reference) for c in frame.rig.cameras]
 
 
 HIGHER_IS_BETTER = frozenset({"a1", "a2", "a3"})
