@@ -437,3 +437,33 @@ def test_an_oversize_image_a_silent_anchor_and_a_double_sigint(tmp_path, checkpo
         code = node.wait(30)
         print(node.output)
     assert code == 0 and "Traceback" not in node.output and "terminate called" not in node.output, node.output
+
+
+def test_depth_at_network_resolution_with_its_scaled_camera_info(tmp_path, checkpoint, rig):
+    """`depth_resolution: network`: a consumer that knows only the published depth and CameraInfo (REP 118)
+    puts every cloud point on a pixel whose depth it is; the diagnostics break processing into stages."""
+    node, client, out, pub = _start(tmp_path, checkpoint, rig, depth_resolution="network", cloud_stride=1)
+    try:
+        pub.publish_tf()
+        _drive(pub, range(1))
+        client.wait_for(lambda: out.clouds and all(out.depth[c] and out.info[c] for c in rig.camera_names), 60,
+                        "network-sized depth")  # fmt: skip
+        client.wait_for(lambda: "stage forward ms (mean of last 100)" in out.status("pipeline"), 30, "stage timings")
+    finally:
+        _stop(node, client)
+    cloud = _cloud(out.clouds[0])
+    for i, camera in enumerate(rig.cameras):
+        msg, info = out.depth[camera.name][0], out.info[camera.name][0]
+        assert (msg.width, msg.height) == (info.width, info.height) and msg.width < WIDTH and msg.height < HEIGHT
+        K = np.reshape(info.k, (3, 3))
+        np.testing.assert_allclose(np.reshape(info.p, (3, 4))[:, :3], K)
+        np.testing.assert_allclose(K[0, 0] / camera.K[0, 0], msg.width / WIDTH)
+        mine = cloud[cloud["camera"] == i]
+        assert len(mine) > 100, camera.name
+        points = np.stack([mine["x"], mine["y"], mine["z"]], axis=1).astype(np.float64)
+        uv, z = geometry.project_points(
+            K, geometry.transform_points(geometry.invert_transform(camera.T_base_cam), points)
+        )
+        pixels = np.rint(uv).astype(int)
+        assert np.abs(uv - pixels).max() < 2e-3, camera.name
+        np.testing.assert_allclose(z, _depth(msg)[pixels[:, 1], pixels[:, 0]], rtol=1e-4)

@@ -52,7 +52,7 @@ from surround_depth_ros.health import InputHealth, Level
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
 from surround_depth_ros.mailbox import LatestMailbox
 from surround_depth_ros.params import NODE_NAME
-from surround_depth_ros.pipeline import StartupError, pipeline_from_settings
+from surround_depth_ros.pipeline import STAGES, StartupError, pipeline_from_settings, scaled_calibration
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
 from surround_depth_ros.ros.dds import use_large_image_transport
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
@@ -97,6 +97,7 @@ class SurroundDepthNode(Node):
         self._latency_ms: deque = deque(maxlen=100)
         self._age_ms: deque = deque(maxlen=100)
         self._processing_ms: deque = deque(maxlen=100)
+        self._stage_ms: deque = deque(maxlen=100)  # the pipeline's timings_ms per set
         self._published = 0
         self._last_published: float | None = None  # monotonic time of the last published set
         self._started = time.monotonic()
@@ -338,7 +339,7 @@ class SurroundDepthNode(Node):
         with self._lock:
             infos = [self.camera_info[name] for name in frame_set.rig.camera_names]
         for camera, stamp, info, depth, confidence in zip(
-            frame_set.rig.cameras, frame_set.camera_stamps_ns, infos, outputs.depth, outputs.confidence, strict=True
+            outputs.cameras, frame_set.camera_stamps_ns, infos, outputs.depth, outputs.confidence, strict=True
         ):
             header = MESSAGES.header(int(stamp), camera.frame_id)
             self._publish_depth(camera.name, header, info, depth, confidence)
@@ -350,6 +351,7 @@ class SurroundDepthNode(Node):
         latency_ms = 1000 * (time.monotonic() - arrival)
         age_ms = (self.get_clock().now().nanoseconds - frame_set.stamp_ns) / 1e6
         with self._lock:
+            self._stage_ms.append(outputs.timings_ms)
             self._processing_ms.append(processing_ms)
             self._latency_ms.append(latency_ms)
             self._age_ms.append(age_ms)
@@ -372,9 +374,12 @@ class SurroundDepthNode(Node):
                   step=len(data) // height, data=data)
         )  # fmt: skip
         info_out = CameraInfo()
-        info_out.header, info_out.height, info_out.width = header, info.height, info.width
+        info_out.header, info_out.height, info_out.width = header, height, width
         info_out.distortion_model, info_out.d, info_out.k = info.distortion_model, info.d, info.k
         info_out.r, info_out.p, info_out.roi = info.r, info.p, info.roi
+        if (width, height) != (info.width, info.height):  # network resolution: the same camera, scaled (REP 118)
+            k, p = scaled_calibration(info.k, info.p, (info.width, info.height), (width, height))
+            info_out.k, info_out.p = k.tolist(), p.tolist()
         self._info_pub[camera].publish(info_out)
         if camera in self._confidence_pub:
             data = confidence.astype(np.float32).tobytes()
@@ -433,6 +438,10 @@ class SurroundDepthNode(Node):
                     f"{np.mean(self._latency_ms):.1f}"
                 )
                 values["data age ms, ROS time (mean of last 100)"] = f"{np.mean(self._age_ms):.1f}"
+                for stage in (*STAGES, "total"):
+                    values[f"stage {stage} ms (mean of last 100)"] = (
+                        f"{np.mean([t.get(stage, 0.0) for t in self._stage_ms]):.1f}"
+                    )
             published = self._published
         waiting = self.assembler.waiting()
         for camera, why in waiting.items():
