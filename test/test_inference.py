@@ -117,21 +117,72 @@ def test_nan_where_confidence_is_low_or_output_not_finite(model):
         assert np.isnan(r.depth).all() and (r.confidence == 0).all()  # NaN, not clamped into range
 
 
-def test_intrinsics_rescale_depth_by_the_focal_length_ratio(model, tmp_path):
-    K = np.array([[100.0, 0, 80], [0, 100.0, 45], [0, 0, 1]])
+def test_a_narrower_camera_is_placed_into_the_training_camera_and_others_are_resized_as_before(model, tmp_path):
+    """Canonical camera: a longer lens is shrunk to the training focal length inside a border, depth unscaled."""
+    K = np.array([[100.0, 0, 79.5], [0, 100.0, 44.5], [0, 0, 1]])
     cams = [Camera(f"CAM_{i}", 160, 90, K, np.eye(4)) for i in range(N)]
     path = tmp_path / "tiny.pt"
     save_checkpoint(path, model, rig=CameraRig(cams), adjacency=ring_adjacency(N))
     engine = DepthEngine(path, backend="torch", device="cpu")
     frames = camera_images([(90, 160)] * N)
     base = engine.infer(frames)
-    wider = np.stack([K] * N)
-    wider[:, 0, 0] *= 1.25  # same pixels seen through a longer lens: everything is 1.25x farther
-    scaled = engine.infer(frames, intrinsics=wider)
-    for b, s in zip(base, scaled, strict=True):
-        np.testing.assert_allclose(s.depth, np.clip(1.25 * b.depth, 0.5, 80.0), rtol=1e-5)
+    for same_or_wider in (np.stack([K] * N), np.stack([K * [[0.8], [0.8], [1]]] * N)):
+        for b, r in zip(base, engine.infer(frames, intrinsics=same_or_wider), strict=True):
+            np.testing.assert_array_equal(r.depth, b.depth)  # plainly resized, no depth factor
+    longer = np.stack([K] * N)
+    longer[0, :2, :2] *= 1.25  # camera 0 sees 1.25x narrower than the training camera
+    (view, *rest) = engine.placements(longer, [(90, 160)] * N)
+    trained_K = geometry.resize_intrinsics(K, W / 160, H / 90)
+    assert all(p.fills((H, W)) for p in rest)
+    assert (view.height, view.width) == (round(90 / 1.25 * H / 90), round(160 / 1.25 * W / 160)) == (51, 90)
+    np.testing.assert_allclose(np.diag(view.K)[:2], np.diag(trained_K)[:2], rtol=0.02)
+    np.testing.assert_allclose(view.K[:2, 2], trained_K[:2, 2], atol=0.5)  # principal point on the training one
+    # The network input: the resized image in its box, the mean colour (0 after normalisation) around it.
+    border = torch.ones((H, W), dtype=torch.bool)
+    border[view.top : view.top + view.height, view.left : view.left + view.width] = False
+    batch = engine.normalize(engine.upload(frames), engine.placements(longer, [(90, 160)] * N))[0, 0]
+    assert (batch[:, border] == 0).all() and (batch[:, ~border] != 0).any()
+    maps = engine.infer_maps(frames, intrinsics=longer)
+    assert torch.isnan(maps.depth[0][border]).all() and torch.isfinite(maps.depth[0][~border]).all()
+    np.testing.assert_allclose(maps.K[0], view.K)
+    box = maps.depth[0, view.top : view.top + view.height, view.left : view.left + view.width]
+    upsampled = F.interpolate(box[None, None], size=(90, 160), mode="bilinear", align_corners=False)[0, 0]
+    np.testing.assert_allclose(engine.infer(frames, intrinsics=longer)[0].depth, upsampled.numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="no training rig"):
-        DepthEngine(model, backend="torch", device="cpu").infer(frames, intrinsics=wider)
+        DepthEngine(model, backend="torch", device="cpu").infer(frames, intrinsics=longer)
+
+
+def test_set_adjacency_rebuilds_the_network_for_other_pairs_only(model):
+    frames = camera_images([(H, W)] * N, seed=3)
+    engine = DepthEngine(model, backend="torch", device="cpu", adjacency=ring_adjacency(N))
+    ring = engine.infer(frames)
+    module = engine.module
+    assert not engine.set_adjacency([(j, i) for i, j in reversed(ring_adjacency(N).tolist())])  # same pairs
+    assert engine.module is module
+    with pytest.raises(ValueError, match=r"adjacency pair \(3, 6\)"):
+        engine.set_adjacency([(3, 6)])
+    assert engine.module is module and engine.adjacency == frozenset(map(tuple, ring_adjacency(N).tolist()))
+    assert engine.set_adjacency([(5, 3)])  # a rig of cameras 0, 3 and 5 where only 3 and 5 overlap
+    live = engine.infer(frames)
+    expected = DepthEngine(model, backend="torch", device="cpu", adjacency=[(3, 5)]).infer(frames)
+    for a, b in zip(live, expected, strict=True):
+        np.testing.assert_array_equal(a.depth, b.depth)
+    assert not np.array_equal(live[3].depth, ring[3].depth)  # the attention really changed
+
+
+def test_onnx_cache_keeps_one_file_per_adjacency(model, tmp_path):
+    frames = camera_images([(H, W)] * N, seed=4)
+    engine = DepthEngine(model, backend="onnxruntime", device="cpu", cache_dir=tmp_path, adjacency=ring_adjacency(N))
+    ring_file = engine.backend.path
+    exported = ring_file.stat().st_mtime_ns
+    assert engine.set_adjacency([(3, 5)]) and engine.backend.path != ring_file
+    expected = DepthEngine(model, backend="torch", device="cpu", adjacency=[(3, 5)]).infer(frames)
+    for a, b in zip(engine.infer(frames), expected, strict=True):
+        assert np.abs(a.depth - b.depth).max() < ONNX_DEPTH_TOLERANCE_M
+    files = sorted(tmp_path.glob("*.onnx"))
+    assert files == sorted([ring_file, engine.backend.path])
+    assert engine.set_adjacency(ring_adjacency(N)) and engine.backend.path == ring_file
+    assert sorted(tmp_path.glob("*.onnx")) == files and ring_file.stat().st_mtime_ns == exported  # from the cache
 
 
 def test_bad_inputs_name_the_camera_and_the_expectation(model):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import hashlib
+from typing import TYPE_CHECKING, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from surround_depth_ros.network.student import ExportableStudent
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -39,3 +43,12 @@ def require_cuda(what: str) -> None:
             f"{what} needs an NVIDIA GPU with a CUDA build of PyTorch, but torch.cuda.is_available() is False "
             f"(torch {torch.__version__}); install a CUDA wheel of torch or use device='cpu'"
         )
+
+
+def neighbour_digest(module: ExportableStudent) -> str:
+    """SHA-256 of the neighbour table and mask an exported graph bakes in: part of every cache key."""
+    digest = hashlib.sha256()
+    for buffer in (module.table, module.mask):
+        digest.update(str(tuple(buffer.shape)).encode())
+        digest.update(buffer.cpu().numpy().tobytes())
+    return digest.hexdigest()

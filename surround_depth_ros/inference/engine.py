@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from surround_depth_ros.checkpoint import load_checkpoint, weights_checksum
 from surround_depth_ros.geometry import resize_intrinsics
-from surround_depth_ros.inference.backend import Backend
+from surround_depth_ros.inference.backend import Backend, neighbour_digest
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.radar_branch import RADAR_CHANNELS
 from surround_depth_ros.network.student import MEAN, STD, ExportableStudent, SurroundDepthStudent
@@ -63,6 +63,55 @@ class DepthMaps(NamedTuple):
     images: list[torch.Tensor]
 
 
+class Placement(NamedTuple):
+    """Where one camera image lies in the network input: resized to height x width with its top-left pixel at
+    (top, left). K: the intrinsics of the whole network input in network pixels (a virtual camera
+    with the camera's optical frame)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    K: np.ndarray
+
+    def fills(self, input_size: tuple[int, int]) -> bool:
+        """True when the image is plainly resized to the whole input (no border)."""
+        return (self.top, self.left, self.height, self.width) == (0, 0, *input_size)
+
+
+def canonical_placement(
+    K: np.ndarray, size: tuple[int, int], K_trained: np.ndarray, input_size: tuple[int, int]
+) -> Placement:
+    """Where a camera image goes in the network input so that it looks like its slot's training camera.
+
+    The network learned metric depth from apparent size at the training camera's focal lengths
+    (`K_trained`, network pixels). Along an image axis where the camera sees narrower (a longer
+    focal length in network pixels), the image is resized to the training focal length and its
+    principal point put on the training one, leaving a border: Metric3D's canonical camera,
+    which needs no depth factor. Along an axis where it sees as wide or wider, the image fills
+    the input as the plain resize does, with no depth factor: shrinking it into a border, or
+    multiplying depth by the focal ratio (the label transform), made the DDAD sample worse than
+    no rescaling with this student (docs/sync_and_tf.md). Positions are whole pixels, so a camera
+    within half a network pixel of the training one is resized plainly, exactly as before.
+    """
+    H, W = size
+    K_net = resize_intrinsics(K, input_size[1] / W, input_size[0] / H)
+    box = []
+    for axis, n, m in ((1, H, input_size[0]), (0, W, input_size[1])):
+        extent = int(min(m, max(1, round(n * K_trained[axis, axis] / K[axis, axis]))))
+        principal = (K[axis, 2] + 0.5) * extent / n - 0.5
+        offset = int(np.clip(round(K_trained[axis, 2] - principal), 0, m - extent))
+        box.append((offset, extent))
+        K_net[axis, axis] = K[axis, axis] * extent / n
+        K_net[axis, 2] = principal + offset
+    (top, height), (left, width) = box
+    return Placement(top, left, height, width, K_net)
+
+
+def _pairs(adjacency: torch.Tensor | np.ndarray | list | tuple) -> frozenset[tuple[int, int]]:
+    return frozenset(tuple(sorted(p)) for p in torch.as_tensor(adjacency, dtype=torch.long).reshape(-1, 2).tolist())
+
+
 def auto_backend(device: torch.device) -> str:
     """tensorrt > onnxruntime (CUDA) > torch on a GPU; the faster measured one on the CPU."""
     if device.type != "cuda":
@@ -87,10 +136,10 @@ def _size_groups(sizes: list[tuple[int, int]]) -> dict[tuple[int, int], list[int
 class DepthEngine:
     """Runs a student checkpoint (or model) on one frame set of camera images at a time.
 
-    `adjacency` (E, 2) defaults to the checkpoint's, else a ring over the cameras in order;
-    `n_views` to the checkpoint rig's camera count, else 6. Pixels whose confidence is below
-    `min_confidence` become NaN. Temporal models keep the previous frame's features (`reset()`
-    forgets them).
+    `adjacency` (E, 2) defaults to the checkpoint's, else a ring over the cameras in order
+    (`set_adjacency` replaces it with the live rig's); `n_views` to the checkpoint rig's camera
+    count, else 6. Pixels whose confidence is below `min_confidence` become NaN. Temporal models
+    keep the previous frame's features (`reset()` forgets them).
     """
 
     def __init__(
@@ -125,6 +174,7 @@ class DepthEngine:
             )
             adjacency = ring_adjacency(self.n_views)
         self.input_size = self.info.input_size if self.info else self.config.input_size
+        self.adjacency = _pairs(adjacency)
         self.module = ExportableStudent(model, torch.as_tensor(adjacency), self.n_views, self.input_size)
         self.checksum = self.info.checksum if self.info else weights_checksum(model.state_dict())
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -133,35 +183,62 @@ class DepthEngine:
         # CPU threads: `threads` for the network (None: torch's count / ONNX Runtime: the cores), one for the
         # elementwise pre/post-processing (see surround_depth_ros.threads).
         self.threads = POSTPROCESS_THREADS if self.device.type == "cpu" else None
-        self.backend = self._build_backend(precision, onnx_provider, channels_last, threads)
+        self._backend_options = (precision, onnx_provider, channels_last, threads)
+        self.backend = self._build_backend(self.module, *self._backend_options)
         self.min_confidence = min_confidence
         self._staging: dict[tuple[int, int, int], torch.Tensor] = {}
         self._scale = (1.0 / (255.0 * torch.tensor(STD))).view(1, 3, 1, 1).to(self.device)
         self._shift = (-torch.tensor(MEAN) / torch.tensor(STD)).view(1, 3, 1, 1).to(self.device)
         self._previous: torch.Tensor | None = None
+        h, w = self.input_size
+        self._trained_K = None if rig is None else [
+            resize_intrinsics(np.asarray(c["K"], dtype=np.float64), w / c["width"], h / c["height"])
+            for c in rig["cameras"]
+        ]  # fmt: skip
         LOG.info(
             "depth engine: preset %s, backend %s on %s, %s", self.config.name, self.backend_name, self.device, precision
         )
 
     def _build_backend(
-        self, precision: str, onnx_provider: str | None, channels_last: bool | None, threads: int | None
-    ) -> Backend:
+        self, module: ExportableStudent, precision: str, onnx_provider: str | None, channels_last: bool | None,
+        threads: int | None,
+    ) -> Backend:  # fmt: skip
         if self.backend_name == "torch":
             from surround_depth_ros.inference.torch_backend import TorchBackend
 
-            return TorchBackend(self.module, self.device, precision, channels_last, threads)
+            return TorchBackend(module, self.device, precision, channels_last, threads)
         if self.backend_name == "onnxruntime":
             from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, cached_onnx, pick_provider
 
             pick_provider(self.device, onnx_provider)  # fail before a long export when the provider is absent
             h, w = self.input_size
-            name = f"student_{self.checksum[:16]}_{self.n_views}x{h}x{w}.onnx"
-            path = cached_onnx(self.module, self.cache_dir / name)
+            # The neighbour table is a constant of the graph: one file per weights, shape and adjacency.
+            name = f"student_{self.checksum[:16]}_{self.n_views}x{h}x{w}_{neighbour_digest(module)[:12]}.onnx"
+            path = cached_onnx(module, self.cache_dir / name)
             return OnnxRuntimeBackend(path, self.device, precision, onnx_provider, self.cache_dir, threads)
         from surround_depth_ros.inference.tensorrt_backend import TensorRTBackend
 
-        inputs = self.module.example_inputs()
-        return TensorRTBackend(self.module, inputs, self.checksum, self.cache_dir, self.device, precision)
+        inputs = module.example_inputs()
+        return TensorRTBackend(module, inputs, self.checksum, self.cache_dir, self.device, precision)
+
+    def set_adjacency(self, adjacency: torch.Tensor | np.ndarray | list | tuple) -> bool:
+        """Let cross-view attention pair the cameras the live rig pairs (slot numbering, `Binding.adjacency`).
+
+        The neighbour table is baked into the network (static shapes for export), so a different
+        set of pairs rebuilds it and the backend: at once for torch; ONNX Runtime and TensorRT load
+        the cache file of this adjacency, exported / built the first time it is seen. The temporal
+        state is forgotten. The same pairs in any order change nothing. Returns True when rebuilt.
+        """
+        pairs = _pairs(adjacency)
+        if pairs == self.adjacency:
+            return False
+        table = torch.tensor(sorted(pairs), dtype=torch.long).reshape(-1, 2)
+        module = ExportableStudent(self.module.model, table, self.n_views, self.input_size)  # a bad pair fails here
+        self.backend = self._build_backend(module, *self._backend_options)
+        self.module, self.adjacency = module, pairs
+        self.reset()
+        LOG.info("depth engine: cross-view attention over the live rig's pairs %s", sorted(pairs))
+        return True
 
     def reset(self) -> None:
         """Forget the previous frame (temporal models): call on a jump in time or a new sequence."""
@@ -194,8 +271,12 @@ class DepthEngine:
                 uploaded[i] = on_device[slot]
         return uploaded
 
-    def normalize(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """(1, N, 3, h, w) network input of uploaded images: resized (antialiased) and normalised on the device."""
+    def normalize(self, images: list[torch.Tensor], placements: list[Placement] | None = None) -> torch.Tensor:
+        """(1, N, 3, h, w) network input of uploaded images: resized (antialiased) and normalised on the device.
+
+        With `placements` each image is resized to its placement and the border is the mean colour
+        (0 after normalisation, as Metric3D pads); without, it fills the input.
+        """
         h, w = self.input_size
         batch = torch.empty((self.n_views, 3, h, w), dtype=torch.float32, device=self.device)
         with torch_threads(self.threads):
@@ -203,9 +284,16 @@ class DepthEngine:
                 x = image.permute(2, 0, 1)[None]  # channels-last: what the uint8 resize kernel is fastest on
                 if self.device.type != "cpu":
                     x = x.float()  # CUDA interpolation has no uint8 kernel; the CPU's uint8 one is the fastest there
-                if tuple(x.shape[-2:]) != (h, w):
-                    x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-                torch.addcmul(self._shift, x.float(), self._scale, out=batch[i : i + 1])
+                top, left, height, width = placements[i][:4] if placements is not None else (0, 0, h, w)
+                if tuple(x.shape[-2:]) != (height, width):
+                    x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+                if (height, width) == (h, w):
+                    torch.addcmul(self._shift, x.float(), self._scale, out=batch[i : i + 1])
+                else:
+                    batch[i].zero_()
+                    batch[i, :, top : top + height, left : left + width] = torch.addcmul(
+                        self._shift, x.float(), self._scale
+                    )[0]
         return batch[None]
 
     def preprocess(
@@ -246,56 +334,92 @@ class DepthEngine:
             outputs = self.backend.run(inputs)
         return outputs[0][0].to(self.device), outputs[1][0].to(self.device)
 
-    def focal_scale(self, intrinsics: np.ndarray, sizes: list[tuple[int, int]]) -> torch.Tensor:
-        """Per-view depth factor for cameras whose focal length (in network pixels) differs from training.
-
-        The same object looks alike to the network at depth d with focal f and at d * f' / f with f'.
-        """
-        rig = self.info.rig if self.info else None
-        if rig is None:
+    def _checked_intrinsics(self, intrinsics: np.ndarray) -> np.ndarray:
+        if self._trained_K is None:
             raise ValueError("intrinsics were given but the model records no training rig to compare them with")
         K = np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)
         if len(K) != self.n_views:
             raise ValueError(f"expected {self.n_views} intrinsics matrices (N, 3, 3), got {len(K)}")
+        return K
+
+    def placements(self, intrinsics: np.ndarray, sizes: list[tuple[int, int]]) -> list[Placement]:
+        """Where each view's image goes in the network input (`canonical_placement` into its slot's camera).
+
+        On the DDAD sample (cameras 0.6-1.4x the training focal length per network pixel, resized
+        anisotropically) this scored AbsRel 0.461 against 0.505 plainly resized and 0.567 with the
+        old depth factor; nuScenes cameras are resized plainly as before (docs/sync_and_tf.md).
+        """
+        K = self._checked_intrinsics(intrinsics)
+        return [
+            canonical_placement(k, size, trained, self.input_size)
+            for k, size, trained in zip(K, sizes, self._trained_K, strict=True)
+        ]
+
+    def focal_scale(self, intrinsics: np.ndarray, sizes: list[tuple[int, int]]) -> torch.Tensor:
+        """Per-view depth factor: fx per image width against the slot's training camera, for a plain resize.
+
+        Superseded by `placements()`: this pinhole factor on a plainly, anisotropically resized image
+        made the DDAD sample worse than no rescaling. Kept until `pipeline.process` passes placements.
+        """
+        K = self._checked_intrinsics(intrinsics)
         now = K[:, 0, 0] / np.array([w for _, w in sizes], dtype=np.float64)
-        trained = np.array([c["K"][0][0] / c["width"] for c in rig["cameras"]], dtype=np.float64)
+        trained = np.array([k[0, 0] / self.input_size[1] for k in self._trained_K], dtype=np.float64)
         return torch.as_tensor(now / trained, dtype=torch.float32, device=self.device)
 
     def mask(
-        self, depth: torch.Tensor, confidence: torch.Tensor, focal_scale: torch.Tensor | None = None
+        self,
+        depth: torch.Tensor,
+        confidence: torch.Tensor,
+        focal_scale: torch.Tensor | None = None,
+        placements: list[Placement] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Clamp to the model's range; NaN depth and 0 confidence where the output is not finite or not confident.
 
-        `focal_scale` (N,) from `focal_scale()` multiplies each view's depth first.
+        `focal_scale` (N,) from `focal_scale()` multiplies each view's depth first; the border
+        around images placed by `placements` (one per view) is NaN.
         """
+        border = None
+        if placements is not None and not all(view.fills(self.input_size) for view in placements):
+            border = torch.ones((len(placements), 1, *self.input_size), dtype=torch.bool, device=self.device)
+            for i, (top, left, height, width, _) in enumerate(placements):
+                border[i, :, top : top + height, left : left + width] = False
         with torch_threads(self.threads):
             if focal_scale is not None:
                 depth = depth * focal_scale[:, None, None, None]
             invalid = ~torch.isfinite(depth) | ~torch.isfinite(confidence) | (confidence < self.min_confidence)
+            if border is not None:
+                invalid |= border
             depth = depth.clamp(self.config.min_depth, self.config.max_depth).masked_fill(invalid, float("nan"))
             return depth, confidence.clamp(0.0, 1.0).masked_fill(invalid, 0.0)
 
-    def resize(self, maps: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor | list[torch.Tensor]:
+    def resize(
+        self, maps: torch.Tensor, sizes: list[tuple[int, int]], placements: list[Placement] | None = None
+    ) -> torch.Tensor | list[torch.Tensor]:
         """(N, 1, h, w) maps bilinearly resized on the device to each camera's size: (N, H, W) when all sizes agree.
 
-        Bilinear interpolation keeps clamped values in range and spreads NaN by at most one pixel,
-        so masking before the resize touches 7x fewer pixels for 1600x900 cameras.
+        `placements` (one per map) crops each map to where its image lies first. Bilinear
+        interpolation keeps clamped values in range and spreads NaN by at most one pixel, so
+        masking before the resize touches 7x fewer pixels for 1600x900 cameras.
         """
-        groups = _size_groups(sizes)
+        full = (0, 0, *maps.shape[-2:])
+        boxes = [full] * len(sizes) if placements is None else [tuple(p[:4]) for p in placements]
+        groups = _size_groups(list(zip(sizes, boxes, strict=True)))
+        resized = {}
         with torch_threads(self.threads):
-            resized = {
-                size: F.interpolate(maps[indices], size=size, mode="bilinear", align_corners=False)[:, 0]
-                if size != tuple(maps.shape[-2:])
-                else maps[indices, 0]
-                for size, indices in groups.items()
-            }
+            for (size, (top, left, height, width)), indices in groups.items():
+                crop = maps[indices, :, top : top + height, left : left + width]
+                resized[size, (top, left, height, width)] = (
+                    F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[:, 0]
+                    if size != (height, width)
+                    else crop[:, 0]
+                )
         if len(groups) == 1:
             return next(iter(resized.values()))
         out: list[torch.Tensor | None] = [None] * len(sizes)
-        for size, indices in groups.items():
+        for key, indices in groups.items():
             for j, i in enumerate(indices):
-                out[i] = resized[size][j]
-        return out
+                out[i] = resized[key][j]
+        return torch.stack(out) if len(set(sizes)) == 1 else out
 
     def postprocess(
         self, depth: torch.Tensor, confidence: torch.Tensor, sizes: list[tuple[int, int]]
@@ -314,9 +438,10 @@ class DepthEngine:
     ) -> list[DepthResult]:
         """Depth and confidence per camera, at each camera's image size, as numpy arrays.
 
-        `intrinsics` (N, 3, 3), when given, rescales depth for focal lengths that differ from the
-        training rig's. `radar` holds per-camera maps (N, 4, H, W) at `input_size`, channels
-        (depth m, rcs, vx, vy), 0 = no return (surround_depth_ros.radar.radar_to_maps).
+        `intrinsics` (N, 3, 3), when given, place each image into its slot's training camera
+        (`placements`), for cameras whose focal length or principal point differ. `radar` holds
+        per-camera maps (N, 4, H, W) at `input_size`, channels (depth m, rcs, vx, vy), 0 = no
+        return (surround_depth_ros.radar.radar_to_maps).
         """
         maps = self.infer_maps(images, intrinsics, radar, resolution="camera")
         per_camera = _per_camera(maps.depth) + _per_camera(maps.confidence)
@@ -332,23 +457,24 @@ class DepthEngine:
     ) -> DepthMaps:
         """Depth and confidence as tensors on the engine's device, for the cloud and the messages.
 
-        `resolution` "network" returns the network's maps with `intrinsics` scaled to match (what
-        REP 118 lets a node publish with a scaled CameraInfo), "camera" upsamples them on the
-        device to each camera's size. Arguments as in `infer`.
+        `resolution` "network" returns the network's maps with their intrinsics (the cameras' own
+        scaled, or the virtual camera an image was placed in; what REP 118 lets a node publish with
+        its CameraInfo), "camera" upsamples them on the device to each camera's size. Radar maps
+        must be rendered with the network-resolution intrinsics (`Placement.K`). Arguments
+        as in `infer`.
         """
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
         uploaded = self.upload(images)
         sizes = [tuple(im.shape[:2]) for im in images]
-        depth, confidence = self.run_network(self._inputs(self.normalize(uploaded), radar))
-        scale = None if intrinsics is None else self.focal_scale(intrinsics, sizes)
-        depth, confidence = self.mask(depth, confidence, scale)
-        K = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)
+        placements = None if intrinsics is None else self.placements(intrinsics, sizes)
+        depth, confidence = self.run_network(self._inputs(self.normalize(uploaded, placements), radar))
+        depth, confidence = self.mask(depth, confidence, placements=placements)
         if resolution == "camera":
-            return DepthMaps(self.resize(depth, sizes), self.resize(confidence, sizes), K, uploaded)
-        h, w = self.input_size
-        if K is not None:
-            K = np.stack([resize_intrinsics(k, w / W, h / H) for k, (H, W) in zip(K, sizes, strict=True)])
+            K = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)
+            maps = [self.resize(m, sizes, placements) for m in (depth, confidence)]
+            return DepthMaps(*maps, K, uploaded)
+        K = None if placements is None else np.stack([view.K for view in placements])
         return DepthMaps(depth[:, 0], confidence[:, 0], K, uploaded)
 
 

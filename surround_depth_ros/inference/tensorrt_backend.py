@@ -2,10 +2,11 @@
 
 TensorRT engines are tied to the GPU, the TensorRT version and the weights, and building one
 takes minutes. So each engine file has a JSON sidecar recording torch, torch_tensorrt and
-TensorRT versions, GPU name and compute capability, the weights checksum, precision and input
-shapes; a cached engine is used only when all of them match, otherwise it is rebuilt with a
-log line saying what changed and a progress display while TensorRT works. `build_engine`
-installs an engine ahead of time (`surround-depth export --build-engine`).
+TensorRT versions, GPU name and compute capability, the weights checksum, the cross-view
+neighbour table (a constant of the graph), precision and input shapes; a cached engine is used
+only when all of them match, otherwise it is rebuilt with a log line saying what changed and a
+progress display while TensorRT works. `build_engine` installs an engine ahead of time
+(`surround-depth export --build-engine`).
 
 fp16 is built from a model and inputs cast to half: with TensorRT's strong (explicit) typing
 (Torch-TensorRT >= 2.9, `use_explicit_typing` on by default) the dtypes of the graph decide;
@@ -29,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from surround_depth_ros.atomic_file import atomic_path
-from surround_depth_ros.inference.backend import BackendUnavailable, check_precision, require_cuda
+from surround_depth_ros.inference.backend import BackendUnavailable, check_precision, neighbour_digest, require_cuda
 from surround_depth_ros.network.student import ExportableStudent
 
 LOG = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ def import_torch_tensorrt():  # noqa: ANN201 (returns the module)
     return torch_tensorrt
 
 
-def engine_signature(checksum: str, shapes: list[tuple[int, ...]], precision: str, device: torch.device) -> dict:
+def engine_signature(
+    checksum: str, neighbours: str, shapes: list[tuple[int, ...]], precision: str, device: torch.device
+) -> dict:
     """Everything an engine depends on; a cached engine is valid only for an equal signature."""
     torch_tensorrt = import_torch_tensorrt()
     import tensorrt
@@ -63,14 +66,15 @@ def engine_signature(checksum: str, shapes: list[tuple[int, ...]], precision: st
         "gpu": properties.name,
         "compute_capability": f"{properties.major}.{properties.minor}",
         "checksum": checksum,
+        "neighbours": neighbours,
         "precision": precision,
         "input_shapes": [list(s) for s in shapes],
     }
 
 
 def engine_path(cache_dir: str | Path, signature: dict) -> Path:
-    """Cache file name: readable prefix + hash of the shape/precision/weights part of the signature."""
-    key = json.dumps({k: signature[k] for k in ("checksum", "precision", "input_shapes")}, sort_keys=True)
+    """Cache file name: readable prefix + hash of the shape/precision/weights/adjacency part of the signature."""
+    key = json.dumps({k: signature[k] for k in ("checksum", "neighbours", "precision", "input_shapes")}, sort_keys=True)
     return Path(cache_dir) / f"student_{signature['precision']}_{hashlib.sha256(key.encode()).hexdigest()[:16]}.ep"
 
 
@@ -109,7 +113,9 @@ def build_engine(
         raise BackendUnavailable(f"the tensorrt backend builds fp32 or fp16 engines, not {precision}")
     device = torch.device(device)
     example = _cast_inputs(inputs, precision, device)
-    signature = engine_signature(checksum, [tuple(x.shape) for x in example], precision, device)
+    signature = engine_signature(
+        checksum, neighbour_digest(module), [tuple(x.shape) for x in example], precision, device
+    )
     path = engine_path(cache_dir, signature)
     model = copy.deepcopy(module).eval().to(device)
     if precision == "fp16":
@@ -161,7 +167,8 @@ class TensorRTBackend:
             raise BackendUnavailable(f"the tensorrt backend runs on CUDA devices, not {self.device}")
         self.precision = precision
         example = _cast_inputs(inputs, precision, self.device)
-        signature = engine_signature(checksum, [tuple(x.shape) for x in example], precision, self.device)
+        shapes = [tuple(x.shape) for x in example]
+        signature = engine_signature(checksum, neighbour_digest(module), shapes, precision, self.device)
         self.path = path = engine_path(cache_dir, signature)
         reason = cached_engine_mismatch(path, signature)
         if reason is None:
