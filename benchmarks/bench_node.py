@@ -2,27 +2,31 @@
 
 For the shipped tiny student and the default preset (random weights, same cost), at 6 x 1600x900
 and 6 x 1936x1216 synthetic cameras, best of --repeats:
-  forward                 the network alone on prepared tensors (DepthEngine.run_network)
-  upload+resize+normalise floor: a memcpy of the camera images (the resize has to read them once)
-  focal scale + mask      floor: a memcpy of depth + confidence at network resolution
-  upsample to cameras     only for `resolution=camera`; floor: a memcpy of the upsampled maps
-  cloud fuse+filter+pack  CloudFusion at its default point budget; floor: a memcpy of the packed cloud
-  12 Images + PointCloud2 message building; floor: a memcpy of their bytes
-and the sums: everything but the forward over the forward (issue 10 targets: tiny at 1600x900 <= 1.5;
-default node / forward <= 1.15), and the cloud's size (target < 10 MB).
-Thread settings: a mask right after an ONNX Runtime run with its threads spinning vs not, and the
-cloud step with 1 vs 2 torch threads. Callback delay: p50/p90/p99 lateness of a 100 Hz rclpy timer in
-this process, idle and while the stages run in another thread (the GIL).
-Node over DDS (--node): the node in its own process: processing_ms from its debug topic, and end-to-end
-latency (wall time at publish -> depth image received). Each set is published after the previous came back.
+  forward     the network alone on prepared tensors (DepthEngine.run_network): the reference of every ratio
+  pipeline    SurroundDepthPipeline.process(frame_set) at depth_resolution camera and network, with its
+              stages (the keys of DepthOutputs.timings_ms, which the node's diagnostics show) each next to
+              its floor: one `interpolate` of the same tensor for the resizes, a memcpy of the stage's
+              bytes for the others
+  messages    the 12 Images and the PointCloud2 the node builds from the outputs; floor: a memcpy of them
+  node        the node in its own process over DDS (shipped Fast DDS profile): its processing_time_ms, and
+              end to end (wall time before the six images are published -> the last camera's depth received;
+              each set published after the previous came back)
+with the issue-10 checks: default preset node / forward <= 1.15, tiny everything-but-the-forward
+<= 1.5 x forward, the cloud at default settings < 10 MB a set.
+Thread settings: a mask right after an ONNX Runtime run with its threads spinning and not, and the
+cloud with 1 vs 2 torch threads. Callback delay: p50/p90/p99 delay of an unrelated 100 Hz
+subscription in this process (messages from another process, stamped with the monotonic clock)
+idle and while a worker thread runs the pipeline and builds the messages.
 
-    .venv/bin/python benchmarks/bench_node.py [--sizes 1600x900,1936x1216] [--presets tiny,default] [--node]
+    .venv/bin/python benchmarks/bench_node.py [--sizes 1600x900,1936x1216] [--presets tiny,default]
+        [--repeats 5] [--sets 5] [--no-node] [--callback-seconds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,26 +36,46 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from timing import best_ms
 
 from surround_depth_ros.checkpoint import save_checkpoint
 from surround_depth_ros.datasets.synthetic import SyntheticReader
-from surround_depth_ros.fusion import CloudFusion, cloud_points
-from surround_depth_ros.inference.engine import DepthEngine, DepthMaps
+from surround_depth_ros.frameset import FrameSet
+from surround_depth_ros.fusion import CloudFusion
+from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.network.student import PRESETS, SurroundDepthStudent
-from surround_depth_ros.rig import CameraRig, default_rig
+from surround_depth_ros.pipeline import STAGES, DepthOutputs, SurroundDepthPipeline
+from surround_depth_ros.rig import default_rig
+from surround_depth_ros.threads import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
+RESOLUTIONS = ("camera", "network")
+# A 100 Hz stream from another process, each message stamped with CLOCK_MONOTONIC (shared by processes).
+TICKER = """
+import sys, time, rclpy
+from std_msgs.msg import Int64
+rclpy.init()
+node = rclpy.create_node("bench_ticker")
+pub = node.create_publisher(Int64, "/bench_ticks", 10)
+while rclpy.ok():
+    pub.publish(Int64(data=time.monotonic_ns()))
+    time.sleep(0.01)
+"""
 
 
-def synthetic_frames(width: int, height: int) -> tuple[CameraRig, list[list[np.ndarray]]]:
+def synthetic_sets(width: int, height: int) -> list[FrameSet]:
     """Two synthetic sets rendered at 1600x900 and resized (rendering 1936x1216 takes a minute here)."""
     torch.set_num_threads(1)
     frames = list(SyntheticReader(default_rig().scaled(1600, 900), seed=7, n_frames=2, radar=False, lidar=False))
     torch.set_num_threads(2)
-    images = [[cv2.resize(im, (width, height), interpolation=cv2.INTER_LINEAR) for im in f.images] for f in frames]
-    return default_rig().scaled(width, height), images
+    rig = default_rig().scaled(width, height)
+    return [
+        FrameSet(rig, [cv2.resize(im, (width, height), interpolation=cv2.INTER_LINEAR) for im in f.images],
+                 f.camera_stamps_ns, name=f.name)
+        for f in frames
+    ]  # fmt: skip
 
 
 def checkpoint_for(preset: str, tmp: Path) -> Path:
@@ -65,90 +89,94 @@ def checkpoint_for(preset: str, tmp: Path) -> Path:
 
 
 def copy_floor(nbytes: int, repeats: int) -> float:
-    source = np.ones(nbytes, np.uint8)
+    source = np.ones(max(nbytes, 1), np.uint8)
     return best_ms(lambda: np.copy(source), repeats)
 
 
-class Row:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, float, float | None]] = []
+def interpolate_floor(
+    maps: torch.Tensor, size: tuple[int, int], threads: int | None, repeats: int, antialias: bool = False
+) -> float:
+    """One `interpolate` of all the maps together, with the pipeline's thread count."""
 
-    def add(self, name: str, ms: float, floor_ms: float | None = None) -> float:
-        self.rows.append((name, ms, floor_ms))
-        return ms
+    def once() -> torch.Tensor:
+        with torch_threads(threads):
+            return F.interpolate(maps, size=size, mode="bilinear", antialias=antialias, align_corners=False)
 
-    def print(self, forward_ms: float) -> None:
-        print(f"  {'stage':34} {'ms':>8} {'floor ms':>9} {'ratio':>6} {'/ fwd':>6}")
-        for name, ms, floor in self.rows:
-            ratio = f"{ms / floor:6.1f}" if floor else " " * 6
-            floor_text = f"{floor:9.2f}" if floor else " " * 9
-            print(f"  {name:34} {ms:8.2f} {floor_text} {ratio} {ms / forward_ms:6.2f}")
+    return best_ms(once, repeats)
 
 
-def bench_stages(engine: DepthEngine, rig: CameraRig, images: list[np.ndarray], repeats: int) -> None:
-    """The device path with depth at network resolution, then upsampled to the cameras."""
-    inputs = engine.preprocess(images)
-    forward = best_ms(lambda: engine.run_network(inputs), repeats)
-    raw = engine.run_network(inputs)
-    for resolution in ("network", "camera"):
-        bench_resolution(engine, rig, images, resolution, forward, raw, repeats)
-
-
-def bench_resolution(
-    engine: DepthEngine, rig: CameraRig, images: list[np.ndarray], resolution: str, forward: float,
-    raw: tuple[torch.Tensor, torch.Tensor], repeats: int,
-) -> None:  # fmt: skip
-    """Each stage timed on its own with its floor; then the whole path in one call."""
+def build_messages(outputs: DepthOutputs, frame_set: FrameSet) -> None:
+    """What the node publishes for a set: depth and confidence per camera, and the cloud."""
     from surround_depth_ros.ros.messages import MESSAGES
 
-    K, T = rig.intrinsics(), rig.extrinsics()
-    sizes = [im.shape[:2] for im in images]
-    fusion = CloudFusion(device=engine.device)
-    rows = Row()
-    rows.add("forward (floor of the whole)", forward)
-    rows.add("upload+resize+normalise", best_ms(lambda: engine.normalize(engine.upload(images)), repeats),
-             copy_floor(sum(im.nbytes for im in images), repeats))  # fmt: skip
-
-    def focal_and_mask() -> tuple[torch.Tensor, torch.Tensor]:
-        return engine.mask(*raw, engine.focal_scale(K, sizes))
-
-    depth, conf = focal_and_mask()
-    rows.add("focal scale + mask", best_ms(focal_and_mask, repeats), copy_floor(2 * depth.numel() * 4, repeats))
-    maps = engine.infer_maps(images, K, resolution=resolution)
-    if resolution == "camera":
-        ms = best_ms(lambda: (engine.resize(depth, sizes), engine.resize(conf, sizes)), repeats)
-        rows.add("upsample to cameras", ms, copy_floor(2 * maps.depth.numel() * 4, repeats))
-    packed = fusion.cloud(maps.depth, maps.K, T, maps.confidence, maps.images)
-    cloud_ms = best_ms(lambda: fusion.cloud(maps.depth, maps.K, T, maps.confidence, maps.images), repeats)
-    rows.add("cloud fuse+filter+pack", cloud_ms, copy_floor(packed.numel(), repeats))
-
-    def messages(m: DepthMaps, cloud: torch.Tensor) -> None:
-        for d, c in zip(m.depth, m.confidence, strict=True):
-            MESSAGES.image_array(d.numpy(), 0, "camera", "32FC1")
-            MESSAGES.image_array(c.numpy(), 0, "camera", "32FC1")
-        MESSAGES.point_cloud(cloud_points(cloud), 0, "base_link")
-
-    message_bytes = 2 * maps.depth.numel() * 4 + packed.numel()
-    rows.add("12 Images + PointCloud2 built", best_ms(lambda: messages(maps, packed), repeats),
-             copy_floor(message_bytes, repeats))  # fmt: skip
-
-    def whole() -> None:
-        m = engine.infer_maps(images, K, resolution=resolution)
-        messages(m, fusion.cloud(m.depth, m.K, T, m.confidence, m.images))
-
-    total = best_ms(whole, repeats)
-    h, w = maps.depth.shape[-2:]
-    print(f" depth at {resolution} resolution ({w}x{h}): cloud {packed.numel() // 24} points, "
-          f"{packed.numel() / 1e6:.2f} MB; messages {message_bytes / 1e6:.1f} MB")  # fmt: skip
-    rows.print(forward)
-    but_forward = sum(ms for _, ms, _ in rows.rows[1:])
-    print(f"  {'sum of stages but the forward':34} {but_forward:8.2f} {'':9} {'':6} {but_forward / forward:6.2f}")
-    print(f"  {'whole path, one call':34} {total:8.2f} {'':9} {'':6} {total / forward:6.2f}")
+    for camera, stamp, depth, confidence in zip(
+        frame_set.rig.cameras, frame_set.camera_stamps_ns, outputs.depth, outputs.confidence, strict=True
+    ):
+        MESSAGES.image_array(depth, int(stamp), camera.frame_id, "32FC1")
+        MESSAGES.image_array(confidence, int(stamp), camera.frame_id, "32FC1")
+    MESSAGES.point_cloud(outputs.cloud, frame_set.stamp_ns, "base_link")
 
 
-def bench_threads(engine: DepthEngine, rig: CameraRig, images: list[np.ndarray], repeats: int) -> None:
+def message_bytes(outputs: DepthOutputs) -> int:
+    return sum(m.nbytes for m in outputs.depth + outputs.confidence) + outputs.cloud.nbytes
+
+
+def stage_floors(
+    engine: DepthEngine, frame_set: FrameSet, outputs: DepthOutputs, repeats: int
+) -> dict[str, tuple[float, str]]:
+    """Per stage, (floor ms, what the floor is)."""
+    h, w = engine.input_size
+    images = torch.stack([torch.from_numpy(im) for im in frame_set.images]).permute(0, 3, 1, 2)  # channels last
+    network_maps = torch.ones((2 * len(images), 1, h, w))
+    floors = {
+        "upload": (copy_floor(sum(im.nbytes for im in frame_set.images), repeats), "memcpy"),
+        "preprocess": (interpolate_floor(images, (h, w), engine.threads, repeats, antialias=True), "interpolate"),
+        "mask": (copy_floor(network_maps.numel() * 4, repeats), "memcpy"),
+        "cloud": (copy_floor(outputs.cloud.nbytes, repeats), "memcpy"),
+        "host_copy": (copy_floor(message_bytes(outputs), repeats), "memcpy"),
+    }
+    height, width = outputs.depth[0].shape
+    if (height, width) != (h, w):
+        floors["upsample"] = (interpolate_floor(network_maps, (height, width), engine.threads, repeats), "interpolate")
+    return floors
+
+
+def bench_pipeline(
+    engine: DepthEngine, frame_set: FrameSet, resolution: str, forward: float, repeats: int
+) -> tuple[float, float, DepthOutputs]:
+    """Stages of `process` (best of each) next to their floors; returns (pipeline ms, + messages ms, outputs)."""
+    pipeline = SurroundDepthPipeline(engine, resolution=resolution)
+    outputs = pipeline.process(frame_set)  # warm-up (rig geometry, binding)
+    runs = [pipeline.process(frame_set).timings_ms for _ in range(repeats)]
+    best = {stage: min(run[stage] for run in runs) for stage in (*STAGES, "total")}
+    floors = stage_floors(engine, frame_set, outputs, repeats)
+    messages = best_ms(lambda: build_messages(outputs, frame_set), repeats)
+    message_floor = copy_floor(message_bytes(outputs), repeats)
+    worker = best_ms(lambda: build_messages(pipeline.process(frame_set), frame_set), repeats)
+    height, width = outputs.depth[0].shape
+    print(f" depth_resolution {resolution} ({width}x{height}): cloud {len(outputs.cloud)} points, "
+          f"{outputs.cloud.nbytes / 1e6:.2f} MB (< 10 MB: {outputs.cloud.nbytes < 10e6}); "
+          f"messages {message_bytes(outputs) / 1e6:.1f} MB")  # fmt: skip
+    print(f"  {'stage':30} {'ms':>8} {'floor ms':>9} {'floor':>11} {'ratio':>6} {'/ fwd':>6}")
+    for stage in STAGES:
+        if stage == "radar" or (stage == "upsample" and stage not in floors):
+            continue
+        floor, what = floors.get(stage, (None, ""))
+        ratio = f"{best[stage] / floor:6.1f}" if floor else ""
+        floor_text = f"{floor:9.2f}" if floor else ""
+        print(f"  {stage:30} {best[stage]:8.2f} {floor_text:>9} {what:>11} {ratio:>6} {best[stage] / forward:6.2f}")
+    print(f"  {'12 Images + PointCloud2 built':30} {messages:8.2f} {message_floor:9.2f} {'memcpy':>11} "
+          f"{messages / message_floor:6.1f} {messages / forward:6.2f}")  # fmt: skip
+    but_forward = best["total"] - best["forward"]
+    print(f"  {'pipeline but the forward':30} {but_forward:8.2f} {'':9} {'':11} {'':6} {but_forward / forward:6.2f}")
+    print(f"  {'pipeline (process)':30} {best['total']:8.2f} {'':9} {'':11} {'':6} {best['total'] / forward:6.2f}")
+    print(f"  {'pipeline + messages':30} {worker:8.2f} {'':9} {'':11} {'':6} {worker / forward:6.2f}")
+    return best["total"], worker, outputs
+
+
+def bench_threads(engine: DepthEngine, frame_set: FrameSet, repeats: int) -> None:
     """A mask right after an ONNX Runtime run with its threads spinning and not; the cloud with 1 and 2 threads."""
-    inputs = engine.preprocess(images)
+    inputs = engine.preprocess(frame_set.images)
     if engine.backend_name == "onnxruntime":
         from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend
 
@@ -165,73 +193,72 @@ def bench_threads(engine: DepthEngine, rig: CameraRig, images: list[np.ndarray],
             alone = best_ms(lambda d=depth, c=conf: engine.mask(d, c), repeats)
             print(f"  mask after an ONNX Runtime run, spinning {'on ' if spinning else 'off'}: best {after:7.2f} ms, "
                   f"median {1000 * np.median(samples):7.2f} ms (alone {alone:.2f} ms)")  # fmt: skip
-    maps = engine.infer_maps(images, rig.intrinsics())
+    rig = frame_set.rig
+    maps = engine.infer_maps(frame_set.images, rig.intrinsics(), resolution="camera")
     for threads in (1, 2):
         fusion = CloudFusion(threads=threads)
         ms = best_ms(lambda f=fusion: f.cloud(maps.depth, maps.K, rig.extrinsics(), maps.confidence, maps.images),
                      repeats)  # fmt: skip
-        print(f"  cloud fuse+filter+pack with {threads} torch thread(s): {ms:7.2f} ms")
+        print(f"  cloud at camera resolution with {threads} torch thread(s): {ms:7.2f} ms")
 
 
-def bench_callback_delay(engine: DepthEngine, rig: CameraRig, images: list[np.ndarray], seconds: float) -> None:
-    """Lateness of a 100 Hz rclpy timer in this process: idle, then while a worker thread runs the whole path."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+class CallbackDelay:
+    """Delay of an unrelated subscription's callbacks in this process: a 100 Hz stream from another process."""
 
-    from surround_depth_ros.ros.messages import MESSAGES
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from std_msgs.msg import Int64
 
-    fusion = CloudFusion()
-    T = rig.extrinsics()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("bench_callback_delay", context=self.context)
+        self.delays: list[float] | None = None
+        self.node.create_subscription(Int64, "/bench_ticks", self._tick, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.ticker = subprocess.Popen([sys.executable, "-c", TICKER])
 
-    def work() -> None:
-        m = engine.infer_maps(images, rig.intrinsics())
-        p = fusion.cloud(m.depth, m.K, T, m.confidence, m.images)
-        for d in m.depth:
-            MESSAGES.image_array(d.numpy(), 0, "camera", "32FC1")
-        MESSAGES.point_cloud(cloud_points(p), 0, "base_link")
+    def _tick(self, msg: object) -> None:
+        if self.delays is not None:
+            self.delays.append((time.monotonic_ns() - msg.data) / 1e6)
 
-    rclpy.init()
-    node = rclpy.create_node("bench_callback_delay")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    period = 0.01
-    try:
-        for label, busy in (("idle", False), ("worker busy", True)):
-            delays: list[float] = []
-            expected = [time.perf_counter() + period]
+    def measure(self, label: str, seconds: float, work: object = None) -> None:
+        """Spin for `seconds` (while `work()` loops in a worker thread, when given) and print the percentiles."""
+        stop = threading.Event()
 
-            def tick(delays: list[float] = delays, expected: list[float] = expected) -> None:
-                now = time.perf_counter()
-                delays.append(max(0.0, now - expected[0]))
-                expected[0] = now + period
+        def loop() -> None:
+            while not stop.is_set():
+                work()
 
-            timer = node.create_timer(period, tick)
-            stop = threading.Event()
+        worker = threading.Thread(target=loop, daemon=True)
+        self.delays = []
+        if work is not None:
+            worker.start()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            self.executor.spin_once(timeout_sec=0.05)
+        stop.set()
+        if work is not None:
+            worker.join()
+        delays, self.delays = self.delays, None
+        if not delays:
+            print(f"  callback delay, {label}: no message received")
+            return
+        p50, p90, p99 = np.percentile(delays, [50, 90, 99])
+        print(f"  callback delay, {label:32}: p50 {p50:6.2f} ms  p90 {p90:6.2f} ms  p99 {p99:6.2f} ms  "
+              f"max {max(delays):6.1f} ms ({len(delays)} callbacks)")  # fmt: skip
 
-            def loop(stop: threading.Event = stop) -> None:
-                while not stop.is_set():
-                    work()
-
-            worker = threading.Thread(target=loop, daemon=True)
-            if busy:
-                worker.start()
-            end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
-                executor.spin_once(timeout_sec=0.05)
-            stop.set()
-            if busy:
-                worker.join()
-            node.destroy_timer(timer)
-            p50, p90, p99 = np.percentile(1000 * np.asarray(delays), [50, 90, 99])
-            print(f"  timer callback delay, {label:11}: p50 {p50:6.2f} ms  p90 {p90:6.2f} ms  p99 {p99:6.2f} ms  "
-                  f"max {1000 * max(delays):6.1f} ms ({len(delays)} callbacks)")  # fmt: skip
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    def close(self) -> None:
+        self.ticker.terminate()
+        self.ticker.wait(timeout=10)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
 
 
-def bench_node(rig: CameraRig, frames: list[list[np.ndarray]], checkpoint: Path, sets: int) -> tuple[float, float]:
-    import rclpy
+def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: int) -> tuple[float, float]:
+    """(processing_ms, end-to-end ms), best over `count` sets after one warm-up set."""
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float64
 
@@ -240,9 +267,11 @@ def bench_node(rig: CameraRig, frames: list[list[np.ndarray]], checkpoint: Path,
 
     from surround_depth_ros.ros.messages import stamp_ns
 
+    rig = sets[0].rig
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "params.yaml"
-        values = {"cameras": rig.camera_names, "checkpoint": str(checkpoint), "device": "cpu"}
+        values = {"cameras": rig.camera_names, "checkpoint": str(checkpoint), "device": "cpu",
+                  "depth_resolution": resolution}  # fmt: skip
         params.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
         node = NodeProcess(params)
         client = RosClient("bench_node")
@@ -257,24 +286,26 @@ def bench_node(rig: CameraRig, frames: list[list[np.ndarray]], checkpoint: Path,
                 Image, f"/{last}/depth/image", lambda m: received.setdefault(stamp_ns(m.header.stamp), time.time()), 10
             )
             pub = RigPublisher(client, rig)
-            client.wait_for(lambda: all(p.get_subscription_count() for p in pub.images.values()), 120, "the node")
+            client.wait_for(lambda: all(p.get_subscription_count() for p in pub.images.values()), 180, "the node")
             pub.publish_tf()
             latency = []
-            for k in range(sets + 1):
-                images = frames[k % len(frames)]
+            start_ns = time.time_ns()
+            for k in range(count + 1):
+                images = sets[k % len(sets)].images
                 now = time.time_ns()
-                stamps = [now + 1_000_000 * i for i in range(len(images))]
+                # 10 Hz in message time, however long a set takes: the synchronizer's clock checks see a camera rig
+                stamps = [start_ns + 100_000_000 * k + 1_000_000 * i for i in range(len(images))]
                 for i, image in enumerate(images):
                     pub.publish_camera(i, image, stamps[i])
-                client.wait_for(lambda s=stamps[-1]: s in received, 120, f"set {k}")
+                client.wait_for(lambda s=stamps[-1]: s in received, 180, f"set {k}")
                 if k:  # the first set warms up
                     latency.append(received[stamps[-1]] - now / 1e9)
+            client.wait_for(lambda: len(processing) > count, 10, "processing times")
             return float(np.min(processing[1:])), 1000 * float(np.min(latency))
         finally:
             client.close()
             node.stop()
-            rclpy.try_shutdown()
-            if "Traceback" in node.output or "ERROR" in node.output:
+            if "Traceback" in node.output:
                 print(node.output, file=sys.stderr)
 
 
@@ -286,36 +317,61 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--node", action=argparse.BooleanOptionalAction, default=True, help="also the node over DDS")
     parser.add_argument("--sets", type=int, default=5, help="frame sets through the node")
-    parser.add_argument("--callback-seconds", type=float, default=3.0)
+    parser.add_argument("--callback-seconds", type=float, default=3.0, help="0: no callback delay measurement")
     args = parser.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from surround_depth_ros.ros.dds import use_large_image_transport
 
     use_large_image_transport()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads for the network, best of {args.repeats}")
-    with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes.split(","):
-            width, height = (int(v) for v in size.split("x"))
-            rig, frames = synthetic_frames(width, height)
-            for preset in args.presets.split(","):
-                checkpoint = checkpoint_for(preset, Path(tmp))
-                engine = DepthEngine(checkpoint, backend=args.backend, device="cpu", n_views=6)
-                h, w = engine.input_size
-                print(f"\n== 6 x {width}x{height}, preset {preset} ({checkpoint.name}, network 6 x {w}x{h}), "
-                      f"backend {engine.backend_name}")  # fmt: skip
-                bench_stages(engine, rig, frames[0], args.repeats)
-                if size == args.sizes.split(",")[0] and preset == args.presets.split(",")[0]:
-                    print(" thread settings")
-                    bench_threads(engine, rig, frames[0], args.repeats)
-                    if args.callback_seconds > 0:
-                        print(" callbacks of this process while the path runs in a worker thread")
-                        bench_callback_delay(engine, rig, frames[0], args.callback_seconds)
-                if args.node:
-                    inputs = engine.preprocess(frames[0])
+    delay = CallbackDelay() if args.callback_seconds > 0 else None
+    summary = []
+    try:
+        if delay:
+            time.sleep(2.0)  # the ticker process starts and is discovered
+            delay.measure("idle", args.callback_seconds)
+        with tempfile.TemporaryDirectory() as tmp:
+            for index, size in enumerate(args.sizes.split(",")):
+                width, height = (int(v) for v in size.split("x"))
+                sets = synthetic_sets(width, height)
+                for preset in args.presets.split(","):
+                    checkpoint = checkpoint_for(preset, Path(tmp))
+                    engine = DepthEngine(checkpoint, backend=args.backend, device="cpu", n_views=6)
+                    h, w = engine.input_size
+                    print(f"\n== 6 x {width}x{height}, preset {preset} ({checkpoint.name}, network input 6 x {w}x{h}), "
+                          f"backend {engine.backend_name}")  # fmt: skip
+                    inputs = engine.preprocess(sets[0].images)
                     forward = best_ms(lambda e=engine, x=inputs: e.run_network(x), args.repeats)
-                    processing, latency = bench_node(rig, frames, checkpoint, args.sets)
-                    for name, ms in (("node worker processing_ms", processing), ("node end-to-end over DDS", latency)):
-                        print(f"  {name + ' (best)':34} {ms:8.2f} {'':9} {'':6} {ms / forward:6.2f}")
+                    print(f"  {'forward (the reference)':30} {forward:8.2f}")
+                    for resolution in RESOLUTIONS:
+                        pipeline_ms, worker_ms, outputs = bench_pipeline(
+                            engine, sets[0], resolution, forward, args.repeats
+                        )
+                        node = (float("nan"), float("nan"))
+                        if args.node:
+                            node = bench_node(sets, checkpoint, resolution, args.sets)
+                            for name, ms in zip(
+                                ("node processing_time_ms", "node end to end over DDS"), node, strict=True
+                            ):
+                                print(f"  {name:30} {ms:8.2f} {'':9} {'':11} {'':6} {ms / forward:6.2f}")
+                        summary.append((size, preset, resolution, forward, pipeline_ms, worker_ms, *node,
+                                        outputs.cloud.nbytes / 1e6))  # fmt: skip
+                    if delay:
+                        pipeline = SurroundDepthPipeline(engine)
+                        delay.measure(f"{preset} {size} worker busy", args.callback_seconds,
+                                      lambda p=pipeline, s=sets[0]: build_messages(p.process(s), s))  # fmt: skip
+                    if index == 0 and preset == args.presets.split(",")[0]:
+                        print(" thread settings")
+                        bench_threads(engine, sets[0], args.repeats)
+    finally:
+        if delay:
+            delay.close()
+    print("\n== summary (ms; ratios to the bare forward)")
+    print(f"  {'size':10} {'preset':8} {'depth':8} {'forward':>8} {'pipeline':>15} {'+ messages':>15} "
+          f"{'node proc.':>15} {'node e2e DDS':>15} {'cloud MB':>8}")  # fmt: skip
+    for size, preset, resolution, forward, *times, cloud_mb in summary:
+        cells = " ".join(f"{ms:8.1f} {ms / forward:5.2f}x" for ms in times)
+        print(f"  {size:10} {preset:8} {resolution:8} {forward:8.1f} {cells} {cloud_mb:8.2f}")
 
 
 if __name__ == "__main__":
