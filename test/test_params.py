@@ -1,8 +1,10 @@
 """The parameter table: the shipped YAML is valid and complete, and every mistake is named."""
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from surround_depth_ros.params import NODE_PARAMETERS, defaults, load_params_file, spec, topic_problem, validate
 
@@ -13,6 +15,7 @@ def test_shipped_params_file_sets_every_declared_parameter_validly():
     values = load_params_file(ROOT / "config" / "surround_depth.param.yaml")
     assert set(values) == {p.name for p in NODE_PARAMETERS}
     assert validate(values) == []
+    assert values == defaults(), "the shipped file and the declared defaults disagree"
 
 
 def test_defaults_are_valid_and_documented():
@@ -91,10 +94,14 @@ def test_node_sections_and_wildcard_are_merged(tmp_path):
         load_params_file(path)
 
 
-def test_readme_documents_every_parameter():
+def test_readme_documents_every_parameter_with_its_default():
     readme = (ROOT / "README.md").read_text()
     for p in NODE_PARAMETERS:
-        assert f"| `{p.name}` |" in readme, f"README parameter table lacks {p.name}"
+        row = re.search(rf"^\| `{p.name}` \| [^|]* \| ([^|]*) \|", readme, re.MULTILINE)
+        assert row, f"README parameter table lacks {p.name}"
+        if p.type != "str[]":
+            shown = row.group(1).strip("`")
+            assert shown == p.default or yaml.safe_load(shown) == p.default, f"README: {p.name} default {shown}"
 
 
 @pytest.mark.parametrize(
