@@ -168,3 +168,58 @@ def test_run_bag_names_every_mistake_and_exits_2(small_bags, tmp_path, capsys):
     assert main(["run-bag", str(bag), "--params", str(absent), "--out", str(tmp_path / "c")]) == 2
     assert "no CameraInfo topic /sensing/CAM_0/info_rect" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_run_bag_at_the_network_resolution_publishes_scaled_camera_info_and_scores_at_that_size(small_bags, tmp_path):
+    bag, checkpoint = small_bags["lidar"], small_bags["checkpoint"]
+    params = _params(tmp_path / "params.yaml", ["CAM_0", "CAM_1", "CAM_2", "CAM_3"], checkpoint=str(checkpoint),
+                     depth_resolution="network", publish_cloud=False)  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["run-bag", str(bag), "--params", str(params), *TOPIC_OPTIONS, "--out", str(out)]) == 0
+    written = _read(out / "depth")
+    cameras = _independent_ground_truth(bag, "/image_rect", "/info_rect", LIDAR)[0]
+    infos = {info["topic"].split("/")[-2]: info for info in cameras}
+    for name, info in infos.items():
+        image, camera_info = written[f"/rig/{name}/depth/image"][0], written[f"/rig/{name}/depth/camera_info"][0]
+        assert (image.height, image.width) != info["size"]  # the network's size, not the camera's
+        assert (camera_info.height, camera_info.width) == (image.height, image.width)
+        scale = np.diag([image.width / info["size"][1], image.height / info["size"][0], 1.0])
+        np.testing.assert_allclose(np.reshape(camera_info.k, (3, 3))[:2, :2], (scale @ info["K"])[:2, :2])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frame_sets"] == 3 and metrics["metric"]["images"] == 12
+
+
+def test_depth_output_messages_are_the_same_built_for_the_bag_and_for_rclpy():
+    """`depth_output_messages` with rosbags' classes (run-bag) and with rclpy's (the node): rclpy reads the bag's
+    CDR back as the very message it builds itself, for every topic of one set."""
+    from rclpy.serialization import deserialize_message
+    from sample_framesets import make_framesets
+
+    from surround_depth_ros import params, pointcloud
+    from surround_depth_ros.bag.messages import MessageKit, depth_output_messages
+    from surround_depth_ros.bag.writer import TYPESTORE
+    from surround_depth_ros.pipeline import DepthOutputs
+    from surround_depth_ros.ros.messages import MESSAGES, message_class
+
+    frame_set = make_framesets(1)[0]
+    rng = np.random.default_rng(0)
+    depth = [rng.uniform(1, 90, (c.height, c.width)).astype(np.float32) for c in frame_set.rig.cameras]
+    depth[0][:3] = np.nan
+    confidence = [rng.random((c.height, c.width)).astype(np.float32) for c in frame_set.rig.cameras]
+    cloud = np.zeros(50, pointcloud.FUSED_CLOUD_DTYPE)
+    cloud["x"], cloud["camera"] = rng.normal(size=50), rng.integers(0, 4, 50)
+    outputs = DepthOutputs(depth, confidence, list(frame_set.rig.cameras), cloud)
+    kit = MessageKit(lambda name: TYPESTORE.types[name], lambda data: np.frombuffer(data, np.uint8))
+    camera = frame_set.rig.cameras[1]
+    for encoding in ("32FC1", "16UC1"):
+        settings = {**params.defaults(), "depth_encoding": encoding}
+        infos = ({camera.name: kit.camera_info(camera, 5)}, {camera.name: MESSAGES.camera_info(camera, 5)})
+        bag = depth_output_messages(kit, frame_set, outputs, infos[0], settings)
+        node = depth_output_messages(MESSAGES, frame_set, outputs, infos[1], settings)
+        assert [(t, m, s) for t, m, s, _ in bag] == [(t, m, s) for t, m, s, _ in node]
+        assert len(bag) == 3 * len(frame_set.rig.cameras) + 1
+        for (_, msgtype, _, ours), (_, _, _, theirs) in zip(bag, node, strict=True):
+            assert deserialize_message(bytes(TYPESTORE.serialize_cdr(ours, msgtype)), message_class(msgtype)) == theirs
+    millimetres = np.frombuffer(bag[0][3].data, np.uint16).reshape(depth[0].shape)
+    assert (millimetres[:3] == 0).all()  # no estimate; beyond 65.535 m the largest value
+    assert np.array_equal(millimetres[3:], np.minimum(np.rint(depth[0][3:] * 1000), 65535))

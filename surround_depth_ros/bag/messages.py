@@ -88,17 +88,26 @@ class MessageKit:
         """REP 118 depth of an (H, W) map in metres: 32FC1 metres (NaN = no estimate) or 16UC1 millimetres (0)."""
         return self.image_array(depth_array(depth, encoding), stamp_ns, frame_id, encoding)
 
-    def camera_info_copy(self, info: Any, stamp_ns: int, frame_id: str) -> Any:  # noqa: ANN401 - any CameraInfo
-        """A CameraInfo (of any message class) with a new header: the camera model a depth image republishes."""
+    def camera_info_copy(self, info: Any, stamp_ns: int, frame_id: str, size: tuple[int, int] | None = None) -> Any:
+        """A CameraInfo (of any message class) with a new header: the camera model a depth image republishes.
+
+        With `size` (width, height) unlike the info's, K and P describe the image resized to it (REP 118 depth
+        at the network's resolution, `pipeline.scaled_calibration`)."""
+        k, p = info.k, info.p
+        width, height = size or (info.width, info.height)
+        if (width, height) != (info.width, info.height):
+            from surround_depth_ros.pipeline import scaled_calibration  # torch: only for resized depth
+
+            k, p = scaled_calibration(info.k, info.p, (info.width, info.height), (width, height))
         return self._cls("sensor_msgs/msg/CameraInfo")(
             header=self.header(stamp_ns, frame_id),
-            height=info.height,
-            width=info.width,
+            height=height,
+            width=width,
             distortion_model=info.distortion_model,
             d=info.d,
-            k=info.k,
+            k=k,
             r=info.r,
-            p=info.p,
+            p=p,
             binning_x=info.binning_x,
             binning_y=info.binning_y,
             roi=info.roi,
@@ -183,24 +192,24 @@ def depth_output_messages(
 ) -> list[tuple[str, str, int, Any]]:
     """(topic relative to the node, message type, stamp, message) of everything the node publishes for one set.
 
-    Per camera, at its image stamp and optical frame: `<camera>/depth/image` (`depth_encoding`),
-    `<camera>/depth/camera_info` (its CameraInfo from `camera_infos` restamped, else the rig's pinhole model)
+    Per camera of `outputs.cameras` (the set's cameras, at the size the depth is at), at its image stamp and
+    optical frame: `<camera>/depth/image` (`depth_encoding`), `<camera>/depth/camera_info` (its CameraInfo from
+    `camera_infos` restamped and, for depth at another size, scaled; else the output camera's pinhole model)
     and, with `publish_confidence`, `<camera>/depth/confidence` (32FC1 in [0, 1]); then the fused cloud
-    `depth/points` in `base_frame` at the set's stamp. The node and `run-bag` publish exactly these.
+    `depth/points` in `base_frame` at the set's stamp.
     """
     messages = []
     for camera, stamp, depth, confidence in zip(
-        frame_set.rig.cameras, frame_set.camera_stamps_ns, outputs.depth, outputs.confidence, strict=True
+        outputs.cameras, frame_set.camera_stamps_ns, outputs.depth, outputs.confidence, strict=True
     ):
-        stamp = int(stamp)
+        stamp, frame, size = int(stamp), camera.frame_id, (depth.shape[1], depth.shape[0])
         info = camera_infos.get(camera.name)
-        frame = camera.frame_id
-        info_msg = kit.camera_info(camera, stamp) if info is None else kit.camera_info_copy(info, stamp, frame)
-        depth_msg = kit.depth_image(depth, stamp, camera.frame_id, settings["depth_encoding"])
+        info_msg = kit.camera_info(camera, stamp) if info is None else kit.camera_info_copy(info, stamp, frame, size)
+        depth_msg = kit.depth_image(depth, stamp, frame, settings["depth_encoding"])
         messages += [(f"{camera.name}/depth/image", "sensor_msgs/msg/Image", stamp, depth_msg),
                      (f"{camera.name}/depth/camera_info", "sensor_msgs/msg/CameraInfo", stamp, info_msg)]  # fmt: skip
         if settings["publish_confidence"]:
-            confidence_msg = kit.image_array(confidence.astype(np.float32, copy=False), stamp, camera.frame_id, "32FC1")
+            confidence_msg = kit.image_array(confidence.astype(np.float32, copy=False), stamp, frame, "32FC1")
             messages.append((f"{camera.name}/depth/confidence", "sensor_msgs/msg/Image", stamp, confidence_msg))
     if outputs.cloud is not None:
         cloud = kit.point_cloud(outputs.cloud, frame_set.stamp_ns, settings["base_frame"])

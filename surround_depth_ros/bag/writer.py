@@ -125,7 +125,7 @@ class BagWriter:
         """The message builders bound to the bag's (rosbags) classes, for `put`."""
         return self._kit
 
-    def put(self, topic: str, msgtype: str, stamp_ns: int, msg: Any, qos: Qos = STREAM_QOS) -> None:  # noqa: ANN401
+    def put(self, topic: str, msgtype: str, stamp_ns: int, msg: Any, qos: Qos = STREAM_QOS) -> None:
         """Append one message (a `kit` message of `msgtype`) on any topic, logged at `stamp_ns`."""
         self.put_raw(topic, msgtype, stamp_ns, TYPESTORE.serialize_cdr(msg, msgtype), qos)
 

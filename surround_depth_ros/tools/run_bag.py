@@ -19,19 +19,25 @@ Unlike a live replay it is deterministic and drops nothing for being busy. DIR g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 from tqdm import tqdm
 
 from surround_depth_ros import params
+from surround_depth_ros.frameset import FrameSet
+from surround_depth_ros.rig import Camera, CameraRig
+
+if TYPE_CHECKING:
+    from surround_depth_ros.bag.reader import RosbagReader
 
 OUTPUT_BAG = "depth"  # the output bag's folder inside --out
 
@@ -80,7 +86,8 @@ def node_settings(path: Path | None) -> dict[str, Any]:
     return {s.name: float(settings[s.name]) if s.type == "float" else settings[s.name] for s in params.NODE_PARAMETERS}
 
 
-def _summary(reader: Any, processed: int, skipped: Counter, wall_s: float, timings: list[dict]) -> dict:  # noqa: ANN401
+def _summary(reader: RosbagReader, processed: int, skipped: Counter, wall_s: float, timings: list[dict]) -> dict:
+    stages = dict.fromkeys(stage for timing in timings for stage in timing)  # in the pipeline's order
     return {
         "bag": str(reader.path),
         "frame_sets_processed": processed,
@@ -89,10 +96,24 @@ def _summary(reader: Any, processed: int, skipped: Counter, wall_s: float, timin
         "sync": {key: value for key, value in reader.sync_stats.items() if value},
         "wall_time_s": round(wall_s, 3),
         "frame_sets_per_s": round(processed / wall_s, 3) if wall_s > 0 else None,
-        "pipeline_ms_mean": {key: round(float(np.mean([t[key] for t in timings])), 2) for key in timings[0]}
-        if timings
-        else {},
+        "pipeline_ms_mean": {
+            stage: round(float(np.mean([t[stage] for t in timings if stage in t])), 2) for stage in stages
+        },
     }
+
+
+def _as_published(frame_set: FrameSet, cameras: list[Camera]) -> FrameSet:
+    """The frame set seen by the cameras the depth is published at: itself at camera resolution; at the network's
+    (REP 118 `depth_resolution: network`) with those cameras and resized images, so that the lidar projects into
+    the published depth's pixels."""
+    import cv2
+
+    if all((c.width, c.height) == (o.width, o.height) for c, o in zip(cameras, frame_set.rig.cameras, strict=True)):
+        return frame_set
+    rig = CameraRig(tuple(cameras), frame_set.rig.radars, frame_set.rig.base_frame)
+    images = [cv2.resize(image, (c.width, c.height), interpolation=cv2.INTER_AREA)
+              for image, c in zip(frame_set.images, cameras, strict=True)]  # fmt: skip
+    return dataclasses.replace(frame_set, rig=rig, images=images)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,8 +158,12 @@ def run(args: argparse.Namespace) -> int:
             ):
                 writer.put(resolve_topic(topic, args.namespace), msgtype, stamp, msg)
             if scorer is not None:
-                gt = ground_truth(frame_set)
-                scorer.skip() if gt is None else scorer.add(frame_set, outputs.depth, gt)
+                scored = _as_published(frame_set, outputs.cameras)
+                gt = ground_truth(scored)
+                if gt is None:
+                    scorer.skip()
+                else:
+                    scorer.add(scored, outputs.depth, gt)
             timings.append(outputs.timings_ms)
             processed += 1
     summary = _summary(reader, processed, skipped, time.perf_counter() - start, timings)
