@@ -1,0 +1,143 @@
+"""What the pipeline hands a publisher: maps with the camera model they are at, a cloud within its budget, stage
+timings; and a 1936x1216 six-camera set through the node over DDS with the shipped Fast DDS profile."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from surround_depth_ros import geometry as g
+from surround_depth_ros.frameset import FrameSet
+from surround_depth_ros.params import defaults
+from surround_depth_ros.pipeline import STAGES, SurroundDepthPipeline, pipeline_from_settings, scaled_calibration
+from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
+from surround_depth_ros.resources import packaged_file
+from surround_depth_ros.rig import CameraRig, default_rig
+
+SHIPPED = str(packaged_file("models", "student_default.pt"))
+
+
+def _settings(rig: CameraRig, **overrides) -> dict:
+    """The node's defaults for this rig with the shipped student on the CPU."""
+    return {**defaults(), "cameras": rig.camera_names, "checkpoint": SHIPPED, "backend": "torch", "device": "cpu",
+            **overrides}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def nuscenes(shared_data_path) -> FrameSet:
+    from surround_depth_ros.datasets.nuscenes import NuScenesReader
+
+    return NuScenesReader(shared_data_path("nuscenes_sample"))[0]
+
+
+@pytest.fixture(scope="module")
+def ddad(shared_data_path) -> FrameSet:
+    from surround_depth_ros.datasets.ddad import DGPSceneReader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DGPSceneReader(shared_data_path("ddad_dgp_sample", "scene_01"))[0]
+
+
+def test_scaled_calibration_projects_where_the_resized_image_has_the_pixel():
+    """K and P (with a stereo baseline term) scale so that a point lands where the resize moved its pixel."""
+    K = np.array([[1260.0, 0, 815.3], [0, 1255.0, 452.1], [0, 0, 1]])
+    P = np.hstack([K, [[-1260.0 * 0.54], [0.0], [0.0]]])
+    k, p = scaled_calibration(K.reshape(-1), P.reshape(-1), (1600, 900), (640, 352))
+    np.testing.assert_allclose(k.reshape(3, 3), g.resize_intrinsics(K, 640 / 1600, 352 / 900))
+    point = np.array([2.0, -1.0, 10.0, 1.0])
+    u, v, w = P @ point
+    u2, v2, w2 = p.reshape(3, 4) @ point
+    np.testing.assert_allclose([u2 / w2, v2 / w2], [(u / w + 0.5) * 0.4 - 0.5, (v / w + 0.5) * 352 / 900 - 0.5])
+
+
+def test_network_resolution_maps_come_with_the_scaled_camera_info_that_reprojects_the_cloud(nuscenes):
+    """depth_resolution network on the real nuScenes rig: maps at the network's size, and every cloud point, taken
+    into its camera with the CameraInfo a publisher scales (REP 118), lands on its pixel at the depth published."""
+    pipeline = pipeline_from_settings(_settings(nuscenes.rig, depth_resolution="network"))
+    outputs = pipeline.process(nuscenes)
+    h, w = pipeline.engine.input_size
+    assert pipeline.cloud_options.stride is None  # cloud_stride 0: the budget picks it (stride 1 for 6 x 128x224)
+    cloud = outputs.cloud
+    assert len(np.unique(cloud["camera"])) == 6 and len(cloud) > 50_000
+    for i, camera in enumerate(nuscenes.rig.cameras):
+        depth, confidence, model = outputs.depth[i], outputs.confidence[i], outputs.cameras[i]
+        assert depth.shape == confidence.shape == (h, w) == (model.height, model.width)
+        P = np.hstack([camera.K, np.zeros((3, 1))])  # what the camera's CameraInfo says (rectified images)
+        k, p = scaled_calibration(camera.K.reshape(-1), P.reshape(-1), (camera.width, camera.height), (w, h))
+        np.testing.assert_allclose(k.reshape(3, 3), model.K)
+        mine = cloud[cloud["camera"] == pipeline.camera_ids.index(camera.name)]
+        points = np.stack([mine["x"], mine["y"], mine["z"]], axis=-1).astype(np.float64)
+        uv, z = g.project_points(p.reshape(3, 4)[:, :3], g.transform_points(g.invert_transform(camera.T_base_cam),
+                                                                             points))  # fmt: skip
+        pixels = np.rint(uv).astype(int)
+        assert np.abs(uv - pixels).max() < 2e-3
+        assert ((pixels >= 0) & (pixels < [w, h])).all()
+        np.testing.assert_allclose(z, depth[pixels[:, 1], pixels[:, 0]], rtol=1e-5)
+        np.testing.assert_array_equal(mine["confidence"], confidence[pixels[:, 1], pixels[:, 0]])
+
+
+@pytest.mark.parametrize("budget", [200_000, 20_000])
+def test_the_point_budget_holds_at_1600x900_and_1936x1216_on_real_rigs(nuscenes, ddad, budget):
+    """The node's defaults (cloud_stride 0) keep the cloud within cloud_max_points and under 10 MB at both sizes."""
+    for frame_set in (nuscenes, ddad):
+        width, height = frame_set.rig.cameras[0].width, frame_set.rig.cameras[0].height
+        assert (width, height) in ((1600, 900), (1936, 1216))
+        pipeline = pipeline_from_settings(_settings(frame_set.rig, cloud_max_points=budget))
+        outputs = pipeline.process(frame_set)
+        assert [d.shape for d in outputs.depth] == [(height, width)] * len(frame_set.rig.cameras)
+        # most sampled pixels are valid, in range and seen by no more confident camera: the budget binds
+        assert budget / 4 < len(outputs.cloud) <= budget
+        assert outputs.cloud.dtype == FUSED_CLOUD_DTYPE and outputs.cloud.nbytes < 10e6
+
+
+def test_timings_name_every_stage_and_add_up(nuscenes):
+    pipeline = SurroundDepthPipeline(pipeline_from_settings(_settings(nuscenes.rig)).engine)
+    timings = pipeline.process(nuscenes).timings_ms
+    assert list(timings) == [*STAGES, "total"]
+    assert timings["radar"] == 0.0  # a camera-only student
+    assert all(timings[stage] > 0 for stage in ("preprocess", "forward", "mask", "upsample", "cloud"))
+    assert sum(timings[stage] for stage in STAGES) <= timings["total"]
+
+
+def test_a_1936x1216_six_camera_set_crosses_dds_with_the_shipped_profile(tmp_path):
+    """Six 1936x1216 images (7 MB each) in, twelve 9.4 MB maps and the cloud out, over the shipped Fast DDS profile
+    (the test process and the node both use it): the depth the node publishes is the depth of the images sent."""
+    pytest.importorskip("rclpy")
+    from ros_harness import NodeProcess, RigPublisher, RosClient, write_params
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from surround_depth_ros.ros.messages import cloud_points
+
+    rig = default_rig().scaled(1936, 1216)
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (1216, 1936, 3), dtype=np.uint8) for _ in rig.cameras]
+    node = NodeProcess(write_params(tmp_path / "params.yaml", _settings(rig)))
+    client = RosClient()
+    depth, confidence, clouds = {}, {}, []
+    try:
+        for name in rig.camera_names:
+            client.node.create_subscription(Image, f"/{name}/depth/image", lambda m, n=name: depth.setdefault(n, m), 2)
+            client.node.create_subscription(
+                Image, f"/{name}/depth/confidence", lambda m, n=name: confidence.setdefault(n, m), 2
+            )
+        client.node.create_subscription(PointCloud2, "/depth/points", clouds.append, 2)
+        pub = RigPublisher(client, rig)
+        client.wait_for(lambda: all(p.get_subscription_count() for p in pub.images.values()), 60, "the node")
+        pub.publish_tf()
+        for i, image in enumerate(images):
+            pub.publish_camera(i, image, 1_700_000_000 * 10**9 + i * 1_000_000)
+        client.wait_for(lambda: len(depth) == len(confidence) == 6 and clouds, 120, "the set's depth and cloud")
+    finally:
+        client.close()
+        assert node.stop() == 0, node.output
+    assert "Traceback" not in node.output, node.output
+    frame_set = FrameSet(rig, images, [1_700_000_000 * 10**9 + i * 1_000_000 for i in range(6)])
+    expected = pipeline_from_settings(_settings(rig)).process(frame_set)
+    for i, name in enumerate(rig.camera_names):
+        assert (depth[name].width, depth[name].height, depth[name].encoding) == (1936, 1216, "32FC1")
+        received = np.frombuffer(depth[name].data, np.float32).reshape(1216, 1936)
+        np.testing.assert_allclose(received, expected.depth[i], rtol=1e-4)
+    assert abs(len(cloud_points(clouds[0])) - len(expected.cloud)) <= len(expected.cloud) // 100
