@@ -235,5 +235,5 @@ def assembler_from_settings(
         radar_sweeps=settings["radar_sweeps"],
         missing_camera_policy=settings["missing_camera_policy"],
         buffer_size=settings["sync_buffer_size"],
-        **overrides,
+        **{"max_skew_s": settings["sync_max_skew_s"], **overrides},
     )

@@ -224,6 +224,15 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
         high=5.0,
     ),
     ParamSpec(
+        "sync_max_skew_s",
+        "float",
+        1.0,
+        "A stamp farther than this from the other cameras' time is rejected for its input alone (a skewed "
+        "clock); raise it above the frame period for cameras slower than 1 Hz.",
+        low=0.01,
+        high=86400.0,
+    ),
+    ParamSpec(
         "missing_camera_policy",
         "str",
         "partial",

@@ -381,10 +381,11 @@ def test_16uc1_millimetres_equal_the_engine_depth(tmp_path, checkpoint, rig):
         assert np.abs(millimetres.astype(int) - np.rint(result.depth * 1000)).max() <= 1
 
 
-def test_an_oversize_image_a_silent_anchor_and_a_double_sigint(tmp_path, checkpoint, rig):
+def test_an_oversize_image_a_skewed_clock_a_silent_anchor_and_a_double_sigint(tmp_path, checkpoint, rig):
     """Each fails on the node before the decoder thread and the output watchdog (issue 14).
 
-    An image over `max_image_pixels` is refused for its camera only; when the anchor camera's driver
+    An image over `max_image_pixels` is refused for its camera only; a camera whose clock is an hour
+    ahead is rejected and named at ERROR, for that camera only; when the anchor camera's driver
     dies the pipeline says so (WARN) and, once nothing was published for `output_timeout_s` while the
     other cameras send, goes ERROR; two SIGINTs in a row still end in a clean exit 0.
     """
@@ -399,13 +400,16 @@ def test_an_oversize_image_a_silent_anchor_and_a_double_sigint(tmp_path, checkpo
             for i, image in enumerate(_images(k)):
                 if i in skip:
                     continue
-                oversize = i == 5
-                pub.publish_camera(i, big if oversize else image, T0 + k * 100_000_000 + OFFSETS_NS[i],
+                oversize, skewed = i == 5, i == 4
+                stamp = T0 + k * 100_000_000 + OFFSETS_NS[i] + skewed * 3600 * 10**9
+                pub.publish_camera(i, big if oversize else image, stamp,
                                    info_size=(2 * WIDTH, 2 * HEIGHT) if oversize else None)  # fmt: skip
             time.sleep(0.1)
 
         def refused_and_served() -> bool:
-            refused = out.status("input CAM_BACK_RIGHT")
+            refused, skewed = out.status("input CAM_BACK_RIGHT"), out.status("input CAM_BACK_LEFT")
+            if skewed.get("level") != 2 or "this sensor's clock is off" not in skewed["message"]:
+                return False
             return (
                 bool(out.depth["CAM_FRONT"])
                 and refused.get("level") == 2
@@ -416,7 +420,7 @@ def test_an_oversize_image_a_silent_anchor_and_a_double_sigint(tmp_path, checkpo
         while not refused_and_served():
             assert time.monotonic() < deadline, "timed out waiting for the oversize image to be refused"
             drive(skip=())
-        assert not out.depth["CAM_BACK_RIGHT"]
+        assert not out.depth["CAM_BACK_RIGHT"] and not out.depth["CAM_BACK_LEFT"]
 
         def stalled() -> bool:
             pipeline = out.status("pipeline")

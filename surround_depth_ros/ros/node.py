@@ -88,6 +88,7 @@ class SurroundDepthNode(Node):
             )
         self.health = {name: InputHealth(name) for name in self.cameras + self.radars}
         self.drops: Counter = Counter()
+        self._skewed: Counter = Counter()  # the synchronizer's clock_skew count per input, as last seen
         self._last_logged: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self.assembler = assembler_from_settings(s, self.radars)
@@ -238,11 +239,26 @@ class SurroundDepthNode(Node):
                 "publish the CameraInfo of this image stream (check remappings and the driver's resolution)"
             ))  # fmt: skip
             return
-        with self._lock:
-            self.health[camera].accept(time.monotonic())
-        self.assembler.add_image(camera, stamp_ns(msg.header.stamp), msg.header.frame_id, rgb)
+        stamp = stamp_ns(msg.header.stamp)
+        self._account(camera, stamp, self.assembler.add_image(camera, stamp, msg.header.frame_id, rgb))
         self._last_arrival = time.monotonic()
         self._hand_over(self.assembler.poll())
+
+    def _account(self, name: str, stamp: int, accepted: bool) -> None:
+        """Count a message for its input; one the synchronizer refused for a skewed clock is a named rejection.
+
+        Other refusals (a duplicate, a message too late) are the synchronizer's ordinary business, counted there.
+        """
+        skewed = 0 if accepted else self.assembler.stats().get(f"clock_skew:{name}", 0)
+        with self._lock:
+            if skewed <= self._skewed[name]:
+                self.health[name].accept(time.monotonic())
+                return
+            self._skewed[name] = skewed
+        self._reject(name, "clock skew", (
+            f"{name}: stamp {stamp / 1e9:.3f} s is more than sync_max_skew_s = {self.settings['sync_max_skew_s']:g} s "
+            "from the other cameras' time: this sensor's clock is off (check its time synchronization, PTP/NTP)"
+        ))  # fmt: skip
 
     def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
         problems = camera_model_problems(camera, msg.k, msg.p, msg.d, msg.distortion_model, msg.width, msg.height)
@@ -262,8 +278,9 @@ class SurroundDepthNode(Node):
         except (PointCloudError, ValueError) as error:
             self._reject(radar, "bad cloud", f"{radar}: {error}")
             return
-        self.health[radar].accept(time.monotonic())
-        self.assembler.add_radar(radar, sweep.stamp_ns, msg.header.frame_id, sweep)
+        self._account(
+            radar, sweep.stamp_ns, self.assembler.add_radar(radar, sweep.stamp_ns, msg.header.frame_id, sweep)
+        )
         self._hand_over(self.assembler.poll())
 
     def _on_tf(self, msg: TFMessage, static: bool) -> None:
