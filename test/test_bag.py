@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -184,6 +185,25 @@ def test_bgr8_bag_decodes_to_the_same_rgb(tmp_path, framesets):
     np.testing.assert_array_equal(raw.data.reshape(30, 40, 3), framesets[0].images[1][..., ::-1])
     read = list(RosbagReader(tmp_path / "bgr", rig=framesets[0].rig))
     np.testing.assert_array_equal(read[1].images[1], framesets[1].images[1])
+
+
+@pytest.mark.parametrize("encoding", ["png", "jpeg"])
+def test_compressed_bags_on_image_transport_topics_read_back(tmp_path, framesets, encoding):
+    """png/jpeg bags carry CompressedImage on <image topic>/compressed; the reader takes them with the params'
+    image_transport: compressed (png exactly, jpeg within its loss); the raw layout does not see them."""
+    write_bag(framesets[:2], tmp_path / encoding, encoding=encoding, progress=False)
+    messages = _read_all(tmp_path / encoding)
+    assert "/CAM_1/image_raw" not in messages and messages["/CAM_1/image_raw/compressed"][0][2].format == encoding
+    with pytest.raises(BagFormatError, match=r"no topic /CAM_0/image_raw .*image_transport raw.*/compressed"):
+        RosbagReader(tmp_path / encoding)
+    read = list(RosbagReader(tmp_path / encoding, settings={"image_transport": "compressed"}))
+    assert len(read) == 2
+    for got, image in zip(read[1].images, framesets[1].images, strict=True):
+        want = image  # png is lossless; jpeg gives what OpenCV's own round trip at quality 95 gives
+        if encoding == "jpeg":
+            data = cv2.imencode(".jpg", image[..., ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+            want = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+        np.testing.assert_array_equal(got, want)
 
 
 def test_multi_sweep_framesets_write_each_sweep_once(tmp_path):

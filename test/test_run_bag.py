@@ -51,13 +51,13 @@ def _depth(msg) -> np.ndarray:  # noqa: ANN001 - a rosbags Image
 
 @pytest.fixture(scope="module")
 def small_bags(tmp_path_factory) -> dict[str, Path]:
-    """Three sets of a 4-camera rig with a dense lidar, and the same without lidar, in the renamed layout; a tiny
-    student of that rig."""
+    """Three sets of a 4-camera rig with a dense lidar, the same without lidar, and without lidar as png
+    CompressedImages, in the renamed layout; a tiny student of that rig."""
     folder = tmp_path_factory.mktemp("small")
     bags = {}
-    for name, lidar in (("lidar", True), ("no_lidar", False)):
+    for name, lidar, encoding in (("lidar", True, "rgb8"), ("no_lidar", False, "rgb8"), ("png", False, "png")):
         frames = _bag_framesets(lidar=lidar)
-        write_bag(frames, folder / name, topic_names=LAYOUT, progress=False)
+        write_bag(frames, folder / name, topic_names=LAYOUT, encoding=encoding, progress=False)
         bags[name] = folder / name
     bags["checkpoint"] = _random_checkpoint(folder / "student.pt", frames[0].rig)
     return bags
@@ -151,6 +151,23 @@ def test_run_bag_without_lidar_writes_depth_and_evaluate_stops_in_one_line(small
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error and f"no topic {LIDAR}" in error and str(bag) in error
+
+
+def test_run_bag_reads_compressed_images_as_the_node_does(small_bags, tmp_path):
+    """image_transport: compressed takes <image_topic>/compressed; png images give the raw bag's depth, bit for bit."""
+    checkpoint, depth = small_bags["checkpoint"], []
+    for name, transport in (("no_lidar", "raw"), ("png", "compressed")):
+        params = _params(tmp_path / f"{name}.yaml", ["CAM_0", "CAM_1", "CAM_2", "CAM_3"], checkpoint=str(checkpoint),
+                         image_transport=transport, publish_cloud=False)  # fmt: skip
+        out = tmp_path / name
+        assert main(["run-bag", str(small_bags[name]), "--params", str(params), *TOPIC_OPTIONS, "--out", str(out)]) == 0
+        assert json.loads((out / "summary.json").read_text())["frame_sets_processed"] == 3
+        depth.append({t: [_depth(m) for m in msgs] for t, msgs in _read(out / "depth").items() if "depth/image" in t})
+    assert "/rig/sensing/CAM_0/image_rect/compressed" in _read(small_bags["png"])
+    assert depth[0].keys() == depth[1].keys() and len(depth[0]) == 4
+    for topic, maps in depth[0].items():
+        for a, b in zip(maps, depth[1][topic], strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_run_bag_names_every_mistake_and_exits_2(small_bags, tmp_path, capsys):

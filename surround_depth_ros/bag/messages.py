@@ -84,6 +84,19 @@ class MessageKit:
             **self._payload_options,
         )
 
+    def compressed_image(self, rgb: np.ndarray, stamp_ns: int, frame_id: str, fmt: str = "png") -> Any:
+        """An H x W x 3 RGB image as sensor_msgs/CompressedImage, `fmt` "png" (lossless) or "jpeg" (quality 95)."""
+        import cv2
+
+        options = [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpeg" else []
+        ok, data = cv2.imencode(f".{fmt}", np.ascontiguousarray(rgb[..., ::-1]), options)
+        if not ok:
+            raise ValueError(f"cannot encode a {rgb.shape} image as {fmt}")
+        return self._cls("sensor_msgs/msg/CompressedImage")(
+            header=self.header(stamp_ns, frame_id), format=fmt, data=self._bytes(memoryview(data).cast("B")),
+            **self._payload_options,
+        )  # fmt: skip
+
     def depth_image(self, depth: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "32FC1") -> Any:
         """REP 118 depth of an (H, W) map in metres: 32FC1 metres (NaN = no estimate) or 16UC1 millimetres (0)."""
         return self.image_array(depth_array(depth, encoding), stamp_ns, frame_id, encoding)

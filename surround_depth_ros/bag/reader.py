@@ -18,7 +18,7 @@ yields every set the assembler emits, as the node would get it (a set missing a 
 from __future__ import annotations
 
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from surround_depth_ros.bag import topics
 from surround_depth_ros.bag.messages import camera_from_info, cloud_points, image_rgb, stamp_ns, transform_matrix
 from surround_depth_ros.bag.writer import TYPESTORE
 from surround_depth_ros.frameset import FrameSet, PointSweep
+from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
 from surround_depth_ros.rig import Camera, CameraRig, Radar
 from surround_depth_ros.transforms import TransformBuffer, TransformError
 
@@ -65,6 +66,7 @@ class RosbagReader:
             raise FileNotFoundError(f"{self.path} is not a rosbag2 directory (no metadata.yaml in it)")
         self.complete = complete
         self.camera_info: dict[str, Any] = {}
+        self.rejected: Counter[str] = Counter()  # "camera: cause" -> undecodable images
         self.max_camera_skew_ns = max_camera_skew_ns
         self.radar_sweeps = radar_sweeps
         self.sweep_slack_ns = sweep_slack_ns
@@ -91,12 +93,13 @@ class RosbagReader:
             self.lidar_frame = self._lidar_frame(reader)
         lidar_known = self.lidar_frame in self.transforms.frames()
         self.T_base_lidar = self._extrinsic(self.lidar_frame) if lidar_known else None
+        image_types = (topics.IMAGE_TYPE, topics.COMPRESSED_IMAGE_TYPE)
         for cam in self.rig.cameras:
-            if self.names.image(cam.name) not in self.topics:
+            if self.topics.get(self.names.image(cam.name)) not in image_types:
                 raise BagFormatError(
                     f"{self.path}: no topic {self.names.image(cam.name)} for camera {cam.name} (image_topic "
-                    f"{self.names.image_pattern!r}); "
-                    f"image topics in the bag: {sorted(t for t, m in self.topics.items() if m == topics.IMAGE_TYPE)}"
+                    f"{self.names.image_pattern!r}, image_transport {self.names.image_transport}); "
+                    f"image topics in the bag: {sorted(t for t, m in self.topics.items() if m in image_types)}"
                 )
 
     # ------------------------------------------------------------------ set-up passes
@@ -216,7 +219,7 @@ class RosbagReader:
         wanted = [*cameras, *infos, *radars, self.names.lidar]
         count = 0
         with Reader(self.path) as reader:
-            for topic, _, msg in self._messages(reader, [t for t in wanted if t in self.topics]):
+            for topic, msgtype, msg in self._messages(reader, [t for t in wanted if t in self.topics]):
                 stamp = stamp_ns(msg.header.stamp)
                 while ready and int(ready[0].camera_stamps_ns.max()) + self.sweep_slack_ns < stamp:
                     used += len(ready[0].images)
@@ -224,7 +227,12 @@ class RosbagReader:
                     count += 1
                 if topic in cameras:
                     offered += 1
-                    assembler.add_image(cameras[topic], stamp, msg.header.frame_id, image_rgb(msg))
+                    try:
+                        rgb = self._decode(msgtype, msg)
+                    except ImageFormatError as error:  # the node rejects it too; its camera misses this set
+                        self.rejected[f"{cameras[topic]}: {error.cause}"] += 1
+                        continue
+                    assembler.add_image(cameras[topic], stamp, msg.header.frame_id, rgb)
                 elif topic in infos:
                     self.camera_info[infos[topic]] = msg
                     K = np.asarray(msg.k, np.float64).reshape(3, 3)
@@ -247,6 +255,12 @@ class RosbagReader:
                 yield self._with_lidar(ready.popleft(), lidar, count)
                 count += 1
         self.dropped = offered - used
+
+    def _decode(self, msgtype: str, msg: Any) -> np.ndarray:  # noqa: ANN401 - a rosbags message
+        """H x W x 3 RGB of an Image (zero-copy for rgb8) or a CompressedImage (within max_image_pixels)."""
+        if msgtype == topics.COMPRESSED_IMAGE_TYPE:
+            return decode_compressed_rgb(msg.format, msg.data, self.settings["max_image_pixels"])
+        return image_rgb(msg)
 
     def _complete(self, assembled: list, rig: CameraRig) -> list[FrameSet]:
         """The sets with every rig camera, in rig order (every set when not `complete`); the images of others

@@ -23,7 +23,7 @@ in a namespace as the node resolves them. Every bag message is logged at its hea
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ import numpy as np
 from surround_depth_ros.params import NODE_NAME, name_problem
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
@@ -69,13 +70,16 @@ def resolve_topic(name: str, namespace: str = "/", node_name: str = NODE_NAME) -
 @dataclass(frozen=True)
 class TopicNames:
     """Topic names of one bag layout: the node's topic patterns resolved under `prefix` (its namespace, "/" or
-    "/vehicle/"). The defaults are the node's default patterns; `from_settings` takes a params file's."""
+    "/vehicle/"). The defaults are the node's default patterns; `from_settings` takes a params file's. With
+    `image_transport` "compressed" the images are sensor_msgs/CompressedImage on `<image topic>/compressed`, as
+    image_transport publishes them and the node subscribes."""
 
     prefix: str = "/"
     image_pattern: str = "{camera}/image_raw"
     camera_info_pattern: str = "{camera}/camera_info"
     radar_pattern: str = "{radar}/points"
     lidar_topic: str = f"{LIDAR_NAME}/points"
+    image_transport: str = "raw"
 
     def __post_init__(self) -> None:
         prefix = "/" + self.prefix.strip("/")
@@ -93,13 +97,25 @@ class TopicNames:
             settings["camera_info_topic"],
             settings["radar_topic"],
             lidar_topic or cls.lidar_topic,
+            settings.get("image_transport", "raw"),
         )
+
+    def with_transport(self, image_transport: str) -> TopicNames:
+        return replace(self, image_transport=image_transport)
+
+    @property
+    def compressed(self) -> bool:
+        return self.image_transport == "compressed"
+
+    @property
+    def _image_topic_pattern(self) -> str:
+        return self.image_pattern + ("/compressed" if self.compressed else "")
 
     def _resolve(self, pattern: str, **names: str) -> str:
         return resolve_topic(pattern.format(**names), self.prefix)
 
     def image(self, camera: str) -> str:
-        return self._resolve(self.image_pattern, camera=camera)
+        return self._resolve(self._image_topic_pattern, camera=camera)
 
     def camera_info(self, camera: str) -> str:
         return self._resolve(self.camera_info_pattern, camera=camera)
@@ -113,7 +129,7 @@ class TopicNames:
 
     def sensor_of(self, topic: str) -> tuple[str, str] | None:
         """(kind, sensor) of a per-sensor topic: ("image", "CAM_FRONT"), ("camera_info", ...), ("points", ...)."""
-        patterns = (("image", self.image_pattern, "camera"), ("camera_info", self.camera_info_pattern, "camera"),
+        patterns = (("image", self._image_topic_pattern, "camera"), ("camera_info", self.camera_info_pattern, "camera"),
                     ("points", self.radar_pattern, "radar"))  # fmt: skip
         for kind, pattern, placeholder in patterns:
             head, _, tail = self._resolve(pattern, **{placeholder: "\x00"}).partition("\x00")

@@ -28,7 +28,7 @@ from surround_depth_ros.rig import CameraRig
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-ENCODINGS = ("rgb8", "bgr8")
+ENCODINGS = ("rgb8", "bgr8", "png", "jpeg")  # png, jpeg: CompressedImage on <image topic>/compressed
 _DEFAULT_TIME = QosTime(0, 0)
 
 
@@ -100,6 +100,10 @@ class BagWriter:
             raise FileExistsError(f"bag {self.path} exists already; choose a new path or delete it")
         self.encoding = encoding
         self.names = topic_names or topics.TopicNames()
+        if encoding in ("png", "jpeg"):
+            self.names = self.names.with_transport("compressed")
+        elif self.names.compressed:
+            raise ValueError(f"image encoding {encoding!r} on compressed image topics: use png or jpeg")
         self.T_base_lidar = T_base_lidar
         self.clock_period_ns = clock_period_ns
         self.stats = BagStats()
@@ -205,8 +209,12 @@ class BagWriter:
         rig = self._rig
         for index, (cam, image) in enumerate(zip(rig.cameras, frameset.images, strict=True)):
             stamp = int(frameset.camera_stamps_ns[index])
-            msg = self._kit.image(image, stamp, cam.frame_id, self.encoding)
-            self.put(self.names.image(cam.name), topics.IMAGE_TYPE, stamp, msg)
+            if self.names.compressed:
+                msgtype = topics.COMPRESSED_IMAGE_TYPE
+                msg = self._kit.compressed_image(image, stamp, cam.frame_id, self.encoding)
+            else:
+                msg, msgtype = self._kit.image(image, stamp, cam.frame_id, self.encoding), topics.IMAGE_TYPE
+            self.put(self.names.image(cam.name), msgtype, stamp, msg)
             self.put(
                 self.names.camera_info(cam.name), topics.CAMERA_INFO_TYPE, stamp, self._kit.camera_info(cam, stamp)
             )

@@ -93,6 +93,7 @@ def _summary(reader: RosbagReader, processed: int, skipped: Counter, wall_s: flo
         "frame_sets_processed": processed,
         "frame_sets_skipped": dict(skipped),
         "images_in_no_frame_set": reader.dropped,
+        "images_undecodable": dict(reader.rejected),
         "sync": {key: value for key, value in reader.sync_stats.items() if value},
         "wall_time_s": round(wall_s, 3),
         "frame_sets_per_s": round(processed / wall_s, 3) if wall_s > 0 else None,
