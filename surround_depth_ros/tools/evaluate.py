@@ -6,6 +6,8 @@ otherwise): AbsRel, SqRel, RMSE, RMSElog, delta<1.25^k, MAE, SILog per camera, a
 range bin, metric and median-scaled. Writes metrics.json and report.png into --out; with
 --compare OTHER.pt also scores OTHER on the same frame sets (read once) and writes
 compare/metrics.json, compare/report.png, and comparison.json + comparison.png (B - A per metric).
+A bag of any layout is read through the node's params file (--params: cameras, topic patterns,
+synchronizer settings; --namespace, --lidar-topic), as `surround-depth run-bag` reads it.
 """
 
 from __future__ import annotations
