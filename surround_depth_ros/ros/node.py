@@ -46,13 +46,14 @@ from std_msgs.msg import Float64
 from tf2_msgs.msg import TFMessage
 
 from surround_depth_ros.assembler import AssembledSet, Intrinsics, assembler_from_settings
+from surround_depth_ros.bag.messages import depth_output_messages
 from surround_depth_ros.binding import BindingError
 from surround_depth_ros.camera_model import camera_model_problems
 from surround_depth_ros.health import InputHealth, Level
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
 from surround_depth_ros.mailbox import LatestMailbox
 from surround_depth_ros.params import NODE_NAME
-from surround_depth_ros.pipeline import STAGES, StartupError, pipeline_from_settings, scaled_calibration
+from surround_depth_ros.pipeline import STAGES, StartupError, pipeline_from_settings
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
 from surround_depth_ros.ros.dds import use_large_image_transport
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
@@ -170,12 +171,14 @@ class SurroundDepthNode(Node):
         self.create_subscription(TFMessage, "/tf", partial(self._on_tf, static=False), 100)
 
     def _create_publishers(self) -> None:
-        self._depth_pub = {c: self.create_publisher(Image, f"{c}/depth/image", 5) for c in self.cameras}
-        self._info_pub = {c: self.create_publisher(CameraInfo, f"{c}/depth/camera_info", 5) for c in self.cameras}
-        self._confidence_pub = {}
-        if self.settings["publish_confidence"]:
-            self._confidence_pub = {c: self.create_publisher(Image, f"{c}/depth/confidence", 5) for c in self.cameras}
-        self._cloud_pub = self.create_publisher(PointCloud2, "depth/points", 5)
+        # Keyed by topic as `bag.messages.depth_output_messages` names them, so run-bag writes what is published here.
+        self._output_pub = {}
+        for c in self.cameras:
+            self._output_pub[f"{c}/depth/image"] = self.create_publisher(Image, f"{c}/depth/image", 5)
+            self._output_pub[f"{c}/depth/camera_info"] = self.create_publisher(CameraInfo, f"{c}/depth/camera_info", 5)
+            if self.settings["publish_confidence"]:
+                self._output_pub[f"{c}/depth/confidence"] = self.create_publisher(Image, f"{c}/depth/confidence", 5)
+        self._output_pub["depth/points"] = self.create_publisher(PointCloud2, "depth/points", 5)
         self._processing_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
         self._latency_pub = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -354,16 +357,9 @@ class SurroundDepthNode(Node):
         self._binding_error = ""
         outputs = self.pipeline.process(frame_set)
         with self._lock:
-            infos = [self.camera_info[name] for name in frame_set.rig.camera_names]
-        for camera, stamp, info, depth, confidence in zip(
-            outputs.cameras, frame_set.camera_stamps_ns, infos, outputs.depth, outputs.confidence, strict=True
-        ):
-            header = MESSAGES.header(int(stamp), camera.frame_id)
-            self._publish_depth(camera.name, header, info, depth, confidence)
-        if outputs.cloud is not None:
-            self._cloud_pub.publish(
-                MESSAGES.point_cloud(outputs.cloud, frame_set.stamp_ns, self.settings["base_frame"])
-            )
+            infos = {name: self.camera_info[name] for name in frame_set.rig.camera_names}
+        for topic, _, _, msg in depth_output_messages(MESSAGES, frame_set, outputs, infos, self.settings):
+            self._output_pub[topic].publish(msg)
         processing_ms = 1000 * (time.perf_counter() - start)
         latency_ms = 1000 * (time.monotonic() - arrival)
         age_ms = (self.get_clock().now().nanoseconds - frame_set.stamp_ns) / 1e6
@@ -376,34 +372,6 @@ class SurroundDepthNode(Node):
             self._last_published = time.monotonic()
         self._processing_pub.publish(Float64(data=processing_ms))
         self._latency_pub.publish(Float64(data=latency_ms))
-
-    def _publish_depth(
-        self, camera: str, header: Any, info: CameraInfo, depth: np.ndarray, confidence: np.ndarray
-    ) -> None:
-        if self.settings["depth_encoding"] == "16UC1":
-            millimetres = np.where(np.isfinite(depth), np.rint(depth * 1000.0), 0.0)
-            data, encoding = np.clip(millimetres, 0, 65535).astype(np.uint16).tobytes(), "16UC1"
-        else:
-            data, encoding = depth.astype(np.float32).tobytes(), "32FC1"
-        height, width = depth.shape
-        self._depth_pub[camera].publish(
-            Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
-                  step=len(data) // height, data=data)
-        )  # fmt: skip
-        info_out = CameraInfo()
-        info_out.header, info_out.height, info_out.width = header, height, width
-        info_out.distortion_model, info_out.d, info_out.k = info.distortion_model, info.d, info.k
-        info_out.r, info_out.p, info_out.roi = info.r, info.p, info.roi
-        if (width, height) != (info.width, info.height):  # network resolution: the same camera, scaled (REP 118)
-            k, p = scaled_calibration(info.k, info.p, (info.width, info.height), (width, height))
-            info_out.k, info_out.p = k.tolist(), p.tolist()
-        self._info_pub[camera].publish(info_out)
-        if camera in self._confidence_pub:
-            data = confidence.astype(np.float32).tobytes()
-            self._confidence_pub[camera].publish(
-                Image(header=header, height=height, width=width, encoding="32FC1", is_bigendian=0,
-                      step=len(data) // height, data=data)
-            )  # fmt: skip
 
     # ----- diagnostics -----
     def _publish_diagnostics(self) -> None:
