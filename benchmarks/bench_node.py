@@ -275,6 +275,7 @@ def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: i
         params.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
         node = NodeProcess(params)
         client = RosClient("bench_node")
+        failed = True
         try:
             processing: list[float] = []
             client.node.create_subscription(
@@ -286,7 +287,8 @@ def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: i
                 Image, f"/{last}/depth/image", lambda m: received.setdefault(stamp_ns(m.header.stamp), time.time()), 10
             )
             pub = RigPublisher(client, rig)
-            client.wait_for(lambda: all(p.get_subscription_count() for p in pub.images.values()), 180, "the node")
+            publishers = [*pub.infos.values(), *pub.images.values()]  # a CameraInfo sent before it matched is lost
+            client.wait_for(lambda: all(p.get_subscription_count() for p in publishers), 180, "the node")
             pub.publish_tf()
             latency = []
             start_ns = time.time_ns()
@@ -301,11 +303,12 @@ def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: i
                 if k:  # the first set warms up
                     latency.append(received[stamps[-1]] - now / 1e9)
             client.wait_for(lambda: len(processing) > count, 10, "processing times")
+            failed = False
             return float(np.min(processing[1:])), 1000 * float(np.min(latency))
         finally:
             client.close()
             node.stop()
-            if "Traceback" in node.output:
+            if failed or "Traceback" in node.output:
                 print(node.output, file=sys.stderr)
 
 

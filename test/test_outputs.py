@@ -125,7 +125,8 @@ def test_a_1936x1216_six_camera_set_crosses_dds_with_the_shipped_profile(tmp_pat
             )
         client.node.create_subscription(PointCloud2, "/depth/points", clouds.append, 2)
         pub = RigPublisher(client, rig)
-        client.wait_for(lambda: all(p.get_subscription_count() for p in pub.images.values()), 60, "the node")
+        publishers = [*pub.infos.values(), *pub.images.values()]  # a CameraInfo sent before it matched is lost
+        client.wait_for(lambda: all(p.get_subscription_count() for p in publishers), 60, "the node")
         pub.publish_tf()
         for i, image in enumerate(images):
             pub.publish_camera(i, image, 1_700_000_000 * 10**9 + i * 1_000_000)
