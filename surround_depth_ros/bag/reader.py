@@ -72,6 +72,7 @@ class RosbagReader:
         self.sweep_slack_ns = sweep_slack_ns
         self.max_sweep_age_ns = max_sweep_age_ns
         self.dropped = 0
+        self.clock_resets = 0  # time jumps back (a bag of several recordings) so far: temporal state must reset
         self.settings = {
             **params.defaults(),
             "missing_camera_policy": "drop",
@@ -248,6 +249,7 @@ class RosbagReader:
                                                              self.pose_at(stamp), self.T_base_lidar))  # fmt: skip
                     self._prune(lidar, ready, assembler.oldest_pending_ns())
                 ready.extend(self._complete(assembler.poll(), rig))
+                self.clock_resets = assembler.clock_resets()
             ready.extend(self._complete(assembler.flush(), rig))
             self.sync_stats = assembler.stats()
             while ready:

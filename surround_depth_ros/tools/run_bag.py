@@ -148,7 +148,11 @@ def run(args: argparse.Namespace) -> int:
     with BagWriter(out_bag, storage=args.storage) as writer:
         writer.copy_topics(args.bag, [TF_STATIC_TOPIC, TF_TOPIC])
         frames = itertools.islice(reader, args.limit)
+        resets = 0
         for frame_set in tqdm(frames, total=total, unit="frame set", desc=f"run-bag {args.bag.name}"):
+            if reader.clock_resets != resets:  # as the node's worker does: no memory across a jump in time
+                resets = reader.clock_resets
+                pipeline.engine.reset()
             try:
                 outputs = pipeline.process(frame_set)
             except BindingError as error:  # the node logs it and goes on with the next set
