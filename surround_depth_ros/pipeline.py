@@ -207,7 +207,7 @@ class SurroundDepthPipeline:
             depth, confidence = engine.resize(depth, sizes), engine.resize(confidence, sizes)
             clock.mark("upsample")
         else:
-            h, w = engine.input_size
+            h, w = depth.shape[-2:]
             cameras = [resize_camera(c, w, h) for c in rig.cameras]
             depth, confidence = depth[:, 0], confidence[:, 0]
 
