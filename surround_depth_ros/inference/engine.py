@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -257,7 +258,10 @@ class DepthEngine:
                 what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
                 raise ValueError(f"camera {index}: expected an HxWx3 uint8 RGB image, got {what}")
         if self.device.type == "cpu":
-            return [torch.from_numpy(image) for image in images]
+            with warnings.catch_warnings():
+                # Read-only buffers (a DDS message, a bag) are viewed, never written: every later op makes new tensors.
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return [torch.from_numpy(image) for image in images]
         uploaded: list[torch.Tensor | None] = [None] * len(images)
         for size, indices in _size_groups([im.shape[:2] for im in images]).items():
             key = (len(indices), *size)
