@@ -294,7 +294,7 @@ class CloudFusion:
         """`geometry.fuse_depth_maps` on tensors: back-projection and overlap removal, no filters.
 
         `depth` (N, h, w) or a list of (h, w) (metres, NaN or 0 = none) with `K` (N, 3, 3) at that
-        resolution and `T_base_cam` (N, 4, 4); `confidence` like depth; `images` (N, H, W, 3) uint8
+        resolution and `T_base_cam` (N, 4, 4); `confidence` like depth; `images` (N, H, W, 3) uint8 (or a list)
         at any size (a point takes the colour of the image pixel holding its depth pixel's centre).
         """
         with torch_threads(self.threads):
