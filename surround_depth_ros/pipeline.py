@@ -8,6 +8,7 @@ intrinsics, TF extrinsics), so a recalibration takes effect on the next frame se
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,7 +168,8 @@ class SurroundDepthPipeline:
                 raise BindingError(f"{n} cameras for a model of {self.engine.n_views} views")
             binding = Binding(tuple(range(n)), tuple(rig.camera_names), (0.0,) * n, tuple(rig.adjacency()))
         else:
-            binding = bind_cameras(rig, self.trained)
+            binding = bind_cameras(rig, self.trained, trained_adjacency=self.engine.info.adjacency)
+        self.engine.set_adjacency(binding.adjacency)  # cross-view attention over the bound rig's pairs
         changed = self.binding is None or binding.slots != self.binding.slots or binding.names != self.binding.names
         self.binding, self._binding_key = binding, key
         return changed
@@ -183,32 +185,40 @@ class SurroundDepthPipeline:
         slots = list(self.binding.slots)
         clock = StageClock(engine.device)
 
+        images, K = self._slot_inputs(frame_set)
+        # Where each image goes in the network input (the canonical camera); None: plain resize (no training rig).
+        placements = None if K is None else engine.placements(K, [image.shape[:2] for image in images])
+        h, w = engine.input_size
+        # The live cameras as the network sees them: at its input size, with the intrinsics of their placement.
+        network_cameras = [resize_camera(c, w, h) if placements is None else
+                           dataclasses.replace(c, width=w, height=h, K=placements[slot].K)
+                           for c, slot in zip(rig.cameras, slots, strict=True)]  # fmt: skip
         radar = None
         if self.uses_radar and frame_set.radar:
-            h, w = engine.input_size
-            live = radar_to_maps(frame_set.radar, rig, image_size=(w, h), target_pose=self._target_pose(frame_set),
+            network_rig = CameraRig(tuple(network_cameras), rig.radars, rig.base_frame)
+            live = radar_to_maps(frame_set.radar, network_rig, image_size=(w, h),
+                                 target_pose=self._target_pose(frame_set),
                                  radar_extrinsics={s.sensor: s.T_base_sensor for s in frame_set.radar})  # fmt: skip
             radar = np.zeros((engine.n_views, len(RADAR_CHANNELS), h, w), np.float32)
             radar[slots] = live
             clock.mark("radar")
-        images, K = self._slot_inputs(frame_set)
         uploaded = engine.upload(images)
         clock.mark("upload")
-        inputs = engine._inputs(engine.normalize(uploaded), radar)
+        inputs = engine._inputs(engine.normalize(uploaded, placements), radar)
         clock.mark("preprocess")
         depth, confidence = engine.run_network(inputs)
         clock.mark("forward")
-        scale = None if K is None else engine.focal_scale(K, [image.shape[:2] for image in images])
-        depth, confidence = (m[slots] for m in engine.mask(depth, confidence, scale))  # the live cameras, rig order
+        depth, confidence = (m[slots] for m in engine.mask(depth, confidence, placements=placements))  # rig order
         clock.mark("mask")
         if self.resolution == "camera":
             cameras = list(rig.cameras)
             sizes = [(c.height, c.width) for c in cameras]
-            depth, confidence = engine.resize(depth, sizes), engine.resize(confidence, sizes)
+            live = None if placements is None else [placements[slot] for slot in slots]
+            depth, confidence = engine.resize(depth, sizes, live), engine.resize(confidence, sizes, live)
             clock.mark("upsample")
-        else:
-            h, w = depth.shape[-2:]
-            cameras = [resize_camera(c, w, h) for c in rig.cameras]
+        else:  # the network's cameras at the size of its output maps
+            map_h, map_w = depth.shape[-2:]
+            cameras = [resize_camera(c, map_w, map_h) for c in network_cameras]
             depth, confidence = depth[:, 0], confidence[:, 0]
 
         maps = _unbind(depth) + _unbind(confidence)

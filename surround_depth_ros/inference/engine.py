@@ -359,28 +359,15 @@ class DepthEngine:
             for k, size, trained in zip(K, sizes, self._trained_K, strict=True)
         ]
 
-    def focal_scale(self, intrinsics: np.ndarray, sizes: list[tuple[int, int]]) -> torch.Tensor:
-        """Per-view depth factor: fx per image width against the slot's training camera, for a plain resize.
-
-        Superseded by `placements()`: this pinhole factor on a plainly, anisotropically resized image
-        made the DDAD sample worse than no rescaling. Kept until `pipeline.process` passes placements.
-        """
-        K = self._checked_intrinsics(intrinsics)
-        now = K[:, 0, 0] / np.array([w for _, w in sizes], dtype=np.float64)
-        trained = np.array([k[0, 0] / self.input_size[1] for k in self._trained_K], dtype=np.float64)
-        return torch.as_tensor(now / trained, dtype=torch.float32, device=self.device)
-
     def mask(
         self,
         depth: torch.Tensor,
         confidence: torch.Tensor,
-        focal_scale: torch.Tensor | None = None,
         placements: list[Placement] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Clamp to the model's range; NaN depth and 0 confidence where the output is not finite or not confident.
 
-        `focal_scale` (N,) from `focal_scale()` multiplies each view's depth first; the border
-        around images placed by `placements` (one per view) is NaN.
+        The border around images placed by `placements` (one per view) is NaN.
         """
         border = None
         if placements is not None and not all(view.fills(self.input_size) for view in placements):
@@ -388,8 +375,6 @@ class DepthEngine:
             for i, (top, left, height, width, _) in enumerate(placements):
                 border[i, :, top : top + height, left : left + width] = False
         with torch_threads(self.threads):
-            if focal_scale is not None:
-                depth = depth * focal_scale[:, None, None, None]
             invalid = ~torch.isfinite(depth) | ~torch.isfinite(confidence) | (confidence < self.min_confidence)
             if border is not None:
                 invalid |= border
