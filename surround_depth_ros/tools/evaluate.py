@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many frame sets")
     parser.add_argument("--caps", default=None, help="MIN,MAX depth in m (default: nuScenes 0.1,80; DDAD 0.1,200)")
     parser.add_argument("--examples", type=int, default=2, help="frame sets drawn in report.png (default 2)")
-    parser.add_argument("--no-focal-scaling", action="store_true", help="do not rescale depth for other focal lengths")
+    parser.add_argument("--no-focal-scaling", action="store_true", help="plain resize, no canonical camera")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
     parser.add_argument(
@@ -113,17 +113,11 @@ def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int,
     return FrameSource(((frame, []) for frame in itertools.islice(reader, count)), reader.rig, count)
 
 
-def _engine(checkpoint: Path, rig, args: argparse.Namespace):  # noqa: ANN001, ANN202 - CameraRig, DepthEngine
-    """The checkpoint as the node runs it; on another rig (e.g. DDAD's 3 cameras) with that rig's views and overlaps."""
-    from surround_depth_ros.checkpoint import read_checkpoint
+def _engine(checkpoint: Path, args: argparse.Namespace):  # noqa: ANN202 - DepthEngine
+    """The checkpoint as the node loads it; the evaluation binds another rig's cameras (e.g. DDAD's) to its slots."""
     from surround_depth_ros.inference.engine import DepthEngine
 
-    _, info = read_checkpoint(checkpoint)
-    other_rig = (len(info.rig["cameras"]) if info.rig else None) != len(rig.cameras)
-    return DepthEngine(
-        checkpoint, backend=args.backend, device=args.device,
-        n_views=len(rig.cameras) if other_rig else None, adjacency=rig.adjacency() if other_rig else None,
-    )  # fmt: skip
+    return DepthEngine(checkpoint, backend=args.backend, device=args.device)
 
 
 def _labels(a: Path, b: Path) -> tuple[str, str]:
@@ -156,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as error:  # a bag or dataset that cannot be scored: say why, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
-    engines = [_engine(checkpoint, source.rig, args) for checkpoint in checkpoints]
+    engines = [_engine(checkpoint, args) for checkpoint in checkpoints]
     frames = tqdm((frame for frame, _ in source.frames), total=source.count, desc=f"evaluating on {args.dataset}",
                   unit="frameset")  # fmt: skip
     try:

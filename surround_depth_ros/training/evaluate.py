@@ -21,7 +21,6 @@ import torch
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.metrics import METRIC_NAMES, DepthMetrics
 from surround_depth_ros.network.student import MEAN, STD, SurroundDepthStudent
-from surround_depth_ros.rig import CameraRig
 from surround_depth_ros.training.data import PreparedDataset, Sample, lidar_depth_maps
 from surround_depth_ros.visualize import DEPTH_FAR_M, DEPTH_NEAR_M, DEPTH_TICKS_M
 
@@ -87,27 +86,6 @@ class Evaluation:
     examples: list[Example] = field(default_factory=list)
 
 
-def _predict(engine: object, frame: FrameSet, focal_scaling: bool) -> list[np.ndarray]:
-    """The engine's depth per camera at each camera's size, as the node runs it: on the training rig's camera
-    count each camera takes the slot that looks its way (`binding.bind_cameras`, so the order a bag or a params
-    file lists cameras in never changes a score), rescaled for focal lengths unlike the training rig's."""
-    from surround_depth_ros.binding import bind_cameras
-    from surround_depth_ros.pipeline import trained_rig
-
-    trained = trained_rig(engine.info.rig) if getattr(engine, "info", None) is not None else None
-    if trained is None or len(trained.cameras) != len(frame.rig.cameras):
-        pred = [result.depth for result in engine.infer(frame.images)]
-        if focal_scaling and trained is not None:
-            pred = [d * f for d, f in zip(pred, _focal_factors(trained, frame), strict=True)]
-        return pred
-    slots = bind_cameras(frame.rig, trained).slots
-    images, K = [None] * len(slots), np.zeros((len(slots), 3, 3))
-    for slot, image, camera in zip(slots, frame.images, frame.rig.cameras, strict=True):
-        images[slot], K[slot] = image, camera.K
-    results = engine.infer(images, intrinsics=K if focal_scaling else None)
-    return [results[slot].depth for slot in slots]
-
-
 def ground_truth(frame: FrameSet) -> list[np.ndarray] | None:
     """Full-resolution depth per camera to score against: dense depth, else the lidar sweep projected with the
     set's own extrinsics, intrinsics and poses; None when the set has neither."""
@@ -166,32 +144,30 @@ def evaluate_checkpoints(
     """Run each engine (a `DepthEngine`) on the same frame sets, read once, and score it against
     full-resolution ground truth; one Evaluation per engine.
 
-    `focal_scaling` passes the frame's intrinsics so that cameras whose focal length differs from
-    the training rig's are rescaled (the engine's documented behaviour; only for checkpoints that record
-    their rig); cameras of any sizes mix. Sets with neither depth nor a lidar sweep (a bag's first
-    sets before its first sweep) are skipped and counted in the summary.
+    Each engine runs as the node runs it, through `SurroundDepthPipeline.process` (no cloud): cameras
+    bound to the checkpoint's slots by where they look (so the order a bag or a params file lists them
+    in never changes a score), placeholders for slots without a camera, the bound rig's pairs, and,
+    with `focal_scaling`, each image placed by its focal length (the canonical camera; only for
+    checkpoints that record their rig). Cameras of any sizes mix. Sets with neither depth nor a lidar
+    sweep (a bag's first sets before its first sweep) are skipped and counted in the summary.
     """
+    from surround_depth_ros.pipeline import SurroundDepthPipeline
+
+    pipelines = [SurroundDepthPipeline(engine, cloud=None, canonical_camera=focal_scaling) for engine in engines]
     scorers = [FrameScorer(min_depth, max_depth, examples) for _ in engines]
     for frame in progress if progress is not None else frames:
         gt = ground_truth(frame)
-        for engine, scorer in zip(engines, scorers, strict=True):
+        for pipeline, scorer in zip(pipelines, scorers, strict=True):
             if gt is None:
                 scorer.skip()
             else:
-                scorer.add(frame, _predict(engine, frame, focal_scaling), gt)
+                scorer.add(frame, pipeline.process(frame).depth, gt)
     return [scorer.evaluation() for scorer in scorers]
 
 
 def evaluate_frames(engine: object, frames: Iterable[FrameSet], *args: object, **kwargs: object) -> Evaluation:
     """`evaluate_checkpoints` of one engine."""
     return evaluate_checkpoints([engine], frames, *args, **kwargs)[0]
-
-
-def _focal_factors(trained: CameraRig, frame: FrameSet) -> list[float]:
-    """Depth factors for a rig with another camera count than the training rig's (the engine pairs cameras
-    one to one): each camera's focal length per image width against the training cameras' mean."""
-    reference = np.mean([c.K[0, 0] / c.width for c in trained.cameras])
-    return [float(c.K[0, 0] / c.width / reference) for c in frame.rig.cameras]
 
 
 HIGHER_IS_BETTER = frozenset({"a1", "a2", "a3"})
