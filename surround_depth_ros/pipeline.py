@@ -46,7 +46,7 @@ class DepthOutputs:
 
     `depth` (metres, NaN = no estimate) and `confidence` ([0, 1]) are at the size of `cameras[i]`,
     the camera model they belong to: the frame set's camera, or that camera scaled to the network's
-    output size for `resolution="network"` (its CameraInfo then needs `scaled_calibration`). `cloud`
+    output size for `resolution="network"` (its CameraInfo then needs `calibration_for_maps`). `cloud`
     is a `pointcloud.FUSED_CLOUD_DTYPE` structured array in the rig's base frame (None when the
     pipeline makes no cloud). `timings_ms` holds wall-clock milliseconds per stage (`STAGES`) and
     their "total".
@@ -59,20 +59,29 @@ class DepthOutputs:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+def calibration_for_maps(k: Sequence[float], p: Sequence[float], K_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A CameraInfo's K (9 values) and P (12) for maps whose camera matrix is `K_maps` (`DepthOutputs.cameras[i].K`).
+
+    REP 118 lets a depth image be published at another resolution than its camera's when its
+    CameraInfo describes it. The maps are the image under a scale and shift of its pixels (a resize,
+    or the network's placement inside a border), A = K_maps K^-1; P becomes A P, so that a stereo
+    or rectified P keeps its meaning.
+    """
+    K = np.reshape(np.asarray(k, dtype=np.float64), (3, 3))
+    A = np.asarray(K_maps, dtype=np.float64) @ np.linalg.inv(K)
+    return (A @ K).reshape(-1), (A @ np.reshape(np.asarray(p, dtype=np.float64), (3, 4))).reshape(-1)
+
+
 def scaled_calibration(
     k: Sequence[float], p: Sequence[float], size: tuple[int, int], new_size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A CameraInfo's K (9 values) and P (12) for its image resized from `size` to `new_size` (width, height).
+    """`calibration_for_maps` of the image resized from `size` to `new_size` (width, height), nothing else.
 
-    REP 118 lets a depth image be published at another resolution than its camera's when its
-    CameraInfo describes that resolution: both matrices scale as the depth maps were resized
-    (`geometry.resize_intrinsics`), P's translation column with its focal length.
+    Only right for maps that are a plain resize: depth at the network's size of a camera the network
+    placed inside a border (`DepthEngine.placements`) needs `calibration_for_maps` with its camera.
     """
     sx, sy = new_size[0] / size[0], new_size[1] / size[1]
-    P = np.array(p, dtype=np.float64).reshape(3, 4)
-    P[:, :3] = resize_intrinsics(P[:, :3], sx, sy)
-    P[:2, 3] *= (sx, sy)
-    return resize_intrinsics(np.reshape(k, (3, 3)), sx, sy).reshape(-1), P.reshape(-1)
+    return calibration_for_maps(k, p, resize_intrinsics(np.reshape(k, (3, 3)), sx, sy))
 
 
 class StageClock:

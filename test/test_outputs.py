@@ -12,7 +12,13 @@ import pytest
 from surround_depth_ros import geometry as g
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.params import defaults
-from surround_depth_ros.pipeline import STAGES, SurroundDepthPipeline, pipeline_from_settings, scaled_calibration
+from surround_depth_ros.pipeline import (
+    STAGES,
+    SurroundDepthPipeline,
+    calibration_for_maps,
+    pipeline_from_settings,
+    scaled_calibration,
+)
 from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
 from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.rig import CameraRig, default_rig
@@ -58,21 +64,39 @@ def test_scaled_calibration_projects_where_the_resized_image_has_the_pixel():
     np.testing.assert_allclose([u2 / w2, v2 / w2], [(u / w + 0.5) * 0.4 - 0.5, (v / w + 0.5) * 352 / 900 - 0.5])
 
 
-def test_network_resolution_maps_come_with_the_scaled_camera_info_that_reprojects_the_cloud(nuscenes):
-    """depth_resolution network on the real nuScenes rig: maps at the network's size, and every cloud point, taken
-    into its camera with the CameraInfo a publisher scales (REP 118), lands on its pixel at the depth published."""
-    pipeline = pipeline_from_settings(_settings(nuscenes.rig, depth_resolution="network"))
-    outputs = pipeline.process(nuscenes)
+def test_calibration_for_maps_follows_a_placement_inside_a_border():
+    """Maps that hold the image scaled by 0.3 and shifted by (40, 12) pixels: P moves each point there too."""
+    K = np.array([[1260.0, 0, 815.3], [0, 1255.0, 452.1], [0, 0, 1]])
+    P = np.hstack([K, [[-1260.0 * 0.54], [0.0], [0.0]]])
+    A = np.array([[0.3, 0, 40.0], [0, 0.3, 12.0], [0, 0, 1]])
+    k, p = calibration_for_maps(K.reshape(-1), P.reshape(-1), A @ K)
+    np.testing.assert_allclose(k.reshape(3, 3), A @ K)
+    point = np.array([2.0, -1.0, 10.0, 1.0])
+    u, v, w = P @ point
+    u2, v2, w2 = p.reshape(3, 4) @ point
+    np.testing.assert_allclose([u2 / w2, v2 / w2], [0.3 * u / w + 40, 0.3 * v / w + 12])
+
+
+@pytest.mark.parametrize("sample", ["nuscenes", "ddad"])
+def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_cloud(request, sample):
+    """depth_resolution network on real rigs (nuScenes: the trained rig; DDAD: cameras the network places inside a
+    border): maps at the network's size, and every cloud point, taken into its camera with the CameraInfo a
+    publisher derives for the maps (REP 118), lands on its pixel at the depth published."""
+    frame_set = request.getfixturevalue(sample)
+    pipeline = pipeline_from_settings(_settings(frame_set.rig, depth_resolution="network"))
+    outputs = pipeline.process(frame_set)
     h, w = pipeline.engine.input_size
     assert pipeline.cloud_options.stride is None  # cloud_stride 0: the budget picks it (stride 1 for 6 x 128x224)
     cloud = outputs.cloud
-    assert len(np.unique(cloud["camera"])) == 6 and len(cloud) > 50_000
-    for i, camera in enumerate(nuscenes.rig.cameras):
+    assert len(np.unique(cloud["camera"])) == len(frame_set.rig.cameras) and len(cloud) > 20_000
+    for i, camera in enumerate(frame_set.rig.cameras):
         depth, confidence, model = outputs.depth[i], outputs.confidence[i], outputs.cameras[i]
         assert depth.shape == confidence.shape == (h, w) == (model.height, model.width)
         P = np.hstack([camera.K, np.zeros((3, 1))])  # what the camera's CameraInfo says (rectified images)
-        k, p = scaled_calibration(camera.K.reshape(-1), P.reshape(-1), (camera.width, camera.height), (w, h))
-        np.testing.assert_allclose(k.reshape(3, 3), model.K)
+        k, p = calibration_for_maps(camera.K.reshape(-1), P.reshape(-1), model.K)
+        if sample == "nuscenes":  # the trained rig: the network sees each camera plainly resized
+            plain = scaled_calibration(camera.K.reshape(-1), P.reshape(-1), (camera.width, camera.height), (w, h))
+            np.testing.assert_allclose(np.concatenate(plain), np.concatenate([k, p]), atol=1e-9)
         mine = cloud[cloud["camera"] == pipeline.camera_ids.index(camera.name)]
         points = np.stack([mine["x"], mine["y"], mine["z"]], axis=-1).astype(np.float64)
         uv, z = g.project_points(p.reshape(3, 4)[:, :3], g.transform_points(g.invert_transform(camera.T_base_cam),
