@@ -23,7 +23,7 @@ from surround_depth_ros.binding import Binding, BindingError, bind_cameras
 from surround_depth_ros.checkpoint import CheckpointError
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.fusion import CloudFusion, CloudOptions
-from surround_depth_ros.geometry import resize_camera, resize_intrinsics
+from surround_depth_ros.geometry import resize_camera
 from surround_depth_ros.inference.backend import BackendUnavailable
 from surround_depth_ros.inference.engine import RESOLUTIONS, DepthEngine, host_arrays
 from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
@@ -70,18 +70,6 @@ def calibration_for_maps(k: Sequence[float], p: Sequence[float], K_maps: np.ndar
     K = np.reshape(np.asarray(k, dtype=np.float64), (3, 3))
     A = np.asarray(K_maps, dtype=np.float64) @ np.linalg.inv(K)
     return (A @ K).reshape(-1), (A @ np.reshape(np.asarray(p, dtype=np.float64), (3, 4))).reshape(-1)
-
-
-def scaled_calibration(
-    k: Sequence[float], p: Sequence[float], size: tuple[int, int], new_size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """`calibration_for_maps` of the image resized from `size` to `new_size` (width, height), nothing else.
-
-    Only right for maps that are a plain resize: depth at the network's size of a camera the network
-    placed inside a border (`DepthEngine.placements`) needs `calibration_for_maps` with its camera.
-    """
-    sx, sy = new_size[0] / size[0], new_size[1] / size[1]
-    return calibration_for_maps(k, p, resize_intrinsics(np.reshape(k, (3, 3)), sx, sy))
 
 
 class StageClock:

@@ -17,7 +17,6 @@ from surround_depth_ros.pipeline import (
     SurroundDepthPipeline,
     calibration_for_maps,
     pipeline_from_settings,
-    scaled_calibration,
 )
 from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
 from surround_depth_ros.resources import packaged_file
@@ -52,12 +51,13 @@ def ddad(shared_data_path) -> FrameSet:
         return DGPSceneReader(shared_data_path("ddad_dgp_sample", "scene_01"))[0]
 
 
-def test_scaled_calibration_projects_where_the_resized_image_has_the_pixel():
+def test_calibration_for_resized_maps_projects_where_the_resize_moved_the_pixel():
     """K and P (with a stereo baseline term) scale so that a point lands where the resize moved its pixel."""
     K = np.array([[1260.0, 0, 815.3], [0, 1255.0, 452.1], [0, 0, 1]])
     P = np.hstack([K, [[-1260.0 * 0.54], [0.0], [0.0]]])
-    k, p = scaled_calibration(K.reshape(-1), P.reshape(-1), (1600, 900), (640, 352))
-    np.testing.assert_allclose(k.reshape(3, 3), g.resize_intrinsics(K, 640 / 1600, 352 / 900))
+    resized = g.resize_intrinsics(K, 640 / 1600, 352 / 900)
+    k, p = calibration_for_maps(K.reshape(-1), P.reshape(-1), resized)
+    np.testing.assert_allclose(k.reshape(3, 3), resized)
     point = np.array([2.0, -1.0, 10.0, 1.0])
     u, v, w = P @ point
     u2, v2, w2 = p.reshape(3, 4) @ point
@@ -81,10 +81,18 @@ def test_calibration_for_maps_follows_a_placement_inside_a_border():
 def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_cloud(request, sample):
     """depth_resolution network on real rigs (nuScenes: the trained rig; DDAD: cameras the network places inside a
     border): maps at the network's size, and every cloud point, taken into its camera with the CameraInfo a
-    publisher derives for the maps (REP 118), lands on its pixel at the depth published."""
+    publisher derives for the maps (REP 118, `depth_output_messages`, what the node and run-bag publish),
+    lands on its pixel at the depth published."""
+    from surround_depth_ros.bag.messages import MessageKit, depth_output_messages
+    from surround_depth_ros.bag.reader import TYPESTORE
+
     frame_set = request.getfixturevalue(sample)
-    pipeline = pipeline_from_settings(_settings(frame_set.rig, depth_resolution="network"))
+    settings = _settings(frame_set.rig, depth_resolution="network")
+    pipeline = pipeline_from_settings(settings)
     outputs = pipeline.process(frame_set)
+    kit = MessageKit(lambda name: TYPESTORE.types[name], lambda data: np.frombuffer(data, np.uint8))
+    infos = {camera.name: kit.camera_info(camera, 0) for camera in frame_set.rig.cameras}  # P = [K 0], rectified
+    published = {topic: msg for topic, _, _, msg in depth_output_messages(kit, frame_set, outputs, infos, settings)}
     h, w = pipeline.engine.input_size
     assert pipeline.cloud_options.stride is None  # cloud_stride 0: the budget picks it (stride 1 for 6 x 128x224)
     cloud = outputs.cloud
@@ -93,9 +101,12 @@ def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_c
         depth, confidence, model = outputs.depth[i], outputs.confidence[i], outputs.cameras[i]
         assert depth.shape == confidence.shape == (h, w) == (model.height, model.width)
         P = np.hstack([camera.K, np.zeros((3, 1))])  # what the camera's CameraInfo says (rectified images)
-        k, p = calibration_for_maps(camera.K.reshape(-1), P.reshape(-1), model.K)
+        info = published[f"{camera.name}/depth/camera_info"]
+        assert (info.width, info.height) == (w, h)
+        k, p = np.asarray(info.k), np.asarray(info.p)
         if sample == "nuscenes":  # the trained rig: the network sees each camera plainly resized
-            plain = scaled_calibration(camera.K.reshape(-1), P.reshape(-1), (camera.width, camera.height), (w, h))
+            resized = g.resize_intrinsics(camera.K, w / camera.width, h / camera.height)
+            plain = calibration_for_maps(camera.K.reshape(-1), P.reshape(-1), resized)
             np.testing.assert_allclose(np.concatenate(plain), np.concatenate([k, p]), atol=1e-9)
         mine = cloud[cloud["camera"] == pipeline.camera_ids.index(camera.name)]
         points = np.stack([mine["x"], mine["y"], mine["z"]], axis=-1).astype(np.float64)

@@ -101,17 +101,18 @@ class MessageKit:
         """REP 118 depth of an (H, W) map in metres: 32FC1 metres (NaN = no estimate) or 16UC1 millimetres (0)."""
         return self.image_array(depth_array(depth, encoding), stamp_ns, frame_id, encoding)
 
-    def camera_info_copy(self, info: Any, stamp_ns: int, frame_id: str, size: tuple[int, int] | None = None) -> Any:
+    def camera_info_copy(self, info: Any, stamp_ns: int, frame_id: str, maps: Camera | None = None) -> Any:
         """A CameraInfo (of any message class) with a new header: the camera model a depth image republishes.
 
-        With `size` (width, height) unlike the info's, K and P describe the image resized to it (REP 118 depth
-        at the network's resolution, `pipeline.scaled_calibration`)."""
+        With `maps` (the camera the depth is at, `DepthOutputs.cameras[i]`) of another size than the info's, K
+        and P describe the maps (REP 118 depth at the network's resolution, resized or placed inside a border:
+        `pipeline.calibration_for_maps`)."""
         k, p = info.k, info.p
-        width, height = size or (info.width, info.height)
+        width, height = (info.width, info.height) if maps is None else (maps.width, maps.height)
         if (width, height) != (info.width, info.height):
-            from surround_depth_ros.pipeline import scaled_calibration  # torch: only for resized depth
+            from surround_depth_ros.pipeline import calibration_for_maps  # torch: only for resized depth
 
-            k, p = scaled_calibration(info.k, info.p, (info.width, info.height), (width, height))
+            k, p = calibration_for_maps(info.k, info.p, maps.K)
         return self._cls("sensor_msgs/msg/CameraInfo")(
             header=self.header(stamp_ns, frame_id),
             height=height,
@@ -215,9 +216,9 @@ def depth_output_messages(
     for camera, stamp, depth, confidence in zip(
         outputs.cameras, frame_set.camera_stamps_ns, outputs.depth, outputs.confidence, strict=True
     ):
-        stamp, frame, size = int(stamp), camera.frame_id, (depth.shape[1], depth.shape[0])
+        stamp, frame = int(stamp), camera.frame_id
         info = camera_infos.get(camera.name)
-        info_msg = kit.camera_info(camera, stamp) if info is None else kit.camera_info_copy(info, stamp, frame, size)
+        info_msg = kit.camera_info(camera, stamp) if info is None else kit.camera_info_copy(info, stamp, frame, camera)
         depth_msg = kit.depth_image(depth, stamp, frame, settings["depth_encoding"])
         messages += [(f"{camera.name}/depth/image", "sensor_msgs/msg/Image", stamp, depth_msg),
                      (f"{camera.name}/depth/camera_info", "sensor_msgs/msg/CameraInfo", stamp, info_msg)]  # fmt: skip
