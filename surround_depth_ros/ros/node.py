@@ -109,6 +109,7 @@ class SurroundDepthNode(Node):
         self._create_subscriptions()
         self._create_publishers()
         self._last_arrival: float | None = None  # monotonic time of the newest camera message
+        self._stall_seen = False  # the stall timer saw a stall on its previous poll (executor thread only)
         # Wall-clock timers: under use_sim_time a paused or finished bag stops /clock, and the
         # diagnostics and the decision on a stalled set must go on.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -197,6 +198,7 @@ class SurroundDepthNode(Node):
 
     def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
         """Refuse a raw image over the pixel budget; queue the rest for the decoder (oldest dropped when full)."""
+        self._last_arrival = time.monotonic()
         budget = self.settings["max_image_pixels"]
         if isinstance(msg, Image) and msg.width * msg.height > budget:
             self._reject(camera, "size", f"{camera}: image is {msg.width}x{msg.height} = {msg.width * msg.height} "
@@ -307,10 +309,20 @@ class SurroundDepthNode(Node):
         stamps); only the end of a stream needs the wall clock. Message time is then moved just
         far enough to decide the oldest waiting set: further would expire radar sweeps that later
         sets still want, and the cameras' clocks need not agree with this computer's.
+
+        Under load the executor can be late, with messages received but not yet taken or decoded: a
+        stall must be seen with the decoder idle, and again on the next poll, after the executor has
+        run the subscriptions that were ready together with this timer.
         """
         pending = self.assembler.oldest_pending_ns()
         arrival = self._last_arrival
-        if pending is not None and arrival is not None and time.monotonic() - arrival > STALL_S:
+        stalled = pending is not None and arrival is not None and time.monotonic() - arrival > STALL_S
+        if not (stalled and self._decode_queue.empty()):
+            self._stall_seen = False
+        elif not self._stall_seen:
+            self._stall_seen = True
+        else:
+            self._stall_seen = False
             self._hand_over(self.assembler.poll(pending + int(1e9 * self.settings["sync_wait_s"]) + 1))
 
     def _hand_over(self, sets: list[AssembledSet]) -> None:
