@@ -19,27 +19,44 @@ def write_params(path: Path, values: dict) -> Path:
 
 
 class NodeProcess:
-    """`python -m surround_depth_ros.ros.node` with a params file and a namespace, stopped with SIGINT."""
+    """`python -m surround_depth_ros.ros.node` with a params file and a namespace, stopped with SIGINT.
+
+    Its output is read while it runs: an undrained pipe blocks the node once 64 KB of log wait (a
+    storm of Fast DDS errors does that), which would look like a DDS stall. `output` is set by
+    stop() and wait().
+    """
 
     def __init__(self, params_file: Path, namespace: str = "/", extra: list[str] | None = None) -> None:
         command = [sys.executable, "-m", "surround_depth_ros.ros.node", "--ros-args", "--params-file"]
         command += [str(params_file), "-r", f"__ns:={namespace}", *(extra or [])]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output = ""
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    def _collect(self) -> int:
+        self._reader.join(timeout=5)
+        self.output = "".join(self._lines)
+        return self.process.returncode
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         try:
-            self.output, _ = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.output, _ = self.process.communicate()
-        return self.process.returncode
+            self.process.wait()
+        return self._collect()
 
     def wait(self, timeout: float = 60.0) -> int:
-        self.output, _ = self.process.communicate(timeout=timeout)
-        return self.process.returncode
+        self.process.wait(timeout=timeout)
+        return self._collect()
 
 
 class RosClient:
