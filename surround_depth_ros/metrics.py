@@ -20,7 +20,6 @@ import torch
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "mae", "silog")
 DEFAULT_RANGE_BINS: tuple[tuple[float, float], ...] = ((0.0, 50.0), (50.0, 70.0), (70.0, 80.0), (80.0, math.inf))
-DEPTH_CAPS = {"nuscenes": (0.1, 80.0), "ddad": (0.1, 200.0)}
 
 Maps = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 

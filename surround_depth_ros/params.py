@@ -1,7 +1,7 @@
 """The node's parameters: one declaration (type, default, range, description) for each.
 
 The declarations are ROS-free so that the same table validates a YAML file in a test, declares
-ROS parameters with descriptors in the node, and documents itself (`surround-depth params`).
+ROS parameters with descriptors in the node, and reads a params file for `run-bag` and `evaluate`.
 Validation collects every problem at once, naming the parameter, the value and what is allowed,
 so that a user fixes a parameters file in one go.
 """

@@ -98,20 +98,6 @@ def _mean_seen(best: torch.Tensor) -> torch.Tensor:
     return masked_mean(torch.where(seen, best, torch.zeros_like(best)), seen)
 
 
-def min_reprojection_loss(
-    target: torch.Tensor, warped: Sequence[torch.Tensor], valid: Sequence[torch.Tensor], alpha: float = 0.85
-) -> torch.Tensor:
-    """Per-pixel minimum of the photometric error over the sources that see the pixel, averaged over such pixels.
-
-    The minimum (monodepth2) lets each pixel pick the source where it is not occluded.
-    """
-    if not warped or len(warped) != len(valid):
-        raise ValueError(
-            f"need one validity map per warped source and at least one source, got {len(warped)}/{len(valid)}"
-        )
-    return _mean_seen(_min_error(target, warped, valid, alpha))
-
-
 def surround_photometric_loss(
     images: torch.Tensor,
     depth: torch.Tensor,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from surround_depth_ros.losses.masked import flatten_centres, flatten_views, masked_mean, resize_depth, valid_depth
+from surround_depth_ros.losses.masked import flatten_centres, flatten_views, masked_mean, valid_depth
 from surround_depth_ros.losses.scale_shift import normalise_scale_shift
 
 
@@ -108,10 +108,3 @@ def bin_centre_loss(centres: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor 
     nearest = torch.where(has_gt.unsqueeze(1), nearest, centres.detach())
     term_c = ((centres - nearest) ** 2).mean(dim=1)
     return masked_mean(term_gt + term_c, has_gt)
-
-
-def downsample_ground_truth(gt: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Sparse ground truth (B, N, 1, H, W) at a head's resolution: mean of the valid depths in each cell."""
-    shape = gt.shape
-    out = resize_depth(flatten_views(gt, "ground-truth depth", channels=1), size)
-    return out.reshape(*shape[:-2], *out.shape[-2:]) if gt.dim() == 5 else out

@@ -164,10 +164,6 @@ _POSITIVE = {
 _NON_NEGATIVE = {"warmup_steps", "weight_decay", "colour_jitter", "min_lr_ratio", "min_depth"}
 
 
-def _type_name(kind: Any) -> str:
-    return getattr(kind, "__name__", str(kind))
-
-
 def _check_value(name: str, value: Any, kind: Any, where: str) -> Any:
     """Coerce / check one scalar field against the dataclass annotation (as a string, from __future__)."""
     text = str(kind)
