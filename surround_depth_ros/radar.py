@@ -18,7 +18,7 @@ from surround_depth_ros import geometry
 from surround_depth_ros.frameset import PointSweep
 from surround_depth_ros.rig import CameraRig
 
-RADAR_CHANNELS = ("depth", "rcs", "vx", "vy")
+RADAR_CHANNELS = ("depth", "rcs", "vx", "vy")  # the channels of a radar map, in order (the network's radar input)
 
 # PCD TYPE letter -> numpy kind; SIZE gives the byte count.
 _PCD_KINDS = {"F": "f", "I": "i", "U": "u"}

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from surround_depth_ros.network.encoders import MobileNetV2Encoder
+from surround_depth_ros.radar import RADAR_CHANNELS  # the radar maps' layout, defined where they are drawn
 
-RADAR_CHANNELS = ("depth", "rcs", "vx", "vy")
 # Fixed scales that bring each radar channel to roughly unit range before the encoder.
 RADAR_RCS_SCALE = 1.0 / 50.0
 RADAR_VELOCITY_SCALE = 1.0 / 20.0
