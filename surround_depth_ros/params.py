@@ -12,6 +12,7 @@ import difflib
 import math
 import re
 import string
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,3 +365,23 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, 
                 raise ValueError(f"{path}: section {section!r} has no 'ros__parameters' mapping")
             values.update(content["ros__parameters"])
     return values
+
+
+def settings_from_file(path: str | Path | None) -> dict[str, Any]:
+    """The node's parameters from a ROS params file over the defaults, read as the node reads them (for `run-bag`
+    and `evaluate`): an unknown name is a warning on stderr with the nearest declared one, every invalid value is
+    listed in one ValueError; floats given as integers become floats, as ROS declares them."""
+    try:
+        values = load_params_file(path) if path is not None else {}
+    except (yaml.YAMLError, AttributeError) as error:  # not YAML, or not a mapping of sections
+        raise ValueError(f"{path} is not a ROS params file ({type(error).__name__}: {error})") from None
+    known = {spec.name for spec in NODE_PARAMETERS}
+    for name in values:
+        if name not in known:
+            print(f"warning: {path}: {unknown_parameter_message(name)}", file=sys.stderr)
+    given = {name: value for name, value in values.items() if name in known}
+    problems = validate(given)
+    if problems:
+        raise ValueError(f"invalid parameters in {path}:\n  - " + "\n  - ".join(problems))
+    settings = {**defaults(), **given}
+    return {s.name: float(settings[s.name]) if s.type == "float" else settings[s.name] for s in NODE_PARAMETERS}

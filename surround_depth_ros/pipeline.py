@@ -206,7 +206,7 @@ class SurroundDepthPipeline:
             clock.mark("radar")
         uploaded = engine.upload(images)
         clock.mark("upload")
-        inputs = engine._inputs(engine.normalize(uploaded, placements), radar)
+        inputs = engine.network_inputs(engine.normalize(uploaded, placements), radar)
         clock.mark("preprocess")
         depth, confidence = engine.run_network(inputs)
         clock.mark("forward")

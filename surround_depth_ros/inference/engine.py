@@ -304,9 +304,10 @@ class DepthEngine:
         self, images: list[np.ndarray], radar: np.ndarray | torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
         """The network inputs for `images` (N HxWx3 uint8 RGB) and optional radar maps (N, 4, H, W)."""
-        return self._inputs(self.normalize(self.upload(images)), radar)
+        return self.network_inputs(self.normalize(self.upload(images)), radar)
 
-    def _inputs(self, batch: torch.Tensor, radar: np.ndarray | torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    def network_inputs(self, batch: torch.Tensor, radar: np.ndarray | torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The backend's inputs from a normalised image batch (`normalize`) and radar maps (N, 4, H, W) or None."""
         inputs = [batch]
         if self.config.radar:
             inputs.append(self._radar_input(radar))
@@ -457,7 +458,7 @@ class DepthEngine:
         uploaded = self.upload(images)
         sizes = [tuple(im.shape[:2]) for im in images]
         placements = None if intrinsics is None else self.placements(intrinsics, sizes)
-        depth, confidence = self.run_network(self._inputs(self.normalize(uploaded, placements), radar))
+        depth, confidence = self.run_network(self.network_inputs(self.normalize(uploaded, placements), radar))
         depth, confidence = self.mask(depth, confidence, placements=placements)
         if resolution == "camera":
             K = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)

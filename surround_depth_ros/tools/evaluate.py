@@ -20,9 +20,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from surround_depth_ros import params
 from surround_depth_ros.metrics import METRIC_NAMES
 from surround_depth_ros.tools.arguments import image_size
-from surround_depth_ros.tools.run_bag import add_topic_arguments, node_settings
+from surround_depth_ros.tools.run_bag import add_topic_arguments
 from surround_depth_ros.training.config import DATASET_TYPES, ConfigError, DatasetConfig, check_dataset
 from surround_depth_ros.training.evaluate import EVALUATION_CAPS
 
@@ -87,7 +88,7 @@ def _bag_reader_options(args: argparse.Namespace) -> dict:
     The one place a topic option of this command reaches the reader."""
     from surround_depth_ros.bag.topics import TopicNames
 
-    settings = node_settings(args.params)
+    settings = params.settings_from_file(args.params)
     names = TopicNames.from_settings(settings, args.namespace, args.lidar_topic)
     return {"topic_names": names, "settings": settings} if args.params else {"topic_names": names}
 

@@ -26,10 +26,9 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from surround_depth_ros import params
@@ -65,25 +64,6 @@ def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
         "--lidar-topic", default=None,
         help="lidar PointCloud2 topic for ground truth (default lidar/points in the namespace)",
     )  # fmt: skip
-
-
-def node_settings(path: Path | None) -> dict[str, Any]:
-    """The node's parameters from a ROS params file over the defaults, read as the node reads them: an unknown
-    name is a warning (on stderr) with the nearest declared one, every invalid value is listed in one ValueError."""
-    try:
-        values = params.load_params_file(path) if path is not None else {}
-    except (yaml.YAMLError, AttributeError) as error:  # not YAML, or not a mapping of sections
-        raise ValueError(f"{path} is not a ROS params file ({type(error).__name__}: {error})") from None
-    known = {spec.name for spec in params.NODE_PARAMETERS}
-    for name in values:
-        if name not in known:
-            print(f"warning: {path}: {params.unknown_parameter_message(name)}", file=sys.stderr)
-    given = {name: value for name, value in values.items() if name in known}
-    problems = params.validate(given)
-    if problems:
-        raise ValueError(f"invalid parameters in {path}:\n  - " + "\n  - ".join(problems))
-    settings = {**params.defaults(), **given}
-    return {s.name: float(settings[s.name]) if s.type == "float" else settings[s.name] for s in params.NODE_PARAMETERS}
 
 
 def _summary(reader: RosbagReader, processed: int, skipped: Counter, wall_s: float, timings: list[dict]) -> dict:
@@ -129,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     out_bag = args.out / OUTPUT_BAG
     try:
-        settings = node_settings(args.params)
+        settings = params.settings_from_file(args.params)
         caps = depth_caps(args.caps, "rosbag")
         if out_bag.exists():
             raise FileExistsError(f"{out_bag} exists already; choose another --out or delete it")
