@@ -13,6 +13,19 @@ from pathlib import Path
 import yaml
 
 
+def tiny_checkpoint(path: Path, rig) -> Path:  # noqa: ANN001 - CameraRig
+    """A seeded, untrained tiny student recording `rig`: what the node tests run (its depth need not be good)."""
+    import torch
+
+    from surround_depth_ros.checkpoint import save_checkpoint
+    from surround_depth_ros.network.student import SurroundDepthStudent, preset
+
+    torch.manual_seed(0)
+    config = preset("tiny")
+    save_checkpoint(path, SurroundDepthStudent(config).eval(), config, rig=rig)
+    return path
+
+
 def write_params(path: Path, values: dict) -> Path:
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
     return path

@@ -117,13 +117,18 @@ def test_nan_where_confidence_is_low_or_output_not_finite(model):
         assert np.isnan(r.depth).all() and (r.confidence == 0).all()  # NaN, not clamped into range
 
 
+def _engine_trained_on(model, tmp_path, K: np.ndarray, width: int, height: int):  # noqa: ANN001, ANN202
+    """The model saved with a rig of N cameras of intrinsics K at width x height, and the engine running it."""
+    cams = [Camera(f"CAM_{i}", width, height, K, np.eye(4)) for i in range(N)]
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, model, rig=CameraRig(cams), adjacency=ring_adjacency(N))
+    return DepthEngine(path, backend="torch", device="cpu"), cams
+
+
 def test_a_narrower_camera_is_placed_into_the_training_camera_and_others_are_resized_as_before(model, tmp_path):
     """Canonical camera: a longer lens is shrunk to the training focal length inside a border, depth unscaled."""
     K = np.array([[100.0, 0, 79.5], [0, 100.0, 44.5], [0, 0, 1]])
-    cams = [Camera(f"CAM_{i}", 160, 90, K, np.eye(4)) for i in range(N)]
-    path = tmp_path / "tiny.pt"
-    save_checkpoint(path, model, rig=CameraRig(cams), adjacency=ring_adjacency(N))
-    engine = DepthEngine(path, backend="torch", device="cpu")
+    engine, _ = _engine_trained_on(model, tmp_path, K, 160, 90)
     frames = camera_images([(90, 160)] * N)
     base = engine.infer(frames)
     for same_or_wider in (np.stack([K] * N), np.stack([K * [[0.8], [0.8], [1]]] * N)):
@@ -248,10 +253,7 @@ def test_real_nuscenes_cameras_come_back_at_1600x900(model, shared_data_path):
 
 def test_device_maps_at_network_resolution_come_with_scaled_intrinsics(model, tmp_path):
     K = np.array([[200.0, 0, 159.5], [0, 200.0, 89.5], [0, 0, 1]])
-    cams = [Camera(f"CAM_{i}", 320, 180, K, np.eye(4)) for i in range(N)]
-    path = tmp_path / "tiny.pt"
-    save_checkpoint(path, model, rig=CameraRig(cams), adjacency=ring_adjacency(N))
-    engine = DepthEngine(path, backend="torch", device="cpu")
+    engine, cams = _engine_trained_on(model, tmp_path, K, 320, 180)
     frames = camera_images([(180, 320)] * N)
     maps = engine.infer_maps(frames, intrinsics=np.stack([K] * N))
     assert maps.depth.shape == maps.confidence.shape == (N, H, W) and maps.depth.device == engine.device

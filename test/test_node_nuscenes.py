@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ros_harness import NodeProcess, RosClient
+from ros_harness import NodeProcess, RosClient, tiny_checkpoint
 from test_node_pipeline import Outputs, _cloud, _depth, _ns, _params
 
 from surround_depth_ros import geometry
-from surround_depth_ros.checkpoint import save_checkpoint
-from surround_depth_ros.network.student import SurroundDepthStudent, preset
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +23,11 @@ def frameset(shared_data_path):
 
 
 def test_real_keyframe_through_bag_replay_and_node(tmp_path, frameset):
-    import torch
-
     from surround_depth_ros.bag.writer import write_bag
     from surround_depth_ros.ros.replayer import BagReplayer
 
     rig = frameset.rig
-    torch.manual_seed(0)
-    config = preset("tiny")
-    checkpoint = tmp_path / "tiny.pt"
-    save_checkpoint(checkpoint, SurroundDepthStudent(config).eval(), config, rig=rig)
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt", rig)
     bag = tmp_path / "nuscenes_bag"
     write_bag([frameset], bag, progress=False)
 

@@ -16,11 +16,9 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from ros_harness import NodeProcess, RigPublisher, RosClient, write_params
+from ros_harness import NodeProcess, RigPublisher, RosClient, tiny_checkpoint, write_params
 
 from surround_depth_ros import geometry
-from surround_depth_ros.checkpoint import save_checkpoint
-from surround_depth_ros.network.student import SurroundDepthStudent, preset
 from surround_depth_ros.rig import default_rig
 
 WIDTH, HEIGHT = 160, 90
@@ -35,12 +33,8 @@ def rig():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, rig):
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    config = preset("tiny")
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, SurroundDepthStudent(config).eval(), config, rig=rig)
-    return path
+    pytest.importorskip("torch")
+    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", rig)
 
 
 def _params(tmp_path, checkpoint, rig, **overrides):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_harness import NodeProcess, RigPublisher, RosClient, write_params
+from ros_harness import NodeProcess, RigPublisher, RosClient, tiny_checkpoint, write_params
 
 from surround_depth_ros.rig import default_rig
 
@@ -60,15 +60,8 @@ def rig():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, rig):
-    torch = pytest.importorskip("torch")
-    from surround_depth_ros.checkpoint import save_checkpoint
-    from surround_depth_ros.network.student import SurroundDepthStudent, preset
-
-    torch.manual_seed(0)
-    config = preset("tiny")
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, SurroundDepthStudent(config).eval(), config, rig=rig)
-    return path
+    pytest.importorskip("torch")
+    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", rig)
 
 
 class Drivers:
