@@ -1,4 +1,4 @@
-"""Geometry speed: lidar depth maps, cloud fusion (numpy reference vs tensors), radar maps, each against a copy floor.
+"""Geometry speed: lidar depth maps, cloud fusion, radar maps, each against a copy floor.
 
 The floor is a plain `np.copy` of an array the size of the output: no implementation can beat
 writing its result once, so the ratio says how far each step is from memory-bound.
@@ -16,8 +16,8 @@ import torch
 from timing import best_ms
 
 from surround_depth_ros import geometry as g
+from surround_depth_ros.core.fusion import CloudFusion, CloudOptions
 from surround_depth_ros.frameset import PointSweep
-from surround_depth_ros.fusion import CloudFusion, CloudOptions
 from surround_depth_ros.radar import radar_to_maps
 from surround_depth_ros.rig import CameraRig, default_rig
 
@@ -47,7 +47,7 @@ def cylinder_depths(rig: CameraRig, radius: float) -> list[np.ndarray]:
 
 
 def bench_fusion(rig: CameraRig, stride: int, rng: np.random.Generator, repeats: int) -> None:
-    """The numpy reference (geometry.fuse_depth_maps) and the tensor path (CloudFusion, CPU) on the same maps."""
+    """The node's tensor fusion (CloudFusion, CPU) against a copy of its output points."""
     cam = rig.cameras[0]
     size = f"6 x {cam.width}x{cam.height}"
     depths = cylinder_depths(rig, 20.0)
@@ -56,16 +56,12 @@ def bench_fusion(rig: CameraRig, stride: int, rng: np.random.Generator, repeats:
     tensors = [torch.from_numpy(np.stack(maps)) for maps in (depths, confidences, colors)]
     K, T, sizes = rig.intrinsics(), rig.extrinsics(), [(cam.height, cam.width)] * len(rig.cameras)
     for overlap in ("keep_all", "most_confident"):
-        fused = g.fuse_depth_maps(depths, rig, colors=colors, confidences=confidences, overlap=overlap, stride=stride)
-        points = np.zeros((len(fused), 3), np.float32)
-        floor = best_ms(lambda p=points: np.copy(p), repeats)
-        ms = best_ms(lambda o=overlap: g.fuse_depth_maps(depths, rig, colors=colors, confidences=confidences,
-                                                         overlap=o, stride=stride), repeats)  # fmt: skip
-        report(f"numpy fuse {size} stride {stride} ({overlap})", ms, floor)
         fusion = CloudFusion(CloudOptions(overlap=overlap, stride=stride))
         start = time.perf_counter()
         fusion.geometry(K, T, sizes)
         setup = 1000 * (time.perf_counter() - start)
+        points = np.zeros((len(fusion.fuse(tensors[0], K, T, tensors[1], tensors[2]).points), 3), np.float32)
+        floor = best_ms(lambda p=points: np.copy(p), repeats)
         ms = best_ms(lambda f=fusion: f.fuse(tensors[0], K, T, tensors[1], tensors[2]), repeats)
         report(f"tensor fuse {size} stride {stride} ({overlap})", ms, floor)
         if overlap == "most_confident":

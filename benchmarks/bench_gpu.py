@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from surround_depth_ros.checkpoint import save_checkpoint
-from surround_depth_ros.fusion import CloudFusion
+from surround_depth_ros.core.fusion import CloudFusion
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
 from surround_depth_ros.inference.engine import host_arrays
 from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
+from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import PRESETS, SurroundDepthStudent
 from surround_depth_ros.rig import default_rig
 

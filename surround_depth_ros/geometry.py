@@ -15,16 +15,12 @@ Conventions:
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
-
-    from surround_depth_ros.rig import Camera, CameraRig
 
     Array = np.ndarray | torch.Tensor
 else:
@@ -302,139 +298,3 @@ def crop_intrinsics(K: Array, left: float, top: float) -> Array:
     K[..., 0, 2] -= left
     K[..., 1, 2] -= top
     return K
-
-
-def resize_camera(camera: Camera, width: int, height: int) -> Camera:
-    """The camera as seen in its image resized to width x height (intrinsics follow `cv2.resize`)."""
-    K = resize_intrinsics(camera.K, width / camera.width, height / camera.height)
-    return dataclasses.replace(camera, width=int(width), height=int(height), K=K)
-
-
-def crop_camera(camera: Camera, left: int, top: int, width: int, height: int) -> Camera:
-    """The camera as seen in the crop [left, left + width) x [top, top + height) of its image."""
-    if left < 0 or top < 0 or width <= 0 or height <= 0 or left + width > camera.width or top + height > camera.height:
-        raise ValueError(
-            f"camera {camera.name}: crop {width}x{height} at ({left}, {top}) does not fit in "
-            f"its {camera.width}x{camera.height} image"
-        )
-    return dataclasses.replace(camera, width=int(width), height=int(height), K=crop_intrinsics(camera.K, left, top))
-
-
-def resize_image_and_camera(image: np.ndarray, camera: Camera, width: int, height: int) -> tuple[np.ndarray, Camera]:
-    """Resize an image (area filter when shrinking) and its camera consistently."""
-    import cv2
-
-    if image.shape[:2] != (camera.height, camera.width):
-        raise ValueError(
-            f"camera {camera.name}: image is {image.shape[1]}x{image.shape[0]}, "
-            f"camera says {camera.width}x{camera.height}"
-        )
-    shrinking = width < camera.width and height < camera.height
-    resized = cv2.resize(
-        image, (int(width), int(height)), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    )
-    return resized, resize_camera(camera, width, height)
-
-
-# --------------------------------------------------------------------------- fused cloud
-
-
-@dataclass
-class FusedCloud:
-    """All cameras' depth back-projected into the base frame, one row per kept pixel."""
-
-    points_base: np.ndarray  # (P, 3) float32
-    rgb: np.ndarray  # (P, 3) uint8
-    camera_index: np.ndarray  # (P,) int16
-    confidence: np.ndarray  # (P,) float32
-
-    def __len__(self) -> int:
-        return len(self.points_base)
-
-
-def _valid_depth(depth: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(depth) & (depth > 0)
-
-
-def fuse_depth_maps(
-    depths: list[np.ndarray] | np.ndarray,
-    rig: CameraRig,
-    colors: list[np.ndarray] | None = None,
-    confidences: list[np.ndarray] | None = None,
-    overlap: str = "keep_all",
-    stride: int = 1,
-    depth_tolerance: float = 0.1,
-) -> FusedCloud:
-    """One cloud in the rig's base frame from per-camera depth maps (0 or NaN = invalid).
-
-    `overlap="most_confident"` drops a point of camera i when another camera j sees the same
-    surface there (j's depth at the projected pixel within `depth_tolerance` relative of the
-    point's depth) and j is more confident, ties going to the lower camera index, so that
-    overlapping regions appear once. A point that j sees occluded is kept: j has no say on it.
-    Camera pairs that see nothing of each other on a coarse check (`CameraRig.overlap_matrix`
-    from 1 m outwards) are not compared. `stride` keeps every stride-th pixel in both directions.
-    """
-    if overlap not in ("keep_all", "most_confident"):
-        raise ValueError(f"overlap must be 'keep_all' or 'most_confident', got {overlap!r}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    n = len(rig.cameras)
-    for what, maps in (("depth maps", depths), ("color images", colors), ("confidence maps", confidences)):
-        if maps is not None and len(maps) != n:
-            raise ValueError(f"{len(maps)} {what} for a rig of {n} cameras")
-    depths = [np.asarray(d, dtype=np.float32) for d in depths]
-    for i, cam in enumerate(rig.cameras):
-        if depths[i].shape != (cam.height, cam.width):
-            raise ValueError(
-                f"camera {cam.name}: depth map is {depths[i].shape[1]}x{depths[i].shape[0]}, rig says "
-                f"{cam.width}x{cam.height} (use rig.scaled(width, height) for network-sized outputs)"
-            )
-        for what, maps in (("color image", colors), ("confidence map", confidences)):
-            if maps is not None and np.shape(maps[i])[:2] != depths[i].shape:
-                raise ValueError(
-                    f"camera {cam.name}: {what} shape {np.shape(maps[i])} does not match depth {depths[i].shape}"
-                )
-    conf_maps = [
-        np.ones_like(d) if confidences is None else np.asarray(confidences[i], np.float32) for i, d in enumerate(depths)
-    ]
-
-    cam_from_base = [invert_transform(cam.T_base_cam) for cam in rig.cameras]
-    # cameras that can see each other's points at all (coarse, from 1 m to far away): skip the rest
-    may_see = rig.overlap_matrix(depths=(1.0, 3.0, 10.0, 30.0, 100.0, 1000.0), grid=16) > 0
-    parts: list[tuple[np.ndarray, ...]] = []
-    for i, cam in enumerate(rig.cameras):
-        depth = depths[i][::stride, ::stride]
-        grid_width = depth.shape[1]
-        pixel = np.flatnonzero(_valid_depth(depth))  # index into the strided grid
-        z = depth.reshape(-1)[pixel]
-        rows, cols = (pixel // grid_width) * stride, (pixel % grid_width) * stride
-        conf = conf_maps[i][::stride, ::stride].reshape(-1)[pixel]
-        homogeneous = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float32)
-        rays = _matmul_points(np.linalg.inv(cam.K).astype(np.float32), homogeneous)
-        points = transform_points(cam.T_base_cam, rays * z[:, None])
-        if overlap == "most_confident":
-            drop = np.zeros(len(points), dtype=bool)
-            for j, other in enumerate(rig.cameras):
-                if j == i or not may_see[i, j]:
-                    continue
-                uv, z_j = project_points(other.K, transform_points(cam_from_base[j], points))
-                col_j, row_j = np.floor(uv[:, 0] + 0.5), np.floor(uv[:, 1] + 0.5)
-                with np.errstate(invalid="ignore"):
-                    inside = (z_j > 0) & (col_j >= 0) & (col_j < other.width) & (row_j >= 0) & (row_j < other.height)
-                hit = np.flatnonzero(inside)
-                r, c = row_j[hit].astype(np.int64), col_j[hit].astype(np.int64)
-                d_j, c_j = depths[j][r, c], conf_maps[j][r, c]
-                with np.errstate(invalid="ignore"):
-                    same_surface = _valid_depth(d_j) & (np.abs(d_j - z_j[hit]) <= depth_tolerance * z_j[hit])
-                    j_wins = (c_j > conf[hit]) | ((c_j == conf[hit]) & (j < i))
-                drop[hit[same_surface & j_wins]] = True
-            keep = np.flatnonzero(~drop)
-            pixel, points, conf = pixel[keep], points[keep], conf[keep]
-        if colors is None:
-            rgb = np.zeros((len(points), 3), np.uint8)
-        else:
-            rgb = np.ascontiguousarray(np.asarray(colors[i])[::stride, ::stride, :3]).reshape(-1, 3)[pixel]
-        parts.append((points, rgb.astype(np.uint8), np.full(len(points), i, np.int16), conf.astype(np.float32)))
-    points, rgb, index, conf = (np.concatenate(column) for column in zip(*parts, strict=True))
-    return FusedCloud(points.astype(np.float32).reshape(-1, 3), rgb.reshape(-1, 3), index, conf)

@@ -8,6 +8,7 @@ sensor frame (optical frame for cameras: z forward, x right, y down) into the ba
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +125,7 @@ class CameraRig:
 
     def scaled(self, width: int, height: int) -> CameraRig:
         """The rig as seen in images resized to width x height (every camera; intrinsics follow `cv2.resize`)."""
-        cameras = [geometry.resize_camera(cam, width, height) for cam in self.cameras]
+        cameras = [resize_camera(cam, width, height) for cam in self.cameras]
         return CameraRig(cameras, self.radars, self.base_frame)
 
     def overlap_matrix(self, depths: tuple[float, ...] = (30.0, 100.0, 1000.0), grid: int = 24) -> np.ndarray:
@@ -182,6 +183,39 @@ RIG_FILE_HELP = """\
 
 class RigFileError(ValueError):
     """A rig YAML file that cannot be turned into a `CameraRig`; the message names the file and key."""
+
+
+def resize_camera(camera: Camera, width: int, height: int) -> Camera:
+    """The camera as seen in its image resized to width x height (intrinsics follow `cv2.resize`)."""
+    K = geometry.resize_intrinsics(camera.K, width / camera.width, height / camera.height)
+    return dataclasses.replace(camera, width=int(width), height=int(height), K=K)
+
+
+def crop_camera(camera: Camera, left: int, top: int, width: int, height: int) -> Camera:
+    """The camera as seen in the crop [left, left + width) x [top, top + height) of its image."""
+    if left < 0 or top < 0 or width <= 0 or height <= 0 or left + width > camera.width or top + height > camera.height:
+        raise ValueError(
+            f"camera {camera.name}: crop {width}x{height} at ({left}, {top}) does not fit in "
+            f"its {camera.width}x{camera.height} image"
+        )
+    K = geometry.crop_intrinsics(camera.K, left, top)
+    return dataclasses.replace(camera, width=int(width), height=int(height), K=K)
+
+
+def resize_image_and_camera(image: np.ndarray, camera: Camera, width: int, height: int) -> tuple[np.ndarray, Camera]:
+    """Resize an image (area filter when shrinking) and its camera consistently."""
+    import cv2
+
+    if image.shape[:2] != (camera.height, camera.width):
+        raise ValueError(
+            f"camera {camera.name}: image is {image.shape[1]}x{image.shape[0]}, "
+            f"camera says {camera.width}x{camera.height}"
+        )
+    shrinking = width < camera.width and height < camera.height
+    resized = cv2.resize(
+        image, (int(width), int(height)), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    )
+    return resized, resize_camera(camera, width, height)
 
 
 def _require(mapping: Any, key: str, where: str) -> Any:

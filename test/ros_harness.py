@@ -17,7 +17,7 @@ def tiny_checkpoint(path: Path, rig) -> Path:  # noqa: ANN001 - CameraRig
     """A seeded, untrained tiny student recording `rig`: what the node tests run (its depth need not be good)."""
     import torch
 
-    from surround_depth_ros.checkpoint import save_checkpoint
+    from surround_depth_ros.network.checkpoint import save_checkpoint
     from surround_depth_ros.network.student import SurroundDepthStudent, preset
 
     torch.manual_seed(0)

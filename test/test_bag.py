@@ -14,9 +14,9 @@ from sample_framesets import T_BASE_LIDAR, make_framesets, small_rig
 
 from surround_depth_ros import pointcloud
 from surround_depth_ros.bag import BagFormatError, BagWriter, RosbagReader, TopicNames, write_bag
-from surround_depth_ros.bag.messages import MessageKit, camera_from_info, cloud_points, transform_matrix
 from surround_depth_ros.bag.topics import body_frame
-from surround_depth_ros.transforms import TransformBuffer
+from surround_depth_ros.core.transforms import TransformBuffer
+from surround_depth_ros.messages import MessageKit, camera_from_info, cloud_points, transform_matrix
 
 # The independent reference: rosbags' own type store and reader (no code of ours on the read path).
 STORE = get_typestore(Stores.ROS2_KILTED)

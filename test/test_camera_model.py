@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from surround_depth_ros.camera_model import camera_model_problems
+from surround_depth_ros.core.camera_model import camera_model_problems
 
 K = [1266.4, 0.0, 816.3, 0.0, 1266.4, 491.5, 0.0, 0.0, 1.0]  # a nuScenes camera, 1600x900
 P = np.hstack([np.reshape(K, (3, 3)), np.zeros((3, 1))]).ravel().tolist()

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from surround_depth_ros.atomic_file import atomic_path
-from surround_depth_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, export_onnx
 from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
 from surround_depth_ros.network import PRESETS, ExportableStudent, SurroundDepthStudent
 from surround_depth_ros.network.attention import ring_adjacency
+from surround_depth_ros.network.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from surround_depth_ros.rig import Camera, CameraRig
 from surround_depth_ros.tools import export as export_tool
 from surround_depth_ros.tools import model_info

@@ -12,11 +12,12 @@ import torch
 from sample_framesets import small_rig
 
 from surround_depth_ros import geometry
-from surround_depth_ros.checkpoint import save_checkpoint
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.metrics import DepthMetrics
+from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import SurroundDepthStudent, preset
+from surround_depth_ros.rig import resize_camera
 from surround_depth_ros.training.data import PreparedDataset, prepare_frameset
 from surround_depth_ros.training.evaluate import evaluate_frames, evaluate_model, write_report
 
@@ -85,7 +86,7 @@ def test_evaluate_frames_mixes_camera_sizes(tmp_path):
     frames = _frames(1)
     frame = frames[0]
     rig = frame.rig
-    cameras = [rig.cameras[0], geometry.resize_camera(rig.cameras[1], 32, 24), *rig.cameras[2:]]
+    cameras = [rig.cameras[0], resize_camera(rig.cameras[1], 32, 24), *rig.cameras[2:]]
     mixed_rig = type(rig)(cameras, rig.radars, rig.base_frame)
     images = list(frame.images)
     images[1] = images[1][::2, ::2].copy()

@@ -9,15 +9,15 @@ import threading
 import numpy as np
 import pytest
 
-from surround_depth_ros import params
-from surround_depth_ros.assembler import FrameAssembler, Intrinsics, assembler_from_settings
 from surround_depth_ros.bag.reader import RosbagReader
 from surround_depth_ros.bag.writer import write_bag
-from surround_depth_ros.binding import BindingError, bind_cameras
+from surround_depth_ros.core import params
+from surround_depth_ros.core.assembler import FrameAssembler, Intrinsics, assembler_from_settings
+from surround_depth_ros.core.binding import BindingError, bind_cameras
+from surround_depth_ros.core.pipeline import SurroundDepthPipeline, trained_rig
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.geometry import make_transform, rpy_to_matrix
 from surround_depth_ros.inference.engine import DepthEngine
-from surround_depth_ros.pipeline import SurroundDepthPipeline, trained_rig
 from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.rig import Camera, CameraRig, default_rig
 

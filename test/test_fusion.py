@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_geometry import cylinder_depths
+from fusion_reference import FusedCloud, cylinder_depths, fuse_depth_maps
 
 from surround_depth_ros import geometry as g
-from surround_depth_ros.fusion import CloudFusion, CloudOptions, FusedPoints, cloud_points, stride_for_budget
+from surround_depth_ros.core.fusion import CloudFusion, CloudOptions, FusedPoints, cloud_points, stride_for_budget
 from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE, fields_from_dtype, unpack_rgb
-from surround_depth_ros.rig import CameraRig, default_rig
+from surround_depth_ros.rig import CameraRig, default_rig, resize_camera
 
 ROOT = Path(__file__).resolve().parents[1]
 POINT_TOLERANCE_M = 1e-5  # "the same points": float32 rounding only
 
 
-def assert_same_cloud(fused: FusedPoints, reference: g.FusedCloud) -> None:
+def assert_same_cloud(fused: FusedPoints, reference: FusedCloud) -> None:
     assert len(fused.points) == len(reference)
     np.testing.assert_allclose(fused.points.cpu().numpy(), reference.points_base, rtol=0, atol=POINT_TOLERANCE_M)
     np.testing.assert_array_equal(fused.rgb.cpu().numpy(), reference.rgb)
@@ -55,7 +55,7 @@ def synthetic() -> tuple[CameraRig, list[np.ndarray], list[np.ndarray], list[np.
 @pytest.mark.parametrize("stride", [1, 3])
 def test_equals_the_numpy_reference_on_synthetic_depth(synthetic, overlap, stride):
     rig, depths, confidences, colors = synthetic
-    reference = g.fuse_depth_maps(depths, rig, colors=colors, confidences=confidences, overlap=overlap, stride=stride)
+    reference = fuse_depth_maps(depths, rig, colors=colors, confidences=confidences, overlap=overlap, stride=stride)
     fusion = CloudFusion(CloudOptions(overlap=overlap, stride=stride))
     fused = fusion.fuse(np.stack(depths), rig.intrinsics(), rig.extrinsics(), np.stack(confidences), np.stack(colors))
     assert_same_cloud(fused, reference)
@@ -67,11 +67,11 @@ def test_equals_the_numpy_reference_on_synthetic_depth(synthetic, overlap, strid
 def test_lists_of_maps_of_different_sizes_equal_the_reference():
     rig = default_rig().scaled(160, 90)
     cameras = list(rig.cameras)
-    cameras[2] = g.resize_camera(cameras[2], 120, 70)
+    cameras[2] = resize_camera(cameras[2], 120, 70)
     rig = CameraRig(tuple(cameras))
     depths = cylinder_depths(rig, 12.0)
     colors = [np.full((c.height, c.width, 3), 20 * i, np.uint8) for i, c in enumerate(rig.cameras)]
-    reference = g.fuse_depth_maps(depths, rig, colors=colors, overlap="most_confident", stride=2)
+    reference = fuse_depth_maps(depths, rig, colors=colors, overlap="most_confident", stride=2)
     fusion = CloudFusion(CloudOptions(stride=2))
     fused = fusion.fuse([torch.from_numpy(d) for d in depths], rig.intrinsics(), rig.extrinsics(), images=colors)
     assert_same_cloud(fused, reference)
@@ -85,7 +85,7 @@ def test_equals_the_reference_on_the_real_nuscenes_sample_with_the_shipped_stude
     engine = DepthEngine(ROOT / "models" / "student_default.pt", backend="torch", device="cpu")
     results = engine.infer(frame.images, intrinsics=frame.rig.intrinsics())
     depths, confidences = [r.depth for r in results], [r.confidence for r in results]
-    reference = g.fuse_depth_maps(
+    reference = fuse_depth_maps(
         depths, frame.rig, colors=frame.images, confidences=confidences, overlap="most_confident", stride=4
     )
     fusion = CloudFusion(CloudOptions(stride=4))
@@ -104,7 +104,7 @@ def test_equals_the_reference_on_the_real_nuscenes_sample_with_the_shipped_stude
     rows, cols = (np.arange(h) * 2 + 1) * 900 // (2 * h), (np.arange(w) * 2 + 1) * 1600 // (2 * w)
     nearest = [image[rows][:, cols] for image in frame.images]
     net_depth, net_conf = maps.depth.numpy(), maps.confidence.numpy()
-    reference = g.fuse_depth_maps(list(net_depth), small, colors=nearest, confidences=list(net_conf),
+    reference = fuse_depth_maps(list(net_depth), small, colors=nearest, confidences=list(net_conf),
                                   overlap="most_confident")  # fmt: skip
     fused = CloudFusion(CloudOptions(max_points=6 * h * w)).fuse(
         maps.depth, maps.K, small.extrinsics(), maps.confidence, maps.images
@@ -217,3 +217,58 @@ def test_messages_carry_the_packed_cloud_and_depth_maps_with_one_copy(synthetic)
     np.testing.assert_array_equal(np.frombuffer(image.data, np.float32).reshape(90, 160), depth)
     with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, C\) array"):
         MESSAGES.image_array(depth.reshape(-1), 123, "cam", "32FC1")
+
+
+def test_reference_places_points_on_the_surface_and_removes_doubles():
+    rig = default_rig().scaled(160, 90)
+    depths = cylinder_depths(rig, 20.0)
+    depths[3][:10] = 0.0  # invalid pixels are skipped
+    depths[3][10:12] = np.nan
+    colors = [np.full((90, 160, 3), 10 * i, np.uint8) for i in range(6)]
+    kept = fuse_depth_maps(depths, rig, colors=colors)
+    assert len(kept) == 6 * 160 * 90 - 12 * 160
+    np.testing.assert_allclose(np.hypot(kept.points_base[:, 0], kept.points_base[:, 1]), 20.0, rtol=1e-4)
+    np.testing.assert_array_equal(kept.rgb[:, 0], 10 * kept.camera_index)
+
+    fused = fuse_depth_maps(depths, rig, colors=colors, overlap="most_confident")
+    assert len(kept) - len(fused) > 0.04 * len(kept)  # the ring overlaps are several percent of the views
+    # no point survives twice: every kept point is seen by no lower-index camera
+    for j, cam in enumerate(rig.cameras):
+        later = fused.camera_index > j
+        uv, z = g.project_points(
+            cam.K, g.transform_points(g.invert_transform(cam.T_base_cam), fused.points_base[later])
+        )
+        inside = (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < 159.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < 89.5)
+        if j == 3:  # camera 3 has invalid rows: points there are not doubles
+            inside &= uv[:, 1] >= 11.5
+        assert inside.sum() == 0, cam.name
+
+    # a more confident camera keeps the overlap: CAM_FRONT_LEFT (1) beats CAM_FRONT (0)
+    confidences = [np.full((90, 160), 0.9 if i == 1 else 0.5, np.float32) for i in range(6)]
+    preferred = fuse_depth_maps(depths, rig, confidences=confidences, overlap="most_confident")
+    assert np.count_nonzero(preferred.camera_index == 1) == 160 * 90
+    assert np.count_nonzero(preferred.camera_index == 0) < np.count_nonzero(fused.camera_index == 0)
+    np.testing.assert_allclose(np.unique(preferred.confidence), [0.5, 0.9])
+
+
+def test_reference_keeps_points_another_camera_sees_occluded():
+    rig = default_rig().scaled(160, 90)
+    depths = cylinder_depths(rig, 20.0)
+    depths[1] = np.minimum(depths[1], 4.0)  # CAM_FRONT_LEFT sees a near wall: CAM_FRONT's far points are occluded there
+    fused = fuse_depth_maps(depths, rig, overlap="most_confident")
+    assert np.count_nonzero(fused.camera_index == 1) == 160 * 90
+    assert np.count_nonzero(fused.camera_index == 0) == 160 * 90  # none of CAM_FRONT's points is dropped
+
+
+def test_reference_stride_and_errors():
+    rig = default_rig().scaled(160, 90)
+    depths = cylinder_depths(rig, 15.0)
+    sparse = fuse_depth_maps(depths, rig, stride=4)
+    assert len(sparse) == 6 * 40 * 23
+    assert sparse.points_base.dtype == np.float32 and sparse.rgb.dtype == np.uint8
+    with pytest.raises(ValueError, match="CAM_FRONT: depth map is 80x45, rig says 160x90"):
+        fuse_depth_maps([d[::2, ::2] for d in depths], rig)
+    with pytest.raises(ValueError, match="5 depth maps for a rig of 6 cameras"):
+        fuse_depth_maps(depths[:5], rig)
+    with pytest.raises(ValueError, match="overlap must be"):
+        fuse_depth_maps(depths, rig, overlap="average")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from surround_depth_ros import geometry as g
-from surround_depth_ros.rig import Camera, CameraRig, default_rig
+from surround_depth_ros.rig import Camera, crop_camera, resize_image_and_camera
 
 RNG = np.random.default_rng(0)
 
@@ -160,15 +160,15 @@ def test_crop_and_resize_camera():
     cam = Camera("CAM", 1600, 900, np.array([[1000.0, 0, 800], [0, 1000, 450], [0, 0, 1]]), np.eye(4))
     point = np.array([[1.0, 0.5, 10.0]])
     uv, _ = g.project_points(cam.K, point)
-    cropped = g.crop_camera(cam, 100, 50, 1400, 800)
+    cropped = crop_camera(cam, 100, 50, 1400, 800)
     uv_c, _ = g.project_points(cropped.K, point)
     np.testing.assert_allclose(uv_c[0], uv[0] - [100, 50])
     assert (cropped.width, cropped.height) == (1400, 800)
     with pytest.raises(ValueError, match="CAM: crop 1400x800 at \\(300, 50\\) does not fit"):
-        g.crop_camera(cam, 300, 50, 1400, 800)
+        crop_camera(cam, 300, 50, 1400, 800)
     image = np.zeros((900, 1600, 3), np.uint8)
     image[440:460, 990:1010, 0] = 255  # a bright square centred on pixel coordinate (999.5, 449.5)
-    small, small_cam = g.resize_image_and_camera(image, cam, 400, 225)
+    small, small_cam = resize_image_and_camera(image, cam, 400, 225)
     assert small.shape == (225, 400, 3) and small_cam.K[0, 0] == 250.0
     # the 3D point seen at the square's centre projects onto the centroid of the resized square
     centre = np.array([[(999.5 - 800) / 100, (449.5 - 450) / 100, 10.0]])
@@ -178,7 +178,7 @@ def test_crop_and_resize_camera():
     centroid = [(cols * weight).sum() / weight.sum(), (rows * weight).sum() / weight.sum()]
     np.testing.assert_allclose(uv_s[0], centroid, atol=0.02)
     with pytest.raises(ValueError, match="image is 10x10, camera says 1600x900"):
-        g.resize_image_and_camera(np.zeros((10, 10, 3), np.uint8), cam, 400, 225)
+        resize_image_and_camera(np.zeros((10, 10, 3), np.uint8), cam, 400, 225)
 
 
 def test_depth_map_nearest_wins_with_values_and_index():
@@ -217,73 +217,3 @@ def test_depth_map_matches_loop_reference_on_random_points():
         if 0 <= col < 32 and 0 <= row < 24 and (expected[row, col] == 0 or z < expected[row, col]):
             expected[row, col] = z
     np.testing.assert_allclose(depth, expected, rtol=1e-6)
-
-
-def cylinder_depths(rig: CameraRig, radius: float) -> list[np.ndarray]:
-    """Exact depth of a vertical cylinder around the base origin, per camera (ray-cylinder intersection)."""
-    depths = []
-    for cam in rig.cameras:
-        rays = g.pixel_rays(cam.K, cam.width, cam.height)  # z = 1 in the camera frame
-        d = rays @ cam.T_base_cam[:3, :3].T
-        o = cam.T_base_cam[:3, 3]
-        a = d[:, 0] ** 2 + d[:, 1] ** 2
-        b = 2 * (o[0] * d[:, 0] + o[1] * d[:, 1])
-        c = o[0] ** 2 + o[1] ** 2 - radius**2
-        t = (-b + np.sqrt(b * b - 4 * a * c)) / (2 * a)
-        depths.append(t.reshape(cam.height, cam.width).astype(np.float32))
-    return depths
-
-
-def test_fuse_depth_maps_places_points_on_the_surface_and_removes_doubles():
-    rig = default_rig().scaled(160, 90)
-    depths = cylinder_depths(rig, 20.0)
-    depths[3][:10] = 0.0  # invalid pixels are skipped
-    depths[3][10:12] = np.nan
-    colors = [np.full((90, 160, 3), 10 * i, np.uint8) for i in range(6)]
-    kept = g.fuse_depth_maps(depths, rig, colors=colors)
-    assert len(kept) == 6 * 160 * 90 - 12 * 160
-    np.testing.assert_allclose(np.hypot(kept.points_base[:, 0], kept.points_base[:, 1]), 20.0, rtol=1e-4)
-    np.testing.assert_array_equal(kept.rgb[:, 0], 10 * kept.camera_index)
-
-    fused = g.fuse_depth_maps(depths, rig, colors=colors, overlap="most_confident")
-    assert len(kept) - len(fused) > 0.04 * len(kept)  # the ring overlaps are several percent of the views
-    # no point survives twice: every kept point is seen by no lower-index camera
-    for j, cam in enumerate(rig.cameras):
-        later = fused.camera_index > j
-        uv, z = g.project_points(
-            cam.K, g.transform_points(g.invert_transform(cam.T_base_cam), fused.points_base[later])
-        )
-        inside = (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < 159.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < 89.5)
-        if j == 3:  # camera 3 has invalid rows: points there are not doubles
-            inside &= uv[:, 1] >= 11.5
-        assert inside.sum() == 0, cam.name
-
-    # a more confident camera keeps the overlap: CAM_FRONT_LEFT (1) beats CAM_FRONT (0)
-    confidences = [np.full((90, 160), 0.9 if i == 1 else 0.5, np.float32) for i in range(6)]
-    preferred = g.fuse_depth_maps(depths, rig, confidences=confidences, overlap="most_confident")
-    assert np.count_nonzero(preferred.camera_index == 1) == 160 * 90
-    assert np.count_nonzero(preferred.camera_index == 0) < np.count_nonzero(fused.camera_index == 0)
-    np.testing.assert_allclose(np.unique(preferred.confidence), [0.5, 0.9])
-
-
-def test_fuse_depth_maps_keeps_points_another_camera_sees_occluded():
-    rig = default_rig().scaled(160, 90)
-    depths = cylinder_depths(rig, 20.0)
-    depths[1] = np.minimum(depths[1], 4.0)  # CAM_FRONT_LEFT sees a near wall: CAM_FRONT's far points are occluded there
-    fused = g.fuse_depth_maps(depths, rig, overlap="most_confident")
-    assert np.count_nonzero(fused.camera_index == 1) == 160 * 90
-    assert np.count_nonzero(fused.camera_index == 0) == 160 * 90  # none of CAM_FRONT's points is dropped
-
-
-def test_fuse_depth_maps_stride_and_errors():
-    rig = default_rig().scaled(160, 90)
-    depths = cylinder_depths(rig, 15.0)
-    sparse = g.fuse_depth_maps(depths, rig, stride=4)
-    assert len(sparse) == 6 * 40 * 23
-    assert sparse.points_base.dtype == np.float32 and sparse.rgb.dtype == np.uint8
-    with pytest.raises(ValueError, match="CAM_FRONT: depth map is 80x45, rig says 160x90"):
-        g.fuse_depth_maps([d[::2, ::2] for d in depths], rig)
-    with pytest.raises(ValueError, match="5 depth maps for a rig of 6 cameras"):
-        g.fuse_depth_maps(depths[:5], rig)
-    with pytest.raises(ValueError, match="overlap must be"):
-        g.fuse_depth_maps(depths, rig, overlap="average")

@@ -1,6 +1,6 @@
 """Input health counters: rates, rejections by cause, and the level an operator sees."""
 
-from surround_depth_ros.health import InputHealth, Level
+from surround_depth_ros.core.health import InputHealth, Level
 
 
 def test_rate_and_levels_over_time():

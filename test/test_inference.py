@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from surround_depth_ros import geometry
-from surround_depth_ros.checkpoint import save_checkpoint
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
 from surround_depth_ros.inference.engine import auto_backend
 from surround_depth_ros.network import MEAN, PRESETS, STD, SurroundDepthStudent
 from surround_depth_ros.network.attention import ring_adjacency
-from surround_depth_ros.rig import Camera, CameraRig
+from surround_depth_ros.network.checkpoint import save_checkpoint
+from surround_depth_ros.rig import Camera, CameraRig, resize_camera
 
 N = 6
 H, W = PRESETS["tiny"].input_size
@@ -257,7 +257,7 @@ def test_device_maps_at_network_resolution_come_with_scaled_intrinsics(model, tm
     frames = camera_images([(180, 320)] * N)
     maps = engine.infer_maps(frames, intrinsics=np.stack([K] * N))
     assert maps.depth.shape == maps.confidence.shape == (N, H, W) and maps.depth.device == engine.device
-    np.testing.assert_allclose(maps.K[0], geometry.resize_camera(cams[0], W, H).K)
+    np.testing.assert_allclose(maps.K[0], resize_camera(cams[0], W, H).K)
     assert all(np.shares_memory(image.numpy(), frame) for image, frame in zip(maps.images, frames, strict=True))
     # upsampled on the device, they are what `infer` returns
     full = engine.infer_maps(frames, intrinsics=np.stack([K] * N), resolution="camera")

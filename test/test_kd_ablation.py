@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from surround_depth_ros.checkpoint import save_checkpoint
+from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import SurroundDepthStudent, preset
 from surround_depth_ros.rig import default_rig
 from surround_depth_ros.training.ablation import (

@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from surround_depth_ros.checkpoint import save_checkpoint
 from surround_depth_ros.losses import LossInputs, build_losses, cross_interaction_targets
+from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import MEAN, STD, SurroundDepthStudent, preset
 from surround_depth_ros.rig import default_rig
 from surround_depth_ros.teachers import OwnFamilyTeacher

@@ -2,7 +2,7 @@
 
 import threading
 
-from surround_depth_ros.mailbox import LatestMailbox
+from surround_depth_ros.core.mailbox import LatestMailbox
 
 
 def test_newest_wins_and_replacements_are_counted():

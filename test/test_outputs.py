@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from surround_depth_ros import geometry as g
-from surround_depth_ros.frameset import FrameSet
-from surround_depth_ros.params import defaults
-from surround_depth_ros.pipeline import (
+from surround_depth_ros.core.params import defaults
+from surround_depth_ros.core.pipeline import (
     STAGES,
     SurroundDepthPipeline,
     calibration_for_maps,
     pipeline_from_settings,
 )
+from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
 from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.rig import CameraRig, default_rig
@@ -83,8 +83,8 @@ def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_c
     border): maps at the network's size, and every cloud point, taken into its camera with the CameraInfo a
     publisher derives for the maps (REP 118, `depth_output_messages`, what the node and run-bag publish),
     lands on its pixel at the depth published."""
-    from surround_depth_ros.bag.messages import MessageKit, depth_output_messages
     from surround_depth_ros.bag.reader import TYPESTORE
+    from surround_depth_ros.messages import MessageKit, depth_output_messages
 
     frame_set = request.getfixturevalue(sample)
     settings = _settings(frame_set.rig, depth_resolution="network")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import surround_depth_ros
-from surround_depth_ros.params import NODE_PARAMETERS
+from surround_depth_ros.core.params import NODE_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "surround_depth_ros"

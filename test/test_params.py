@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from surround_depth_ros.params import NODE_PARAMETERS, defaults, load_params_file, spec, topic_problem, validate
+from surround_depth_ros.core.params import NODE_PARAMETERS, defaults, load_params_file, spec, topic_problem, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -212,10 +212,11 @@ def test_depth_output_messages_are_the_same_built_for_the_bag_and_for_rclpy():
     from rclpy.serialization import deserialize_message
     from sample_framesets import make_framesets
 
-    from surround_depth_ros import params, pointcloud
-    from surround_depth_ros.bag.messages import MessageKit, depth_output_messages
+    from surround_depth_ros import pointcloud
     from surround_depth_ros.bag.writer import TYPESTORE
-    from surround_depth_ros.pipeline import DepthOutputs
+    from surround_depth_ros.core import params
+    from surround_depth_ros.core.pipeline import DepthOutputs
+    from surround_depth_ros.messages import MessageKit, depth_output_messages
     from surround_depth_ros.ros.messages import MESSAGES, message_class
 
     frame_set = make_framesets(1)[0]

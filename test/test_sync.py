@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from surround_depth_ros.sync import COUNTERS, FrameSetSynchronizer
+from surround_depth_ros.core.sync import COUNTERS, FrameSetSynchronizer
 
 MS = 1_000_000
 PERIOD = 83_333_333  # 12 Hz cameras

@@ -72,7 +72,7 @@ def test_depth_anything_clear_errors(tmp_path, tiny_depth_anything):
 
 
 def test_own_family_teacher_from_checkpoint(tmp_path):
-    from surround_depth_ros.checkpoint import save_checkpoint
+    from surround_depth_ros.network.checkpoint import save_checkpoint
     from surround_depth_ros.network.student import MEAN, STD, SurroundDepthStudent, preset
     from surround_depth_ros.teachers import OwnFamilyTeacher
 

@@ -7,14 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from surround_depth_ros.geometry import invert_transform, make_transform, quaternion_to_matrix, rpy_to_matrix
-from surround_depth_ros.transforms import (
+from surround_depth_ros.core.transforms import (
     DisconnectedFramesError,
     ExtrapolationError,
     TransformBuffer,
     UnknownFrameError,
     slerp,
 )
+from surround_depth_ros.geometry import invert_transform, make_transform, quaternion_to_matrix, rpy_to_matrix
 
 S = 1_000_000_000
 

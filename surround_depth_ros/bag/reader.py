@@ -26,15 +26,16 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from surround_depth_ros import params, pointcloud
-from surround_depth_ros.assembler import Intrinsics, assembler_from_settings
+from surround_depth_ros import pointcloud
 from surround_depth_ros.bag import topics
-from surround_depth_ros.bag.messages import camera_from_info, cloud_points, image_rgb, stamp_ns, transform_matrix
 from surround_depth_ros.bag.writer import TYPESTORE
+from surround_depth_ros.core import params
+from surround_depth_ros.core.assembler import Intrinsics, assembler_from_settings
+from surround_depth_ros.core.transforms import TransformBuffer, TransformError
 from surround_depth_ros.frameset import FrameSet, PointSweep
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
+from surround_depth_ros.messages import camera_from_info, cloud_points, image_rgb, stamp_ns, transform_matrix
 from surround_depth_ros.rig import Camera, CameraRig, Radar
-from surround_depth_ros.transforms import TransformBuffer, TransformError
 
 
 class BagFormatError(ValueError):

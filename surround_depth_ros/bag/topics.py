@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from surround_depth_ros.params import NODE_NAME, name_problem
+from surround_depth_ros.core.params import NODE_NAME, name_problem
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from surround_depth_ros import geometry, pointcloud
 from surround_depth_ros.bag import topics
-from surround_depth_ros.bag.messages import MessageKit
 from surround_depth_ros.frameset import FrameSet, PointSweep
+from surround_depth_ros.messages import MessageKit
 from surround_depth_ros.rig import CameraRig
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,14 +23,15 @@ from surround_depth_ros.losses.saliency import grad_cam, mean_depth_target, sali
 from surround_depth_ros.losses.self_supervised import curvature_consistency_loss, surround_photometric_loss
 from surround_depth_ros.losses.supervised import affine_invariant_loss, bin_centre_loss, masked_l1_loss, silog_loss
 from surround_depth_ros.losses.view_relational import find_view_overlap, view_relational_kd_loss
+from surround_depth_ros.teacher_output import TeacherOutput
 
 
 @dataclass
 class LossInputs:
     """Everything a loss may read for one batch. Shapes: views (B, N, C, H, W), centres (B, N, K).
 
-    `teacher` is a `surround_depth_ros.teachers.TeacherOutput` (duck-typed here: depth, kind,
-    decoder_features, intermediate_depths, saliency). `features` / `decoder_features` are the
+    `teacher` is what a teacher predicted for the batch (depth, kind, features, bins, saliency).
+    `features` / `decoder_features` are the
     student's (B, N, C, h, w) or (B*N, C, h, w) maps in the order the student returns them;
     `intermediate_depths` its 1/8, 1/4, 1/2 depths. Feature losses pick the set with `feature_set`.
     """
@@ -45,7 +45,7 @@ class LossInputs:
     image_features: Sequence[torch.Tensor] | None = None
     radar_features: Sequence[torch.Tensor] | None = None
     intermediate_depths: Sequence[torch.Tensor] | None = None
-    teacher: Any = None
+    teacher: TeacherOutput | None = None
     images: torch.Tensor | None = None
     intrinsics: torch.Tensor | None = None
     extrinsics: torch.Tensor | None = None

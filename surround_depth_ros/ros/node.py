@@ -45,15 +45,15 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64
 from tf2_msgs.msg import TFMessage
 
-from surround_depth_ros.assembler import AssembledSet, Intrinsics, assembler_from_settings
-from surround_depth_ros.bag.messages import depth_output_messages
-from surround_depth_ros.binding import BindingError
-from surround_depth_ros.camera_model import camera_model_problems
-from surround_depth_ros.health import InputHealth, Level
+from surround_depth_ros.core.assembler import AssembledSet, Intrinsics, assembler_from_settings
+from surround_depth_ros.core.binding import BindingError
+from surround_depth_ros.core.camera_model import camera_model_problems
+from surround_depth_ros.core.health import InputHealth, Level
+from surround_depth_ros.core.mailbox import LatestMailbox
+from surround_depth_ros.core.params import NODE_NAME
+from surround_depth_ros.core.pipeline import STAGES, StartupError, pipeline_from_settings
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
-from surround_depth_ros.mailbox import LatestMailbox
-from surround_depth_ros.params import NODE_NAME
-from surround_depth_ros.pipeline import STAGES, StartupError, pipeline_from_settings
+from surround_depth_ros.messages import depth_output_messages
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
 from surround_depth_ros.ros.dds import use_large_image_transport
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns

@@ -15,7 +15,7 @@ from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from surround_depth_ros.params import NODE_PARAMETERS, ParamSpec, unknown_parameter_message, validate
+from surround_depth_ros.core.params import NODE_PARAMETERS, ParamSpec, unknown_parameter_message, validate
 
 _ROS_TYPES = {
     "bool": ParameterType.PARAMETER_BOOL,

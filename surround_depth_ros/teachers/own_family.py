@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from surround_depth_ros.checkpoint import load_checkpoint
 from surround_depth_ros.losses.masked import resize_masked
+from surround_depth_ros.network.checkpoint import load_checkpoint
 from surround_depth_ros.network.student import MEAN, STD
 from surround_depth_ros.teachers.base import ForwardResult, Teacher, TeacherOutput
 

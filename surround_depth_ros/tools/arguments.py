@@ -14,3 +14,14 @@ def image_size(text: str) -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise argparse.ArgumentTypeError(f"image size must be positive, got {text!r}")
     return width, height
+
+
+def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that place a params file's topic patterns in a bag (run-bag and evaluate)."""
+    parser.add_argument(
+        "--namespace", default="/", help="namespace the node would run in: relative topic patterns resolve in it"
+    )
+    parser.add_argument(
+        "--lidar-topic", default=None,
+        help="lidar PointCloud2 topic for ground truth (default lidar/points in the namespace)",
+    )  # fmt: skip

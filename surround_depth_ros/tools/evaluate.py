@@ -20,10 +20,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from surround_depth_ros import params
+from surround_depth_ros.core import params
 from surround_depth_ros.metrics import METRIC_NAMES
-from surround_depth_ros.tools.arguments import image_size
-from surround_depth_ros.tools.run_bag import add_topic_arguments
+from surround_depth_ros.tools.arguments import add_topic_arguments, image_size
 from surround_depth_ros.training.config import DATASET_TYPES, ConfigError, DatasetConfig, check_dataset
 from surround_depth_ros.training.evaluate import EVALUATION_CAPS
 
@@ -137,7 +136,7 @@ def _print_comparison(comparison: dict, labels: tuple[str, str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surround_depth_ros.checkpoint import read_checkpoint
+    from surround_depth_ros.network.checkpoint import read_checkpoint
     from surround_depth_ros.training.evaluate import evaluate_checkpoints, write_comparison, write_report
 
     checkpoints = [args.checkpoint, *([args.compare] if args.compare else [])]

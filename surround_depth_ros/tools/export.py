@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from surround_depth_ros.checkpoint import load_checkpoint, weights_checksum
 from surround_depth_ros.inference.backend import BackendUnavailable
 from surround_depth_ros.inference.engine import default_cache_dir
 from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
 from surround_depth_ros.network.attention import ring_adjacency
+from surround_depth_ros.network.checkpoint import load_checkpoint, weights_checksum
 from surround_depth_ros.network.student import PRESETS, ExportableStudent, SurroundDepthStudent
 
 FORMATS = ("onnx", "pt2", "tensorrt")

@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from surround_depth_ros import params
+from surround_depth_ros.core import params
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.rig import Camera, CameraRig
+from surround_depth_ros.tools.arguments import add_topic_arguments
+from surround_depth_ros.tools.evaluate import depth_caps
 
 if TYPE_CHECKING:
     from surround_depth_ros.bag.reader import RosbagReader
@@ -53,17 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="process at most this many frame sets")
     parser.add_argument("--caps", default=None, help="MIN,MAX depth in m for the metrics (default 0.1,80)")
     parser.add_argument("--examples", type=int, default=2, help="frame sets drawn in report.png (default 2)")
-
-
-def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that place a params file's topic patterns in a bag (shared with `evaluate`)."""
-    parser.add_argument(
-        "--namespace", default="/", help="namespace the node would run in: relative topic patterns resolve in it"
-    )
-    parser.add_argument(
-        "--lidar-topic", default=None,
-        help="lidar PointCloud2 topic for ground truth (default lidar/points in the namespace)",
-    )  # fmt: skip
 
 
 def _summary(reader: RosbagReader, processed: int, skipped: Counter, wall_s: float, timings: list[dict]) -> dict:
@@ -98,13 +89,12 @@ def _as_published(frame_set: FrameSet, cameras: list[Camera]) -> FrameSet:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surround_depth_ros.bag.messages import depth_output_messages
     from surround_depth_ros.bag.reader import RosbagReader
     from surround_depth_ros.bag.topics import TF_STATIC_TOPIC, TF_TOPIC, TopicNames, resolve_topic
     from surround_depth_ros.bag.writer import BagWriter
-    from surround_depth_ros.binding import BindingError
-    from surround_depth_ros.pipeline import StartupError, pipeline_from_settings
-    from surround_depth_ros.tools.evaluate import depth_caps
+    from surround_depth_ros.core.binding import BindingError
+    from surround_depth_ros.core.pipeline import StartupError, pipeline_from_settings
+    from surround_depth_ros.messages import depth_output_messages
     from surround_depth_ros.training.evaluate import FrameScorer, ground_truth, write_report
 
     out_bag = args.out / OUTPUT_BAG

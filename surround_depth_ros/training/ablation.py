@@ -231,7 +231,7 @@ def bar_chart(summary: dict, path: Path) -> None:
 
 def run_ablation(config: AblationConfig, device: str | None = None, only: list[str] | None = None) -> dict:
     """Train every variant x seed (skipping finished runs), score on the test set, write ablation.{md,json,png}."""
-    from surround_depth_ros.checkpoint import load_checkpoint
+    from surround_depth_ros.network.checkpoint import load_checkpoint
     from surround_depth_ros.training.data import load_dataset
     from surround_depth_ros.training.evaluate import evaluate_model
     from surround_depth_ros.training.trainer import Trainer, resolve_device

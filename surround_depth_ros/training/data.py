@@ -29,7 +29,7 @@ from surround_depth_ros import geometry
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.losses.masked import resize_masked
 from surround_depth_ros.radar import radar_to_maps
-from surround_depth_ros.rig import CameraRig, default_rig
+from surround_depth_ros.rig import CameraRig, default_rig, resize_camera
 from surround_depth_ros.training.config import DatasetConfig
 
 PREPARED_FORMAT = "surround_depth_ros.prepared/2"
@@ -150,7 +150,7 @@ def prepare_frameset(
     maps = None
     if radar:
         scaled = CameraRig(
-            [geometry.resize_camera(c, width, height) for c in frame.rig.cameras],
+            [resize_camera(c, width, height) for c in frame.rig.cameras],
             frame.rig.radars,
             frame.rig.base_frame,
         )

@@ -151,7 +151,7 @@ def evaluate_checkpoints(
     checkpoints that record their rig). Cameras of any sizes mix. Sets with neither depth nor a lidar
     sweep (a bag's first sets before its first sweep) are skipped and counted in the summary.
     """
-    from surround_depth_ros.pipeline import SurroundDepthPipeline
+    from surround_depth_ros.core.pipeline import SurroundDepthPipeline
 
     pipelines = [SurroundDepthPipeline(engine, cloud=None, canonical_camera=focal_scaling) for engine in engines]
     scorers = [FrameScorer(min_depth, max_depth, examples) for _ in engines]

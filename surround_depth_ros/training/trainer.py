@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from surround_depth_ros.checkpoint import load_checkpoint, save_checkpoint
 from surround_depth_ros.losses import LossInputs, build_losses
+from surround_depth_ros.network.checkpoint import load_checkpoint, save_checkpoint
 from surround_depth_ros.network.pose import PoseNet, extrinsic_anchored_poses
 from surround_depth_ros.network.student import StudentOutput, SurroundDepthStudent
 from surround_depth_ros.rig import CameraRig

@@ -19,17 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from surround_depth_ros.binding import Binding, BindingError, bind_cameras
-from surround_depth_ros.checkpoint import CheckpointError
+from surround_depth_ros.core.binding import Binding, BindingError, bind_cameras
+from surround_depth_ros.core.fusion import CloudFusion, CloudOptions
 from surround_depth_ros.frameset import FrameSet
-from surround_depth_ros.fusion import CloudFusion, CloudOptions
-from surround_depth_ros.geometry import resize_camera
 from surround_depth_ros.inference.backend import BackendUnavailable
 from surround_depth_ros.inference.engine import RESOLUTIONS, DepthEngine, host_arrays
+from surround_depth_ros.network.checkpoint import CheckpointError
 from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
 from surround_depth_ros.radar import RADAR_CHANNELS, radar_to_maps
 from surround_depth_ros.resources import packaged_file
-from surround_depth_ros.rig import Camera, CameraRig
+from surround_depth_ros.rig import Camera, CameraRig, resize_camera
 from surround_depth_ros.threads import torch_threads
 
 # The cloud a pipeline makes unless told otherwise: `fusion.CloudOptions`' point budget picks the stride.

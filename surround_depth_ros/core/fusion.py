@@ -1,6 +1,6 @@
 """The fused cloud as tensor ops on the engine's device: depth maps in, packed PointCloud2 bytes out.
 
-`CloudFusion` does what `geometry.fuse_depth_maps` (the numpy reference) and the node's range,
+`CloudFusion` does what the numpy reference (`test/fusion_reference.py`) and the node's range,
 confidence and voxel filters do, on CPU or CUDA with the same code, and packs the result into
 `pointcloud.FUSED_CLOUD_DTYPE` bytes on the device, ready for one copy to the host. It is faster
 because:
@@ -31,8 +31,8 @@ from surround_depth_ros.rig import Camera, CameraRig
 from surround_depth_ros.threads import POSTPROCESS_THREADS, torch_threads
 
 OVERLAP_MODES = ("keep_all", "most_confident")
-# The coarse "can these two cameras see each other at all" check of `geometry.fuse_depth_maps`: the same
-# pairs are compared here, so that both give the same cloud.
+# The coarse "can these two cameras see each other at all" check of the numpy reference
+# (`test/fusion_reference.py`): the same pairs are compared here, so that both give the same cloud.
 PAIR_CHECK_DEPTHS = (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 PAIR_CHECK_GRID = 16
 # Slack of the cached pair windows, so that float32 rounding per set never leaves a point out of them.
@@ -291,7 +291,7 @@ class CloudFusion:
         confidence: Maps | None = None,
         images: Maps | None = None,
     ) -> FusedPoints:
-        """`geometry.fuse_depth_maps` on tensors: back-projection and overlap removal, no filters.
+        """The numpy reference (`test/fusion_reference.py`) on tensors: back-projection and overlap removal, no filters.
 
         `depth` (N, h, w) or a list of (h, w) (metres, NaN or 0 = none) with `K` (N, 3, 3) at that
         resolution and `T_base_cam` (N, 4, 4); `confidence` like depth; `images` (N, H, W, 3) uint8 (or a list)

@@ -20,8 +20,8 @@ from surround_depth_ros.images import decode_rgb, encode_rgb
 from surround_depth_ros.rig import Camera
 
 if TYPE_CHECKING:
+    from surround_depth_ros.core.pipeline import DepthOutputs
     from surround_depth_ros.frameset import FrameSet
-    from surround_depth_ros.pipeline import DepthOutputs
 
 NS = 1_000_000_000
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
@@ -110,7 +110,7 @@ class MessageKit:
         k, p = info.k, info.p
         width, height = (info.width, info.height) if maps is None else (maps.width, maps.height)
         if (width, height) != (info.width, info.height):
-            from surround_depth_ros.pipeline import calibration_for_maps  # torch: only for resized depth
+            from surround_depth_ros.core.pipeline import calibration_for_maps  # torch: only for resized depth
 
             k, p = calibration_for_maps(info.k, info.p, maps.K)
         return self._cls("sensor_msgs/msg/CameraInfo")(

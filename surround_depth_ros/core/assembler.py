@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from surround_depth_ros.core.sync import FrameSetSynchronizer, SyncedSet
+from surround_depth_ros.core.transforms import TransformBuffer, TransformError
 from surround_depth_ros.frameset import FrameSet, PointSweep
 from surround_depth_ros.rig import Camera, CameraRig, Radar
-from surround_depth_ros.sync import FrameSetSynchronizer, SyncedSet
-from surround_depth_ros.transforms import TransformBuffer, TransformError
 
 
 @dataclass(frozen=True)
