@@ -48,8 +48,12 @@ def lidar_sweep(rng: np.random.Generator, stamp_ns: int) -> PointSweep:
     wall = np.repeat(rng.uniform(4.0, 110.0, 60), 30)[None, :]
     ground = np.where(elevation < 0, T_BASE_LIDAR[2, 3] / np.tan(-np.minimum(elevation, -1e-6)), np.inf)
     distance = np.minimum(ground, wall / np.cos(elevation))  # along the beam
-    ray = np.stack(np.broadcast_arrays(np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
-                                       np.sin(elevation)), axis=-1)  # fmt: skip
+    ray = np.stack(
+        np.broadcast_arrays(
+            np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)
+        ),
+        axis=-1,
+    )
     return PointSweep("lidar", stamp_ns, (ray * distance[..., None]).reshape(-1, 3), T_base_sensor=T_BASE_LIDAR)
 
 
@@ -67,8 +71,12 @@ def frame_sets(count: int, size: tuple[int, int]) -> list[FrameSet]:
 def previous_metrics() -> ModuleType | None:
     """surround_depth_ros/metrics.py as of commit BEFORE, or None without the git history."""
     try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BEFORE}:surround_depth_ros/metrics.py"],
-                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+        source = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{BEFORE}:surround_depth_ros/metrics.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     spec = importlib.util.spec_from_loader("metrics_before", loader=None)
@@ -112,8 +120,10 @@ def main() -> None:
     total_s = time.perf_counter() - start
     per_set = total_s / args.sets
     images = evaluation.summary["metric"]["images"]
-    print(f"evaluate_frames  {total_s:9.1f} s for {args.sets} sets ({images} images), {per_set:.2f} s per set "
-          f"({per_set / inference_s:.2f} x inference)")  # fmt: skip
+    print(
+        f"evaluate_frames  {total_s:9.1f} s for {args.sets} sets ({images} images), {per_set:.2f} s per set "
+        f"({per_set / inference_s:.2f} x inference)"
+    )
 
 
 if __name__ == "__main__":

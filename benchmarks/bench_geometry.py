@@ -72,9 +72,12 @@ def bench_fusion(rig: CameraRig, stride: int, rng: np.random.Generator, repeats:
     budget = CloudFusion()
     packed = budget.cloud(tensors[0], K, T, tensors[1], tensors[2])
     ms = best_ms(lambda: budget.cloud(tensors[0], K, T, tensors[1], tensors[2]), repeats)
-    report(f"tensor fuse+filter+pack {size} budget {CloudOptions().max_points} (stride "
-           f"{budget.geometry(K, T, sizes).stride})",
-           ms, best_ms(lambda: np.copy(np.zeros(packed.numel(), np.uint8)), repeats))  # fmt: skip
+    report(
+        f"tensor fuse+filter+pack {size} budget {CloudOptions().max_points} (stride "
+        f"{budget.geometry(K, T, sizes).stride})",
+        ms,
+        best_ms(lambda: np.copy(np.zeros(packed.numel(), np.uint8)), repeats),
+    )
 
 
 def main() -> None:
@@ -94,8 +97,11 @@ def main() -> None:
         ]
 
     out = np.zeros((6, 900, 1600), np.float32)
-    report("points_to_depth_map 35k pts x 6 cams 1600x900", best_ms(depth_maps, args.repeats),
-           best_ms(lambda: np.copy(out), args.repeats))  # fmt: skip
+    report(
+        "points_to_depth_map 35k pts x 6 cams 1600x900",
+        best_ms(depth_maps, args.repeats),
+        best_ms(lambda: np.copy(out), args.repeats),
+    )
 
     for width, height, stride in ((640, 352, 1), (1600, 900, 2)):
         bench_fusion(rig.scaled(width, height), stride, rng, args.repeats)

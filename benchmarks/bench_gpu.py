@@ -62,12 +62,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default")
     parser.add_argument("--iters", type=int, default=30)
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="include the torch.compile case (its first run compiles for a minute or two)")  # fmt: skip
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include the torch.compile case (its first run compiles for a minute or two)",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print(f"bench_gpu needs an NVIDIA GPU and a CUDA build of torch; torch {torch.__version__} here has "
-              "torch.cuda.is_available() == False. Nothing was measured.", file=sys.stderr)  # fmt: skip
+        print(
+            f"bench_gpu needs an NVIDIA GPU and a CUDA build of torch; torch {torch.__version__} here has "
+            "torch.cuda.is_available() == False. Nothing was measured.",
+            file=sys.stderr,
+        )
         return 2
     torch.manual_seed(0)
     config = PRESETS[args.preset]
@@ -75,8 +82,10 @@ def main() -> int:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (900, 1600, 3), dtype=np.uint8) for _ in range(6)]
     K, T = rig.intrinsics(), rig.extrinsics()
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, preset {config.name}, 6 x 1600x900 cameras "
-          f"-> 6 x {config.input_width}x{config.input_height} network input; median of {args.iters}")  # fmt: skip
+    print(
+        f"{torch.cuda.get_device_name()}, torch {torch.__version__}, preset {config.name}, 6 x 1600x900 cameras "
+        f"-> 6 x {config.input_width}x{config.input_height} network input; median of {args.iters}"
+    )
     print(f"{'case':36} {'forward ms':>10} {'path ms':>8} {'sets/s':>7} {'path/fwd':>8}  accuracy vs torch fp32")
     reference = None
     with tempfile.TemporaryDirectory() as cache:
@@ -86,8 +95,9 @@ def main() -> int:
             if compile_module and not args.compile:
                 continue
             try:
-                engine = DepthEngine(checkpoint, backend=backend, device="cuda", precision=precision,
-                                     cache_dir=cache, **options)  # fmt: skip
+                engine = DepthEngine(
+                    checkpoint, backend=backend, device="cuda", precision=precision, cache_dir=cache, **options
+                )
             except BackendUnavailable as error:
                 print(f"{label:36} unavailable: {error}")
                 continue
@@ -107,9 +117,11 @@ def main() -> int:
 
             forward = median_ms(lambda engine=engine, inputs=inputs: engine.backend.run(inputs), args.iters)
             whole = median_ms(path, args.iters)
-            print(f"{label:36} {forward:10.2f} {whole:8.2f} {1000 / whole:7.1f} {whole / forward:8.2f}  depth rel. "
-                  f"{errors['depth']:.1e} (tol {TOLERANCES[precision]['depth']:.0e}) conf {errors['confidence']:.1e} "
-                  f"{verdict}")  # fmt: skip
+            print(
+                f"{label:36} {forward:10.2f} {whole:8.2f} {1000 / whole:7.1f} {whole / forward:8.2f}  depth rel. "
+                f"{errors['depth']:.1e} (tol {TOLERANCES[precision]['depth']:.0e}) conf {errors['confidence']:.1e} "
+                f"{verdict}"
+            )
             del engine, fusion
             torch.cuda.empty_cache()
     return 0

@@ -54,8 +54,10 @@ def main() -> None:
         with torch.inference_mode():
             ms = best_ms(lambda model=model, inputs=inputs: model(**inputs), args.repeats)
         size = f"{config.input_height}x{config.input_width}"
-        print(f"{name:<9} {size:>8} {parameter_count(model) / 1e6:>7.2f}M {flops / 1e9:>7.1f} {ms:>17.0f} "
-              f"{flops / 1e6 / ms:>8.1f}")  # fmt: skip
+        print(
+            f"{name:<9} {size:>8} {parameter_count(model) / 1e6:>7.2f}M {flops / 1e9:>7.1f} {ms:>17.0f} "
+            f"{flops / 1e6 / ms:>8.1f}"
+        )
 
     config = PRESETS[args.engine_preset]
     model = SurroundDepthStudent(config).eval()

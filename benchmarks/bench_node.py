@@ -74,10 +74,14 @@ def synthetic_sets(width: int, height: int) -> list[FrameSet]:
     torch.set_num_threads(2)
     rig = default_rig().scaled(width, height)
     return [
-        FrameSet(rig, [cv2.resize(im, (width, height), interpolation=cv2.INTER_LINEAR) for im in f.images],
-                 f.camera_stamps_ns, name=f.name)
+        FrameSet(
+            rig,
+            [cv2.resize(im, (width, height), interpolation=cv2.INTER_LINEAR) for im in f.images],
+            f.camera_stamps_ns,
+            name=f.name,
+        )
         for f in frames
-    ]  # fmt: skip
+    ]
 
 
 def checkpoint_for(preset: str, tmp: Path) -> Path:
@@ -160,9 +164,11 @@ def bench_pipeline(
     message_floor = copy_floor(message_bytes(outputs), repeats)
     worker = best_ms(lambda: build_messages(pipeline.process(frame_set), frame_set), repeats)
     height, width = outputs.depth[0].shape
-    print(f" depth_resolution {resolution} ({width}x{height}): cloud {len(outputs.cloud)} points, "
-          f"{outputs.cloud.nbytes / 1e6:.2f} MB (< 10 MB: {outputs.cloud.nbytes < 10e6}); "
-          f"messages {message_bytes(outputs) / 1e6:.1f} MB")  # fmt: skip
+    print(
+        f" depth_resolution {resolution} ({width}x{height}): cloud {len(outputs.cloud)} points, "
+        f"{outputs.cloud.nbytes / 1e6:.2f} MB (< 10 MB: {outputs.cloud.nbytes < 10e6}); "
+        f"messages {message_bytes(outputs) / 1e6:.1f} MB"
+    )
     print(f"  {'stage':30} {'ms':>8} {'floor ms':>9} {'floor':>11} {'ratio':>6} {'/ fwd':>6}")
     for stage in STAGES:
         if stage == "radar" or (stage == "upsample" and stage not in floors):
@@ -171,8 +177,10 @@ def bench_pipeline(
         ratio = f"{best[stage] / floor:6.1f}" if floor else ""
         floor_text = f"{floor:9.2f}" if floor else ""
         print(f"  {stage:30} {best[stage]:8.2f} {floor_text:>9} {what:>11} {ratio:>6} {best[stage] / forward:6.2f}")
-    print(f"  {'12 Images + PointCloud2 built':30} {messages:8.2f} {message_floor:9.2f} {'memcpy':>11} "
-          f"{messages / message_floor:6.1f} {messages / forward:6.2f}")  # fmt: skip
+    print(
+        f"  {'12 Images + PointCloud2 built':30} {messages:8.2f} {message_floor:9.2f} {'memcpy':>11} "
+        f"{messages / message_floor:6.1f} {messages / forward:6.2f}"
+    )
     but_forward = best["total"] - best["forward"]
     print(f"  {'pipeline but the forward':30} {but_forward:8.2f} {'':9} {'':11} {'':6} {but_forward / forward:6.2f}")
     print(f"  {'pipeline (process)':30} {best['total']:8.2f} {'':9} {'':11} {'':6} {best['total'] / forward:6.2f}")
@@ -199,14 +207,17 @@ def bench_threads(engine: DepthEngine, frame_set: FrameSet, repeats: int) -> Non
                 samples.append(time.perf_counter() - start)
             after = 1000 * min(samples)
             alone = best_ms(lambda d=depth, c=conf: engine.mask(d, c), repeats)
-            print(f"  mask after an ONNX Runtime run, spinning {'on ' if spinning else 'off'}: best {after:7.2f} ms, "
-                  f"median {1000 * np.median(samples):7.2f} ms (alone {alone:.2f} ms)")  # fmt: skip
+            print(
+                f"  mask after an ONNX Runtime run, spinning {'on ' if spinning else 'off'}: best {after:7.2f} ms, "
+                f"median {1000 * np.median(samples):7.2f} ms (alone {alone:.2f} ms)"
+            )
     rig = frame_set.rig
     maps = engine.infer_maps(frame_set.images, rig.intrinsics(), resolution="camera")
     for threads in (1, 2):
         fusion = CloudFusion(threads=threads)
-        ms = best_ms(lambda f=fusion: f.cloud(maps.depth, maps.K, rig.extrinsics(), maps.confidence, maps.images),
-                     repeats)  # fmt: skip
+        ms = best_ms(
+            lambda f=fusion: f.cloud(maps.depth, maps.K, rig.extrinsics(), maps.confidence, maps.images), repeats
+        )
         print(f"  cloud at camera resolution with {threads} torch thread(s): {ms:7.2f} ms")
 
 
@@ -254,8 +265,10 @@ class CallbackDelay:
             print(f"  callback delay, {label}: no message received")
             return
         p50, p90, p99 = np.percentile(delays, [50, 90, 99])
-        print(f"  callback delay, {label:32}: p50 {p50:6.2f} ms  p90 {p90:6.2f} ms  p99 {p99:6.2f} ms  "
-              f"max {max(delays):6.1f} ms ({len(delays)} callbacks)")  # fmt: skip
+        print(
+            f"  callback delay, {label:32}: p50 {p50:6.2f} ms  p90 {p90:6.2f} ms  p99 {p99:6.2f} ms  "
+            f"max {max(delays):6.1f} ms ({len(delays)} callbacks)"
+        )
 
     def close(self) -> None:
         self.ticker.terminate()
@@ -278,16 +291,21 @@ def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: i
     rig = sets[0].rig
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "params.yaml"
-        values = {"cameras": rig.camera_names, "checkpoint": str(checkpoint), "device": "cpu",
-                  "depth_resolution": resolution}  # fmt: skip
+        values = {
+            "cameras": rig.camera_names,
+            "checkpoint": str(checkpoint),
+            "device": "cpu",
+            "depth_resolution": resolution,
+        }
         params.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
         node = NodeProcess(params, namespace=NAMESPACE)  # away from other nodes on this domain
         client = RosClient("bench_node")
         failed = True
         try:
             processing: list[float] = []
-            client.node.create_subscription(Float64, f"{NAMESPACE}/surround_depth/debug/processing_time_ms",
-                                            lambda m: processing.append(m.data), 10)  # fmt: skip
+            client.node.create_subscription(
+                Float64, f"{NAMESPACE}/surround_depth/debug/processing_time_ms", lambda m: processing.append(m.data), 10
+            )
             received: dict[int, tuple[float, int]] = {}  # anchor stamp: (wall time, cameras in the cloud)
 
             def arrived(msg: PointCloud2) -> None:
@@ -369,8 +387,10 @@ def main() -> None:
                     checkpoint = checkpoint_for(preset, Path(tmp))
                     engine = DepthEngine(checkpoint, backend=args.backend, device="cpu", n_views=6)
                     h, w = engine.input_size
-                    print(f"\n== 6 x {width}x{height}, preset {preset} ({checkpoint.name}, network input 6 x {w}x{h}), "
-                          f"backend {engine.backend_name}")  # fmt: skip
+                    print(
+                        f"\n== 6 x {width}x{height}, preset {preset} ({checkpoint.name}, network input 6 x {w}x{h}), "
+                        f"backend {engine.backend_name}"
+                    )
                     inputs = engine.preprocess(sets[0].images)
                     forward = best_ms(lambda e=engine, x=inputs: e.run_network(x), args.repeats)
                     print(f"  {'forward (the reference)':30} {forward:8.2f}")
@@ -387,14 +407,27 @@ def main() -> None:
                                 ("node processing_time_ms", "node end to end over DDS"), node, strict=True
                             ):
                                 print(f"  {name:30} {ms:8.2f} {'':9} {'':11} {'':6} {ms / forward:6.2f}")
-                        rows.append([size, preset, resolution, best["total"], worker_ms, *node, rest,
-                                     outputs.cloud.nbytes / 1e6])  # fmt: skip
+                        rows.append(
+                            [
+                                size,
+                                preset,
+                                resolution,
+                                best["total"],
+                                worker_ms,
+                                *node,
+                                rest,
+                                outputs.cloud.nbytes / 1e6,
+                            ]
+                        )
                     # the forward's best over all its samples here: the load on a shared machine only adds time
                     summary += [[*row[:3], fastest, *row[3:]] for row in rows]
                     if delay:
                         pipeline = SurroundDepthPipeline(engine)
-                        delay.measure(f"{preset} {size} worker busy", args.callback_seconds,
-                                      lambda p=pipeline, s=sets[0]: build_messages(p.process(s), s))  # fmt: skip
+                        delay.measure(
+                            f"{preset} {size} worker busy",
+                            args.callback_seconds,
+                            lambda p=pipeline, s=sets[0]: build_messages(p.process(s), s),
+                        )
                     if index == 0 and preset == args.presets.split(",")[0]:
                         print(" thread settings")
                         bench_threads(engine, sets[0], args.repeats)
@@ -403,8 +436,10 @@ def main() -> None:
             delay.close()
     print("\n== summary (ms, best; ratios to the forward's best over all its samples for that size and preset;")
     print("   rest/fwd: (process - forward) / forward within one call, median of the runs)")
-    print(f"  {'size':10} {'preset':8} {'depth':8} {'forward':>8} {'pipeline':>15} {'+ messages':>15} "
-          f"{'node proc.':>15} {'node e2e DDS':>15} {'rest/fwd':>8} {'cloud MB':>8}")  # fmt: skip
+    print(
+        f"  {'size':10} {'preset':8} {'depth':8} {'forward':>8} {'pipeline':>15} {'+ messages':>15} "
+        f"{'node proc.':>15} {'node e2e DDS':>15} {'rest/fwd':>8} {'cloud MB':>8}"
+    )
     for size, preset, resolution, forward, *times, rest, cloud_mb in summary:
         cells = " ".join(f"{ms:8.1f} {ms / forward:5.2f}x" for ms in times)
         print(f"  {size:10} {preset:8} {resolution:8} {forward:8.1f} {cells} {rest:8.2f} {cloud_mb:8.2f}")

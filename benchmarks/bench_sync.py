@@ -90,8 +90,10 @@ def main() -> None:
     per_message, floor_per_message = 1e6 * elapsed / len(messages), 1e6 * floor / len(messages)
     drops = {k: v for k, v in sync.stats().items() if v and ":" not in k and k != "accepted"}
     print(f"synchronizer: {len(messages):,} messages ({args.seconds:.0f} s of 6 cameras + 5 radars) in {elapsed:.2f} s")
-    print(f"  {len(messages) / elapsed:12,.0f} messages/s  {per_message:6.2f} us/message   floor (dict insert) "
-          f"{floor_per_message:5.3f} us   ratio {per_message / floor_per_message:6.1f}")  # fmt: skip
+    print(
+        f"  {len(messages) / elapsed:12,.0f} messages/s  {per_message:6.2f} us/message   floor (dict insert) "
+        f"{floor_per_message:5.3f} us   ratio {per_message / floor_per_message:6.1f}"
+    )
     real_time = len(messages) / args.seconds  # 6 x 12 Hz + 5 x 13 Hz
     print(
         f"  {len(messages) / elapsed / real_time:12,.0f} x real time   sets {emitted:,} of {frames:,}   drops {drops}"
@@ -108,10 +110,14 @@ def main() -> None:
     matmul = best_us(lambda: A @ B)
     static = best_us(lambda: tf.lookup("base_link", "cam_front_optical"))
     dynamic = best_us(lambda: tf.lookup("odom", "cam_front_optical", 5_005_000_000))
-    print(f"transform lookup, 3 static links:             {static:7.2f} us   floor (4x4 matmul) {matmul:5.2f} us   "
-          f"ratio {static / matmul:6.1f}")  # fmt: skip
-    print(f"transform lookup, 4 links, 1 interpolated:    {dynamic:7.2f} us   floor (4x4 matmul) {matmul:5.2f} us   "
-          f"ratio {dynamic / matmul:6.1f}")  # fmt: skip
+    print(
+        f"transform lookup, 3 static links:             {static:7.2f} us   floor (4x4 matmul) {matmul:5.2f} us   "
+        f"ratio {static / matmul:6.1f}"
+    )
+    print(
+        f"transform lookup, 4 links, 1 interpolated:    {dynamic:7.2f} us   floor (4x4 matmul) {matmul:5.2f} us   "
+        f"ratio {dynamic / matmul:6.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,10 @@ def sensors(repeats: int) -> None:
     lidar = best_s(lambda: reader.lidar_sweep(int(next(stamps))), repeats)
     n_points = len(reader.lidar_sweep(reader.timing.start_ns + 10**9))
     beams = reader.lidar_model.beams * round(360 / reader.lidar_model.azimuth_step_deg)
-    print(f"{'lidar sweep (' + str(beams) + ' beams, ' + str(n_points) + ' points)':<44} {1 / lidar:7.2f} sweeps/s "
-          f"{beams / lidar / 1e6:6.2f} Mrays/s")  # fmt: skip
+    print(
+        f"{'lidar sweep (' + str(beams) + ' beams, ' + str(n_points) + ' points)':<44} {1 / lidar:7.2f} sweeps/s "
+        f"{beams / lidar / 1e6:6.2f} Mrays/s"
+    )
     radar = best_s(lambda: reader.radar_sweeps(int(next(stamps))), repeats)
     print(f"{'radar sweeps (5 radars, 1 sweep each)':<44} {1 / radar:7.2f} sets/s")
     frame_index = iter(range(64))

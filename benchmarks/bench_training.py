@@ -33,11 +33,15 @@ def random_dataset(size, n=4, seed=0):
     rng = np.random.default_rng(seed)
     scaled = rig.scaled(w, h)
     samples = [
-        Sample(f"bench/{i}", torch.from_numpy(rng.integers(0, 256, (6, 3, h, w), dtype=np.uint8)),
-               torch.from_numpy(rng.uniform(2, 70, (6, 1, h, w)).astype(np.float32)),
-               torch.from_numpy(scaled.intrinsics()).float(), torch.from_numpy(scaled.extrinsics()).float())
+        Sample(
+            f"bench/{i}",
+            torch.from_numpy(rng.integers(0, 256, (6, 3, h, w), dtype=np.uint8)),
+            torch.from_numpy(rng.uniform(2, 70, (6, 1, h, w)).astype(np.float32)),
+            torch.from_numpy(scaled.intrinsics()).float(),
+            torch.from_numpy(scaled.extrinsics()).float(),
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
     return PreparedDataset(samples, rig.camera_names, rig.adjacency()), scaled
 
 
@@ -69,9 +73,17 @@ def main() -> None:
     for name in args.presets:
         model_cfg = {"preset": name, "input_size": list(size), "overrides": {"radar": False}}
         for recipe, losses in RECIPES.items():
-            config = config_from_dict({"train": {"type": "synthetic"}, "model": model_cfg, "losses": losses,
-                                       "augmentation": {"colour_jitter": 0.2}, "device": args.device,
-                                       "out_dir": "/tmp/bench_training"}, "bench")  # fmt: skip
+            config = config_from_dict(
+                {
+                    "train": {"type": "synthetic"},
+                    "model": model_cfg,
+                    "losses": losses,
+                    "augmentation": {"colour_jitter": 0.2},
+                    "device": args.device,
+                    "out_dir": "/tmp/bench_training",
+                },
+                "bench",
+            )
             trainer = Trainer(config, train_set=dataset, rig=rig)
             step = iter(range(10**9))
             full = timed(lambda trainer=trainer, step=step: trainer.train_step(next(step)), args.repeats, device)
@@ -86,8 +98,10 @@ def main() -> None:
                 optimizer.step()
 
             floor = timed(bare, args.repeats, device)
-            print(f"{name:8s} {recipe:24s} step {full * 1e3:8.1f} ms  {2 / full:6.2f} frame sets/s   "
-                  f"bare fwd+bwd {floor * 1e3:8.1f} ms   ratio {full / floor:5.2f}")  # fmt: skip
+            print(
+                f"{name:8s} {recipe:24s} step {full * 1e3:8.1f} ms  {2 / full:6.2f} frame sets/s   "
+                f"bare fwd+bwd {floor * 1e3:8.1f} ms   ratio {full / floor:5.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,10 @@ class Drivers:
         self._stop = threading.Event()
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self._threads = [threading.Thread(target=self.executor.spin, daemon=True),
-                         threading.Thread(target=self._publish, daemon=True)]  # fmt: skip
+        self._threads = [
+            threading.Thread(target=self.executor.spin, daemon=True),
+            threading.Thread(target=self._publish, daemon=True),
+        ]
 
     def _on_diagnostics(self, array) -> None:  # noqa: ANN001 - DiagnosticArray
         for status in array.status:
@@ -87,8 +89,9 @@ class Drivers:
 
     def _publish(self) -> None:
         rng = np.random.default_rng(0)
-        frames = [[rng.integers(0, 256, (c.height, c.width, 3), dtype=np.uint8) for c in self.rig.cameras]
-                  for _ in range(4)]  # fmt: skip
+        frames = [
+            [rng.integers(0, 256, (c.height, c.width, 3), dtype=np.uint8) for c in self.rig.cameras] for _ in range(4)
+        ]
         period, next_time = 1.0 / self.rate, time.monotonic()
         while not self._stop.is_set():
             stamp = time.time_ns()
@@ -179,9 +182,11 @@ def main() -> int:
     third = max(1, len(steady) // 3)
     first, last = np.median(steady[:third], axis=0), np.median(steady[-third:], axis=0)
     robust = (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
-    print(f"RSS slope     {slope:+.2f} MB/min least squares, {robust:+.2f} MB/min between medians of thirds "
-          f"({first[1]:.0f} -> {last[1]:.0f} MB) after {args.warmup_min:g} min warm-up; target < {TARGET_MB_PER_MIN} "
-          "MB/min, floor 0")  # fmt: skip
+    print(
+        f"RSS slope     {slope:+.2f} MB/min least squares, {robust:+.2f} MB/min between medians of thirds "
+        f"({first[1]:.0f} -> {last[1]:.0f} MB) after {args.warmup_min:g} min warm-up; target < {TARGET_MB_PER_MIN} "
+        "MB/min, floor 0"
+    )
     print(f"threads       {int(steady[0, 2])} -> {int(steady[-1, 2])}; fds {int(steady[0, 3])} -> {int(steady[-1, 3])}")
     print(
         f"published     {published / elapsed:.2f} sets/s ({published} sets) for {sent / elapsed:.2f} camera sets/s sent"

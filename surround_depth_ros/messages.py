@@ -93,9 +93,11 @@ class MessageKit:
         if not ok:
             raise ValueError(f"cannot encode a {rgb.shape} image as {fmt}")
         return self._cls("sensor_msgs/msg/CompressedImage")(
-            header=self.header(stamp_ns, frame_id), format=fmt, data=self._bytes(memoryview(data).cast("B")),
+            header=self.header(stamp_ns, frame_id),
+            format=fmt,
+            data=self._bytes(memoryview(data).cast("B")),
             **self._payload_options,
-        )  # fmt: skip
+        )
 
     def depth_image(self, depth: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "32FC1") -> Any:
         """REP 118 depth of an (H, W) map in metres: 32FC1 metres (NaN = no estimate) or 16UC1 millimetres (0)."""
@@ -220,8 +222,10 @@ def depth_output_messages(
         info = camera_infos.get(camera.name)
         info_msg = kit.camera_info(camera, stamp) if info is None else kit.camera_info_copy(info, stamp, frame, camera)
         depth_msg = kit.depth_image(depth, stamp, frame, settings["depth_encoding"])
-        messages += [(f"{camera.name}/depth/image", "sensor_msgs/msg/Image", stamp, depth_msg),
-                     (f"{camera.name}/depth/camera_info", "sensor_msgs/msg/CameraInfo", stamp, info_msg)]  # fmt: skip
+        messages += [
+            (f"{camera.name}/depth/image", "sensor_msgs/msg/Image", stamp, depth_msg),
+            (f"{camera.name}/depth/camera_info", "sensor_msgs/msg/CameraInfo", stamp, info_msg),
+        ]
         if settings["publish_confidence"]:
             confidence_msg = kit.image_array(confidence.astype(np.float32, copy=False), stamp, frame, "32FC1")
             messages.append((f"{camera.name}/depth/confidence", "sensor_msgs/msg/Image", stamp, confidence_msg))

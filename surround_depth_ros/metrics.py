@@ -46,17 +46,19 @@ def image_metrics(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
         log_diff = np.log(pred) - np.log(gt)
         ratio = np.maximum(pred / gt, gt / pred)
         mean_log_sq = np.mean(log_diff**2)
-        return np.array([
-            np.mean(abs_diff / gt),
-            np.mean(squared / gt),
-            np.sqrt(np.mean(squared)),
-            np.sqrt(mean_log_sq),
-            np.mean(ratio < 1.25),
-            np.mean(ratio < 1.25**2),
-            np.mean(ratio < 1.25**3),
-            np.mean(abs_diff),
-            100.0 * np.sqrt(np.maximum(mean_log_sq - np.mean(log_diff) ** 2, 0.0)),
-        ])  # fmt: skip
+        return np.array(
+            [
+                np.mean(abs_diff / gt),
+                np.mean(squared / gt),
+                np.sqrt(np.mean(squared)),
+                np.sqrt(mean_log_sq),
+                np.mean(ratio < 1.25),
+                np.mean(ratio < 1.25**2),
+                np.mean(ratio < 1.25**3),
+                np.mean(abs_diff),
+                100.0 * np.sqrt(np.maximum(mean_log_sq - np.mean(log_diff) ** 2, 0.0)),
+            ]
+        )
 
 
 def _numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -196,10 +198,12 @@ class DepthMetrics:
                     total.count += group.count
                 per_range[label] = total.means()
             result[mode] = {
-                "mean": mean, "per_camera": per_camera, "per_range": per_range,
+                "mean": mean,
+                "per_camera": per_camera,
+                "per_range": per_range,
                 "per_camera_range": {c: {b: g[b].means() for b in labels} for c, g in groups.items()},
                 "images": sum(g["all"].count for g in groups.values()),
-            }  # fmt: skip
+            }
         return result
 
 

@@ -83,8 +83,9 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
 
 def write_ply(path: str | Path, cloud: np.ndarray) -> Path:
     """A binary PLY of a structured cloud with x, y, z and a packed `rgb` field (what viewers open)."""
-    vertices = np.empty(len(cloud), [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"),
-                                     ("blue", "u1")])  # fmt: skip
+    vertices = np.empty(
+        len(cloud), [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    )
     for axis in "xyz":
         vertices[axis] = cloud[axis]
     rgb = unpack_rgb(cloud["rgb"])

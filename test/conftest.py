@@ -54,13 +54,23 @@ def save_tiny_depth_anything(path: Path):  # noqa: ANN201 - a transformers model
 
     torch.manual_seed(0)
     backbone = transformers.Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14,
-        image_size=56, out_indices=[1, 2, 3, 4], reshape_hidden_states=False,
-    )  # fmt: skip
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=14,
+        image_size=56,
+        out_indices=[1, 2, 3, 4],
+        reshape_hidden_states=False,
+    )
     config = transformers.DepthAnythingConfig(
-        backbone_config=backbone, fusion_hidden_size=16, neck_hidden_sizes=[8, 16, 32, 32],
-        reassemble_hidden_size=32, head_hidden_size=8, depth_estimation_type="relative",
-    )  # fmt: skip
+        backbone_config=backbone,
+        fusion_hidden_size=16,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        reassemble_hidden_size=32,
+        head_hidden_size=8,
+        depth_estimation_type="relative",
+    )
     model = transformers.DepthAnythingForDepthEstimation(config).eval()
     model.save_pretrained(path)
     return model

@@ -14,8 +14,20 @@ from surround_depth_ros.visualize import DEPTH_TICKS_M, colorize_depth, depth_co
 
 def test_demo_replays_a_synthetic_bag_through_the_node(tmp_path):
     out = tmp_path / "demo"
-    command = [sys.executable, "-m", "surround_depth_ros.tools.cli", "demo", "--out", str(out), "--frames", "6",
-               "--size", "320x180", "--rate", "0.5"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "surround_depth_ros.tools.cli",
+        "demo",
+        "--out",
+        str(out),
+        "--frames",
+        "6",
+        "--size",
+        "320x180",
+        "--rate",
+        "0.5",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -55,8 +55,11 @@ def _reference(pred: np.ndarray, gt: np.ndarray, low: float, high: float, median
     if median:
         p = p * np.median(g) / np.median(p)
     p = np.clip(p, low, high)
-    return {"abs_rel": np.mean(np.abs(g - p) / g), "rmse": np.sqrt(np.mean((g - p) ** 2)),
-            "a1": np.mean(np.maximum(p / g, g / p) < 1.25)}  # fmt: skip
+    return {
+        "abs_rel": np.mean(np.abs(g - p) / g),
+        "rmse": np.sqrt(np.mean((g - p) ** 2)),
+        "a1": np.mean(np.maximum(p / g, g / p) < 1.25),
+    }
 
 
 def test_evaluate_frames_report_and_numbers(tmp_path):
@@ -118,8 +121,9 @@ def _held_out_synthetic(n_frames: int = 2) -> list[FrameSet]:
     from surround_depth_ros.datasets.synthetic import SyntheticReader
     from surround_depth_ros.rig import default_rig
 
-    reader = SyntheticReader(default_rig(), seed=990, n_frames=n_frames * 7, image_size=(224, 128), radar=False,
-                             lidar=False)  # fmt: skip
+    reader = SyntheticReader(
+        default_rig(), seed=990, n_frames=n_frames * 7, image_size=(224, 128), radar=False, lidar=False
+    )
     return [reader[i] for i in range(0, n_frames * 7, 7)]
 
 
@@ -181,8 +185,27 @@ def test_cli_compare_reports_b_minus_a_per_metric(tmp_path):
 
     other = _random_checkpoint(tmp_path / "random.pt", default_rig())
     out = tmp_path / "out"
-    assert _cli("--checkpoint", SHIPPED, "--compare", other, "--dataset", "synthetic", "--seeds", 990, "--frames", 1,
-                "--size", "160x90", "--examples", 1, "--out", out) == 0  # fmt: skip
+    assert (
+        _cli(
+            "--checkpoint",
+            SHIPPED,
+            "--compare",
+            other,
+            "--dataset",
+            "synthetic",
+            "--seeds",
+            990,
+            "--frames",
+            1,
+            "--size",
+            "160x90",
+            "--examples",
+            1,
+            "--out",
+            out,
+        )
+        == 0
+    )
     a, b = (json.loads((folder / "metrics.json").read_text()) for folder in (out, out / "compare"))
     assert a["checkpoint"] == str(SHIPPED) and b["checkpoint"] == str(other) and a["metric"]["images"] == 6
     comparison = json.loads((out / "comparison.json").read_text())
@@ -201,12 +224,27 @@ def test_cli_compare_reports_b_minus_a_per_metric(tmp_path):
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 50_000
 
 
-@pytest.mark.parametrize(("dataset", "parts", "images"), [("nuscenes", ("nuscenes_sample",), 6),
-                                                          ("ddad", ("ddad_dgp_sample", "scene_01"), 3)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("dataset", "parts", "images"),
+    [("nuscenes", ("nuscenes_sample",), 6), ("ddad", ("ddad_dgp_sample", "scene_01"), 3)],
+)
 def test_cli_on_the_real_samples(tmp_path, shared_data_path, dataset, parts, images):
     out = tmp_path / dataset
-    assert _cli("--checkpoint", SHIPPED, "--dataset", dataset, "--path", shared_data_path(*parts), "--limit", 1,
-                "--out", out) == 0  # fmt: skip
+    assert (
+        _cli(
+            "--checkpoint",
+            SHIPPED,
+            "--dataset",
+            dataset,
+            "--path",
+            shared_data_path(*parts),
+            "--limit",
+            1,
+            "--out",
+            out,
+        )
+        == 0
+    )
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["metric"]["images"] == images and summary["frame_sets"] == 1
     assert np.isfinite(summary["median_scaled"]["mean"]["abs_rel"]) and (out / "report.png").is_file()
@@ -248,9 +286,11 @@ def _independent_ground_truth(
         for t in msg.transforms if topic == "/tf_static" else []:
             (x, y, z, w), p = (getattr(t.transform.rotation, a) for a in "xyzw"), t.transform.translation
             T = np.eye(4)
-            T[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]  # fmt: skip
+            T[:3, :3] = [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+            ]
             T[:3, 3] = [p.x, p.y, p.z]
             parent[t.child_frame_id] = (t.header.frame_id, T)
 
@@ -266,8 +306,10 @@ def _independent_ground_truth(
     for topic, msg in messages:
         if topic.endswith(info_suffix):
             cameras.setdefault(topic, msg)
-    infos = [{"topic": t, "K": np.array(m.k).reshape(3, 3), "frame": m.header.frame_id, "size": (m.height, m.width)}
-             for t, m in cameras.items()]  # fmt: skip
+    infos = [
+        {"topic": t, "K": np.array(m.k).reshape(3, 3), "frame": m.header.frame_id, "size": (m.height, m.width)}
+        for t, m in cameras.items()
+    ]
     per_camera: list[list[np.ndarray]] = [[] for _ in infos]
     for topic, msg in messages:
         if topic.endswith(image_suffix):

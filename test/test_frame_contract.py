@@ -147,8 +147,12 @@ def test_the_engine_attends_over_the_pairs_of_the_bound_rig(shared_data_path):
     assert engine.set_adjacency(binding.adjacency)
     assert (engine.module.mask.sum(dim=1) == 1).all()  # each camera attends to itself only
     images = _synthetic(1, size=(224, 128))[0].images
-    alone = DepthEngine(packaged_file("models", "student_default.pt"), backend="torch", device="cpu",
-                        adjacency=np.zeros((0, 2), np.int64))  # fmt: skip
+    alone = DepthEngine(
+        packaged_file("models", "student_default.pt"),
+        backend="torch",
+        device="cpu",
+        adjacency=np.zeros((0, 2), np.int64),
+    )
     for a, b in zip(engine.infer(images), alone.infer(images), strict=True):
         np.testing.assert_array_equal(a.depth, b.depth)
 
@@ -168,8 +172,13 @@ def _node_path_sets(bag, settings: dict) -> list[FrameSet]:
             topic, camera = connection.topic, connection.topic.strip("/").split("/")[0]
             if topic in ("/tf", "/tf_static"):
                 for t in msg.transforms:
-                    assembler.add_transform(t.header.frame_id, t.child_frame_id, matrix_from_transform(t.transform),
-                                            stamp_ns(t.header.stamp), topic == "/tf_static")  # fmt: skip
+                    assembler.add_transform(
+                        t.header.frame_id,
+                        t.child_frame_id,
+                        matrix_from_transform(t.transform),
+                        stamp_ns(t.header.stamp),
+                        topic == "/tf_static",
+                    )
             elif topic.endswith("/camera_info"):
                 K = np.asarray(msg.k, np.float64).reshape(3, 3)
                 assembler.set_intrinsics(camera, Intrinsics(K, msg.width, msg.height, msg.header.frame_id))

@@ -89,8 +89,9 @@ def test_equals_the_reference_on_the_real_nuscenes_sample_with_the_shipped_stude
         depths, frame.rig, colors=frame.images, confidences=confidences, overlap="most_confident", stride=4
     )
     fusion = CloudFusion(CloudOptions(stride=4))
-    fused = fusion.fuse(np.stack(depths), frame.rig.intrinsics(), frame.rig.extrinsics(), np.stack(confidences),
-                        np.stack(frame.images))  # fmt: skip
+    fused = fusion.fuse(
+        np.stack(depths), frame.rig.intrinsics(), frame.rig.extrinsics(), np.stack(confidences), np.stack(frame.images)
+    )
     assert_same_cloud(fused, reference)
     assert_points_on_their_pixels(fused, frame.rig, depths)
     assert len(reference) < 6 * 225 * 400  # the real overlaps were removed
@@ -104,8 +105,9 @@ def test_equals_the_reference_on_the_real_nuscenes_sample_with_the_shipped_stude
     rows, cols = (np.arange(h) * 2 + 1) * 900 // (2 * h), (np.arange(w) * 2 + 1) * 1600 // (2 * w)
     nearest = [image[rows][:, cols] for image in frame.images]
     net_depth, net_conf = maps.depth.numpy(), maps.confidence.numpy()
-    reference = fuse_depth_maps(list(net_depth), small, colors=nearest, confidences=list(net_conf),
-                                  overlap="most_confident")  # fmt: skip
+    reference = fuse_depth_maps(
+        list(net_depth), small, colors=nearest, confidences=list(net_conf), overlap="most_confident"
+    )
     fused = CloudFusion(CloudOptions(max_points=6 * h * w)).fuse(
         maps.depth, maps.K, small.extrinsics(), maps.confidence, maps.images
     )
@@ -200,8 +202,14 @@ def test_messages_carry_the_packed_cloud_and_depth_maps_with_one_copy(synthetic)
 
     rig, depths, confidences, colors = synthetic
     fusion = CloudFusion(CloudOptions(stride=2))
-    packed = fusion.cloud(np.stack(depths), rig.intrinsics(), rig.extrinsics(), np.stack(confidences),
-                          np.stack(colors), camera_ids=[2, 3, 4, 5, 6, 7])  # fmt: skip
+    packed = fusion.cloud(
+        np.stack(depths),
+        rig.intrinsics(),
+        rig.extrinsics(),
+        np.stack(confidences),
+        np.stack(colors),
+        camera_ids=[2, 3, 4, 5, 6, 7],
+    )
     points = cloud_points(packed)
     msg = MESSAGES.point_cloud(points, 123, "base_link")
     assert msg.point_step == 24 and msg.row_step == 24 * len(points) and msg.width == len(points)

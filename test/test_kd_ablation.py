@@ -63,9 +63,14 @@ def test_every_shipped_variant_trains_and_is_compared_with_its_baseline(tmp_path
     camera = replace(preset("large"), radar=False, name="large-camera")
     save_checkpoint(tmp_path / "relative.pt", SurroundDepthStudent(camera).eval(), adjacency=adjacency)
     small = {
-        "optimizer.steps": 2, "optimizer.warmup_steps": 1, "validation.every": 2, "device": "cpu",
-        "data_cache_dir": str(tmp_path / "cache"), "train.seeds": [100], "train.frames": 2,
-    }  # fmt: skip
+        "optimizer.steps": 2,
+        "optimizer.warmup_steps": 1,
+        "validation.every": 2,
+        "device": "cpu",
+        "data_cache_dir": str(tmp_path / "cache"),
+        "train.seeds": [100],
+        "train.frames": 2,
+    }
     config = load_ablation_config("config/training/ablation.yaml", small)
     teachers = {
         "metric": replace(config.teachers["metric"], checkpoint=str(tmp_path / "metric.pt")),

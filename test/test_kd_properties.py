@@ -86,12 +86,20 @@ def student_inputs(model, images, radar, adjacency, target, rig) -> LossInputs:
     """What the trainer hands the losses, for `model` as student (eval mode, graph kept for Grad-CAM)."""
     out = model(normalised(images), adjacency, radar=radar, return_aux=True)
     return LossInputs(
-        depth=out.depth, bin_logits=out.bin_logits, bin_centres=out.bin_centres, features=out.features,
-        decoder_features=out.decoder_features, image_features=out.image_features,
-        radar_features=out.radar_features, intermediate_depths=out.intermediate_depths, teacher=target,
-        images=images, intrinsics=torch.from_numpy(rig.intrinsics()).float()[None],
-        extrinsics=torch.from_numpy(rig.extrinsics()).float()[None], camera_pairs=adjacency,
-    )  # fmt: skip
+        depth=out.depth,
+        bin_logits=out.bin_logits,
+        bin_centres=out.bin_centres,
+        features=out.features,
+        decoder_features=out.decoder_features,
+        image_features=out.image_features,
+        radar_features=out.radar_features,
+        intermediate_depths=out.intermediate_depths,
+        teacher=target,
+        images=images,
+        intrinsics=torch.from_numpy(rig.intrinsics()).float()[None],
+        extrinsics=torch.from_numpy(rig.extrinsics()).float()[None],
+        camera_pairs=adjacency,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(ZERO_WHEN_IDENTICAL))

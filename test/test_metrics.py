@@ -182,10 +182,15 @@ def dense_reference(pred, gt, mask, min_depth, max_depth, bins):
                         continue
                     e = np.ma.log(ps) - np.ma.log(gs)
                     r = np.ma.maximum(ps / gs, gs / ps)
-                    row = [np.ma.mean(abs(gs - ps) / gs), np.ma.mean((gs - ps) ** 2 / gs),
-                           np.sqrt(np.ma.mean((gs - ps) ** 2)), np.sqrt(np.ma.mean(e**2)),
-                           *(np.ma.mean(r < 1.25**k) for k in (1, 2, 3)), np.ma.mean(abs(gs - ps)),
-                           100 * np.sqrt(max(np.ma.mean(e**2) - np.ma.mean(e) ** 2, 0))]  # fmt: skip
+                    row = [
+                        np.ma.mean(abs(gs - ps) / gs),
+                        np.ma.mean((gs - ps) ** 2 / gs),
+                        np.sqrt(np.ma.mean((gs - ps) ** 2)),
+                        np.sqrt(np.ma.mean(e**2)),
+                        *(np.ma.mean(r < 1.25**k) for k in (1, 2, 3)),
+                        np.ma.mean(abs(gs - ps)),
+                        100 * np.sqrt(max(np.ma.mean(e**2) - np.ma.mean(e) ** 2, 0)),
+                    ]
                     key = (mode, n, "all" if lo is None else (">80" if math.isinf(hi) else f"{lo:g}-{hi:g}"))
                     rows.setdefault(key, []).append(row)
     cams = {k: dict(zip(METRIC_NAMES, np.mean(v, axis=0), strict=True)) for k, v in rows.items()}

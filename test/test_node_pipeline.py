@@ -195,8 +195,11 @@ def test_depth_per_camera_and_cloud_where_tf_and_intrinsics_put_it(tmp_path, che
                 assert (pixels % 4 == 0).all()
                 np.testing.assert_allclose(z, depth[pixels[:, 1], pixels[:, 0]], rtol=1e-4)
         # Sets the worker could not take in time were dropped and counted, not queued.
-        client.wait_for(lambda: out.status("pipeline")["frame sets published"] == str(len(out.clouds)), 10,
-                        "diagnostics counting every published set")  # fmt: skip
+        client.wait_for(
+            lambda: out.status("pipeline")["frame sets published"] == str(len(out.clouds)),
+            10,
+            "diagnostics counting every published set",
+        )
     finally:
         _stop(node, client)
 
@@ -221,15 +224,25 @@ def test_bad_inputs_are_named_counted_and_the_good_cameras_served(tmp_path, chec
             """
             bad_encoding, mismatch = out.status("input CAM_FRONT_RIGHT"), out.status("input CAM_BACK")
             return (
-                all(out.depth[c] for c in good) and bool(out.clouds)
-                and bad_encoding.get("level") == 2 and "unsupported encoding '32FC1'" in bad_encoding["message"]
-                and mismatch.get("level") == 2 and int(mismatch.get("rejected: camera_info mismatch", 0)) > 0
+                all(out.depth[c] for c in good)
+                and bool(out.clouds)
+                and bad_encoding.get("level") == 2
+                and "unsupported encoding '32FC1'" in bad_encoding["message"]
+                and mismatch.get("level") == 2
+                and int(mismatch.get("rejected: camera_info mismatch", 0)) > 0
                 and "image is 160x90 but its camera_info says 320x180" in mismatch["message"]
                 and int(out.status("input CAM_BACK_RIGHT").get("rejected: QoS mismatch", 0)) > 0
-            )  # fmt: skip
+            )
 
-        _drive_until(client, pub, served_and_named, 120, "the good cameras served and the bad inputs named",
-                     encodings={2: "32FC1"}, info_sizes={3: (320, 180)})  # fmt: skip
+        _drive_until(
+            client,
+            pub,
+            served_and_named,
+            120,
+            "the good cameras served and the bad inputs named",
+            encodings={2: "32FC1"},
+            info_sizes={3: (320, 180)},
+        )
         assert not out.depth["CAM_FRONT_RIGHT"] and not out.depth["CAM_BACK"]
         assert set(np.unique(_cloud(out.clouds[-1])["camera"])) <= {0, 1, 4, 5}
     finally:
@@ -248,8 +261,11 @@ def test_late_tf_then_a_silent_camera_then_a_loop_in_time(tmp_path, checkpoint, 
         # No TF yet: a frame set needs every camera's extrinsics (they bind cameras to the model's slots), so
         # nothing is published and the diagnostics say which transform is missing.
         _drive(pub, range(8))
-        client.wait_for(lambda: "no transform" in out.status("pipeline").get("message", ""),
-                        60, "a diagnostic naming the missing transform")  # fmt: skip
+        client.wait_for(
+            lambda: "no transform" in out.status("pipeline").get("message", ""),
+            60,
+            "a diagnostic naming the missing transform",
+        )
         assert not out.clouds and not out.depth["CAM_FRONT"]
         pub.publish_tf()
         _drive(pub, range(8, 16))
@@ -321,9 +337,16 @@ def test_corrupt_checkpoint_stops_the_node_with_what_to_fix(tmp_path, rig):
 
 def test_bad_parameters_are_all_named(tmp_path, checkpoint, rig):
     node = NodeProcess(
-        _params(tmp_path, checkpoint, rig, cameras=["CAM_A", "CAM_A"], diagnostics_period_s=-1.0,
-                expected_rate_hz="fast", backend="cuda-magic")
-    )  # fmt: skip
+        _params(
+            tmp_path,
+            checkpoint,
+            rig,
+            cameras=["CAM_A", "CAM_A"],
+            diagnostics_period_s=-1.0,
+            expected_rate_hz="fast",
+            backend="cuda-magic",
+        )
+    )
     assert node.wait() == 2, node.output
     assert "cameras: repeated entries ['CAM_A']" in node.output
     assert "diagnostics_period_s: -1.0 is outside the allowed range [0.05, 60.0]" in node.output
@@ -340,8 +363,10 @@ def test_compressed_images(tmp_path, checkpoint, rig):
 
     node, client, out, pub = _start(tmp_path, checkpoint, rig, image_transport="compressed")
     try:
-        compressed = {c.name: client.node.create_publisher(CompressedImage, f"/{c.name}/image_raw/compressed", 10)
-                      for c in rig.cameras}  # fmt: skip
+        compressed = {
+            c.name: client.node.create_publisher(CompressedImage, f"/{c.name}/image_raw/compressed", 10)
+            for c in rig.cameras
+        }
         client.wait_for(lambda: all(p.get_subscription_count() for p in compressed.values()), 60, "the node")
         pub.publish_tf()
         for i, (camera, image) in enumerate(zip(rig.cameras, _images(3), strict=True)):
@@ -396,8 +421,9 @@ def test_an_oversize_image_a_skewed_clock_a_silent_anchor_and_a_double_sigint(tm
                     continue
                 oversize, skewed = i == 5, i == 4
                 stamp = T0 + k * 100_000_000 + OFFSETS_NS[i] + skewed * 3600 * 10**9
-                pub.publish_camera(i, big if oversize else image, stamp,
-                                   info_size=(2 * WIDTH, 2 * HEIGHT) if oversize else None)  # fmt: skip
+                pub.publish_camera(
+                    i, big if oversize else image, stamp, info_size=(2 * WIDTH, 2 * HEIGHT) if oversize else None
+                )
             time.sleep(0.1)
 
         def refused_and_served() -> bool:
@@ -444,8 +470,11 @@ def test_depth_at_network_resolution_with_its_scaled_camera_info(tmp_path, check
     try:
         pub.publish_tf()
         _drive(pub, range(1))
-        client.wait_for(lambda: out.clouds and all(out.depth[c] and out.info[c] for c in rig.camera_names), 60,
-                        "network-sized depth")  # fmt: skip
+        client.wait_for(
+            lambda: out.clouds and all(out.depth[c] and out.info[c] for c in rig.camera_names),
+            60,
+            "network-sized depth",
+        )
         client.wait_for(lambda: "stage forward ms (mean of last 100)" in out.status("pipeline"), 30, "stage timings")
     finally:
         _stop(node, client)

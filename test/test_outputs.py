@@ -27,8 +27,14 @@ SHIPPED = str(packaged_file("models", "student_default.pt"))
 
 def _settings(rig: CameraRig, **overrides) -> dict:
     """The node's defaults for this rig with the shipped student on the CPU."""
-    return {**defaults(), "cameras": rig.camera_names, "checkpoint": SHIPPED, "backend": "torch", "device": "cpu",
-            **overrides}  # fmt: skip
+    return {
+        **defaults(),
+        "cameras": rig.camera_names,
+        "checkpoint": SHIPPED,
+        "backend": "torch",
+        "device": "cpu",
+        **overrides,
+    }
 
 
 def _ns(stamp) -> int:
@@ -110,8 +116,9 @@ def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_c
             np.testing.assert_allclose(np.concatenate(plain), np.concatenate([k, p]), atol=1e-9)
         mine = cloud[cloud["camera"] == pipeline.camera_ids.index(camera.name)]
         points = np.stack([mine["x"], mine["y"], mine["z"]], axis=-1).astype(np.float64)
-        uv, z = g.project_points(p.reshape(3, 4)[:, :3], g.transform_points(g.invert_transform(camera.T_base_cam),
-                                                                             points))  # fmt: skip
+        uv, z = g.project_points(
+            p.reshape(3, 4)[:, :3], g.transform_points(g.invert_transform(camera.T_base_cam), points)
+        )
         pixels = np.rint(uv).astype(int)
         assert np.abs(uv - pixels).max() < 2e-3
         assert ((pixels >= 0) & (pixels < [w, h])).all()

@@ -108,23 +108,40 @@ def test_readme_documents_every_parameter_with_its_default():
     ("values", "problems"),
     [
         (
-            {"cameras": ["9CAM", "CAM BACK"], "image_topic": "{cam}/image_raw", "camera_info_topic": "",
-             "radar_topic": "{0}/points"},
-            ["cameras: '9CAM' is not a valid ROS name", "cameras: 'CAM BACK' is not a valid ROS name",
-             "image_topic: '{cam}/image_raw' has the placeholder(s) ['{cam}']; the only one is {camera}",
-             "camera_info_topic: '' lacks {camera}", "radar_topic: '{0}/points' has the placeholder(s) ['{0}']"],
+            {
+                "cameras": ["9CAM", "CAM BACK"],
+                "image_topic": "{cam}/image_raw",
+                "camera_info_topic": "",
+                "radar_topic": "{0}/points",
+            },
+            [
+                "cameras: '9CAM' is not a valid ROS name",
+                "cameras: 'CAM BACK' is not a valid ROS name",
+                "image_topic: '{cam}/image_raw' has the placeholder(s) ['{cam}']; the only one is {camera}",
+                "camera_info_topic: '' lacks {camera}",
+                "radar_topic: '{0}/points' has the placeholder(s) ['{0}']",
+            ],
         ),
         (
-            {"sync_anchor": "CAM_TOP", "radars": ["CAM_FRONT"], "image_topic": "{camera}/{",
-             "camera_info_topic": "camera_info", "sync_windows_s": 0.1},
-            ["sync_anchor: 'CAM_TOP' is not one of the cameras", "radars: ['CAM_FRONT'] are also camera names",
-             "image_topic: '{camera}/{' is not a valid pattern", "camera_info_topic: 'camera_info' lacks {camera}",
-             "sync_windows_s: unknown parameter, ignored (did you mean 'sync_window_s'?)"],
+            {
+                "sync_anchor": "CAM_TOP",
+                "radars": ["CAM_FRONT"],
+                "image_topic": "{camera}/{",
+                "camera_info_topic": "camera_info",
+                "sync_windows_s": 0.1,
+            },
+            [
+                "sync_anchor: 'CAM_TOP' is not one of the cameras",
+                "radars: ['CAM_FRONT'] are also camera names",
+                "image_topic: '{camera}/{' is not a valid pattern",
+                "camera_info_topic: 'camera_info' lacks {camera}",
+                "sync_windows_s: unknown parameter, ignored (did you mean 'sync_window_s'?)",
+            ],
         ),
         ({"cameras": []}, ["cameras: needs at least 1 entries, got 0"]),
     ],
     ids=["names-and-patterns", "cross-checks-and-typo", "no-cameras"],
-)  # fmt: skip
+)
 def test_the_node_exits_2_naming_each_mistake(tmp_path, values, problems):
     """The real node process, started with a parameters file: no traceback, exit 2, every problem said."""
     pytest.importorskip("rclpy")

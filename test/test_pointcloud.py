@@ -65,8 +65,12 @@ def test_read_is_zero_copy_and_build_round_trips():
     points["normal"] = np.arange(18).reshape(6, 3)
     fields, point_step, data = array_to_cloud(points)
     assert [(f.name, f.offset, f.datatype, f.count) for f in fields] == [
-        ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 6, 1), ("normal", 16, 8, 3)
-    ]  # fmt: skip
+        ("x", 0, 7, 1),
+        ("y", 4, 7, 1),
+        ("z", 8, 7, 1),
+        ("rgb", 12, 6, 1),
+        ("normal", 16, 8, 3),
+    ]
     assert point_step == 40 and len(data) == 240 and np.shares_memory(np.frombuffer(data, np.uint8), points)
     data = bytes(data)  # as a message holds it
     view = cloud_to_array(fields, point_step, 6, 1, 240, data)

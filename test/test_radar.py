@@ -25,9 +25,22 @@ def test_reads_the_nuscenes_sample_like_an_independent_parse(radar_pcd):
     assert sweep.sensor == "RADAR_FRONT" and sweep.stamp_ns == 1526915243042374000
     assert len(sweep) == 125 and sweep.points.shape == (125, 3)
     assert set(sweep.fields) == {
-        "dyn_prop", "id", "rcs", "vx", "vy", "vx_comp", "vy_comp", "is_quality_valid", "ambig_state",
-        "x_rms", "y_rms", "invalid_state", "pdh0", "vx_rms", "vy_rms",
-    }  # fmt: skip
+        "dyn_prop",
+        "id",
+        "rcs",
+        "vx",
+        "vy",
+        "vx_comp",
+        "vy_comp",
+        "is_quality_valid",
+        "ambig_state",
+        "x_rms",
+        "y_rms",
+        "invalid_state",
+        "pdh0",
+        "vx_rms",
+        "vy_rms",
+    }
     raw = radar_pcd.read_bytes()
     start = raw.index(b"DATA binary\n") + len(b"DATA binary\n")
     assert NUSCENES_POINT.size == 43 and len(raw) > start + 125 * 43  # the trailing bytes exist and are ignored

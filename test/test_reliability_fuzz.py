@@ -69,8 +69,12 @@ def bad_images(draw: st.DrawFn):  # noqa: ANN201 - sensor_msgs/Image
 
     msg = Image()
     _header(draw, msg, ["cam_back_left_optical_frame"])
-    msg.encoding = draw(st.sampled_from(["rgb8", "bgr8", "mono8", "rgba8", "bgra8", "32FC1", "16UC1", "yuv422",
-                                         "bayer_rggb8", "RGB8", ""]) | _text)  # fmt: skip
+    msg.encoding = draw(
+        st.sampled_from(
+            ["rgb8", "bgr8", "mono8", "rgba8", "bgra8", "32FC1", "16UC1", "yuv422", "bayer_rggb8", "RGB8", ""]
+        )
+        | _text
+    )
     msg.is_bigendian = draw(st.integers(0, 255))
     if draw(st.booleans()):  # nearly consistent: off by a little, or a valid image with a wild stamp
         msg.height, msg.width = draw(
@@ -179,10 +183,14 @@ def bad_point_clouds(draw: st.DrawFn):  # noqa: ANN201 - sensor_msgs/PointCloud2
     _header(draw, msg, ["radar_front"])
     names = st.sampled_from(["x", "y", "z", "rcs", "vx_comp", "vy_comp", "intensity"]) | _text
     msg.fields = [
-        PointField(name=draw(names), offset=draw(_small | _uint32), datatype=draw(st.integers(0, 255)),
-                   count=draw(st.integers(0, 4) | _uint32))
+        PointField(
+            name=draw(names),
+            offset=draw(_small | _uint32),
+            datatype=draw(st.integers(0, 255)),
+            count=draw(st.integers(0, 4) | _uint32),
+        )
         for _ in range(draw(st.integers(0, 6)))
-    ]  # fmt: skip
+    ]
     msg.height, msg.width = draw(st.tuples(st.integers(0, 4), _small) | st.tuples(_uint32, _uint32))
     msg.point_step, msg.row_step = draw(_small | _uint32), draw(_small | _uint32)
     msg.is_bigendian, msg.is_dense = draw(st.booleans()), draw(st.booleans())
@@ -194,8 +202,14 @@ def _publish_generated(strategy: st.SearchStrategy, publish: Callable, n: int) -
     """Publish `n` generated messages (paced so that a reliable reader keeps every one); returns the count."""
     sent = 0
 
-    @settings(max_examples=n, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=n,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def send(msg) -> None:  # noqa: ANN001
         nonlocal sent
@@ -236,8 +250,11 @@ class Session:
             topics = {i: f"/{self.rig.cameras[i].name}/image_raw/compressed" for i in GOOD}
             self._compressed = {i: self.publisher(CompressedImage, topic, 10) for i, topic in topics.items()}
         else:
-            self.client.wait_for(lambda: all(self.pub.images[self.rig.cameras[i].name].get_subscription_count()
-                                             for i in GOOD), 60, "the node's image subscriptions")  # fmt: skip
+            self.client.wait_for(
+                lambda: all(self.pub.images[self.rig.cameras[i].name].get_subscription_count() for i in GOOD),
+                60,
+                "the node's image subscriptions",
+            )
         self.pub.publish_tf()
         self._thread.start()
 
@@ -272,8 +289,11 @@ class Session:
         """Each good camera gets new depth after the burst, and the node still runs."""
         names = [self.rig.cameras[i].name for i in GOOD]
         before = {c: len(self.out.depth[c]) for c in names}
-        self.client.wait_for(lambda: all(len(self.out.depth[c]) >= before[c] + 3 for c in names) or
-                             self.node.process.poll() is not None, 90, f"depth of {names} after {what}")  # fmt: skip
+        self.client.wait_for(
+            lambda: all(len(self.out.depth[c]) >= before[c] + 3 for c in names) or self.node.process.poll() is not None,
+            90,
+            f"depth of {names} after {what}",
+        )
         assert self.node.process.poll() is None, f"the node died during {what}"
 
     def received(self, name: str) -> int:

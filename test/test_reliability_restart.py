@@ -134,9 +134,15 @@ def unlinked_shm_ports(pid: int) -> list[str]:
 def test_sigkilled_node_hears_every_camera_after_each_restart(tmp_path, checkpoint, rig):
     params = write_params(
         tmp_path / "params.yaml",
-        {"cameras": rig.camera_names, "checkpoint": str(checkpoint), "backend": "torch", "device": "cpu",
-         "publish_cloud": False, "publish_confidence": False},
-    )  # fmt: skip
+        {
+            "cameras": rig.camera_names,
+            "checkpoint": str(checkpoint),
+            "backend": "torch",
+            "device": "cpu",
+            "publish_cloud": False,
+            "publish_confidence": False,
+        },
+    )
     drivers = Drivers(rig)
     node = None
     served_after: list[float] = []
@@ -168,6 +174,8 @@ def test_sigkilled_node_hears_every_camera_after_each_restart(tmp_path, checkpoi
             node.process.kill()
             node.process.wait()
         drivers.close()
-    print(f"{len(served_after)} of {CYCLES} restarts served all cameras; seconds from start to the last camera: "
-          + ", ".join(f"{t:.1f}" for t in served_after))  # fmt: skip
+    print(
+        f"{len(served_after)} of {CYCLES} restarts served all cameras; seconds from start to the last camera: "
+        + ", ".join(f"{t:.1f}" for t in served_after)
+    )
     assert len(served_after) == CYCLES

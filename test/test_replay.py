@@ -222,8 +222,12 @@ def test_replay_command_delivers_every_message_to_a_fresh_listener_10_times(bag)
     expected["/tf_static"][1] = 1  # the replayer merges the bag's /tf_static into one latched message
     without_profile = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES}
     for attempt in range(10):
-        listener = subprocess.Popen([sys.executable, __file__, "listen", json.dumps(expected)], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        listener = subprocess.Popen(
+            [sys.executable, __file__, "listen", json.dumps(expected)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             command = [sys.executable, "-m", "surround_depth_ros.tools.cli", "replay", str(bag), "--wait", "60"]
             replay = subprocess.run(command, capture_output=True, text=True, timeout=180, env=without_profile)
@@ -243,8 +247,9 @@ def test_replay_command_names_the_topics_nobody_subscribes_and_serves_the_others
 
     with Reader(bag) as reader:
         expected = {c.topic: [c.msgtype, c.msgcount] for c in reader.connections if c.topic.endswith("/image_raw")}
-    listener = subprocess.Popen([sys.executable, __file__, "listen", json.dumps(expected)], stdout=subprocess.PIPE,
-                                text=True)  # fmt: skip
+    listener = subprocess.Popen(
+        [sys.executable, __file__, "listen", json.dumps(expected)], stdout=subprocess.PIPE, text=True
+    )
     try:
         command = [sys.executable, "-m", "surround_depth_ros.tools.cli", "replay", str(bag), "--wait", "500"]
         replay = subprocess.run(command, capture_output=True, text=True, timeout=240)  # far below --wait: no full wait

@@ -19,8 +19,11 @@ from surround_depth_ros.tools.cli import main
 
 # A layout unlike the default one: sensors under /rig, other leaf names, the lidar elsewhere.
 NAMESPACE = "/rig"
-PATTERNS = {"image_topic": "sensing/{camera}/image_rect", "camera_info_topic": "sensing/{camera}/info_rect",
-            "radar_topic": "sensing/radar/{radar}/cloud"}  # fmt: skip
+PATTERNS = {
+    "image_topic": "sensing/{camera}/image_rect",
+    "camera_info_topic": "sensing/{camera}/info_rect",
+    "radar_topic": "sensing/radar/{radar}/cloud",
+}
 LIDAR = "/sensing/lidar/concatenated"
 LAYOUT = TopicNames.from_settings(PATTERNS, NAMESPACE, LIDAR)
 TOPIC_OPTIONS = ("--namespace", NAMESPACE, "--lidar-topic", LIDAR)
@@ -103,8 +106,20 @@ def test_run_bag_writes_the_node_outputs_and_scores_them_like_an_independent_pro
 
     # evaluate through the same params file: the same layout, the same cameras bound to the same slots
     evaluated = tmp_path / "evaluate"
-    argv = ["evaluate", "--checkpoint", str(checkpoint), "--dataset", "rosbag", "--path", str(bag),
-            "--params", str(params), *TOPIC_OPTIONS, "--out", str(evaluated)]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--dataset",
+        "rosbag",
+        "--path",
+        str(bag),
+        "--params",
+        str(params),
+        *TOPIC_OPTIONS,
+        "--out",
+        str(evaluated),
+    ]
     assert main(argv) == 0
     scores = json.loads((evaluated / "metrics.json").read_text())
     for mode in ("metric", "median_scaled"):
@@ -135,8 +150,14 @@ def test_run_bag_on_the_nuscenes_keyframe_does_not_depend_on_the_params_camera_o
 
 def test_run_bag_without_lidar_writes_depth_and_evaluate_stops_in_one_line(small_bags, tmp_path, capsys):
     bag, checkpoint = small_bags["no_lidar"], small_bags["checkpoint"]
-    params = _params(tmp_path / "params.yaml", ["CAM_0", "CAM_1", "CAM_2", "CAM_3"], checkpoint=str(checkpoint),
-                     depth_encoding="16UC1", publish_confidence=False, publish_cloud=False)  # fmt: skip
+    params = _params(
+        tmp_path / "params.yaml",
+        ["CAM_0", "CAM_1", "CAM_2", "CAM_3"],
+        checkpoint=str(checkpoint),
+        depth_encoding="16UC1",
+        publish_confidence=False,
+        publish_cloud=False,
+    )
     out = tmp_path / "out"
     assert main(["run-bag", str(bag), "--params", str(params), *TOPIC_OPTIONS, "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -146,8 +167,20 @@ def test_run_bag_without_lidar_writes_depth_and_evaluate_stops_in_one_line(small
     assert not [t for t in written if t.endswith("/confidence") or t.endswith("/points")]
     assert all(_depth(m).dtype == np.uint16 for m in written["/rig/CAM_0/depth/image"])
     capsys.readouterr()
-    argv = ["evaluate", "--checkpoint", str(checkpoint), "--dataset", "rosbag", "--path", str(bag),
-            "--params", str(params), *TOPIC_OPTIONS, "--out", str(tmp_path / "evaluate")]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--dataset",
+        "rosbag",
+        "--path",
+        str(bag),
+        "--params",
+        str(params),
+        *TOPIC_OPTIONS,
+        "--out",
+        str(tmp_path / "evaluate"),
+    ]
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error and f"no topic {LIDAR}" in error and str(bag) in error
@@ -157,8 +190,13 @@ def test_run_bag_reads_compressed_images_as_the_node_does(small_bags, tmp_path):
     """image_transport: compressed takes <image_topic>/compressed; png images give the raw bag's depth, bit for bit."""
     checkpoint, depth = small_bags["checkpoint"], []
     for name, transport in (("no_lidar", "raw"), ("png", "compressed")):
-        params = _params(tmp_path / f"{name}.yaml", ["CAM_0", "CAM_1", "CAM_2", "CAM_3"], checkpoint=str(checkpoint),
-                         image_transport=transport, publish_cloud=False)  # fmt: skip
+        params = _params(
+            tmp_path / f"{name}.yaml",
+            ["CAM_0", "CAM_1", "CAM_2", "CAM_3"],
+            checkpoint=str(checkpoint),
+            image_transport=transport,
+            publish_cloud=False,
+        )
         out = tmp_path / name
         assert main(["run-bag", str(small_bags[name]), "--params", str(params), *TOPIC_OPTIONS, "--out", str(out)]) == 0
         assert json.loads((out / "summary.json").read_text())["frame_sets_processed"] == 3
@@ -172,8 +210,14 @@ def test_run_bag_reads_compressed_images_as_the_node_does(small_bags, tmp_path):
 
 def test_run_bag_names_every_mistake_and_exits_2(small_bags, tmp_path, capsys):
     bag, checkpoint = small_bags["lidar"], small_bags["checkpoint"]
-    bad = _params(tmp_path / "bad.yaml", ["CAM_0"], checkpoint=str(checkpoint), sync_window_s=7.0,
-                  depth_encoding="8UC1", sync_windw_s=0.1)  # fmt: skip
+    bad = _params(
+        tmp_path / "bad.yaml",
+        ["CAM_0"],
+        checkpoint=str(checkpoint),
+        sync_window_s=7.0,
+        depth_encoding="8UC1",
+        sync_windw_s=0.1,
+    )
     assert main(["run-bag", str(bag), "--params", str(bad), *TOPIC_OPTIONS, "--out", str(tmp_path / "a")]) == 2
     error = capsys.readouterr().err
     assert "sync_window_s: 7.0 is outside the allowed range" in error and "depth_encoding: '8UC1'" in error
@@ -189,8 +233,13 @@ def test_run_bag_names_every_mistake_and_exits_2(small_bags, tmp_path, capsys):
 
 def test_run_bag_at_the_network_resolution_publishes_scaled_camera_info_and_scores_at_that_size(small_bags, tmp_path):
     bag, checkpoint = small_bags["lidar"], small_bags["checkpoint"]
-    params = _params(tmp_path / "params.yaml", ["CAM_0", "CAM_1", "CAM_2", "CAM_3"], checkpoint=str(checkpoint),
-                     depth_resolution="network", publish_cloud=False)  # fmt: skip
+    params = _params(
+        tmp_path / "params.yaml",
+        ["CAM_0", "CAM_1", "CAM_2", "CAM_3"],
+        checkpoint=str(checkpoint),
+        depth_resolution="network",
+        publish_cloud=False,
+    )
     out = tmp_path / "out"
     assert main(["run-bag", str(bag), "--params", str(params), *TOPIC_OPTIONS, "--out", str(out)]) == 0
     written = _read(out / "depth")

@@ -38,9 +38,15 @@ def photometric_at_truth(sample, rig, poses, images=None, adjacent=None) -> floa
     images = sample.images.float()[None] / 255 if images is None else images
     adjacent = sample.adjacent.float()[None] / 255 if adjacent is None else adjacent
     return surround_photometric_loss(
-        images, sample.depth[None], sample.intrinsics[None], sample.extrinsics[None], torch.tensor(rig.adjacency()),
-        [adjacent[:, 0], adjacent[:, 1]], poses[:, 0], [poses[:, 1], poses[:, 2]],
-    ).item()  # fmt: skip
+        images,
+        sample.depth[None],
+        sample.intrinsics[None],
+        sample.extrinsics[None],
+        torch.tensor(rig.adjacency()),
+        [adjacent[:, 0], adjacent[:, 1]],
+        poses[:, 0],
+        [poses[:, 1], poses[:, 2]],
+    ).item()
 
 
 def test_capture_time_poses_and_clean_images_lower_the_loss_at_ground_truth(street):
@@ -86,15 +92,25 @@ def test_se3_exp_is_the_matrix_exponential_and_the_anchored_pose_is_consistent()
 def test_unlabeled_synthetic_withholds_depth_and_mixes_by_ratio(tmp_path):
     base = {
         "train": {"type": "synthetic", "seeds": [3], "frames": 2, "stride": 3, "neighbours": [-1, 1]},
-        "unlabeled": {"type": "synthetic", "seeds": [4], "frames": 3, "stride": 3, "neighbours": [-1, 1],
-                      "labeled": False},
+        "unlabeled": {
+            "type": "synthetic",
+            "seeds": [4],
+            "frames": 3,
+            "stride": 3,
+            "neighbours": [-1, 1],
+            "labeled": False,
+        },
         "unlabeled_ratio": 0.5,
         "model": {"preset": "tiny", "input_size": list(SIZE), "overrides": {"radar": False, "temporal": True}},
         "losses": {"silog": 1.0, "bin_centre": 0.1, "photometric": 1.0},
         "optimizer": {"steps": 2, "batch_size": 2, "warmup_steps": 1},
-        "validation": {"every": 2}, "log_every": 1, "threads": 1, "device": "cpu",
-        "out_dir": str(tmp_path / "run"), "data_cache_dir": str(tmp_path / "cache"),
-    }  # fmt: skip
+        "validation": {"every": 2},
+        "log_every": 1,
+        "threads": 1,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "run"),
+        "data_cache_dir": str(tmp_path / "cache"),
+    }
     trainer = Trainer(config_from_dict(base, "test"))
     assert (trainer.unlabeled_set.depth == 0).all() and (trainer.train_set.depth > 0).any()
     assert trainer.unlabeled_set.adjacent.shape[1:3] == (2, 6) and trainer.pose_net is None  # synthetic: exact poses
@@ -132,9 +148,13 @@ def test_train_command_runs_a_semi_supervised_config_from_a_bag_without_lidar(tm
         "model": {"preset": "tiny", "input_size": list(SIZE), "overrides": {"radar": False}},
         "losses": {"photometric": 1.0},
         "optimizer": {"steps": 2, "batch_size": 2, "warmup_steps": 1},
-        "validation": {"every": 2}, "log_every": 1, "threads": 1, "device": "cpu",
-        "out_dir": str(tmp_path / "run"), "data_cache_dir": str(tmp_path / "cache"),
-    }  # fmt: skip
+        "validation": {"every": 2},
+        "log_every": 1,
+        "threads": 1,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "run"),
+        "data_cache_dir": str(tmp_path / "cache"),
+    }
     path = tmp_path / "semi.yaml"
     path.write_text(yaml.safe_dump(config))
     parser = __import__("argparse").ArgumentParser()

@@ -312,8 +312,10 @@ def test_one_camera_with_a_skewed_clock_is_rejected_alone():
 def test_an_anchor_with_a_wrong_clock_gives_no_anchor_only_sets(anchor_stamp):
     sync = FrameSetSynchronizer(CAMERAS, **DEFAULTS)
     warm = camera_messages(6, NUSCENES_MS)
-    broken = [(n, anchor_stamp + i[1] * PERIOD if n == "CAM_FRONT" else s, i) for n, s, i in camera_messages(
-        24, NUSCENES_MS, start=T0 + 6 * PERIOD)]  # fmt: skip
+    broken = [
+        (n, anchor_stamp + i[1] * PERIOD if n == "CAM_FRONT" else s, i)
+        for n, s, i in camera_messages(24, NUSCENES_MS, start=T0 + 6 * PERIOD)
+    ]
     emitted = flushed(sync, warm + broken)
     assert len(emitted) == 6 and all(s.complete for s in emitted)  # only the frames before the fault
     assert sync.stats()["clock_skew:CAM_FRONT"] == 24 and sync.stats()["clock_jump_reset"] == 0
@@ -395,53 +397,89 @@ def test_every_set_holds_one_capture_instant_and_every_message_is_accounted_for(
 # Where that makes the outputs differ, `ours` says so and `why` explains; the shared properties
 # (each message used once, sets in order, members nearest their anchor) are checked for all.
 MF_CASES = {
-    "ExactMatch": dict(
-        input=[(0, 0), (0, 1), (3, 0), (3, 1), (6, 0), (6, 1)], theirs=[(0, 0), (3, 3), (6, 6)]),
+    "ExactMatch": dict(input=[(0, 0), (0, 1), (3, 0), (3, 1), (6, 0), (6, 1)], theirs=[(0, 0), (3, 3), (6, 6)]),
     "PerfectMatch": dict(
-        input=[(0, 0), (1, 1), (3, 0), (4, 1), (6, 0), (7, 1)], theirs=[(0, 1), (3, 4)],
+        input=[(0, 0), (1, 1), (3, 0), (4, 1), (6, 0), (7, 1)],
+        theirs=[(0, 1), (3, 4)],
         ours=[(0, 1), (3, 4), (6, 7)],
-        why="the anchor's period (3 s) says no message nearer to c can still come; theirs waits for proof"),
+        why="the anchor's period (3 s) says no message nearer to c can still come; theirs waits for proof",
+    ),
     "ImperfectMatch": dict(
-        input=[(0, 0), (1, 1), (2, 0), (3, 0), (5, 1), (6, 0), (7, 1)], theirs=[(0, 1), (6, 5)], ours=[],
+        input=[(0, 0), (1, 1), (2, 0), (3, 0), (5, 1), (6, 0), (7, 1)],
+        theirs=[(0, 1), (6, 5)],
+        ours=[],
         why="x and b, 1 s apart, make the trigger's period 1 s: no B message lies within half a period of an "
-        "anchor. A rig's trigger does not fire at 2 s and 3 s in one 3 s cycle"),
+        "anchor. A rig's trigger does not fire at 2 s and 3 s in one 3 s cycle",
+    ),
     "Acceleration": dict(
-        input=[(0, 0), (7, 1), (12, 0), (15, 1), (17, 0), (18, 1)], theirs=[(12, 7), (17, 18)],
+        input=[(0, 0), (7, 1), (12, 0), (15, 1), (17, 0), (18, 1)],
+        theirs=[(12, 7), (17, 18)],
         ours=[(17, 18)],
         why="an accelerating anchor (gaps 12 s, 5 s) looks like a 5 s trigger that lost a frame at 7 s: A belongs "
-        "to that instant. Cameras on a vehicle fire at a fixed rate"),
+        "to that instant. Cameras on a vehicle fire at a fixed rate",
+    ),
     "DroppedMessagesQueue2": dict(
         input=[(0, 0), (1, 1), (3, 1), (4, 0), (7, 1), (8, 0), (10, 0), (11, 1), (13, 0), (14, 1)],
-        theirs=[(0, 1), (4, 3), (8, 7), (10, 11)], ours=[(4, 3), (10, 11), (13, 14)], buffer=2,
+        theirs=[(0, 1), (4, 3), (8, 7), (10, 11)],
+        ours=[(4, 3), (10, 11), (13, 14)],
+        buffer=2,
         why="with 2 messages per input, a waits for the trigger's period (known at its third anchor) and is "
         "evicted; C (7 s) ties between c (8 s) and the instant the 2 s period predicts at 6 s (ties go to the "
-        "earlier); E pairs with e at the end of the stream"),
+        "earlier); E pairs with e at the end of the stream",
+    ),
     "DroppedMessagesQueue10": dict(
         input=[(0, 0), (1, 1), (3, 1), (4, 0), (7, 1), (8, 0), (10, 0), (11, 1), (13, 0), (14, 1)],
-        theirs=[(0, 1), (4, 3), (8, 7), (10, 11)], ours=[(0, 1), (4, 3), (10, 11), (13, 14)],
+        theirs=[(0, 1), (4, 3), (8, 7), (10, 11)],
+        ours=[(0, 1), (4, 3), (10, 11), (13, 14)],
         why="the trigger's smallest gap (d - c = 2 s) is its period: C (7 s) ties between c (8 s) and the "
         "instant predicted at 6 s, and ties go to the earlier instant; at the end of the stream (flush) e "
-        "and E are decided too"),
+        "and E are decided too",
+    ),
     "LongQueue": dict(
         input=[(t, 0) for t in range(9)] + [(3, 1), (9, 0), (10, 0), (11, 0), (12, 0), (10, 1), (13, 0)],
-        theirs=[(10, 10)], buffer=5),
+        theirs=[(10, 10)],
+        buffer=5,
+    ),
     "DoublePublish": dict(input=[(0, 0), (1, 1), (3, 1), (3, 0)], theirs=[(0, 1), (3, 3)]),
     "FourTopics": dict(
-        input=[(0, 0), (1, 1), (2, 2), (3, 3), (5, 0), (5, 3), (6, 1), (6, 2), (8, 0), (9, 1), (10, 2), (11, 3),
-               (10, 0), (13, 0), (14, 1)],
-        theirs=[(0, 1, 2, 3), (5, 6, 6, 5), (10, 9, 10, 11)], ours=[(5, 6, 6, 5)],
+        input=[
+            (0, 0),
+            (1, 1),
+            (2, 2),
+            (3, 3),
+            (5, 0),
+            (5, 3),
+            (6, 1),
+            (6, 2),
+            (8, 0),
+            (9, 1),
+            (10, 2),
+            (11, 3),
+            (10, 0),
+            (13, 0),
+            (14, 1),
+        ],
+        theirs=[(0, 1, 2, 3), (5, 6, 6, 5), (10, 9, 10, 11)],
+        ours=[(5, 6, 6, 5)],
         why="the anchor's gaps (5, 3, 2, 3 s) give a 3 s period: messages 2-3 s after an anchor are nearer the "
-        "next instant. Theirs minimises each set's spread with no rate model"),
+        "next instant. Theirs minimises each set's spread with no rate model",
+    ),
     "EarlyPublish": dict(input=[(0, 0), (1, 1), (2, 2), (3, 3), (7, 0)], theirs=[(0, 1, 2, 3)]),
     # ApproximateEpsilonTime: a set's members lie within epsilon of each other -> our window_s.
     "EpsilonExactMatch": dict(
-        input=[(0, 0), (0, 1), (3, 0), (3, 1), (6, 0), (6, 1)], theirs=[(0, 0), (3, 3), (6, 6)], window=0.5),
+        input=[(0, 0), (0, 1), (3, 0), (3, 1), (6, 0), (6, 1)], theirs=[(0, 0), (3, 3), (6, 6)], window=0.5
+    ),
     "EpsilonPerfectMatch": dict(
-        input=[(0, 0), (1, 1), (3, 0), (4, 1), (6, 0), (7, 1)], theirs=[(0, 1), (3, 4), (6, 7)], window=1.5),
+        input=[(0, 0), (1, 1), (3, 0), (4, 1), (6, 0), (7, 1)], theirs=[(0, 1), (3, 4), (6, 7)], window=1.5
+    ),
     "EpsilonImperfectMatch": dict(
-        input=[(0, 0), (1, 1), (2, 0), (3, 0), (4, 1), (6, 0), (7, 1)], theirs=[(0, 1), (3, 4), (6, 7)], window=1.5,
-        ours=[], why="as in ImperfectMatch, x and b 1 s apart make the period 1 s; A, B and C lie 1 s from anchors"),
-}  # fmt: skip
+        input=[(0, 0), (1, 1), (2, 0), (3, 0), (4, 1), (6, 0), (7, 1)],
+        theirs=[(0, 1), (3, 4), (6, 7)],
+        window=1.5,
+        ours=[],
+        why="as in ImperfectMatch, x and b 1 s apart make the period 1 s; A, B and C lie 1 s from anchors",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", MF_CASES)
@@ -449,8 +487,9 @@ def test_message_filters_approximate_time_cases(case):
     spec = MF_CASES[case]
     topics = 1 + max(topic for _, topic in spec["input"])
     names = [f"T{i}" for i in range(topics)]
-    sync = FrameSetSynchronizer(names, window_s=spec.get("window", 100.0), wait_s=100.0,
-                                buffer_size=spec.get("buffer", 10), max_skew_s=1000.0)  # fmt: skip
+    sync = FrameSetSynchronizer(
+        names, window_s=spec.get("window", 100.0), wait_s=100.0, buffer_size=spec.get("buffer", 10), max_skew_s=1000.0
+    )
     messages = [(names[topic], t * 10**9, (topic, t)) for t, topic in spec["input"]]
     emitted = flushed(sync, messages)
     sets = [tuple(s.cameras[n][1][1] for n in names) for s in emitted]

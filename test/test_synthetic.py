@@ -34,14 +34,21 @@ def _camera(name: str, position, yaw_deg: float, pitch_deg: float = 0.0, size=(6
 
 def _empty(n: int = 0) -> Primitives:
     return Primitives(
-        np.zeros((n, 3)), np.zeros((n, 3)), np.zeros(n), np.zeros((n, 3)), np.full(n, BUILDING),
-        np.full((n, 3), 0.5), np.tile([3.0, 3.0, 0.5, 0.5], (n, 1)), np.arange(n),
-    )  # fmt: skip
+        np.zeros((n, 3)),
+        np.zeros((n, 3)),
+        np.zeros(n),
+        np.zeros((n, 3)),
+        np.full(n, BUILDING),
+        np.full((n, 3), 0.5),
+        np.tile([3.0, 3.0, 0.5, 0.5], (n, 1)),
+        np.arange(n),
+    )
 
 
 def _scene(boxes: Primitives | None = None, cylinders: Primitives | None = None) -> Scene:
-    return Scene(boxes if boxes is not None else _empty(), cylinders if cylinders is not None else _empty(),
-                 StreetLayout(), 0)  # fmt: skip
+    return Scene(
+        boxes if boxes is not None else _empty(), cylinders if cylinders is not None else _empty(), StreetLayout(), 0
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -132,8 +139,9 @@ def test_box_face_and_cylinder_depth_are_exact():
     face = depth[v - 5 : v + 5, u - 3 : u + 3]
     np.testing.assert_allclose(face, 11.5, atol=1e-5)
     # the cylinder axis at (8, -2): the ray through the projected axis hits at distance |c| - r horizontally
-    uv, _ = geometry.project_points(camera.K, geometry.transform_points(np.linalg.inv(camera.T_base_cam),
-                                                                        np.array([[8.0, -2.0, 1.5]])))  # fmt: skip
+    uv, _ = geometry.project_points(
+        camera.K, geometry.transform_points(np.linalg.inv(camera.T_base_cam), np.array([[8.0, -2.0, 1.5]]))
+    )
     col, row = int(round(uv[0, 0])), int(round(uv[0, 1]))
     ray = geometry.pixel_rays(camera.K, camera.width, camera.height)[row * camera.width + col]
     d_base = camera.T_base_cam[:3, :3] @ ray
@@ -211,8 +219,9 @@ def test_dense_depth_agrees_across_cameras(synchronous, rig):
         points_world = geometry.transform_points(frame.T_world_base[i] @ camera.T_base_cam, points_cam)
         for j, other in enumerate(rig.cameras):
             if j != i:
-                errors.append(_compare_in_camera(points_world, other, frame.T_world_base[j] @ other.T_base_cam,
-                                                 frame.depth[j]))  # fmt: skip
+                errors.append(
+                    _compare_in_camera(points_world, other, frame.T_world_base[j] @ other.T_base_cam, frame.depth[j])
+                )
     errors = np.concatenate(errors)
     assert len(errors) > 2000  # the ring of overlaps is really compared
     assert np.median(errors) < 0.01
@@ -226,7 +235,7 @@ def test_lidar_agrees_with_dense_depth(frame, rig):
         [
             _compare_in_camera(points_world, cam, frame.T_world_base[i] @ cam.T_base_cam, frame.depth[i])
             for i, cam in enumerate(rig.cameras)
-        ]  # fmt: skip
+        ]
     )
     assert len(errors) > 1000
     assert np.median(errors) < 0.03  # 2 cm range noise
@@ -316,8 +325,13 @@ def test_synth_tool_writes_images_depth_and_sheet(capsys, tmp_path):
     data = np.load(folder / "data.npz")
     assert data["depth"].shape == (6, 48, 88) and (data["depth"] > 0).mean() > 0.5
     assert len(data["lidar_points"]) == len(data["lidar_ring"]) > 10_000
-    assert set(data["radar_sensor"]) == {"RADAR_FRONT", "RADAR_FRONT_LEFT", "RADAR_FRONT_RIGHT",
-                                         "RADAR_BACK_LEFT", "RADAR_BACK_RIGHT"}  # fmt: skip
+    assert set(data["radar_sensor"]) == {
+        "RADAR_FRONT",
+        "RADAR_FRONT_LEFT",
+        "RADAR_FRONT_RIGHT",
+        "RADAR_BACK_LEFT",
+        "RADAR_BACK_RIGHT",
+    }
     sheet = cv2.imread(str(tmp_path / "synthetic-3-000000_sheet.png"))
     assert sheet.shape == (4 * 48, 3 * 88, 3)  # two rows of three cameras, each above its depth
     with pytest.raises(SystemExit):  # argparse refuses the size as a usage error, naming the format

@@ -189,13 +189,20 @@ def test_resume_continues_from_the_saved_step_with_the_same_state(data_cache, tm
 def test_own_family_teacher_distils_through_the_cache(data_cache, tmp_path):
     base = make_config(tmp_path, data_cache_dir=str(data_cache / "data"), out_dir=str(tmp_path / "teacher"))
     Trainer(base).train(until=1)
-    losses = {"silog": 1.0, "cross_interaction": 1.0, "view_relational": {"weight": 1.0, "student_feature": -2},
-              "inter_depth": 1.0, "depth_distribution": 1.0}  # fmt: skip
+    losses = {
+        "silog": 1.0,
+        "cross_interaction": 1.0,
+        "view_relational": {"weight": 1.0, "student_feature": -2},
+        "inter_depth": 1.0,
+        "depth_distribution": 1.0,
+    }
     config = make_config(
-        tmp_path, data_cache_dir=str(data_cache / "data"), losses=losses,
+        tmp_path,
+        data_cache_dir=str(data_cache / "data"),
+        losses=losses,
         teacher={"type": "own_family", "checkpoint": str(tmp_path / "teacher" / "last.pt")},
         optimizer={**BASE["optimizer"], "steps": 2},
-    )  # fmt: skip
+    )
     trainer = Trainer(config, out_dir=tmp_path / "student")
     trainer.train()
     assert set(trainer.history[0]) >= {"cross_interaction", "view_relational", "inter_depth", "depth_distribution"}
@@ -207,11 +214,12 @@ def test_depth_anything_teacher_from_the_config(data_cache, tmp_path):
     pytest.importorskip("transformers", reason="the Depth Anything teacher needs `transformers`")
     save_tiny_depth_anything(tmp_path / "da")
     config = make_config(
-        tmp_path, data_cache_dir=str(data_cache / "data"),
+        tmp_path,
+        data_cache_dir=str(data_cache / "data"),
         losses={"silog": 1.0, "cross_interaction": 1.0, "curvature": 1.0},
         teacher={"type": "depth_anything", "model_dir": str(tmp_path / "da"), "input_height": 28},
         optimizer={**BASE["optimizer"], "steps": 2},
-    )  # fmt: skip
+    )
     trainer = Trainer(config, out_dir=tmp_path / "student")
     trainer.train()
     assert trainer.teacher.identity.startswith("depth_anything")

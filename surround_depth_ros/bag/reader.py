@@ -246,8 +246,11 @@ class RosbagReader:
                     sweep = pointcloud.sweep_from_array(radars[topic], stamp, cloud_points(msg))
                     assembler.add_radar(radars[topic], stamp, msg.header.frame_id, sweep)
                 else:
-                    lidar.append(pointcloud.sweep_from_array(topics.LIDAR_NAME, stamp, cloud_points(msg),
-                                                             self.pose_at(stamp), self.T_base_lidar))  # fmt: skip
+                    lidar.append(
+                        pointcloud.sweep_from_array(
+                            topics.LIDAR_NAME, stamp, cloud_points(msg), self.pose_at(stamp), self.T_base_lidar
+                        )
+                    )
                     self._prune(lidar, ready, assembler.oldest_pending_ns())
                 ready.extend(self._complete(assembler.poll(), rig))
                 self.clock_resets = assembler.clock_resets()

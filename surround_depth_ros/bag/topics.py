@@ -129,8 +129,11 @@ class TopicNames:
 
     def sensor_of(self, topic: str) -> tuple[str, str] | None:
         """(kind, sensor) of a per-sensor topic: ("image", "CAM_FRONT"), ("camera_info", ...), ("points", ...)."""
-        patterns = (("image", self._image_topic_pattern, "camera"), ("camera_info", self.camera_info_pattern, "camera"),
-                    ("points", self.radar_pattern, "radar"))  # fmt: skip
+        patterns = (
+            ("image", self._image_topic_pattern, "camera"),
+            ("camera_info", self.camera_info_pattern, "camera"),
+            ("points", self.radar_pattern, "radar"),
+        )
         for kind, pattern, placeholder in patterns:
             head, _, tail = self._resolve(pattern, **{placeholder: "\x00"}).partition("\x00")
             sensor = topic[len(head) : len(topic) - len(tail)] if len(topic) > len(head) + len(tail) else ""

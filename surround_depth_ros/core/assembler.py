@@ -151,8 +151,9 @@ class FrameAssembler:
         if not cameras:
             return None
         radar = self._radar(synced)
-        rig = CameraRig(tuple(cameras), tuple(Radar(s.sensor, s.T_base_sensor) for s in _one_per_sensor(radar)),
-                        self.base_frame)  # fmt: skip
+        rig = CameraRig(
+            tuple(cameras), tuple(Radar(s.sensor, s.T_base_sensor) for s in _one_per_sensor(radar)), self.base_frame
+        )
         poses = [self._pose(stamp) for stamp in stamps]
         frame_set = FrameSet(
             rig=rig,

@@ -42,8 +42,11 @@ def camera_model_problems(
     K, P, D = (np.asarray(v, dtype=np.float64).ravel() for v in (k, p, d))
     if K.size != 9 or P.size != 12:
         return [f"{name}: camera_info has {K.size} values in K and {P.size} in P, expected 9 and 12"]
-    problems = [f"{name}: camera_info {field} has non-finite values {values.tolist()}"
-                for field, values in (("K", K), ("P", P), ("D", D)) if not np.isfinite(values).all()]  # fmt: skip
+    problems = [
+        f"{name}: camera_info {field} has non-finite values {values.tolist()}"
+        for field, values in (("K", K), ("P", P), ("D", D))
+        if not np.isfinite(values).all()
+    ]
     if problems:
         return problems
     K, P = K.reshape(3, 3), P.reshape(3, 4)

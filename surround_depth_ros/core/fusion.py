@@ -193,10 +193,19 @@ class RigGeometry:
             rays64.append(homogeneous @ K_inv.T)
             T32 = self.T_base_cam[i].astype(np.float32)
             end = start + len(grid_r)
-            self.slots.append(_CameraSlot(
-                start, end, depth_offset, w, h, T32[:3, :3], T32[:3, 3],
-                geometry.invert_transform(self.T_base_cam[i]).astype(np.float32), self.K[i].astype(np.float32),
-            ))  # fmt: skip
+            self.slots.append(
+                _CameraSlot(
+                    start,
+                    end,
+                    depth_offset,
+                    w,
+                    h,
+                    T32[:3, :3],
+                    T32[:3, 3],
+                    geometry.invert_transform(self.T_base_cam[i]).astype(np.float32),
+                    self.K[i].astype(np.float32),
+                )
+            )
             depth_offset, start = depth_offset + h * w, end
         self.pixel, self.local_pixel = torch.cat(pixel), torch.cat(local)
         self.color, self.camera = torch.cat(color), torch.cat(camera)  # color: pixel index in its camera's image
@@ -217,11 +226,19 @@ class RigGeometry:
                 inside = np.flatnonzero(near <= far)
                 if not len(inside):
                     continue
-                pairs.append(_PairWindow(
-                    i, j, torch.as_tensor(inside + source.start, device=self.device),
-                    torch.as_tensor(near[inside] * (1 - WINDOW_MARGIN_DEPTH), dtype=torch.float32, device=self.device),
-                    torch.as_tensor(far[inside] * (1 + WINDOW_MARGIN_DEPTH), dtype=torch.float32, device=self.device),
-                ))  # fmt: skip
+                pairs.append(
+                    _PairWindow(
+                        i,
+                        j,
+                        torch.as_tensor(inside + source.start, device=self.device),
+                        torch.as_tensor(
+                            near[inside] * (1 - WINDOW_MARGIN_DEPTH), dtype=torch.float32, device=self.device
+                        ),
+                        torch.as_tensor(
+                            far[inside] * (1 + WINDOW_MARGIN_DEPTH), dtype=torch.float32, device=self.device
+                        ),
+                    )
+                )
         return pairs
 
     def __len__(self) -> int:
@@ -233,9 +250,13 @@ class RigGeometry:
         return sum(len(p.index) for p in self.pairs) / max(compared, 1)
 
     def matches(
-        self, K: np.ndarray, T_base_cam: np.ndarray, sizes: Sequence[tuple[int, int]],
-        image_sizes: Sequence[tuple[int, int]], stride: int,
-    ) -> bool:  # fmt: skip
+        self,
+        K: np.ndarray,
+        T_base_cam: np.ndarray,
+        sizes: Sequence[tuple[int, int]],
+        image_sizes: Sequence[tuple[int, int]],
+        stride: int,
+    ) -> bool:
         return (
             (self.sizes, self.image_sizes, self.stride) == (tuple(sizes), tuple(image_sizes), stride)
             and np.array_equal(self.K, K)
@@ -260,18 +281,23 @@ class CloudFusion:
     """
 
     def __init__(
-        self, options: CloudOptions | None = None, device: str | torch.device = "cpu",
+        self,
+        options: CloudOptions | None = None,
+        device: str | torch.device = "cpu",
         threads: int | None = POSTPROCESS_THREADS,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.options = options or CloudOptions()
         self.device = torch.device(device)
         self.threads = threads if self.device.type == "cpu" else None
         self._geometry: RigGeometry | None = None
 
     def geometry(
-        self, K: np.ndarray, T_base_cam: np.ndarray, sizes: Sequence[tuple[int, int]],
+        self,
+        K: np.ndarray,
+        T_base_cam: np.ndarray,
+        sizes: Sequence[tuple[int, int]],
         image_sizes: Sequence[tuple[int, int]] | None = None,
-    ) -> RigGeometry:  # fmt: skip
+    ) -> RigGeometry:
         """The cached rig geometry for these cameras and depth map sizes (height, width), rebuilt on change."""
         K, T_base_cam = np.asarray(K, np.float64).reshape(-1, 3, 3), np.asarray(T_base_cam, np.float64)
         T_base_cam = T_base_cam.reshape(-1, 4, 4)
@@ -301,9 +327,14 @@ class CloudFusion:
             return self._fuse(depth, K, T_base_cam, confidence, images)
 
     def _fuse(
-        self, depth: Maps, K: np.ndarray, T_base_cam: np.ndarray, confidence: Maps | None, images: Maps | None,
+        self,
+        depth: Maps,
+        K: np.ndarray,
+        T_base_cam: np.ndarray,
+        confidence: Maps | None,
+        images: Maps | None,
         limits: bool = False,
-    ) -> FusedPoints:  # fmt: skip
+    ) -> FusedPoints:
         """`fuse`; with `limits`, the range and confidence limits too, before the points are gathered."""
         flat_depth, sizes = _flatten(depth)
         flat_depth = flat_depth.to(self.device, torch.float32)
@@ -333,18 +364,25 @@ class CloudFusion:
         if images is None:
             rgb = torch.zeros((len(keep), 3), dtype=torch.uint8, device=self.device)
         else:  # each camera's sampled pixels from its own image: no copy of the images
-            rgb = torch.cat([
-                image.to(self.device).reshape(-1, image.shape[-1]).index_select(0, rig.color[slot.start : slot.end])
-                for image, slot in zip(images, rig.slots, strict=True)
-            ]).index_select(0, keep)[:, :3]  # fmt: skip
+            rgb = torch.cat(
+                [
+                    image.to(self.device).reshape(-1, image.shape[-1]).index_select(0, rig.color[slot.start : slot.end])
+                    for image, slot in zip(images, rig.slots, strict=True)
+                ]
+            ).index_select(0, keep)[:, :3]
         return FusedPoints(
             points.index_select(1, keep).T, rgb, *(t.index_select(0, keep) for t in (rig.camera, conf, rig.local_pixel))
         )
 
     def _overlapped(
-        self, rig: RigGeometry, points: torch.Tensor, z: torch.Tensor, conf: torch.Tensor,
-        flat_depth: torch.Tensor, flat_conf: torch.Tensor,
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        rig: RigGeometry,
+        points: torch.Tensor,
+        z: torch.Tensor,
+        conf: torch.Tensor,
+        flat_depth: torch.Tensor,
+        flat_conf: torch.Tensor,
+    ) -> torch.Tensor:
         """Points another camera sees on the same surface with more confidence (ties: the lower index)."""
         drop = torch.zeros(len(rig), dtype=torch.bool, device=self.device)
         for pair in rig.pairs:

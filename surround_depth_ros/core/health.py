@@ -95,10 +95,14 @@ class InputHealth:
         if publishers is not None:
             values["publishers"] = str(publishers)
         if deaf is not None:
-            return Level.ERROR, (
-                f"{publishers} publisher(s) matched but nothing received for {deaf:.0f} s: the driver stopped "
-                "sending, or DDS cannot deliver to this process (after a crash: restart the node)"
-            ), values  # fmt: skip
+            return (
+                Level.ERROR,
+                (
+                    f"{publishers} publisher(s) matched but nothing received for {deaf:.0f} s: the driver stopped "
+                    "sending, or DDS cannot deliver to this process (after a crash: restart the node)"
+                ),
+                values,
+            )
         if self.received == 0:
             return Level.STALE, "no messages received yet", values
         if rate == 0.0:

@@ -109,8 +109,10 @@ class ParamSpec:
         try:
             fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
         except ValueError as error:
-            return [f"{self.name}: {pattern!r} is not a valid pattern ({error}); write {field} where each name goes, "
-                    f"{example}"]  # fmt: skip
+            return [
+                f"{self.name}: {pattern!r} is not a valid pattern ({error}); write {field} where each name goes, "
+                f"{example}"
+            ]
         others = sorted({"{" + f + "}" for f in fields if f != self.placeholder})
         if others:
             return [f"{self.name}: {pattern!r} has the placeholder(s) {others}; the only one is {field}, {example}"]

@@ -110,8 +110,12 @@ def trained_rig(rig: dict | None) -> CameraRig | None:
     """The rig a checkpoint records (`checkpoint.rig_to_dict` layout) as a `CameraRig`."""
     if not rig:
         return None
-    cameras = [Camera(c["name"], c["width"], c["height"], np.asarray(c["K"]), np.asarray(c["T_base_cam"]),
-                      c.get("frame_id", "")) for c in rig["cameras"]]  # fmt: skip
+    cameras = [
+        Camera(
+            c["name"], c["width"], c["height"], np.asarray(c["K"]), np.asarray(c["T_base_cam"]), c.get("frame_id", "")
+        )
+        for c in rig["cameras"]
+    ]
     return CameraRig(tuple(cameras), base_frame=rig.get("base_frame", "base_link"))
 
 
@@ -191,15 +195,22 @@ class SurroundDepthPipeline:
         placements = None if K is None else engine.placements(K, [image.shape[:2] for image in images])
         h, w = engine.input_size
         # The live cameras as the network sees them: at its input size, with the intrinsics of their placement.
-        network_cameras = [resize_camera(c, w, h) if placements is None else
-                           dataclasses.replace(c, width=w, height=h, K=placements[slot].K)
-                           for c, slot in zip(rig.cameras, slots, strict=True)]  # fmt: skip
+        network_cameras = [
+            resize_camera(c, w, h)
+            if placements is None
+            else dataclasses.replace(c, width=w, height=h, K=placements[slot].K)
+            for c, slot in zip(rig.cameras, slots, strict=True)
+        ]
         radar = None
         if self.uses_radar and frame_set.radar:
             network_rig = CameraRig(tuple(network_cameras), rig.radars, rig.base_frame)
-            live = radar_to_maps(frame_set.radar, network_rig, image_size=(w, h),
-                                 target_pose=self._target_pose(frame_set),
-                                 radar_extrinsics={s.sensor: s.T_base_sensor for s in frame_set.radar})  # fmt: skip
+            live = radar_to_maps(
+                frame_set.radar,
+                network_rig,
+                image_size=(w, h),
+                target_pose=self._target_pose(frame_set),
+                radar_extrinsics={s.sensor: s.T_base_sensor for s in frame_set.radar},
+            )
             radar = np.zeros((engine.n_views, len(RADAR_CHANNELS), h, w), np.float32)
             radar[slots] = live
             clock.mark("radar")
@@ -284,8 +295,10 @@ def pipeline_from_settings(settings: dict[str, Any]) -> SurroundDepthPipeline:
     try:
         checkpoint = Path(settings["checkpoint"]) if settings["checkpoint"] else packaged_file(*DEFAULT_CHECKPOINT)
     except FileNotFoundError as error:
-        raise StartupError(f"no checkpoint given and the default student is missing: {error}; "
-                           "set the parameter checkpoint:=/path/to/student.pt") from error  # fmt: skip
+        raise StartupError(
+            f"no checkpoint given and the default student is missing: {error}; "
+            "set the parameter checkpoint:=/path/to/student.pt"
+        ) from error
     try:
         engine = DepthEngine(
             checkpoint,

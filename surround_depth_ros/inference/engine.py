@@ -192,18 +192,26 @@ class DepthEngine:
         self._shift = (-torch.tensor(MEAN) / torch.tensor(STD)).view(1, 3, 1, 1).to(self.device)
         self._previous: torch.Tensor | None = None
         h, w = self.input_size
-        self._trained_K = None if rig is None else [
-            resize_intrinsics(np.asarray(c["K"], dtype=np.float64), w / c["width"], h / c["height"])
-            for c in rig["cameras"]
-        ]  # fmt: skip
+        self._trained_K = (
+            None
+            if rig is None
+            else [
+                resize_intrinsics(np.asarray(c["K"], dtype=np.float64), w / c["width"], h / c["height"])
+                for c in rig["cameras"]
+            ]
+        )
         LOG.info(
             "depth engine: preset %s, backend %s on %s, %s", self.config.name, self.backend_name, self.device, precision
         )
 
     def _build_backend(
-        self, module: ExportableStudent, precision: str, onnx_provider: str | None, channels_last: bool | None,
+        self,
+        module: ExportableStudent,
+        precision: str,
+        onnx_provider: str | None,
+        channels_last: bool | None,
         threads: int | None,
-    ) -> Backend:  # fmt: skip
+    ) -> Backend:
         if self.backend_name == "torch":
             from surround_depth_ros.inference.torch_backend import TorchBackend
 

@@ -46,9 +46,15 @@ def export_onnx(module: ExportableStudent, path: str | Path, inputs: tuple[torch
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         torch.onnx.export(
-            module, tuple(x.cpu() for x in inputs), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
-            input_names=module.input_names, output_names=module.output_names, do_constant_folding=True,
-        )  # fmt: skip
+            module,
+            tuple(x.cpu() for x in inputs),
+            str(tmp),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=module.input_names,
+            output_names=module.output_names,
+            do_constant_folding=True,
+        )
         onnx.checker.check_model(str(tmp))
     return path
 
@@ -109,10 +115,15 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(
-        self, onnx_path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32",
-        provider: str | None = None, cache_dir: str | Path | None = None, threads: int | None = None,
+        self,
+        onnx_path: str | Path,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        provider: str | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
         spinning: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         ort = import_onnxruntime()
         check_precision(precision)
         self.device = torch.device(device)

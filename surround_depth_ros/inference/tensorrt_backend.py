@@ -104,9 +104,13 @@ def _cast_inputs(inputs: tuple[torch.Tensor, ...], precision: str, device: torch
 
 
 def build_engine(
-    module: ExportableStudent, inputs: tuple[torch.Tensor, ...], checksum: str, cache_dir: str | Path,
-    precision: str = "fp16", device: str | torch.device = "cuda",
-) -> Path:  # fmt: skip
+    module: ExportableStudent,
+    inputs: tuple[torch.Tensor, ...],
+    checksum: str,
+    cache_dir: str | Path,
+    precision: str = "fp16",
+    device: str | torch.device = "cuda",
+) -> Path:
     """Compile `module` for the static shapes of `inputs` and save engine + sidecar into `cache_dir`."""
     torch_tensorrt = import_torch_tensorrt()
     if precision not in ("fp32", "fp16"):
@@ -157,9 +161,14 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(
-        self, module: ExportableStudent, inputs: tuple[torch.Tensor, ...], checksum: str, cache_dir: str | Path,
-        device: str | torch.device = "cuda", precision: str = "fp16",
-    ) -> None:  # fmt: skip
+        self,
+        module: ExportableStudent,
+        inputs: tuple[torch.Tensor, ...],
+        checksum: str,
+        cache_dir: str | Path,
+        device: str | torch.device = "cuda",
+        precision: str = "fp16",
+    ) -> None:
         check_precision(precision)
         import_torch_tensorrt()
         self.device = torch.device(device)

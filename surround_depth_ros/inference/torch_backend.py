@@ -19,9 +19,13 @@ class TorchBackend:
     name = "torch"
 
     def __init__(
-        self, module: ExportableStudent, device: str | torch.device = "cpu", precision: str = "fp32",
-        channels_last: bool | None = None, threads: int | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        module: ExportableStudent,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        channels_last: bool | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.device = torch.device(device)
         self.dtype = check_precision(precision)
         if self.device.type == "cuda":

@@ -209,9 +209,17 @@ def _photometric(x: LossInputs, alpha: float = 0.85, auto_mask: bool = True, spa
     depth = _at_size(x.depth, images)
     pairs = x.camera_pairs if spatial else None
     return surround_photometric_loss(
-        images, depth, _scale_intrinsics(K, x.depth, depth), T, pairs, x.adjacent_images, x.poses,
-        x.adjacent_poses, alpha, auto_mask,
-    )  # fmt: skip
+        images,
+        depth,
+        _scale_intrinsics(K, x.depth, depth),
+        T,
+        pairs,
+        x.adjacent_images,
+        x.poses,
+        x.adjacent_poses,
+        alpha,
+        auto_mask,
+    )
 
 
 def _curvature(x: LossInputs, normalisation: str = "median_mad") -> torch.Tensor:

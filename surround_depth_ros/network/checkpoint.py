@@ -44,8 +44,13 @@ class CheckpointInfo:
     def bins(self) -> dict:
         """The bin settings: count, depth range, spacing, temperature."""
         c = self.config
-        return {"n_bins": c.n_bins, "min_depth": c.min_depth, "max_depth": c.max_depth, "log": c.log_bins,
-                "temperature": c.bin_temperature}  # fmt: skip
+        return {
+            "n_bins": c.n_bins,
+            "min_depth": c.min_depth,
+            "max_depth": c.max_depth,
+            "log": c.log_bins,
+            "temperature": c.bin_temperature,
+        }
 
 
 def weights_checksum(state_dict: dict[str, torch.Tensor]) -> str:
@@ -63,14 +68,20 @@ def rig_to_dict(rig: CameraRig) -> dict:
     return {
         "base_frame": rig.base_frame,
         "cameras": [
-            {"name": c.name, "width": c.width, "height": c.height, "K": c.K.tolist(),
-             "T_base_cam": c.T_base_cam.tolist(), "frame_id": c.frame_id}
+            {
+                "name": c.name,
+                "width": c.width,
+                "height": c.height,
+                "K": c.K.tolist(),
+                "T_base_cam": c.T_base_cam.tolist(),
+                "frame_id": c.frame_id,
+            }
             for c in rig.cameras
         ],
         "radars": [
             {"name": r.name, "T_base_radar": r.T_base_radar.tolist(), "frame_id": r.frame_id} for r in rig.radars
         ],
-    }  # fmt: skip
+    }
 
 
 def save_checkpoint(

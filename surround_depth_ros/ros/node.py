@@ -137,9 +137,13 @@ class SurroundDepthNode(Node):
 
         def incompatible(info: Any) -> None:  # noqa: ANN401 - rclpy event status
             policy = qos_policy_name_from_kind(info.last_policy_kind)
-            self._reject(sensor, "QoS mismatch", f"{sensor}: a publisher on {self.resolve_topic_name(topic)} is "
-                         f"incompatible with this node's {policy} QoS ({self.settings['input_reliability']}): a "
-                         "best-effort publisher needs input_reliability:=best_effort")  # fmt: skip
+            self._reject(
+                sensor,
+                "QoS mismatch",
+                f"{sensor}: a publisher on {self.resolve_topic_name(topic)} is "
+                f"incompatible with this node's {policy} QoS ({self.settings['input_reliability']}): a "
+                "best-effort publisher needs input_reliability:=best_effort",
+            )
 
         events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
         return self.create_subscription(kind, topic, callback, qos, event_callbacks=events)
@@ -201,8 +205,12 @@ class SurroundDepthNode(Node):
         self._last_arrival = time.monotonic()
         budget = self.settings["max_image_pixels"]
         if isinstance(msg, Image) and msg.width * msg.height > budget:
-            self._reject(camera, "size", f"{camera}: image is {msg.width}x{msg.height} = {msg.width * msg.height} "
-                         f"pixels, over the budget of {budget} (parameter max_image_pixels)")  # fmt: skip
+            self._reject(
+                camera,
+                "size",
+                f"{camera}: image is {msg.width}x{msg.height} = {msg.width * msg.height} "
+                f"pixels, over the budget of {budget} (parameter max_image_pixels)",
+            )
             return
         while True:
             try:
@@ -239,10 +247,14 @@ class SurroundDepthNode(Node):
             return
         if info is not None and (info.width, info.height) != (rgb.shape[1], rgb.shape[0]):
             size = f"{rgb.shape[1]}x{rgb.shape[0]}"
-            self._reject(camera, "camera_info mismatch", (
-                f"{camera}: image is {size} but its camera_info says {info.width}x{info.height}: "
-                "publish the CameraInfo of this image stream (check remappings and the driver's resolution)"
-            ))  # fmt: skip
+            self._reject(
+                camera,
+                "camera_info mismatch",
+                (
+                    f"{camera}: image is {size} but its camera_info says {info.width}x{info.height}: "
+                    "publish the CameraInfo of this image stream (check remappings and the driver's resolution)"
+                ),
+            )
             return
         stamp = stamp_ns(msg.header.stamp)
         self._account(camera, stamp, self.assembler.add_image(camera, stamp, msg.header.frame_id, rgb))
@@ -260,10 +272,13 @@ class SurroundDepthNode(Node):
                 self.health[name].accept(time.monotonic())
                 return
             self._skewed[name] = skewed
-        self._reject(name, "clock skew", (
-            f"{name}: stamp {stamp / 1e9:.3f} s is more than sync_max_skew_s = {self.settings['sync_max_skew_s']:g} s "
-            "from the other cameras' time: this sensor's clock is off (check its time synchronization, PTP/NTP)"
-        ))  # fmt: skip
+        bound = self.settings["sync_max_skew_s"]
+        self._reject(
+            name,
+            "clock skew",
+            f"{name}: stamp {stamp / 1e9:.3f} s is more than sync_max_skew_s = {bound:g} s from the other cameras' "
+            "time: this sensor's clock is off (check its time synchronization, PTP/NTP)",
+        )
 
     def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
         problems = camera_model_problems(camera, msg.k, msg.p, msg.d, msg.distortion_model, msg.width, msg.height)
@@ -292,9 +307,12 @@ class SurroundDepthNode(Node):
         for t in msg.transforms:
             try:
                 self.assembler.add_transform(
-                    t.header.frame_id, t.child_frame_id, matrix_from_transform(t.transform), stamp_ns(t.header.stamp),
+                    t.header.frame_id,
+                    t.child_frame_id,
+                    matrix_from_transform(t.transform),
+                    stamp_ns(t.header.stamp),
                     static,
-                )  # fmt: skip
+                )
             except ValueError as error:
                 with self._lock:
                     self.drops["bad transform"] += 1
@@ -364,8 +382,11 @@ class SurroundDepthNode(Node):
         frame_set = assembled.frame_set
         if self.pipeline.bind(frame_set.rig):
             trained = self.pipeline.trained.camera_names if self.pipeline.trained else []
-            self.get_logger().info(f"cameras bound to the model's slots: {self.pipeline.binding.describe(trained)}"
-                                   if trained else "cameras bound to the model's slots in list order")  # fmt: skip
+            self.get_logger().info(
+                f"cameras bound to the model's slots: {self.pipeline.binding.describe(trained)}"
+                if trained
+                else "cameras bound to the model's slots in list order"
+            )
         self._binding_error = ""
         outputs = self.pipeline.process(frame_set)
         with self._lock:
@@ -422,13 +443,15 @@ class SurroundDepthNode(Node):
                 "preset": engine.config.name,
                 "backend": f"{engine.backend_name} on {engine.device}",
                 "frame sets published": self._published,
-                "camera slots": "not bound yet" if binding is None else ", ".join(
-                    f"{name}->{slot}" for name, slot in zip(binding.names, binding.slots, strict=True)),
-                "radar motion compensation": "on (odom -> base on /tf)" if self.assembler.motion_compensated
+                "camera slots": "not bound yet"
+                if binding is None
+                else ", ".join(f"{name}->{slot}" for name, slot in zip(binding.names, binding.slots, strict=True)),
+                "radar motion compensation": "on (odom -> base on /tf)"
+                if self.assembler.motion_compensated
                 else "off (no radar, or no odom -> base on /tf)",
                 **sync,
                 **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
-            }  # fmt: skip
+            }
             if self._latency_ms:
                 values["processing_ms (mean of last 100)"] = f"{np.mean(self._processing_ms):.1f}"
                 values["pipeline_latency_ms, wall clock from last message (mean of last 100)"] = (
@@ -471,8 +494,10 @@ class SurroundDepthNode(Node):
         anchor = self.settings["sync_anchor"] or self.cameras[0]
         silent_anchor = ""
         if anchor not in sending:
-            silent_anchor = (f"anchor camera {anchor} is silent while {len(sending)} cameras send: its frames mark "
-                             "the capture instants, check its driver or set sync_anchor to another camera")  # fmt: skip
+            silent_anchor = (
+                f"anchor camera {anchor} is silent while {len(sending)} cameras send: its frames mark "
+                "the capture instants, check its driver or set sync_anchor to another camera"
+            )
         if since <= self.settings["output_timeout_s"]:
             return silent_anchor, ""
         return silent_anchor, f"no frame set published for {since:.0f} s while {len(sending)} cameras send"

@@ -14,13 +14,23 @@ from surround_depth_ros.training.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, nargs="?", default=Path("config/training/ablation.yaml"),
-                        help="ablation YAML (default config/training/ablation.yaml)")  # fmt: skip
+    parser.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=Path("config/training/ablation.yaml"),
+        help="ablation YAML (default config/training/ablation.yaml)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the config's out_dir)")
     parser.add_argument("--only", nargs="+", default=None, metavar="VARIANT", help="run only these variants")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: the config's)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override keys of the training section (e.g. optimizer.steps=2000)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override keys of the training section (e.g. optimizer.steps=2000)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace", default="/", help="namespace the node would run in: relative topic patterns resolve in it"
     )
     parser.add_argument(
-        "--lidar-topic", default=None,
+        "--lidar-topic",
+        default=None,
         help="lidar PointCloud2 topic for ground truth (default lidar/points in the namespace)",
-    )  # fmt: skip
+    )

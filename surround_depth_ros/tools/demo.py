@@ -37,7 +37,7 @@ from surround_depth_ros.visualize import (
     tile,
     write_ply,
     write_png,
-)  # fmt: skip
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -45,15 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
     parser.add_argument(
-        "--compare", type=Path, default=None, metavar="OTHER.pt",
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="OTHER.pt",
         help="also score OTHER.pt on the same frame sets: comparison.json + comparison.png (B - A per metric)",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json and report.png")
     bag = parser.add_argument_group("rosbag: where the topics are (default: the layout of docs/rosbag.md)")
     bag.add_argument(
-        "--params", type=Path, default=None,
+        "--params",
+        type=Path,
+        default=None,
         help="the node's ROS params file: its cameras (in order), topic patterns and synchronizer settings",
-    )  # fmt: skip
+    )
     add_topic_arguments(bag)
 
 
@@ -73,9 +78,15 @@ def depth_caps(text: str | None, dataset: str) -> tuple[float, float]:
 def _spec(args: argparse.Namespace) -> DatasetConfig:
     width, height = args.size
     spec = DatasetConfig(
-        type=args.dataset, seeds=list(args.seeds), frames=args.frames, stride=args.stride,
-        render_size=[width, height], path=args.path, version=args.version, limit=args.limit,
-    )  # fmt: skip
+        type=args.dataset,
+        seeds=list(args.seeds),
+        frames=args.frames,
+        stride=args.stride,
+        render_size=[width, height],
+        path=args.path,
+        version=args.version,
+        limit=args.limit,
+    )
     check_dataset(spec, "evaluate")
     return spec
 
@@ -104,11 +115,14 @@ def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int,
     reader = RosbagReader(spec.path, **_bag_reader_options(args))
     lidar = reader.names.lidar
     if lidar not in reader.topics:
-        raise ConfigError(f"{spec.path} has no lidar to score against: no topic {lidar} (--lidar-topic) among "
-                          f"{sorted(reader.topics)}")  # fmt: skip
+        raise ConfigError(
+            f"{spec.path} has no lidar to score against: no topic {lidar} (--lidar-topic) among {sorted(reader.topics)}"
+        )
     if reader.T_base_lidar is None:
-        raise ConfigError(f"{spec.path} has no lidar to score against: /tf_static does not place the lidar frame "
-                          f"{reader.lidar_frame!r}")  # fmt: skip
+        raise ConfigError(
+            f"{spec.path} has no lidar to score against: /tf_static does not place the lidar frame "
+            f"{reader.lidar_frame!r}"
+        )
     count = reader.expected_frames if spec.limit is None else min(reader.expected_frames, spec.limit)
     return FrameSource(((frame, []) for frame in itertools.islice(reader, count)), reader.rig, count)
 
@@ -131,8 +145,10 @@ def _print_comparison(comparison: dict, labels: tuple[str, str]) -> None:
     for name in METRIC_NAMES:
         row, med = comparison["metric"]["mean"][name], comparison["median_scaled"]["mean"][name]
         better = row["better"].upper() if row["better"] != "same" else "="
-        print(f"{name:<10}{row['a']:>10.4f}{row['b']:>10.4f}{row['difference']:>+10.4f}   "
-              f"({med['difference']:+.4f}){better:>20}")  # fmt: skip
+        print(
+            f"{name:<10}{row['a']:>10.4f}{row['b']:>10.4f}{row['difference']:>+10.4f}   "
+            f"({med['difference']:+.4f}){better:>20}"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,11 +167,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     engines = [_engine(checkpoint, args) for checkpoint in checkpoints]
-    frames = tqdm((frame for frame, _ in source.frames), total=source.count, desc=f"evaluating on {args.dataset}",
-                  unit="frameset")  # fmt: skip
+    frames = tqdm(
+        (frame for frame, _ in source.frames), total=source.count, desc=f"evaluating on {args.dataset}", unit="frameset"
+    )
     try:
-        evaluations = evaluate_checkpoints(engines, frames, *caps, examples=args.examples,
-                                           focal_scaling=not args.no_focal_scaling)  # fmt: skip
+        evaluations = evaluate_checkpoints(
+            engines, frames, *caps, examples=args.examples, focal_scaling=not args.no_focal_scaling
+        )
     except ValueError as error:  # e.g. no frame set with ground truth
         print(f"error: {args.path or args.dataset}: {error}", file=sys.stderr)
         return 2

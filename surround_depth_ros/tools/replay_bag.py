@@ -37,9 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock", action="store_true", help="publish /clock (for use_sim_time consumers)")
     parser.add_argument("--topics", nargs="+", help="replay only these topics (default: all)")
     parser.add_argument(
-        "--wait", type=float, default=10.0, metavar="S",
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="S",
         help="seconds to wait for subscribers before the first message and for acknowledgements after the last",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--max-in-flight", type=int, default=10, help="with --rate max: unacknowledged messages per topic (default 10)"
     )
@@ -58,9 +61,15 @@ def run(args: argparse.Namespace) -> int:
     replayer = None
     try:
         replayer = BagReplayer(
-            args.bag, rate=args.rate, loop=args.loop, publish_clock=args.clock, topics=args.topics,
-            max_in_flight=args.max_in_flight, wait_for_subscribers_s=args.wait, delivery_timeout_s=args.wait,
-        )  # fmt: skip
+            args.bag,
+            rate=args.rate,
+            loop=args.loop,
+            publish_clock=args.clock,
+            topics=args.topics,
+            max_in_flight=args.max_in_flight,
+            wait_for_subscribers_s=args.wait,
+            delivery_timeout_s=args.wait,
+        )
         replayer.run(progress=True)
     except KeyboardInterrupt:
         pass

@@ -46,9 +46,11 @@ OUTPUT_BAG = "depth"  # the output bag's folder inside --out
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", type=Path, help="input rosbag2 folder (mcap or sqlite3)")
     parser.add_argument(
-        "--params", type=Path, default=None,
+        "--params",
+        type=Path,
+        default=None,
         help="the node's ROS params file (as config/surround_depth.param.yaml); default: the node's defaults",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (its depth/ bag must not exist)")
     add_topic_arguments(parser)
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output bag storage")
@@ -83,8 +85,10 @@ def _as_published(frame_set: FrameSet, cameras: list[Camera]) -> FrameSet:
     if all((c.width, c.height) == (o.width, o.height) for c, o in zip(cameras, frame_set.rig.cameras, strict=True)):
         return frame_set
     rig = CameraRig(tuple(cameras), frame_set.rig.radars, frame_set.rig.base_frame)
-    images = [cv2.resize(image, (c.width, c.height), interpolation=cv2.INTER_AREA)
-              for image, c in zip(frame_set.images, cameras, strict=True)]  # fmt: skip
+    images = [
+        cv2.resize(image, (c.width, c.height), interpolation=cv2.INTER_AREA)
+        for image, c in zip(frame_set.images, cameras, strict=True)
+    ]
     return dataclasses.replace(frame_set, rig=rig, images=images)
 
 
@@ -145,10 +149,14 @@ def run(args: argparse.Namespace) -> int:
     engine = pipeline.engine
     summary |= {
         "params": str(args.params) if args.params else None,
-        "model": {"checkpoint": settings["checkpoint"] or "the shipped default student", "preset": engine.config.name,
-                  "backend": engine.backend_name, "device": str(engine.device)},
+        "model": {
+            "checkpoint": settings["checkpoint"] or "the shipped default student",
+            "preset": engine.config.name,
+            "backend": engine.backend_name,
+            "device": str(engine.device),
+        },
         "output_bag": {"path": str(out_bag), "storage": args.storage, "messages": writer.stats.messages},
-    }  # fmt: skip
+    }
     if scorer is None:
         summary["metrics"] = f"not scored: no lidar topic {names.lidar} placed by /tf_static in the bag"
     else:

@@ -69,8 +69,15 @@ def contact_sheet(frame: FrameSet) -> np.ndarray:
                 y, x = (2 * r + k) * tile_h, c * tile_w
                 sheet[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
             scale = max(0.4, tile_w / 1000)
-            cv2.putText(sheet, cams[i].name, (c * tile_w + 6, 2 * r * tile_h + int(22 * scale)),
-                        cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 0), max(1, int(2 * scale)))  # fmt: skip
+            cv2.putText(
+                sheet,
+                cams[i].name,
+                (c * tile_w + 6, 2 * r * tile_h + int(22 * scale)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                scale,
+                (255, 255, 0),
+                max(1, int(2 * scale)),
+            )
     return sheet
 
 
@@ -89,8 +96,11 @@ def save_frame_set(frame: FrameSet, out: Path, sheet: bool = True) -> None:
         "T_base_cam": frame.rig.extrinsics(),
     }
     if frame.lidar is not None:
-        arrays |= {"lidar_points": frame.lidar.points, "lidar_stamp_ns": frame.lidar.stamp_ns,
-                   "lidar_T_world_base": frame.lidar.T_world_base}  # fmt: skip
+        arrays |= {
+            "lidar_points": frame.lidar.points,
+            "lidar_stamp_ns": frame.lidar.stamp_ns,
+            "lidar_T_world_base": frame.lidar.T_world_base,
+        }
         arrays |= {f"lidar_{k}": v for k, v in frame.lidar.fields.items()}
     if frame.radar:
         arrays |= {
@@ -110,8 +120,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rig = load_rig(args.rig) if args.rig else default_rig()
-    reader = SyntheticReader(rig, seed=args.seed, n_frames=args.frames, image_size=args.size,
-                             radar=not args.no_radar, lidar=not args.no_lidar, sweeps=args.sweeps)  # fmt: skip
+    reader = SyntheticReader(
+        rig,
+        seed=args.seed,
+        n_frames=args.frames,
+        image_size=args.size,
+        radar=not args.no_radar,
+        lidar=not args.no_lidar,
+        sweeps=args.sweeps,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     for frame in tqdm(reader, total=len(reader), desc="synthetic frame sets", unit="set"):
         save_frame_set(frame, args.out, sheet=not args.no_sheet)

@@ -36,9 +36,37 @@ TABLE_METRICS = (("abs_rel", "AbsRel"), ("rmse", "RMSE (m)"), ("a1", "delta1"))
 VARIANT_KEYS = {"losses", "teacher", "radar", "baseline"}
 # two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (no SciPy dependency)
 T_975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 @dataclass
@@ -69,8 +97,9 @@ def _variant(name: str, data: Any, teachers: Mapping[str, TeacherConfig], source
     unknown = sorted(set(data) - VARIANT_KEYS)
     if unknown:
         raise ConfigError(f"{source}: variant {name!r}: unknown key(s) {unknown}; valid: {sorted(VARIANT_KEYS)}")
-    variant = Variant(dict(data.get("losses") or {}), data.get("teacher"), bool(data.get("radar", False)),
-                      data.get("baseline"))  # fmt: skip
+    variant = Variant(
+        dict(data.get("losses") or {}), data.get("teacher"), bool(data.get("radar", False)), data.get("baseline")
+    )
     if variant.losses and variant.teacher not in teachers:
         raise ConfigError(f"{source}: variant {name!r} distils, so it needs teacher: one of {sorted(teachers)}")
     return variant
@@ -270,12 +299,15 @@ def run_ablation(config: AblationConfig, device: str | None = None, only: list[s
     baselines = {n: v.baseline for n, v in config.variants.items()}
     summary = summarise(results, teacher_summaries, baselines)
     summary["scale"] = {
-        "seeds": config.seeds, "steps": config.training.optimizer.steps,
+        "seeds": config.seeds,
+        "steps": config.training.optimizer.steps,
         "batch_size": config.training.optimizer.batch_size,
         "input_size": list(config.training.model.student_config().input_size),
-        "preset": config.training.model.preset, "train_frames": _frame_count(config.training.train),
-        "test_frames": _frame_count(config.test), "variants": {n: asdict(config.variants[n]) for n in names},
-    }  # fmt: skip
+        "preset": config.training.model.preset,
+        "train_frames": _frame_count(config.training.train),
+        "test_frames": _frame_count(config.test),
+        "variants": {n: asdict(config.variants[n]) for n in names},
+    }
     (out / "ablation.json").write_text(json.dumps(summary, indent=1))
     (out / "ablation.md").write_text(markdown_table(summary, config.seeds))
     bar_chart(summary, out / "ablation.png")

@@ -159,8 +159,16 @@ _SECTIONS: dict[str, type] = {
     "validation": ValidationConfig,
 }
 _POSITIVE = {
-    "frames", "stride", "batch_size", "steps", "every", "log_every", "input_height", "limit", "threads",
-}  # fmt: skip
+    "frames",
+    "stride",
+    "batch_size",
+    "steps",
+    "every",
+    "log_every",
+    "input_height",
+    "limit",
+    "threads",
+}
 _NON_NEGATIVE = {"warmup_steps", "weight_decay", "colour_jitter", "min_lr_ratio", "min_depth"}
 
 

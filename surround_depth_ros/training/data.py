@@ -216,9 +216,13 @@ class PreparedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         return Sample(
-            self.names[index], self.images[index], self.depth[index], self.intrinsics[index],
-            self.extrinsics[index], **self._optional(index),
-        )  # fmt: skip
+            self.names[index],
+            self.images[index],
+            self.depth[index],
+            self.intrinsics[index],
+            self.extrinsics[index],
+            **self._optional(index),
+        )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -230,9 +234,12 @@ class PreparedDataset(torch.utils.data.Dataset):
         index = torch.as_tensor(list(indices), dtype=torch.long)
         return Sample(
             "|".join(self.names[i] for i in index.tolist()),
-            self.images[index], self.depth[index], self.intrinsics[index], self.extrinsics[index],
+            self.images[index],
+            self.depth[index],
+            self.intrinsics[index],
+            self.extrinsics[index],
             **self._optional(index),
-        )  # fmt: skip
+        )
 
     def resized(self, size: tuple[int, int]) -> PreparedDataset:
         """The same frame sets at another size (h, w): images as the engine resizes, depth min-pooled, K scaled."""

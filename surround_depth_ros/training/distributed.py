@@ -66,8 +66,9 @@ def convert_batchnorm(module: nn.Module) -> nn.Module:
     """`module` with every nn.BatchNorm2d replaced (in place) by a GlobalBatchNorm2d holding the same state."""
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
-            replacement = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                            child.track_running_stats).to(child.running_mean.device)  # fmt: skip
+            replacement = GlobalBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            ).to(child.running_mean.device)
             replacement.load_state_dict(child.state_dict())
             setattr(module, name, replacement)
         else:

@@ -125,8 +125,11 @@ class FrameScorer:
         """The summary (`DepthMetrics.summary()` and the set counts) and the kept sets; ValueError with the reason
         when no set had ground truth."""
         if not self.sets:
-            reason = f"none of its {self.skipped} frame sets has depth or a lidar sweep" if self.skipped else (
-                "the dataset is empty")  # fmt: skip
+            reason = (
+                f"none of its {self.skipped} frame sets has depth or a lidar sweep"
+                if self.skipped
+                else ("the dataset is empty")
+            )
             raise ValueError(f"no frame sets to evaluate: {reason}")
         counts = {"frame_sets": self.sets, "frame_sets_skipped_without_ground_truth": self.skipped}
         return Evaluation(self.metrics.summary() | counts, self.examples)
@@ -205,8 +208,17 @@ def compare_summaries(a: dict, b: dict) -> dict:
 
 # --------------------------------------------------------------------------- pictures
 
-METRIC_LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE m", "rmse_log": "RMSElog", "a1": "d<1.25",
-                 "a2": "d<1.25^2", "a3": "d<1.25^3", "mae": "MAE m", "silog": "SILog"}  # fmt: skip
+METRIC_LABELS = {
+    "abs_rel": "AbsRel",
+    "sq_rel": "SqRel",
+    "rmse": "RMSE m",
+    "rmse_log": "RMSElog",
+    "a1": "d<1.25",
+    "a2": "d<1.25^2",
+    "a3": "d<1.25^3",
+    "mae": "MAE m",
+    "silog": "SILog",
+}
 
 
 def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module
@@ -282,8 +294,9 @@ def _example_rows(examples: dict[str, Example], width: int) -> tuple[list[tuple[
     """Rows for `_draw_rows` of one frame set predicted by each named checkpoint, and their error limit."""
     first = next(iter(examples.values()))
     rows: list[tuple[str, str, list]] = [(first.name[-24:], "image", [_shrink(i, width) for i in first.images])]
-    points = {label: [_shrink_points(g, p, width) for g, p in zip(e.gt, e.pred, strict=True)]
-              for label, e in examples.items()}  # fmt: skip
+    points = {
+        label: [_shrink_points(g, p, width) for g, p in zip(e.gt, e.pred, strict=True)] for label, e in examples.items()
+    }
     rows.append(("ground truth", "depth", [gt for gt, _ in next(iter(points.values()))]))
     suffix = {label: f" {label}" if len(examples) > 1 else "" for label in examples}
     rows += [(f"prediction{suffix[k]}", "depth", [_shrink(p, width) for p in e.pred]) for k, e in examples.items()]
@@ -341,10 +354,12 @@ def _filled_ranges(*summaries: dict) -> list[str]:
 
 def _headline(summary: dict) -> str:
     mean, med = summary["metric"]["mean"] or {}, summary["median_scaled"]["mean"] or {}
-    return (f"metric AbsRel {mean.get('abs_rel', np.nan):.3f}  RMSE {mean.get('rmse', np.nan):.2f} m  "
-            f"d<1.25 {mean.get('a1', np.nan):.3f}  |  median-scaled AbsRel {med.get('abs_rel', np.nan):.3f}  "
-            f"d<1.25 {med.get('a1', np.nan):.3f}  |  {summary['metric']['images']} images, "
-            f"caps {summary['min_depth']:g}-{summary['max_depth']:g} m")  # fmt: skip
+    return (
+        f"metric AbsRel {mean.get('abs_rel', np.nan):.3f}  RMSE {mean.get('rmse', np.nan):.2f} m  "
+        f"d<1.25 {mean.get('a1', np.nan):.3f}  |  median-scaled AbsRel {med.get('abs_rel', np.nan):.3f}  "
+        f"d<1.25 {med.get('a1', np.nan):.3f}  |  {summary['metric']['images']} images, "
+        f"caps {summary['min_depth']:g}-{summary['max_depth']:g} m"
+    )
 
 
 def write_report(evaluation: Evaluation, out_dir: str | Path, title: str = "", display_width: int = 320) -> dict:
@@ -360,10 +375,12 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, title: str = "", d
     summary = evaluation.summary
     names = list(summary["metric"]["per_camera"])
     tile = _tile_inches(evaluation.examples, len(names))
-    fig = plt.figure(figsize=(tile[0] * len(names) + 1.2, tile[1] * 4 * len(evaluation.examples) + 3.6),
-                     layout="constrained")  # fmt: skip
-    blocks = fig.subfigures(len(evaluation.examples) + 1, 1,
-                            height_ratios=[4 * tile[1]] * len(evaluation.examples) + [3.2])  # fmt: skip
+    fig = plt.figure(
+        figsize=(tile[0] * len(names) + 1.2, tile[1] * 4 * len(evaluation.examples) + 3.6), layout="constrained"
+    )
+    blocks = fig.subfigures(
+        len(evaluation.examples) + 1, 1, height_ratios=[4 * tile[1]] * len(evaluation.examples) + [3.2]
+    )
     for block, example in zip(np.atleast_1d(blocks), evaluation.examples, strict=False):
         rows, limit = _example_rows({"": example}, display_width)
         _draw_rows(block, rows, names, limit)
@@ -386,8 +403,9 @@ def _tile_inches(examples: list[Example], cameras: int) -> tuple[float, float]:
     return width, width * aspect + 0.15
 
 
-def write_comparison(a: Evaluation, b: Evaluation, out_dir: str | Path, labels: tuple[str, str],
-                     display_width: int = 320) -> dict:  # fmt: skip
+def write_comparison(
+    a: Evaluation, b: Evaluation, out_dir: str | Path, labels: tuple[str, str], display_width: int = 320
+) -> dict:
     """Write comparison.json (`compare_summaries`) and comparison.png: per metric A, B and B - A (green where B
     is better), AbsRel per camera and per range for both, and one frame set predicted by both.
 
@@ -416,15 +434,18 @@ def write_comparison(a: Evaluation, b: Evaluation, out_dir: str | Path, labels: 
         ax.set_title(f"{mode.replace('_', '-')} (green: B better)", fontsize=9)
     camera_ax, range_ax = middle.subplots(1, 2)
     for ax, part, groups in ((camera_ax, "per_camera", names), (range_ax, "per_range", _filled_ranges(a.summary))):
-        series = {f"{key.upper()}: {label}": [_metric_of(run.summary["metric"][part], "abs_rel")[g] for g in groups]
-                  for key, label, run in (("a", labels[0], a), ("b", labels[1], b))}  # fmt: skip
+        series = {
+            f"{key.upper()}: {label}": [_metric_of(run.summary["metric"][part], "abs_rel")[g] for g in groups]
+            for key, label, run in (("a", labels[0], a), ("b", labels[1], b))
+        }
         ticks = groups if part == "per_camera" else [f"{g} m" for g in groups]
         _bars(ax, ticks, series, "AbsRel (metric)", part.replace("_", " "))
     if a.examples:
         rows, limit = _example_rows({"A": a.examples[0], "B": b.examples[0]}, display_width)
         _draw_rows(bottom, rows, names, limit)
-    fig.suptitle(f"A: {labels[0]}   vs   B: {labels[1]}\nA {_headline(a.summary)}\nB {_headline(b.summary)}",
-                 fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"A: {labels[0]}   vs   B: {labels[1]}\nA {_headline(a.summary)}\nB {_headline(b.summary)}", fontsize=9
+    )
     png_path = out / "comparison.png"
     fig.savefig(png_path, dpi=90)
     plt.close(fig)

@@ -192,9 +192,12 @@ class Trainer:
         if self.pose_net is None:  # no neighbours: one instant, the stagger cannot be compensated
             return None
         estimated = extrinsic_anchored_poses(
-            self.pose_net, normalise(clean[:, 0]), normalise(adjacent[:, :, 0]), batch.times.to(self.device),
+            self.pose_net,
+            normalise(clean[:, 0]),
+            normalise(adjacent[:, :, 0]),
+            batch.times.to(self.device),
             batch.extrinsics[:, 0].to(self.device),
-        )  # fmt: skip
+        )
         return torch.where(missing[:, None, None, None, None], estimated, poses)
 
     def loss_inputs(
@@ -234,14 +237,24 @@ class Trainer:
         poses = self.poses(batch, clean, adjacent) if "photometric" in self.losses.terms else None
         count = 0 if adjacent is None or poses is None else adjacent.shape[1]
         inputs = LossInputs(
-            depth=out.depth, gt_depth=gt, bin_logits=out.bin_logits, bin_centres=out.bin_centres,
-            features=out.features, decoder_features=out.decoder_features,
-            image_features=out.image_features, radar_features=out.radar_features,
-            intermediate_depths=out.intermediate_depths, teacher=teacher, images=clean,
-            intrinsics=batch.intrinsics.to(self.device), extrinsics=batch.extrinsics.to(self.device),
-            camera_pairs=self.adjacency, adjacent_images=[adjacent[:, s] for s in range(count)],
-            poses=None if poses is None else poses[:, 0], adjacent_poses=[poses[:, 1 + s] for s in range(count)],
-        )  # fmt: skip
+            depth=out.depth,
+            gt_depth=gt,
+            bin_logits=out.bin_logits,
+            bin_centres=out.bin_centres,
+            features=out.features,
+            decoder_features=out.decoder_features,
+            image_features=out.image_features,
+            radar_features=out.radar_features,
+            intermediate_depths=out.intermediate_depths,
+            teacher=teacher,
+            images=clean,
+            intrinsics=batch.intrinsics.to(self.device),
+            extrinsics=batch.extrinsics.to(self.device),
+            camera_pairs=self.adjacency,
+            adjacent_images=[adjacent[:, s] for s in range(count)],
+            poses=None if poses is None else poses[:, 0],
+            adjacent_poses=[poses[:, 1 + s] for s in range(count)],
+        )
         return out.depth, inputs
 
     def backward(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -313,14 +326,20 @@ class Trainer:
             score = mean["abs_rel"]
             if self.best is None or score < self.best:
                 self.best = score
-                save_checkpoint(self.out_dir / "best.pt", self.model, rig=self.rig, adjacency=self.adjacency.cpu(),
-                                extra=extra)  # fmt: skip
+                save_checkpoint(
+                    self.out_dir / "best.pt", self.model, rig=self.rig, adjacency=self.adjacency.cpu(), extra=extra
+                )
         save_checkpoint(self.out_dir / "last.pt", self.model, rig=self.rig, adjacency=self.adjacency.cpu(), extra=extra)
         state = {
-            "format": STATE_FORMAT, "step": self.step, "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(), "losses": self.losses.state_dict(),
-            "best": self.best, "history": json.dumps(self.history), "validations": json.dumps(self.validations),
-        }  # fmt: skip
+            "format": STATE_FORMAT,
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "losses": self.losses.state_dict(),
+            "best": self.best,
+            "history": json.dumps(self.history),
+            "validations": json.dumps(self.validations),
+        }
         if self.pose_net is not None:
             state["pose_net"] = self.pose_net.state_dict()
         tmp = self.out_dir / "train_state.pt.tmp"
@@ -359,8 +378,9 @@ class Trainer:
         stop = min(total, until) if until is not None else total
         every = self.config.validation.every
         validation = None
-        bar = tqdm(range(self.step, stop), initial=self.step, total=total, desc="training", unit="step",
-                   disable=self.rank != 0)  # fmt: skip
+        bar = tqdm(
+            range(self.step, stop), initial=self.step, total=total, desc="training", unit="step", disable=self.rank != 0
+        )
         started = time.perf_counter()
         for step in bar:
             record = self.train_step(step)

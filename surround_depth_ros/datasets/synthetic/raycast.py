@@ -125,8 +125,9 @@ def _outside(normals: np.ndarray, prims: Primitives, centers: np.ndarray, is_cyl
     return support < 0
 
 
-def _visible(prims: Primitives, is_cylinder: bool, origin: np.ndarray, bundles: RayBundles,
-             max_range_m: float) -> np.ndarray:  # fmt: skip
+def _visible(
+    prims: Primitives, is_cylinder: bool, origin: np.ndarray, bundles: RayBundles, max_range_m: float
+) -> np.ndarray:
     """(G, n) whether primitive i may be hit by a ray of bundle g (inside its planes and within range)."""
     centers, radii = prims.bounding_spheres(is_cylinder)
     centers = centers - origin
@@ -145,9 +146,12 @@ def _visible(prims: Primitives, is_cylinder: bool, origin: np.ndarray, bundles: 
 
 
 def _nearest(
-    table: torch.Tensor, intersect: Callable[..., torch.Tensor], d: torch.Tensor, group: torch.Tensor,
+    table: torch.Tensor,
+    intersect: Callable[..., torch.Tensor],
+    d: torch.Tensor,
+    group: torch.Tensor,
     visible: np.ndarray,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest t (R,) and primitive index (R,) over the (ray, primitive) pairs the bundles allow."""
     device = d.device
     vis = torch.as_tensor(np.ascontiguousarray(visible), device=device)
@@ -273,7 +277,8 @@ def _describe(
     return RayHits(t, material, object_id, index, kind, points, normal, local, face)
 
 
-def _label(material: torch.Tensor, object_id: torch.Tensor, sel: torch.Tensor, k: torch.Tensor,
-           prims: Primitives) -> None:  # fmt: skip
+def _label(
+    material: torch.Tensor, object_id: torch.Tensor, sel: torch.Tensor, k: torch.Tensor, prims: Primitives
+) -> None:
     material[sel] = torch.as_tensor(prims.material, device=material.device)[k]
     object_id[sel] = torch.as_tensor(prims.object_id, device=material.device)[k]

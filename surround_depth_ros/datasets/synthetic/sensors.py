@@ -116,8 +116,9 @@ class LidarModel:
         return dirs.reshape(-1, 3), ring.ravel(), az.ravel()
 
 
-def lidar_sweep(world: SyntheticWorld, model: LidarModel, stamp_ns: int, timing: SensorTiming,
-                rng: np.random.Generator) -> PointSweep:  # fmt: skip
+def lidar_sweep(
+    world: SyntheticWorld, model: LidarModel, stamp_ns: int, timing: SensorTiming, rng: np.random.Generator
+) -> PointSweep:
     """One sweep (points in the lidar frame, fields `intensity` 0-255 and `ring`) at `stamp_ns`."""
     t_s = timing.seconds(stamp_ns)
     T_world_base = world.T_world_base(t_s)
@@ -232,8 +233,14 @@ def _pick_returns(hits: RayHits, model: RadarModel, rng: np.random.Generator) ->
     return candidate[detected], object_id[detected], distance[detected], rcs_true[detected]
 
 
-def radar_sweep(world: SyntheticWorld, radar: Radar, model: RadarModel, stamp_ns: int, timing: SensorTiming,
-                rng: np.random.Generator) -> RadarReturns:  # fmt: skip
+def radar_sweep(
+    world: SyntheticWorld,
+    radar: Radar,
+    model: RadarModel,
+    stamp_ns: int,
+    timing: SensorTiming,
+    rng: np.random.Generator,
+) -> RadarReturns:
     """One radar sweep at `stamp_ns`: points in the radar frame, nuScenes field names."""
     t_s = timing.seconds(stamp_ns)
     T_world_base = world.T_world_base(t_s)

@@ -133,10 +133,30 @@ class Scene:
     seed: int
 
 
-_FACADES = np.array([[0.62, 0.52, 0.42], [0.55, 0.32, 0.25], [0.75, 0.72, 0.64], [0.45, 0.47, 0.5],
-                     [0.8, 0.66, 0.45], [0.38, 0.36, 0.33], [0.66, 0.6, 0.55], [0.5, 0.55, 0.45]])  # fmt: skip
-_CAR_PAINT = np.array([[0.7, 0.05, 0.04], [0.05, 0.12, 0.45], [0.8, 0.8, 0.8], [0.05, 0.05, 0.05],
-                       [0.45, 0.46, 0.48], [0.12, 0.3, 0.12], [0.85, 0.6, 0.1], [0.25, 0.4, 0.65]])  # fmt: skip
+_FACADES = np.array(
+    [
+        [0.62, 0.52, 0.42],
+        [0.55, 0.32, 0.25],
+        [0.75, 0.72, 0.64],
+        [0.45, 0.47, 0.5],
+        [0.8, 0.66, 0.45],
+        [0.38, 0.36, 0.33],
+        [0.66, 0.6, 0.55],
+        [0.5, 0.55, 0.45],
+    ]
+)
+_CAR_PAINT = np.array(
+    [
+        [0.7, 0.05, 0.04],
+        [0.05, 0.12, 0.45],
+        [0.8, 0.8, 0.8],
+        [0.05, 0.05, 0.05],
+        [0.45, 0.46, 0.48],
+        [0.12, 0.3, 0.12],
+        [0.85, 0.6, 0.1],
+        [0.25, 0.4, 0.65],
+    ]
+)
 
 
 @dataclass
@@ -216,25 +236,41 @@ class SyntheticWorld:
                 # style: window spacing, floor height, window fill ratio, glass tint
                 style = (rng.uniform(2.2, 3.6), rng.uniform(2.9, 3.6), rng.uniform(0.35, 0.7), rng.uniform(0, 1))
                 y = side * (front + setback + depth / 2)
-                boxes.add((x + width / 2, y, height / 2), (width / 2, depth / 2, height / 2), BUILDING,
-                          np.clip(color, 0, 1), self._new_id(), style=style)  # fmt: skip
+                boxes.add(
+                    (x + width / 2, y, height / 2),
+                    (width / 2, depth / 2, height / 2),
+                    BUILDING,
+                    np.clip(color, 0, 1),
+                    self._new_id(),
+                    style=style,
+                )
                 x += width + rng.uniform(0.0, 5.0)
 
-    def _add_car(self, boxes: _PrimitiveList, rng: np.random.Generator, x: float, y: float, yaw: float,
-                 speed: float) -> None:  # fmt: skip
+    def _add_car(
+        self, boxes: _PrimitiveList, rng: np.random.Generator, x: float, y: float, yaw: float, speed: float
+    ) -> None:
         length, width = rng.uniform(3.9, 4.9), rng.uniform(1.7, 1.95)
         body_h, cabin_h = rng.uniform(0.65, 0.85), rng.uniform(0.5, 0.7)
         color = _CAR_PAINT[rng.integers(len(_CAR_PAINT))]
         velocity = (speed * np.cos(yaw), speed * np.sin(yaw), 0.0)
         oid = self._new_id()
         style = (length, 0.0, 0.0, 0.0)
-        boxes.add((x, y, 0.2 + body_h / 2), (length / 2, width / 2, body_h / 2), VEHICLE, color, oid, yaw,
-                  velocity, style)  # fmt: skip
+        boxes.add(
+            (x, y, 0.2 + body_h / 2), (length / 2, width / 2, body_h / 2), VEHICLE, color, oid, yaw, velocity, style
+        )
         # the cabin sits a little behind the centre
         back = -0.12 * length
         cx, cy = x + back * np.cos(yaw), y + back * np.sin(yaw)
-        boxes.add((cx, cy, 0.2 + body_h + cabin_h / 2), (0.28 * length, width / 2 - 0.08, cabin_h / 2), GLASS,
-                  color, oid, yaw, velocity, style)  # fmt: skip
+        boxes.add(
+            (cx, cy, 0.2 + body_h + cabin_h / 2),
+            (0.28 * length, width / 2 - 0.08, cabin_h / 2),
+            GLASS,
+            color,
+            oid,
+            yaw,
+            velocity,
+            style,
+        )
 
     def _lay_vehicles(self, rng: np.random.Generator, boxes: _PrimitiveList) -> None:
         lay, v_ego = self.layout, self.ego_speed_mps
@@ -270,8 +306,13 @@ class SyntheticWorld:
             while x < self._x_max:
                 height = rng.uniform(5.5, 8.0)
                 grey = rng.uniform(0.35, 0.6)
-                cylinders.add((x, side * (lay.sidewalk_inner + 0.6), 0.0), (0.09, 0.09, height), POLE,
-                              (grey, grey, grey * 1.05), self._new_id())  # fmt: skip
+                cylinders.add(
+                    (x, side * (lay.sidewalk_inner + 0.6), 0.0),
+                    (0.09, 0.09, height),
+                    POLE,
+                    (grey, grey, grey * 1.05),
+                    self._new_id(),
+                )
                 x += rng.uniform(18.0, 32.0)
             x = self._x_min + rng.uniform(0, 15)
             while x < self._x_max:
@@ -295,5 +336,12 @@ class SyntheticWorld:
             shirt = rng.uniform(0.05, 0.9, 3)
             trousers = rng.uniform(0.03, 0.4)
             skin = rng.uniform(0.3, 0.8)
-            cylinders.add((x, y, 0.0), (0.24, 0.24, height), PEDESTRIAN, shirt, self._new_id(),
-                          velocity=(speed, 0.0, 0.0), style=(trousers, skin, 0.0, 0.0))  # fmt: skip
+            cylinders.add(
+                (x, y, 0.0),
+                (0.24, 0.24, height),
+                PEDESTRIAN,
+                shirt,
+                self._new_id(),
+                velocity=(speed, 0.0, 0.0),
+                style=(trousers, skin, 0.0, 0.0),
+            )
