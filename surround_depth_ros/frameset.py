@@ -1,13 +1,16 @@
 """The unit of work of the whole package: one synchronized set of surround images.
 
-Every reader (synthetic world, nuScenes, DDAD, rosbag2) yields `FrameSet`s, the trainer
-consumes them, and the node builds one per accepted synchronization, so that one structure
-carries images, per-sensor stamps, radar, lidar, poses and (when known) ground truth.
+Every reader (synthetic world, nuScenes, DDAD, rosbag2) is a `FrameSource` that yields
+`FrameSet`s, the trainer consumes them, and the node builds one per accepted synchronization, so
+that one structure carries images, per-sensor stamps, radar, lidar, poses and (when known)
+ground truth.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -82,3 +85,21 @@ class FrameSet:
     def stamp_ns(self) -> int:
         """The set's reference stamp: the synchronizer's anchor camera when known, else the earliest camera."""
         return int(self.camera_stamps_ns.min()) if self.anchor_stamp_ns is None else int(self.anchor_stamp_ns)
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """What every reader offers, so that training, evaluation and bag writing treat sources alike.
+
+    `rig` is the rig of the source's first (representative) frame set: the one a model trains on and a
+    bag announces. `len()` is how many frame sets a pass yields: exact for indexed datasets, the best
+    count a streamed source can give before reading (a bag: the fewest images of any camera), so use it
+    for progress bars and caps, never to index. Iterating yields the frame sets in time order.
+    """
+
+    @property
+    def rig(self) -> CameraRig: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[FrameSet]: ...

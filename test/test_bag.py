@@ -156,7 +156,7 @@ def test_rosbag_reader_round_trip(bag, framesets):
         assert a.frame_id == b.frame_id
         np.testing.assert_allclose(a.T_base_radar, b.T_base_radar, atol=1e-12)
     np.testing.assert_allclose(reader.T_base_lidar, T_BASE_LIDAR, atol=1e-12)
-    assert reader.expected_frames == N_FRAMES
+    assert len(reader) == N_FRAMES
 
     read = list(reader)
     assert len(read) == N_FRAMES and reader.dropped == 0

@@ -43,7 +43,8 @@ class BagFormatError(ValueError):
 
 
 class RosbagReader:
-    """The FrameSets of a bag; `rig`, `T_base_lidar`, and after a pass `dropped` (images in no set), `sync_stats`.
+    """The FrameSets of a bag, a `FrameSource`: `rig`, `len()` (an estimate, see `__len__`), `T_base_lidar`, and
+    after a pass `dropped` (images in no set), `sync_stats`.
 
     During a pass `camera_info` holds each camera's latest CameraInfo message (what the node republishes
     with its depth). Without `topic_names` the topics are the patterns of `settings` (the node's defaults).
@@ -91,7 +92,7 @@ class RosbagReader:
             self.message_counts = {topic: info.msgcount for topic, info in reader.topics.items()}
             self.message_duration_s = reader.duration / 1e9
             self.transforms = self._transforms(reader)
-            self.rig = rig or self._rig_from_bag(reader, base_frame, named)
+            self._rig = rig or self._rig_from_bag(reader, base_frame, named)
             self.lidar_frame = self._lidar_frame(reader)
         lidar_known = self.lidar_frame in self.transforms.frames()
         self.T_base_lidar = self._extrinsic(self.lidar_frame) if lidar_known else None
@@ -191,8 +192,16 @@ class RosbagReader:
 
     # ------------------------------------------------------------------ frame sets
     @property
-    def expected_frames(self) -> int:
-        """Frame sets the bag can hold at most: the fewest images of any camera (for progress bars)."""
+    def rig(self) -> CameraRig:
+        """The rig given, else the one /tf_static and each camera's first CameraInfo describe."""
+        return self._rig
+
+    def __len__(self) -> int:
+        """The best count of frame sets known before a pass: the fewest images of any camera.
+
+        A bound, not a promise: sets the synchronizer drops (a late or undecodable image) make a pass
+        yield fewer. Good for progress bars and caps; a pass is the only exact count.
+        """
         return min(self.message_counts.get(self.names.image(c.name), 0) for c in self.rig.cameras)
 
     def __iter__(self) -> Iterator[FrameSet]:

@@ -107,7 +107,7 @@ def _stamp_us(datum: dict[str, Any]) -> int:
 
 
 class DGPSceneReader:
-    """Samples of one DGP scene (a `scene_*.json`, or the folder holding one); `reader[i]` is a `FrameSet`.
+    """Samples of one DGP scene (a `scene_*.json`, or its folder), a `FrameSource`; `reader[i]` is a `FrameSet`.
 
     Cameras follow the calibration's order, lidar is the sweep of the sensor named `lidar`
     (DDAD: LIDAR) in its own frame with `T_world_base` at lidar time, and `depth` is the lidar
@@ -170,7 +170,12 @@ class DGPSceneReader:
     def _stamp_ns(self, datum: dict[str, Any]) -> int:
         return (_stamp_us(datum) - self.stamp_origin_us) * 1000
 
-    def rig(self, index: int = 0) -> CameraRig:
+    @property
+    def rig(self) -> CameraRig:
+        """The rig of the first sample: what a model trains on and a bag announces."""
+        return self.rig_of(0)
+
+    def rig_of(self, index: int) -> CameraRig:
         """The rig of sample `index`: cameras present in the sample, sized from their image datums."""
         datums = self._sample_datums(index)
         sizes = {
@@ -199,7 +204,7 @@ class DGPSceneReader:
 
     def __getitem__(self, index: int) -> FrameSet:
         datums = self._sample_datums(index)
-        rig = self.rig(index)
+        rig = self.rig_of(index)
         images, stamps, poses, depth = [], [], [], []
         lidar_datum = datums.get(self.lidar)
         lidar = None

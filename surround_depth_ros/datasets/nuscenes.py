@@ -55,7 +55,7 @@ def read_lidar_bin(
 
 
 class NuScenesReader:
-    """Keyframes (samples) of a nuScenes dataroot; `reader[i]` is a `FrameSet`.
+    """Keyframes (samples) of a nuScenes dataroot, a `FrameSource`; `reader[i]` is a `FrameSet`.
 
     Each frame set has the rig from `calibrated_sensor`, RGB images, camera stamps, the ego pose
     at every camera stamp, the LIDAR_TOP sweep in the lidar frame (with the ego pose at lidar
@@ -121,10 +121,14 @@ class NuScenesReader:
         token = sample_token or self.sample_tokens[0]
         return pose_to_matrix(self._calibration(self._sample_data(token)[LIDAR_CHANNEL]))
 
-    def rig(self, sample_token: str | None = None) -> CameraRig:
-        """The six cameras (CAMERA_CHANNELS order) and the radars calibrated for a sample."""
-        token = sample_token or self.sample_tokens[0]
-        records = self._sample_data(token)
+    @property
+    def rig(self) -> CameraRig:
+        """The rig of the first keyframe (a nuScenes log keeps its calibration): what a model trains on."""
+        return self.rig_of(self.sample_tokens[0])
+
+    def rig_of(self, sample_token: str) -> CameraRig:
+        """The six cameras (CAMERA_CHANNELS order) and the radars calibrated for one sample."""
+        records = self._sample_data(sample_token)
         cameras = []
         for channel in CAMERA_CHANNELS:
             record = records[channel]
@@ -149,7 +153,7 @@ class NuScenesReader:
         sample = self.samples[index]
         token = sample["token"]
         records = self._sample_data(token)
-        rig = self.rig(token)
+        rig = self.rig_of(token)
         images = [read_image_rgb(self.dataroot / records[c]["filename"]) for c in CAMERA_CHANNELS]
         stamps_ns = np.array([records[c]["timestamp"] * 1000 for c in CAMERA_CHANNELS], dtype=np.int64)
         T_world_base = np.stack([self.ego_pose(records[c]) for c in CAMERA_CHANNELS])
@@ -198,4 +202,5 @@ def rig_from_nuscenes(
     dataroot: str | os.PathLike, sample_token: str | None = None, version: str = "v1.0-mini"
 ) -> CameraRig:
     """The calibrated rig of one nuScenes sample (the first keyframe by default)."""
-    return NuScenesReader(dataroot, version).rig(sample_token)
+    reader = NuScenesReader(dataroot, version)
+    return reader.rig if sample_token is None else reader.rig_of(sample_token)

@@ -103,10 +103,10 @@ def _bag_reader_options(args: argparse.Namespace) -> dict:
     return {"topic_names": names, "settings": settings} if args.params else {"topic_names": names}
 
 
-def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int, int]):  # noqa: ANN202 - FrameSource
+def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int, int]):  # noqa: ANN202 - FramesWithNeighbours
     """The frame sets to score (with their temporal neighbours, none asked). A bag is opened here, with the
     topic options, and must carry lidar."""
-    from surround_depth_ros.training.data import FrameSource, open_source
+    from surround_depth_ros.training.data import FramesWithNeighbours, open_source
 
     if spec.type != "rosbag":
         return open_source(spec, size)
@@ -123,8 +123,8 @@ def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int,
             f"{spec.path} has no lidar to score against: /tf_static does not place the lidar frame "
             f"{reader.lidar_frame!r}"
         )
-    count = reader.expected_frames if spec.limit is None else min(reader.expected_frames, spec.limit)
-    return FrameSource(((frame, []) for frame in itertools.islice(reader, count)), reader.rig, count)
+    count = len(reader) if spec.limit is None else min(len(reader), spec.limit)
+    return FramesWithNeighbours(((frame, []) for frame in itertools.islice(reader, count)), reader.rig, count)
 
 
 def _engine(checkpoint: Path, args: argparse.Namespace):  # noqa: ANN202 - DepthEngine

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     has_lidar = names.lidar in reader.topics and reader.T_base_lidar is not None
     scorer = FrameScorer(*caps, examples=args.examples) if has_lidar else None
-    total = reader.expected_frames if args.limit is None else min(args.limit, reader.expected_frames)
+    total = len(reader) if args.limit is None else min(args.limit, len(reader))
     processed, skipped, timings = 0, Counter(), []
     start = time.perf_counter()
     with BagWriter(out_bag, storage=args.storage) as writer:

@@ -1,4 +1,4 @@
-"""Write a rosbag2 (mcap or sqlite3) from the synthetic world, a nuScenes dataroot or a DDAD/DGP scene.
+"""Write a rosbag2 (mcap or sqlite3) from any source: the synthetic world, nuScenes, a DDAD/DGP scene or a bag.
 
 The bag holds /tf_static (latched), per-camera image_raw and camera_info, radar and lidar
 PointCloud2, /tf ego poses and /clock, in the layout of docs/rosbag.md, so that the node, rviz or
@@ -14,13 +14,16 @@ from pathlib import Path
 
 from surround_depth_ros.bag.topics import TopicNames
 from surround_depth_ros.bag.writer import ENCODINGS, STORAGES, write_bag
+from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.tools.arguments import image_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", choices=("synthetic", "nuscenes", "ddad"), default="synthetic")
-    parser.add_argument("--dataroot", type=Path, help="nuScenes dataroot, or DGP scene folder / scene_*.json for ddad")
+    parser.add_argument("--source", choices=SOURCE_TYPES, default="synthetic")
+    parser.add_argument(
+        "--dataroot", type=Path, help="nuScenes dataroot, DGP scene folder / scene_*.json (ddad), or rosbag2 folder"
+    )
     parser.add_argument("--version", default="v1.0-mini", help="nuScenes table version folder (default v1.0-mini)")
     parser.add_argument("--out", type=Path, required=True, help="the bag directory to create (must not exist)")
     parser.add_argument("--storage", choices=sorted(STORAGES), default="mcap")
@@ -34,30 +37,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synthetic.add_argument("--sweeps", type=int, default=1, help="radar sweeps per frame set (default 1)")
 
 
-def open_source(args: argparse.Namespace) -> tuple[Iterable[FrameSet], int]:
-    """The frame sets the command line names and how many there are."""
-    if args.source == "synthetic":
-        from surround_depth_ros.datasets.synthetic.reader import SyntheticReader
-        from surround_depth_ros.rig import default_rig, load_rig
+def open_frames(args: argparse.Namespace) -> tuple[Iterable[FrameSet], int]:
+    """The frame sets the command line names (through the source registry) and how many there are."""
+    from surround_depth_ros.datasets.registry import open_frame_source
+    from surround_depth_ros.rig import load_rig
+    from surround_depth_ros.training.config import DatasetConfig
 
-        rig = load_rig(args.rig) if args.rig else default_rig()
-        reader = SyntheticReader(rig, args.seed, args.frames or 20, image_size=args.image_size, sweeps=args.sweeps)
-    elif args.dataroot is None:
+    if args.source != "synthetic" and args.dataroot is None:
         raise SystemExit(f"write-bag: --source {args.source} needs --dataroot")
-    elif args.source == "nuscenes":
-        from surround_depth_ros.datasets.nuscenes import NuScenesReader
-
-        reader = NuScenesReader(args.dataroot, version=args.version)
-    else:
-        from surround_depth_ros.datasets.ddad import DGPSceneReader
-
-        reader = DGPSceneReader(args.dataroot)
-    count = len(reader) if args.frames is None else min(len(reader), args.frames)
-    return itertools.islice(reader, count), count
+    spec = DatasetConfig(
+        type=args.source,
+        path=None if args.dataroot is None else str(args.dataroot),
+        version=args.version,
+        seeds=[args.seed],
+        frames=args.frames or 20,
+        render_size=list(args.image_size) if args.image_size else None,
+        radar=True,
+    )
+    options = {}
+    if args.source == "synthetic":  # the synthetic options group
+        options = {"rig": load_rig(args.rig) if args.rig else None, "sweeps": args.sweeps}
+    source = open_frame_source(spec, **options)
+    count = len(source) if args.frames is None else min(len(source), args.frames)
+    return itertools.islice(source, count), count
 
 
 def run(args: argparse.Namespace) -> int:
-    framesets, count = open_source(args)
+    framesets, count = open_frames(args)
     stats = write_bag(
         framesets,
         args.out,

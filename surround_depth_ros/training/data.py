@@ -17,8 +17,9 @@ import hashlib
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,10 +27,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from surround_depth_ros import geometry
+from surround_depth_ros.datasets.registry import open_frame_source
+from surround_depth_ros.datasets.synthetic import SyntheticWorlds
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.losses.masked import resize_masked
 from surround_depth_ros.radar import radar_to_maps
-from surround_depth_ros.rig import CameraRig, default_rig, resize_camera
+from surround_depth_ros.rig import CameraRig, resize_camera
 from surround_depth_ros.training.config import DatasetConfig
 
 PREPARED_FORMAT = "surround_depth_ros.prepared/2"
@@ -294,7 +297,7 @@ class PreparedDataset(torch.utils.data.Dataset):
 
 
 @dataclass
-class FrameSource:
+class FramesWithNeighbours:
     """Frame sets of one dataset spec, each with its temporal neighbours, the rig they share and how many."""
 
     frames: Iterable[tuple[FrameSet, list[FrameSet]]]
@@ -313,54 +316,24 @@ def with_neighbours(frames: Iterable[FrameSet], offsets: Sequence[int]) -> Itera
             yield window[-low], [window[o - low] for o in offsets]
 
 
-def _synthetic_source(spec: DatasetConfig, size: tuple[int, int]) -> FrameSource:
-    from surround_depth_ros.datasets.synthetic import SyntheticReader
+def open_source(spec: DatasetConfig, size: tuple[int, int], **options: Any) -> FramesWithNeighbours:
+    """The frame sets a dataset spec names (any type of the source registry), with neighbours, at most `limit`.
 
-    render = tuple(spec.render_size) if spec.render_size else (size[1], size[0])
-    first = max([0, *(-o for o in spec.neighbours)])
-    length = first + spec.frames * spec.stride + max([0, *spec.neighbours])
-    readers = [
-        SyntheticReader(default_rig(), seed, length, image_size=render, radar=spec.radar, lidar=False)
-        for seed in spec.seeds
-    ]
-
-    def frames() -> Iterator[tuple[FrameSet, list[FrameSet]]]:
-        for reader in readers:
-            for index in range(first, first + spec.frames * spec.stride, spec.stride):
-                yield reader[index], [reader[index + o] for o in spec.neighbours]
-
-    return FrameSource(frames(), readers[0].rig, spec.frames * len(readers))
-
-
-def open_source(spec: DatasetConfig, size: tuple[int, int]) -> FrameSource:
-    """The frame sets a dataset spec names (synthetic worlds, nuScenes, DDAD/DGP scene, rosbag2), with neighbours."""
+    A synthetic world is rendered at the training size (h, w) unless `render_size` says otherwise, without
+    lidar (its depth is exact). `options` go to the reader (e.g. a bag's topic names)."""
     if spec.type == "synthetic":
-        source = _synthetic_source(spec, size)
-    else:
-        if spec.type == "nuscenes":
-            from surround_depth_ros.datasets.nuscenes import NuScenesReader
-
-            reader = NuScenesReader(spec.path, spec.version)
-            rig, count = reader.rig(), len(reader)
-        elif spec.type == "ddad":
-            from surround_depth_ros.datasets.ddad import DGPSceneReader
-
-            reader = DGPSceneReader(spec.path)
-            rig, count = reader.rig(), len(reader)
-        elif spec.type == "rosbag":
-            from surround_depth_ros.bag.reader import RosbagReader
-
-            reader = RosbagReader(spec.path)
-            rig, count = reader.rig, reader.expected_frames
-        else:
-            raise ValueError(f"unknown dataset type {spec.type!r}")
+        spec = replace(spec, render_size=spec.render_size or [size[1], size[0]])
+        options = {"lidar": False, **options}
+    source = open_frame_source(spec, **options)
+    if isinstance(source, SyntheticWorlds):  # neighbours are frames of each world's stream: none is missing
+        frames = FramesWithNeighbours(source.with_neighbours(), source.rig, len(source))
+    else:  # neighbours are frame sets of the sequence: its ends lack some
         span = max([0, *spec.neighbours]) - min([0, *spec.neighbours])
-        source = FrameSource(with_neighbours(reader, spec.neighbours), rig, max(0, count - span))
-    if spec.limit is not None:
-        limited = min(source.count, spec.limit)
-        frames = (frame for _, frame in zip(range(limited), source.frames, strict=False))  # range first: no extra read
-        source = FrameSource(frames, source.rig, limited)
-    return source
+        frames = FramesWithNeighbours(with_neighbours(source, spec.neighbours), source.rig, max(0, len(source) - span))
+    if spec.limit is not None and spec.limit < frames.count:
+        limited = zip(range(spec.limit), frames.frames, strict=False)  # range first: no extra read
+        frames = FramesWithNeighbours((pair for _, pair in limited), frames.rig, spec.limit)
+    return frames
 
 
 def dataset_key(spec: DatasetConfig, size: tuple[int, int]) -> str:

@@ -1,13 +1,15 @@
 """`SyntheticReader`: frame sets of the synthetic street for any rig, with exact dense depth.
 
-It yields the same `FrameSet` the nuScenes and DDAD readers do, so training, evaluation and
-the node can run on it unchanged; every frame set is a pure function of (rig, seed, index),
-so a reader can be indexed in any order, split by seed, and rebuilt identically.
+It is a `FrameSource` like the nuScenes and DDAD readers, so training, evaluation and the node
+can run on it unchanged; every frame set is a pure function of (rig, seed, index), so a reader
+can be indexed in any order, split by seed, and rebuilt identically. `SyntheticWorlds` is the
+source a dataset spec names: several worlds (seeds), every `stride`-th frame of each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +59,7 @@ class SyntheticReader:
             raise ValueError(f"synthetic reader: n_frames must be >= 1, got {n_frames}")
         if sweeps < 1:
             raise ValueError(f"synthetic reader: sweeps must be >= 1, got {sweeps}")
-        self.rig = rig.scaled(*image_size) if image_size is not None else rig
+        self._rig = rig.scaled(*image_size) if image_size is not None else rig
         self.seed = int(seed)
         self.n_frames = int(n_frames)
         self.radar, self.lidar, self.sweeps = radar, lidar, int(sweeps)
@@ -69,6 +71,11 @@ class SyntheticReader:
         duration = (self.n_frames + 1) / self.timing.camera_rate_hz + 1.0
         self.world = SyntheticWorld(self.seed, duration_s=duration, **world_options)
         self.lighting = Lighting.from_seed(self.seed)
+
+    @property
+    def rig(self) -> CameraRig:
+        """The rig every frame set is rendered with (at `image_size` when one was given)."""
+        return self._rig
 
     def __len__(self) -> int:
         return self.n_frames
@@ -121,3 +128,48 @@ class SyntheticReader:
                 rng = np.random.default_rng([self.seed, _RADAR_STREAM, r, k & 0xFFFFFFFF])
                 out.append(radar_sweep(self.world, radar, self.radar_model, stamp, self.timing, rng).sweep)
         return out
+
+
+class SyntheticWorlds:
+    """One synthetic world per seed as one `FrameSource`: `frames` frame sets of each, every `stride`-th frame.
+
+    `neighbours` are offsets in frames of each world's 12 Hz stream; every yielded frame set has them all
+    (the worlds are rendered long enough), so that `with_neighbours` never drops an end. The other
+    keyword arguments go to every `SyntheticReader`.
+    """
+
+    def __init__(
+        self,
+        rig: CameraRig,
+        seeds: Sequence[int],
+        frames: int,
+        stride: int = 1,
+        neighbours: Sequence[int] = (),
+        **reader_options: Any,
+    ) -> None:
+        if not seeds:
+            raise ValueError("synthetic worlds: at least one seed is needed")
+        self.frames, self.stride, self.neighbours = int(frames), int(stride), list(neighbours)
+        self.first = max([0, *(-o for o in self.neighbours)])
+        length = self.first + self.frames * self.stride + max([0, *self.neighbours])
+        self.readers = [SyntheticReader(rig, seed, length, **reader_options) for seed in seeds]
+
+    @property
+    def rig(self) -> CameraRig:
+        """The rig of every world (they share it)."""
+        return self.readers[0].rig
+
+    def __len__(self) -> int:
+        return self.frames * len(self.readers)
+
+    def _indices(self) -> range:
+        return range(self.first, self.first + self.frames * self.stride, self.stride)
+
+    def __iter__(self) -> Iterator[FrameSet]:
+        return (reader[index] for reader in self.readers for index in self._indices())
+
+    def with_neighbours(self) -> Iterator[tuple[FrameSet, list[FrameSet]]]:
+        """Each frame set with the ones at `neighbours` frames of its stream around it (rendered on demand)."""
+        for reader in self.readers:
+            for index in self._indices():
+                yield reader[index], [reader[index + o] for o in self.neighbours]
