@@ -20,6 +20,7 @@ from surround_depth_ros.images import decode_rgb, encode_rgb
 from surround_depth_ros.rig import Camera
 
 if TYPE_CHECKING:
+    from surround_depth_ros.core.params import NodeSettings
     from surround_depth_ros.core.pipeline import DepthOutputs
     from surround_depth_ros.frameset import FrameSet
 
@@ -204,7 +205,7 @@ def depth_output_messages(
     frame_set: FrameSet,
     outputs: DepthOutputs,
     camera_infos: dict[str, Any],
-    settings: dict[str, Any],
+    settings: NodeSettings,
 ) -> list[tuple[str, str, int, Any]]:
     """(topic relative to the node, message type, stamp, message) of everything the node publishes for one set.
 
@@ -221,16 +222,16 @@ def depth_output_messages(
         stamp, frame = int(stamp), camera.frame_id
         info = camera_infos.get(camera.name)
         info_msg = kit.camera_info(camera, stamp) if info is None else kit.camera_info_copy(info, stamp, frame, camera)
-        depth_msg = kit.depth_image(depth, stamp, frame, settings["depth_encoding"])
+        depth_msg = kit.depth_image(depth, stamp, frame, settings.depth_encoding)
         messages += [
             (f"{camera.name}/depth/image", "sensor_msgs/msg/Image", stamp, depth_msg),
             (f"{camera.name}/depth/camera_info", "sensor_msgs/msg/CameraInfo", stamp, info_msg),
         ]
-        if settings["publish_confidence"]:
+        if settings.publish_confidence:
             confidence_msg = kit.image_array(confidence.astype(np.float32, copy=False), stamp, frame, "32FC1")
             messages.append((f"{camera.name}/depth/confidence", "sensor_msgs/msg/Image", stamp, confidence_msg))
     if outputs.cloud is not None:
-        cloud = kit.point_cloud(outputs.cloud, frame_set.stamp_ns, settings["base_frame"])
+        cloud = kit.point_cloud(outputs.cloud, frame_set.stamp_ns, settings.base_frame)
         messages.append(("depth/points", "sensor_msgs/msg/PointCloud2", frame_set.stamp_ns, cloud))
     return messages
 

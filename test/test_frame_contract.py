@@ -157,7 +157,7 @@ def test_the_engine_attends_over_the_pairs_of_the_bound_rig(shared_data_path):
         np.testing.assert_array_equal(a.depth, b.depth)
 
 
-def _node_path_sets(bag, settings: dict) -> list[FrameSet]:
+def _node_path_sets(bag, settings: params.NodeSettings) -> list[FrameSet]:
     """The bag's messages, deserialized by rclpy and converted by the node's own functions, fed to an assembler."""
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
@@ -190,9 +190,9 @@ def _node_path_sets(bag, settings: dict) -> list[FrameSet]:
 
 def test_the_node_path_and_the_bag_reader_build_the_same_frame_sets(tmp_path):
     write_bag(_synthetic(8), tmp_path / "bag", progress=False)
-    settings = {**params.defaults(), "missing_camera_policy": "drop", "cameras": default_rig().camera_names}
-    node_sets = _node_path_sets(tmp_path / "bag", settings)
-    reader_sets = list(RosbagReader(tmp_path / "bag", settings=settings))
+    values = {"missing_camera_policy": "drop", "cameras": default_rig().camera_names}
+    node_sets = _node_path_sets(tmp_path / "bag", params.settings_from_values(values))
+    reader_sets = list(RosbagReader(tmp_path / "bag", settings=values))
     assert len(reader_sets) == len(node_sets) == 8
     for a, b in zip(node_sets, reader_sets, strict=True):
         assert a.rig.camera_names == b.rig.camera_names and a.stamp_ns == b.stamp_ns

@@ -15,7 +15,10 @@ PACKAGE = "surround_depth_ros"
 
 # Lowest first. A module may import its own layer and the ones below it.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("base", frozenset({"resources", "atomic_file", "threads", "images", "metrics", "geometry", "teacher_output"})),
+    (
+        "base",
+        frozenset({"resources", "atomic_file", "threads", "images", "metrics", "geometry", "teacher_output", "schema"}),
+    ),
     ("sensors", frozenset({"rig", "frameset", "radar", "pointcloud", "visualize"})),
     ("model", frozenset({"network", "losses", "teachers", "inference"})),
     ("core", frozenset({"core"})),

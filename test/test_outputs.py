@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from surround_depth_ros import geometry as g
-from surround_depth_ros.core.params import defaults
+from surround_depth_ros.core.params import NodeSettings, settings_from_values
 from surround_depth_ros.core.pipeline import (
     STAGES,
     SurroundDepthPipeline,
@@ -25,16 +25,19 @@ from surround_depth_ros.rig import CameraRig, default_rig
 SHIPPED = str(packaged_file("models", "student_default.pt"))
 
 
-def _settings(rig: CameraRig, **overrides) -> dict:
-    """The node's defaults for this rig with the shipped student on the CPU."""
+def _values(rig: CameraRig, **overrides) -> dict:
+    """Parameter values for this rig with the shipped student on the CPU (the rest: the node's defaults)."""
     return {
-        **defaults(),
         "cameras": rig.camera_names,
         "checkpoint": SHIPPED,
         "backend": "torch",
         "device": "cpu",
         **overrides,
     }
+
+
+def _settings(rig: CameraRig, **overrides) -> NodeSettings:
+    return settings_from_values(_values(rig, **overrides))
 
 
 def _ns(stamp) -> int:
@@ -161,7 +164,7 @@ def test_a_1936x1216_six_camera_set_crosses_dds_with_the_shipped_profile(tmp_pat
     rig = default_rig().scaled(1936, 1216)
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (1216, 1936, 3), dtype=np.uint8) for _ in rig.cameras]
-    node = NodeProcess(write_params(tmp_path / "params.yaml", _settings(rig)))
+    node = NodeProcess(write_params(tmp_path / "params.yaml", _values(rig)))
     client = RosClient()
     depth, clouds, t0 = [], [], 1_700_000_000 * 10**9
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import surround_depth_ros
-from surround_depth_ros.core.params import NODE_PARAMETERS
+from surround_depth_ros.core.params import NodeSettings, defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "surround_depth_ros"
@@ -129,7 +129,7 @@ def test_launch_file_is_valid_python_and_passes_declared_parameters():
     tree = ast.parse(path.read_text())
     compile(tree, str(path), "exec")
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
-    declared = {p.name for p in NODE_PARAMETERS}
+    declared = set(defaults())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
 
     def called(name: str) -> list[ast.Call]:
@@ -160,7 +160,7 @@ def test_rviz_config_shows_the_node_outputs():
     displays = config["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"]: d for d in displays if "Topic" in d}
     assert topics["/depth/points"]["Color Transformer"] == "RGB8"
-    for camera in NODE_PARAMETERS[0].default:
+    for camera in NodeSettings().cameras:
         assert topics[f"/{camera}/depth/image"]["Class"] == "rviz_default_plugins/Image"
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"
 

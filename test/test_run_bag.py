@@ -15,6 +15,7 @@ from test_evaluate import _bag_framesets, _independent_ground_truth, _random_che
 
 from surround_depth_ros.bag import write_bag
 from surround_depth_ros.bag.topics import TopicNames
+from surround_depth_ros.core.params import settings_from_values
 from surround_depth_ros.tools.cli import main
 
 # A layout unlike the default one: sensors under /rig, other leaf names, the lidar elsewhere.
@@ -25,7 +26,7 @@ PATTERNS = {
     "radar_topic": "sensing/radar/{radar}/cloud",
 }
 LIDAR = "/sensing/lidar/concatenated"
-LAYOUT = TopicNames.from_settings(PATTERNS, NAMESPACE, LIDAR)
+LAYOUT = TopicNames.from_settings(settings_from_values(PATTERNS), NAMESPACE, LIDAR)
 TOPIC_OPTIONS = ("--namespace", NAMESPACE, "--lidar-topic", LIDAR)
 
 
@@ -263,7 +264,6 @@ def test_depth_output_messages_are_the_same_built_for_the_bag_and_for_rclpy():
 
     from surround_depth_ros import pointcloud
     from surround_depth_ros.bag.writer import TYPESTORE
-    from surround_depth_ros.core import params
     from surround_depth_ros.core.pipeline import DepthOutputs
     from surround_depth_ros.messages import MessageKit, depth_output_messages
     from surround_depth_ros.ros.messages import MESSAGES, message_class
@@ -279,7 +279,7 @@ def test_depth_output_messages_are_the_same_built_for_the_bag_and_for_rclpy():
     kit = MessageKit(lambda name: TYPESTORE.types[name], lambda data: np.frombuffer(data, np.uint8))
     camera = frame_set.rig.cameras[1]
     for encoding in ("32FC1", "16UC1"):
-        settings = {**params.defaults(), "depth_encoding": encoding}
+        settings = settings_from_values({"depth_encoding": encoding})
         infos = ({camera.name: kit.camera_info(camera, 5)}, {camera.name: MESSAGES.camera_info(camera, 5)})
         bag = depth_output_messages(kit, frame_set, outputs, infos[0], settings)
         node = depth_output_messages(MESSAGES, frame_set, outputs, infos[1], settings)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections import Counter, deque
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,7 @@ class RosbagReader:
         self.max_sweep_age_ns = max_sweep_age_ns
         self.dropped = 0
         self.clock_resets = 0  # time jumps back (a bag of several recordings) so far: temporal state must reset
-        self.settings = {
-            **params.defaults(),
+        values = {
             "missing_camera_policy": "drop",
             "sync_window_s": max_camera_skew_ns / 1e9,
             "radar_sweeps": radar_sweeps,
@@ -84,6 +84,7 @@ class RosbagReader:
             "base_frame": base_frame,
             **(settings or {}),
         }
+        self.settings = params.settings_from_values(values, "RosbagReader settings")
         self.names = topic_names or topics.TopicNames.from_settings(self.settings)
         # A params file names the sensors (in its order); without one they are found from the bag's topics.
         named = {key: list(settings[key]) for key in ("cameras", "radars") if key in (settings or {})}
@@ -212,7 +213,7 @@ class RosbagReader:
         # A recorded bag has no skewed sensor clocks to guard against, and some (DDAD samples) run at 1 Hz.
         skew = max(1.0, self.message_duration_s)
         assembler = assembler_from_settings(
-            {**self.settings, "cameras": rig.camera_names, "base_frame": rig.base_frame},
+            replace(self.settings, cameras=tuple(rig.camera_names), base_frame=rig.base_frame),
             rig.radar_names,
             max_skew_s=skew,
             transforms=self.transforms,  # the whole bag's TF history: poses interpolate, never extrapolate
@@ -274,7 +275,7 @@ class RosbagReader:
     def _decode(self, msgtype: str, msg: Any) -> np.ndarray:  # noqa: ANN401 - a rosbags message
         """H x W x 3 RGB of an Image (zero-copy for rgb8) or a CompressedImage (within max_image_pixels)."""
         if msgtype == topics.COMPRESSED_IMAGE_TYPE:
-            return decode_compressed_rgb(msg.format, msg.data, self.settings["max_image_pixels"])
+            return decode_compressed_rgb(msg.format, msg.data, self.settings.max_image_pixels)
         return image_rgb(msg)
 
     def _complete(self, assembled: list, rig: CameraRig) -> list[FrameSet]:
@@ -288,7 +289,7 @@ class RosbagReader:
         oldest = [int(f.camera_stamps_ns.min()) for f in ready] + ([pending] if pending is not None else [])
         if not oldest:
             return
-        horizon = min(oldest) - self.max_sweep_age_ns - self.settings["sync_window_s"] * 1e9
+        horizon = min(oldest) - self.max_sweep_age_ns - self.settings.sync_window_s * 1e9
         while len(lidar) > 1 and lidar[0].stamp_ns < horizon:
             lidar.popleft()
 

@@ -22,13 +22,11 @@ in a namespace as the node resolves them. Every bag message is logged at its hea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
-from surround_depth_ros.core.params import NODE_NAME, name_problem
+from surround_depth_ros.core.params import NODE_NAME, NodeSettings, name_problem
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -86,18 +84,16 @@ class TopicNames:
         object.__setattr__(self, "prefix", prefix if prefix == "/" else prefix + "/")
 
     @classmethod
-    def from_settings(
-        cls, settings: Mapping[str, Any], namespace: str = "/", lidar_topic: str | None = None
-    ) -> TopicNames:
+    def from_settings(cls, settings: NodeSettings, namespace: str = "/", lidar_topic: str | None = None) -> TopicNames:
         """The topics a node with these parameters subscribes to in `namespace`; the lidar topic, which the node
         does not read, is `lidar_topic` (default lidar/points, relative to the namespace)."""
         return cls(
             namespace,
-            settings["image_topic"],
-            settings["camera_info_topic"],
-            settings["radar_topic"],
+            settings.image_topic,
+            settings.camera_info_topic,
+            settings.radar_topic,
             lidar_topic or cls.lidar_topic,
-            settings.get("image_transport", "raw"),
+            settings.image_transport,
         )
 
     def with_transport(self, image_transport: str) -> TopicNames:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from surround_depth_ros.core.params import NodeSettings
 from surround_depth_ros.core.sync import FrameSetSynchronizer, SyncedSet
 from surround_depth_ros.core.transforms import TransformBuffer, TransformError
 from surround_depth_ros.frameset import FrameSet, PointSweep
@@ -220,21 +220,21 @@ def _one_per_sensor(sweeps: list[PointSweep]) -> list[PointSweep]:
 
 
 def assembler_from_settings(
-    settings: Mapping[str, Any],
+    settings: NodeSettings,
     radars: list[str] | None = None,
     **overrides: Any,  # noqa: ANN401 - forwarded keyword arguments
 ) -> FrameAssembler:
     """The assembler the node's parameters describe: the node, `RosbagReader` and `run-bag` build theirs here."""
     return FrameAssembler(
-        list(settings["cameras"]),
-        list(settings["radars"]) if radars is None else radars,
-        base_frame=settings["base_frame"],
-        anchor=settings["sync_anchor"] or None,
-        window_s=settings["sync_window_s"],
-        wait_s=settings["sync_wait_s"],
-        radar_window_s=settings["radar_window_s"],
-        radar_sweeps=settings["radar_sweeps"],
-        missing_camera_policy=settings["missing_camera_policy"],
-        buffer_size=settings["sync_buffer_size"],
-        **{"max_skew_s": settings["sync_max_skew_s"], **overrides},
+        list(settings.cameras),
+        list(settings.radars) if radars is None else radars,
+        base_frame=settings.base_frame,
+        anchor=settings.sync_anchor or None,
+        window_s=settings.sync_window_s,
+        wait_s=settings.sync_wait_s,
+        radar_window_s=settings.radar_window_s,
+        radar_sweeps=settings.radar_sweeps,
+        missing_camera_policy=settings.missing_camera_policy,
+        buffer_size=settings.sync_buffer_size,
+        **{"max_skew_s": settings.sync_max_skew_s, **overrides},
     )

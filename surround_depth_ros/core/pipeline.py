@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from surround_depth_ros.core.binding import Binding, BindingError, bind_cameras
 from surround_depth_ros.core.fusion import CloudFusion, CloudOptions
+from surround_depth_ros.core.params import NodeSettings
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.inference.backend import BackendUnavailable
 from surround_depth_ros.inference.engine import RESOLUTIONS, DepthEngine, host_arrays
@@ -290,10 +290,10 @@ class StartupError(RuntimeError):
     """The pipeline the parameters ask for cannot be built (model, back-end); the message says what to fix."""
 
 
-def pipeline_from_settings(settings: dict[str, Any]) -> SurroundDepthPipeline:
+def pipeline_from_settings(settings: NodeSettings) -> SurroundDepthPipeline:
     """The engine and pipeline the node's parameters describe: the node and `run-bag` build theirs here."""
     try:
-        checkpoint = Path(settings["checkpoint"]) if settings["checkpoint"] else packaged_file(*DEFAULT_CHECKPOINT)
+        checkpoint = Path(settings.checkpoint) if settings.checkpoint else packaged_file(*DEFAULT_CHECKPOINT)
     except FileNotFoundError as error:
         raise StartupError(
             f"no checkpoint given and the default student is missing: {error}; "
@@ -302,27 +302,25 @@ def pipeline_from_settings(settings: dict[str, Any]) -> SurroundDepthPipeline:
     try:
         engine = DepthEngine(
             checkpoint,
-            backend=settings["backend"],
-            device=settings["device"] or None,
-            precision=settings["precision"],
-            min_confidence=settings["min_confidence"],
+            backend=settings.backend,
+            device=settings.device or None,
+            precision=settings.precision,
+            min_confidence=settings.min_confidence,
         )
     except (CheckpointError, BackendUnavailable, FileNotFoundError, ValueError, RuntimeError) as error:
         raise StartupError(f"cannot load the depth model {checkpoint}: {error}") from error
-    if len(settings["cameras"]) > engine.n_views:
+    if len(settings.cameras) > engine.n_views:
         raise StartupError(
-            f"{checkpoint} has {engine.n_views} camera slots, the parameters list {len(settings['cameras'])} "
+            f"{checkpoint} has {engine.n_views} camera slots, the parameters list {len(settings.cameras)} "
             f"cameras: list at most {engine.n_views} (cameras are bound to slots by where TF says they look)"
         )
     cloud = None
-    if settings["publish_cloud"]:
+    if settings.publish_cloud:
         cloud = CloudOptions(
-            overlap=settings["cloud_overlap"],
-            max_points=settings["cloud_max_points"],
-            stride=settings["cloud_stride"] or None,  # 0: from the point budget
-            max_range_m=settings["cloud_max_range_m"],
-            voxel_size_m=settings["cloud_voxel_size_m"],
+            overlap=settings.cloud_overlap,
+            max_points=settings.cloud_max_points,
+            stride=settings.cloud_stride or None,  # 0: from the point budget
+            max_range_m=settings.cloud_max_range_m,
+            voxel_size_m=settings.cloud_voxel_size_m,
         )
-    return SurroundDepthPipeline(
-        engine, cloud, camera_ids=list(settings["cameras"]), resolution=settings["depth_resolution"]
-    )
+    return SurroundDepthPipeline(engine, cloud, camera_ids=list(settings.cameras), resolution=settings.depth_resolution)

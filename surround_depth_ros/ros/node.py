@@ -79,12 +79,12 @@ class SurroundDepthNode(Node):
         self._worker: threading.Thread | None = None
         self._decoder: threading.Thread | None = None
         s = self.settings = declare_and_read(self)
-        self.cameras: list[str] = list(s["cameras"])
+        self.cameras: list[str] = list(s.cameras)
         self.pipeline = pipeline_from_settings(s)
-        self.radars: list[str] = list(s["radars"]) if self.pipeline.uses_radar else []
-        if s["radars"] and not self.pipeline.uses_radar:
+        self.radars: list[str] = list(s.radars) if self.pipeline.uses_radar else []
+        if s.radars and not self.pipeline.uses_radar:
             self.get_logger().warning(
-                f"radars {s['radars']} are configured but preset {self.pipeline.engine.config.name!r} has no radar "
+                f"radars {s.radars} are configured but preset {self.pipeline.engine.config.name!r} has no radar "
                 "branch: radar topics are not subscribed"
             )
         self.health = {name: InputHealth(name) for name in self.cameras + self.radars}
@@ -113,7 +113,7 @@ class SurroundDepthNode(Node):
         # Wall-clock timers: under use_sim_time a paused or finished bag stops /clock, and the
         # diagnostics and the decision on a stalled set must go on.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(s["diagnostics_period_s"], self._publish_diagnostics, clock=steady)
+        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics, clock=steady)
         self.create_timer(0.05, self._poll_stalled, clock=steady)
         self._decoder = threading.Thread(target=self._decode_loop, name="surround_depth_decoder", daemon=True)
         self._decoder.start()
@@ -131,9 +131,9 @@ class SurroundDepthNode(Node):
     def _subscribe(self, kind: type, topic: str, sensor: str, callback: Any) -> Any:  # noqa: ANN401 - rclpy types
         """A sensor subscription whose QoS mismatch with a publisher is logged and counted, never silent."""
         reliability = ReliabilityPolicy.RELIABLE
-        if self.settings["input_reliability"] == "best_effort":
+        if self.settings.input_reliability == "best_effort":
             reliability = ReliabilityPolicy.BEST_EFFORT
-        qos = QoSProfile(depth=self.settings["sync_buffer_size"], reliability=reliability)
+        qos = QoSProfile(depth=self.settings.sync_buffer_size, reliability=reliability)
 
         def incompatible(info: Any) -> None:  # noqa: ANN401 - rclpy event status
             policy = qos_policy_name_from_kind(info.last_policy_kind)
@@ -141,7 +141,7 @@ class SurroundDepthNode(Node):
                 sensor,
                 "QoS mismatch",
                 f"{sensor}: a publisher on {self.resolve_topic_name(topic)} is "
-                f"incompatible with this node's {policy} QoS ({self.settings['input_reliability']}): a "
+                f"incompatible with this node's {policy} QoS ({self.settings.input_reliability}): a "
                 "best-effort publisher needs input_reliability:=best_effort",
             )
 
@@ -150,11 +150,11 @@ class SurroundDepthNode(Node):
 
     def _create_subscriptions(self) -> None:
         s = self.settings
-        compressed = s["image_transport"] == "compressed"
+        compressed = s.image_transport == "compressed"
         self._image_subscriptions = {
             camera: self._subscribe(
                 CompressedImage if compressed else Image,
-                s["image_topic"].format(camera=camera) + ("/compressed" if compressed else ""),
+                s.image_topic.format(camera=camera) + ("/compressed" if compressed else ""),
                 camera,
                 partial(self._on_image, camera),
             )
@@ -162,13 +162,13 @@ class SurroundDepthNode(Node):
         }
         self._info_subscriptions = {
             camera: self._subscribe(
-                CameraInfo, s["camera_info_topic"].format(camera=camera), camera, partial(self._on_camera_info, camera)
+                CameraInfo, s.camera_info_topic.format(camera=camera), camera, partial(self._on_camera_info, camera)
             )
             for camera in self.cameras
         }
         self._radar_subscriptions = {
             radar: self._subscribe(
-                PointCloud2, s["radar_topic"].format(radar=radar), radar, partial(self._on_radar, radar)
+                PointCloud2, s.radar_topic.format(radar=radar), radar, partial(self._on_radar, radar)
             )
             for radar in self.radars
         }
@@ -181,7 +181,7 @@ class SurroundDepthNode(Node):
         for c in self.cameras:
             self._output_pub[f"{c}/depth/image"] = self.create_publisher(Image, f"{c}/depth/image", 5)
             self._output_pub[f"{c}/depth/camera_info"] = self.create_publisher(CameraInfo, f"{c}/depth/camera_info", 5)
-            if self.settings["publish_confidence"]:
+            if self.settings.publish_confidence:
                 self._output_pub[f"{c}/depth/confidence"] = self.create_publisher(Image, f"{c}/depth/confidence", 5)
         self._output_pub["depth/points"] = self.create_publisher(PointCloud2, "depth/points", 5)
         self._processing_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
@@ -203,7 +203,7 @@ class SurroundDepthNode(Node):
     def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
         """Refuse a raw image over the pixel budget; queue the rest for the decoder (oldest dropped when full)."""
         self._last_arrival = time.monotonic()
-        budget = self.settings["max_image_pixels"]
+        budget = self.settings.max_image_pixels
         if isinstance(msg, Image) and msg.width * msg.height > budget:
             self._reject(
                 camera,
@@ -239,7 +239,7 @@ class SurroundDepthNode(Node):
         try:
             if isinstance(msg, CompressedImage):
                 expected = None if info is None else (info.width, info.height)
-                rgb = decode_compressed_rgb(msg.format, msg.data, self.settings["max_image_pixels"], expected)
+                rgb = decode_compressed_rgb(msg.format, msg.data, self.settings.max_image_pixels, expected)
             else:
                 rgb = image_rgb(msg)
         except ImageFormatError as error:
@@ -272,7 +272,7 @@ class SurroundDepthNode(Node):
                 self.health[name].accept(time.monotonic())
                 return
             self._skewed[name] = skewed
-        bound = self.settings["sync_max_skew_s"]
+        bound = self.settings.sync_max_skew_s
         self._reject(
             name,
             "clock skew",
@@ -341,7 +341,7 @@ class SurroundDepthNode(Node):
             self._stall_seen = True
         else:
             self._stall_seen = False
-            self._hand_over(self.assembler.poll(pending + int(1e9 * self.settings["sync_wait_s"]) + 1))
+            self._hand_over(self.assembler.poll(pending + int(1e9 * self.settings.sync_wait_s) + 1))
 
     def _hand_over(self, sets: list[AssembledSet]) -> None:
         """Keep only the newest set for the worker; on a clock jump, ask it to forget temporal state."""
@@ -416,7 +416,7 @@ class SurroundDepthNode(Node):
             subscription = self._image_subscriptions.get(name) or self._radar_subscriptions[name]
             publishers = subscription.get_publisher_count()
             with self._lock:
-                level, message, values = health.status(now, self.settings["expected_rate_hz"], publishers)
+                level, message, values = health.status(now, self.settings.expected_rate_hz, publishers)
             if name in self._info_subscriptions:
                 values["camera_info publishers"] = str(self._info_subscriptions[name].get_publisher_count())
             if name in waiting and level == Level.OK:
@@ -491,14 +491,14 @@ class SurroundDepthNode(Node):
             sending = [c for c in self.cameras if now - self.health[c].last_arrival <= self.health[c].window_s]
         if not sending:
             return "", ""
-        anchor = self.settings["sync_anchor"] or self.cameras[0]
+        anchor = self.settings.sync_anchor or self.cameras[0]
         silent_anchor = ""
         if anchor not in sending:
             silent_anchor = (
                 f"anchor camera {anchor} is silent while {len(sending)} cameras send: its frames mark "
                 "the capture instants, check its driver or set sync_anchor to another camera"
             )
-        if since <= self.settings["output_timeout_s"]:
+        if since <= self.settings.output_timeout_s:
             return silent_anchor, ""
         return silent_anchor, f"no frame set published for {since:.0f} s while {len(sending)} cameras send"
 

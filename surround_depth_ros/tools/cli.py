@@ -26,6 +26,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "rig": ("rig", "show, convert (--save YAML) and draw (--png top view) a sensor rig from YAML, nuScenes or DGP"),
 }
 
+    "params": ("params", "the node's parameters from their declaration: a commented params file or the README table"),
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv

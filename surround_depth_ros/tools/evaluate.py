@@ -13,6 +13,7 @@ synchronizer settings; --namespace, --lidar-topic), as `surround-depth run-bag` 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
@@ -100,7 +101,7 @@ def _bag_reader_options(args: argparse.Namespace) -> dict:
 
     settings = params.settings_from_file(args.params)
     names = TopicNames.from_settings(settings, args.namespace, args.lidar_topic)
-    return {"topic_names": names, "settings": settings} if args.params else {"topic_names": names}
+    return {"topic_names": names, "settings": dataclasses.asdict(settings)} if args.params else {"topic_names": names}
 
 
 def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int, int]):  # noqa: ANN202 - FramesWithNeighbours

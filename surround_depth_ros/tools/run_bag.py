@@ -109,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{out_bag} exists already; choose another --out or delete it")
         names = TopicNames.from_settings(settings, args.namespace, args.lidar_topic)
         pipeline = pipeline_from_settings(settings)
-        radars = list(settings["radars"]) if pipeline.uses_radar else []  # as the node subscribes them
-        reader = RosbagReader(args.bag, topic_names=names, settings={**settings, "radars": radars}, complete=False)
+        radars = list(settings.radars) if pipeline.uses_radar else []  # as the node subscribes them
+        values = {**dataclasses.asdict(settings), "radars": radars}
+        reader = RosbagReader(args.bag, topic_names=names, settings=values, complete=False)
     except (ValueError, FileNotFoundError, FileExistsError, StartupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     summary |= {
         "params": str(args.params) if args.params else None,
         "model": {
-            "checkpoint": settings["checkpoint"] or "the shipped default student",
+            "checkpoint": settings.checkpoint or "the shipped default student",
             "preset": engine.config.name,
             "backend": engine.backend_name,
             "device": str(engine.device),
