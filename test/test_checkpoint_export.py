@@ -15,7 +15,8 @@ from surround_depth_ros.inference.verify import TOLERANCES, output_errors, withi
 from surround_depth_ros.network import PRESETS, ExportableStudent, SurroundDepthStudent
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from surround_depth_ros.rig import Camera, CameraRig
+from surround_depth_ros.resources import packaged_file
+from surround_depth_ros.rig import Camera, CameraRig, Radar, rig_to_dict
 from surround_depth_ros.tools import export as export_tool
 from surround_depth_ros.tools import model_info
 
@@ -49,8 +50,9 @@ def test_save_load_round_trip_gives_identical_outputs(model, saved, rig):
     loaded, info = load_checkpoint(path, expected="tiny")
     assert info.config == model.config and info.input_size == (64, 112) and info.checksum == checksum
     assert info.bins == {"n_bins": 16, "min_depth": 0.5, "max_depth": 80.0, "log": True, "temperature": 1.0}
-    assert [c["name"] for c in info.rig["cameras"]] == rig.camera_names
-    np.testing.assert_array_equal(np.array(info.rig["cameras"][2]["K"]), rig.cameras[2].K)
+    assert isinstance(info.rig, CameraRig) and info.rig.camera_names == rig.camera_names
+    np.testing.assert_array_equal(info.rig.intrinsics(), rig.intrinsics())
+    np.testing.assert_allclose(info.rig.extrinsics(), rig.extrinsics(), atol=1e-12)
     assert info.adjacency == RING.tolist() and info.extra == {"epoch": 3}
     x = torch.randn(1, N, 3, 64, 112)
     with torch.no_grad():
@@ -61,6 +63,69 @@ def _resave(path, mutate):
     payload = torch.load(path, weights_only=True)
     mutate(payload)
     torch.save(payload, path)
+
+
+def test_checkpoint_stores_the_rig_in_the_rig_yaml_structure(model, tmp_path):
+    """The rig is written as `rig.rig_to_dict` writes rig files (one format for both), radars and rotations kept."""
+    T = np.eye(4)
+    T[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # a forward-looking optical frame
+    K = np.array([[500.0, 0, 320], [0, 510, 240], [0, 0, 1]])
+    rig = CameraRig((Camera("FRONT", 640, 480, K, T), Camera("BACK", 640, 480, K, T)), (Radar("R0", np.eye(4)),))
+    path = tmp_path / "rig.pt"
+    save_checkpoint(path, model, rig=rig, adjacency=[[0, 1]])
+    assert torch.load(path, weights_only=True)["rig"] == rig_to_dict(rig)
+    _, info = load_checkpoint(path)
+    assert info.version == 2 and info.rig.camera_names == ["FRONT", "BACK"] and info.rig.radar_names == ["R0"]
+    np.testing.assert_allclose(info.rig.extrinsics(), rig.extrinsics(), atol=1e-12)
+
+
+def _version_1_rig(rig: CameraRig) -> dict:
+    """The rig as format version 1 wrote it: K / T_base_cam matrices as nested lists."""
+    return {
+        "base_frame": rig.base_frame,
+        "cameras": [
+            {
+                "name": c.name,
+                "width": c.width,
+                "height": c.height,
+                "K": c.K.tolist(),
+                "T_base_cam": c.T_base_cam.tolist(),
+            }
+            | {"frame_id": c.frame_id}
+            for c in rig.cameras
+        ],
+        "radars": [
+            {"name": r.name, "T_base_radar": r.T_base_radar.tolist(), "frame_id": r.frame_id} for r in rig.radars
+        ],
+    }
+
+
+def test_version_1_checkpoint_with_the_matrix_rig_still_loads(model, saved, rig):
+    """Checkpoints written before the rig YAML structure (format version 1) load into the same `CameraRig`."""
+    path, checksum = saved
+    _resave(path, lambda p: p.update(version=1, rig=_version_1_rig(rig)))
+    loaded, info = load_checkpoint(path, expected="tiny")
+    assert info.version == 1 and info.checksum == checksum and info.rig.camera_names == rig.camera_names
+    np.testing.assert_array_equal(info.rig.intrinsics(), rig.intrinsics())
+    np.testing.assert_array_equal(info.rig.extrinsics(), rig.extrinsics())
+    assert [c.frame_id for c in info.rig.cameras] == [c.frame_id for c in rig.cameras]
+    x = torch.rand(1, N, 3, 64, 112)
+    with torch.no_grad():
+        assert torch.equal(model(x, RING).depth, loaded(x, RING).depth)
+
+
+def test_shipped_default_checkpoint_is_version_1_and_loads_its_rig():
+    """The packaged student predates format version 2: its matrix rig becomes the six nuScenes-like cameras."""
+    _, info = load_checkpoint(packaged_file("models", "student_default.pt"))
+    assert info.version == 1 and len(info.rig.cameras) == 6
+    assert info.rig.cameras[0].K[0, 0] > 0 and (info.rig.cameras[0].width, info.rig.cameras[0].height) == (224, 128)
+
+
+def test_unusable_rig_is_a_clear_error(saved):
+    path, _ = saved
+    _resave(path, lambda p: p["rig"]["cameras"][0].pop("intrinsics"))
+    with pytest.raises(CheckpointError, match="unusable rig.*intrinsics"):
+        load_checkpoint(path)
 
 
 def test_truncated_file_is_a_clear_error(saved):
@@ -81,7 +146,7 @@ def test_modified_weights_fail_the_checksum(saved):
 def test_wrong_version_missing_file_and_foreign_file(saved, tmp_path):
     path, _ = saved
     _resave(path, lambda p: p.update(version=99))
-    with pytest.raises(CheckpointError, match="format version 99, this surround_depth_ros reads version 1"):
+    with pytest.raises(CheckpointError, match="format version 99, this surround_depth_ros reads versions \\[1, 2\\]"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")

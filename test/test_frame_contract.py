@@ -14,7 +14,7 @@ from surround_depth_ros.bag.writer import write_bag
 from surround_depth_ros.core import params
 from surround_depth_ros.core.assembler import FrameAssembler, Intrinsics, assembler_from_settings
 from surround_depth_ros.core.binding import BindingError, bind_cameras
-from surround_depth_ros.core.pipeline import SurroundDepthPipeline, trained_rig
+from surround_depth_ros.core.pipeline import SurroundDepthPipeline
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.geometry import make_transform, rpy_to_matrix
 from surround_depth_ros.inference.engine import DepthEngine
@@ -129,7 +129,7 @@ def test_the_engine_attends_over_the_pairs_of_the_bound_rig(shared_data_path):
     from surround_depth_ros.datasets.nuscenes import NuScenesReader
 
     engine = DepthEngine(packaged_file("models", "student_default.pt"), backend="torch", device="cpu")  # changed here
-    trained = trained_rig(engine.info.rig)
+    trained = engine.info.rig
     frame_set = NuScenesReader(shared_data_path("nuscenes_sample"))[0]
     pipeline = SurroundDepthPipeline(engine, cloud=None)
     before = pipeline.process(frame_set)

@@ -163,7 +163,7 @@ def test_training_reduces_the_loss_and_writes_a_loadable_checkpoint(data_cache, 
     assert result.step == 30 and len(losses) == 30
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
     model, info = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert info.config.input_size == (32, 64) and info.rig["cameras"][0]["width"] == 64
+    assert info.config.input_size == (32, 64) and info.rig.cameras[0].width == 64
     assert info.extra["training"]["step"] == 30
     for name in ("losses.png", "history.json", "train_state.pt"):
         assert (tmp_path / "run" / name).is_file()

@@ -106,19 +106,6 @@ class StageClock:
         return times
 
 
-def trained_rig(rig: dict | None) -> CameraRig | None:
-    """The rig a checkpoint records (`checkpoint.rig_to_dict` layout) as a `CameraRig`."""
-    if not rig:
-        return None
-    cameras = [
-        Camera(
-            c["name"], c["width"], c["height"], np.asarray(c["K"]), np.asarray(c["T_base_cam"]), c.get("frame_id", "")
-        )
-        for c in rig["cameras"]
-    ]
-    return CameraRig(tuple(cameras), base_frame=rig.get("base_frame", "base_link"))
-
-
 class SurroundDepthPipeline:
     """Engine + radar maps + cloud fusion; `process(frame_set)` is called once per assembled frame set.
 
@@ -151,7 +138,7 @@ class SurroundDepthPipeline:
         # The cloud is fused on the engine's device from its maps (no copy of the maps in between).
         self.fusion = CloudFusion(cloud, device=engine.device) if cloud is not None else None
         self.camera_ids = list(camera_ids or [])
-        self.trained = trained_rig(engine.info.rig if engine.info else None)
+        self.trained = engine.info.rig if engine.info else None
         self.binding: Binding | None = None
         self._binding_key: tuple | None = None
         self._placeholders = [

@@ -165,7 +165,7 @@ class DepthEngine:
             model, self.info = source.eval(), None
         self.config = model.config
         rig = self.info.rig if self.info else None
-        self.n_views = n_views or (len(rig["cameras"]) if rig else 6)
+        self.n_views = n_views or (len(rig.cameras) if rig else 6)
         if adjacency is None and self.info is not None and self.info.adjacency is not None:
             adjacency = self.info.adjacency
         if adjacency is None:
@@ -193,12 +193,7 @@ class DepthEngine:
         self._previous: torch.Tensor | None = None
         h, w = self.input_size
         self._trained_K = (
-            None
-            if rig is None
-            else [
-                resize_intrinsics(np.asarray(c["K"], dtype=np.float64), w / c["width"], h / c["height"])
-                for c in rig["cameras"]
-            ]
+            None if rig is None else [resize_intrinsics(c.K, w / c.width, h / c.height) for c in rig.cameras]
         )
         LOG.info(
             "depth engine: preset %s, backend %s on %s, %s", self.config.name, self.backend_name, self.device, precision

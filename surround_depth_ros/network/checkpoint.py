@@ -1,10 +1,12 @@
 """Student checkpoints: weights plus everything needed to run them the way they were trained.
 
 A checkpoint records the architecture (preset config), the input size, the bin settings, the
-rig it was trained for (camera names, intrinsics, extrinsics, adjacency) and a SHA-256 of the
-weights, in a format with a version number. It holds only tensors and plain Python types so
-that it loads with `torch.load(weights_only=True)` (no code runs from the file). Everything
-that can go wrong on load raises `CheckpointError` saying what is wrong and what to do.
+rig it was trained for (in the rig YAML structure of `rig.rig_to_dict`: camera names, sizes,
+intrinsics, extrinsics; radars), the camera adjacency and a SHA-256 of the weights, in a format
+with a version number (version 1 files stored the rig as K / T_base_cam matrices; they still
+load). It holds only tensors and plain Python types so that it loads with
+`torch.load(weights_only=True)` (no code runs from the file). Everything that can go wrong on
+load raises `CheckpointError` saying what is wrong and what to do.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import torch
 
 from surround_depth_ros.atomic_file import atomic_path
 from surround_depth_ros.network.student import StudentConfig, SurroundDepthStudent
-from surround_depth_ros.rig import CameraRig
+from surround_depth_ros.rig import Camera, CameraRig, Radar, rig_from_dict, rig_to_dict
 
 FORMAT = "surround_depth_ros.student"
-FORMAT_VERSION = 1
+# 2: the rig in the rig YAML structure; 1: the rig as K / T_base_cam matrices (read, converted).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, FORMAT_VERSION)
 
 
 class CheckpointError(RuntimeError):
@@ -36,7 +40,7 @@ class CheckpointInfo:
     input_size: tuple[int, int]
     checksum: str
     version: int = FORMAT_VERSION
-    rig: dict | None = None
+    rig: CameraRig | None = None
     adjacency: list[list[int]] | None = None
     extra: dict = field(default_factory=dict)
 
@@ -63,25 +67,26 @@ def weights_checksum(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def rig_to_dict(rig: CameraRig) -> dict:
-    """The rig as plain lists (camera names, sizes, intrinsics, extrinsics, frames; radars)."""
-    return {
-        "base_frame": rig.base_frame,
-        "cameras": [
-            {
-                "name": c.name,
-                "width": c.width,
-                "height": c.height,
-                "K": c.K.tolist(),
-                "T_base_cam": c.T_base_cam.tolist(),
-                "frame_id": c.frame_id,
-            }
-            for c in rig.cameras
-        ],
-        "radars": [
-            {"name": r.name, "T_base_radar": r.T_base_radar.tolist(), "frame_id": r.frame_id} for r in rig.radars
-        ],
-    }
+def _matrix_rig(data: dict) -> CameraRig:
+    """A version-1 checkpoint's rig (K / T_base_cam / T_base_radar matrices as lists) as a `CameraRig`."""
+    cameras = [
+        Camera(c["name"], c["width"], c["height"], c["K"], c["T_base_cam"], c.get("frame_id", ""))
+        for c in data["cameras"]
+    ]
+    radars = [Radar(r["name"], r["T_base_radar"], r.get("frame_id", "")) for r in data.get("radars") or []]
+    return CameraRig(cameras, radars, data.get("base_frame", "base_link"))
+
+
+def _read_rig(path: Path, version: int, data: dict | None) -> CameraRig | None:
+    """The recorded rig in the layout of the checkpoint's version, or a CheckpointError saying what is wrong."""
+    if not data:
+        return None
+    try:
+        return _matrix_rig(data) if version == 1 else rig_from_dict(data, f"checkpoint {path}: rig")
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} records an unusable rig ({type(error).__name__}: {error}); re-save it from training"
+        ) from error
 
 
 def save_checkpoint(
@@ -139,10 +144,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Checkpoi
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a surround_depth_ros student checkpoint (no '{FORMAT}' format tag)")
     version = payload.get("version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"checkpoint {path} has format version {version}, this surround_depth_ros reads version "
-            f"{FORMAT_VERSION}; re-save it with a matching version of surround_depth_ros"
+            f"checkpoint {path} has format version {version}, this surround_depth_ros reads versions "
+            f"{list(READABLE_VERSIONS)}; re-save it with a matching version of surround_depth_ros"
         )
     missing = sorted({"config", "input_size", "checksum", "state_dict"} - set(payload))
     if missing:
@@ -164,7 +169,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Checkpoi
         input_size=tuple(int(v) for v in payload["input_size"]),
         checksum=checksum,
         version=version,
-        rig=payload.get("rig"),
+        rig=_read_rig(path, version, payload.get("rig")),
         adjacency=payload.get("adjacency"),
         extra=payload.get("extra") or {},
     )

@@ -40,7 +40,7 @@ def _load(args: argparse.Namespace) -> tuple[ExportableStudent, str, str]:
     """The exportable model, its weights checksum and a file stem."""
     if args.checkpoint is not None:
         model, info = load_checkpoint(args.checkpoint)
-        n_views = args.views or (len(info.rig["cameras"]) if info.rig else 6)
+        n_views = args.views or (len(info.rig.cameras) if info.rig else 6)
         adjacency = info.adjacency if info.adjacency is not None else ring_adjacency(n_views)
         module = ExportableStudent(model, torch.as_tensor(adjacency), n_views, info.input_size)
         return module, info.checksum, args.checkpoint.stem
