@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from surround_depth_ros.tools.errors import UsageError, usage_errors
 from surround_depth_ros.tools.train import parse_overrides
 from surround_depth_ros.training.config import ConfigError
 
@@ -38,16 +39,13 @@ def run(args: argparse.Namespace) -> int:
 
     from surround_depth_ros.training.ablation import load_ablation_config, markdown_table, run_ablation
 
-    try:
+    with usage_errors(ConfigError):
         config = load_ablation_config(args.config, parse_overrides(args.set))
-        if args.out is not None:
-            config = replace(config, out_dir=str(args.out))
-        unknown = sorted(set(args.only or []) - set(config.variants))
-        if unknown:
-            raise ConfigError(f"--only: unknown variant(s) {unknown}; the config has {list(config.variants)}")
-    except ConfigError as error:
-        print(f"error: {error}")
-        return 2
+    if args.out is not None:
+        config = replace(config, out_dir=str(args.out))
+    unknown = sorted(set(args.only or []) - set(config.variants))
+    if unknown:
+        raise UsageError(f"--only: unknown variant(s) {unknown}; the config has {list(config.variants)}")
     summary = run_ablation(config, device=args.device, only=args.only)
     print(markdown_table(summary, config.seeds))
     print(f"wrote {config.out_dir}/ablation.md, ablation.json and ablation.png")

@@ -2,7 +2,8 @@
 
 A tool module exposes `add_arguments(parser)` and `run(args) -> int` and is listed in
 `TOOLS` with a one-line help. Modules are imported only when their subcommand runs, so that `--help` and
-light tools stay fast and a tool that needs rclpy does not burden the others.
+light tools stay fast and a tool that needs rclpy does not burden the others. A tool that cannot run as
+asked raises `UsageError` (`tools/errors.py`): one line on stderr and exit code 2, as argparse does.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from surround_depth_ros.tools.errors import UsageError
 
 # subcommand -> (module under surround_depth_ros.tools, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
@@ -23,10 +26,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "run-bag": ("run_bag", "the node's pipeline over every frame set of a bag, offline: depth bag, summary, metrics"),
     "evaluate": ("evaluate", "score a checkpoint on synthetic, nuScenes, DDAD or a rosbag: metrics.json + report.png"),
     "ablation": ("ablation", "train one student without KD and with each KD family over seeds: table + JSON + PNG"),
+    "params": ("params", "the node's parameters from their declaration: a commented params file or the README table"),
     "rig": ("rig", "show, convert (--save YAML) and draw (--png top view) a sensor rig from YAML, nuScenes or DGP"),
 }
 
-    "params": ("params", "the node's parameters from their declaration: a commented params file or the README table"),
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -44,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as error:
+        print(f"surround-depth {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from surround_depth_ros.rig import CameraRig, default_rig, load_rig, save_rig
+from surround_depth_ros.tools.errors import usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +96,8 @@ def draw_top_view(rig: CameraRig, path: Path, reach: float = 5.0) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rig = load_source(args)
+    with usage_errors(FileNotFoundError, ValueError):  # a missing or malformed rig, dataroot or calibration
+        rig = load_source(args)
     print(describe(rig, args.min_overlap))
     if args.save is not None:
         save_rig(rig, args.save)

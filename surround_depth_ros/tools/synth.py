@@ -21,6 +21,7 @@ from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.radar import radar_points_in_base
 from surround_depth_ros.rig import default_rig, load_rig
 from surround_depth_ros.tools.arguments import image_size
+from surround_depth_ros.tools.errors import UsageError, usage_errors
 from surround_depth_ros.visualize import colorize_depth, surround_order
 
 
@@ -116,10 +117,11 @@ def save_frame_set(frame: FrameSet, out: Path, sheet: bool = True) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.frames < 1:
-        raise SystemExit(f"--frames must be >= 1, got {args.frames}")
+        raise UsageError(f"--frames must be >= 1, got {args.frames}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    rig = load_rig(args.rig) if args.rig else default_rig()
+    with usage_errors(FileNotFoundError, ValueError):
+        rig = load_rig(args.rig) if args.rig else default_rig()
     reader = SyntheticReader(
         rig,
         seed=args.seed,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from surround_depth_ros.tools.errors import usage_errors
 from surround_depth_ros.training.config import ConfigError, load_config
 
 
@@ -36,11 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.training.trainer import Trainer
 
-    try:
+    with usage_errors(ConfigError):
         config = load_config(args.config, parse_overrides(args.set))
-    except ConfigError as error:
-        print(f"error: {error}")
-        return 2
     trainer = Trainer(config, out_dir=args.out, device=args.device)
     result = trainer.train(resume=args.resume)
     best = "n/a (no validation set)" if result.best_abs_rel is None else f"{result.best_abs_rel:.4f}"

@@ -17,6 +17,7 @@ from surround_depth_ros.bag.writer import ENCODINGS, STORAGES, write_bag
 from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.tools.arguments import image_size
+from surround_depth_ros.tools.errors import UsageError, usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,7 @@ def open_frames(args: argparse.Namespace) -> tuple[Iterable[FrameSet], int]:
     from surround_depth_ros.training.config import DatasetConfig
 
     if args.source != "synthetic" and args.dataroot is None:
-        raise SystemExit(f"write-bag: --source {args.source} needs --dataroot")
+        raise UsageError(f"--source {args.source} needs --dataroot")
     spec = DatasetConfig(
         type=args.source,
         path=None if args.dataroot is None else str(args.dataroot),
@@ -57,20 +58,22 @@ def open_frames(args: argparse.Namespace) -> tuple[Iterable[FrameSet], int]:
     options = {}
     if args.source == "synthetic":  # the synthetic options group
         options = {"rig": load_rig(args.rig) if args.rig else None, "sweeps": args.sweeps}
-    source = open_frame_source(spec, **options)
+    with usage_errors(FileNotFoundError, ValueError):  # a dataroot, scene, bag or rig that cannot be read
+        source = open_frame_source(spec, **options)
     count = len(source) if args.frames is None else min(len(source), args.frames)
     return itertools.islice(source, count), count
 
 
 def run(args: argparse.Namespace) -> int:
     framesets, count = open_frames(args)
-    stats = write_bag(
-        framesets,
-        args.out,
-        total=count,
-        storage=args.storage,
-        encoding=args.encoding,
-        topic_names=TopicNames(args.prefix),
-    )
+    with usage_errors(FileExistsError):  # --out exists: the writer refuses before reading a frame set
+        stats = write_bag(
+            framesets,
+            args.out,
+            total=count,
+            storage=args.storage,
+            encoding=args.encoding,
+            topic_names=TopicNames(args.prefix),
+        )
     print(f"wrote {args.out}: {stats.frames} frame sets, {stats.messages} messages, {stats.bytes / 1e6:.1f} MB")
     return 0

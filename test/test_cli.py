@@ -1,0 +1,66 @@
+"""`surround-depth`: usage errors are one line on stderr and exit code 2; write-bag opens every registered source."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sample_framesets import make_framesets
+
+from surround_depth_ros.bag import RosbagReader, write_bag
+from surround_depth_ros.tools.cli import main
+
+ENTRY_POINT = Path(sys.executable).with_name("surround-depth")
+
+
+def test_the_installed_command_reports_a_usage_error_in_one_line(tmp_path):
+    if not ENTRY_POINT.is_file():
+        pytest.skip(f"{ENTRY_POINT} is not installed (the package is not installed in this environment)")
+    result = subprocess.run(
+        [str(ENTRY_POINT), "write-bag", "--source", "nuscenes", "--out", str(tmp_path / "bag")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "surround-depth write-bag: error: --source nuscenes needs --dataroot\n"
+    assert not (tmp_path / "bag").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["synth", "--frames", "0", "--out", "{tmp}/synth"],
+            "surround-depth synth: error: --frames must be >= 1, got 0",
+        ),
+        (
+            ["train", "{tmp}/absent.yaml"],
+            "surround-depth train: error: training config {tmp}/absent.yaml does not exist",
+        ),
+        (["rig", "--rig", "{tmp}/absent.yaml"], "surround-depth rig: error: rig file {tmp}/absent.yaml does not exist"),
+        (
+            ["write-bag", "--source", "ddad", "--dataroot", "{tmp}/absent", "--out", "{tmp}/bag"],
+            "surround-depth write-bag: error: DGP file {tmp}/absent does not exist",
+        ),
+        (
+            ["write-bag", "--frames", "1", "--out", "{tmp}"],
+            "surround-depth write-bag: error: bag {tmp} exists already; choose a new path or delete it",
+        ),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    code = main([arg.format(tmp=tmp_path) for arg in argv])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err == message.format(tmp=tmp_path) + "\n"
+
+
+def test_write_bag_rewrites_a_bag_through_the_source_registry(tmp_path, capsys):
+    write_bag(make_framesets(3), tmp_path / "mcap", progress=False)
+    argv = ["write-bag", "--source", "rosbag", "--dataroot", str(tmp_path / "mcap"), "--out", str(tmp_path / "sqlite")]
+    assert main([*argv, "--storage", "sqlite3", "--frames", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert [frame.name for frame in RosbagReader(tmp_path / "sqlite")] == ["sqlite:0", "sqlite:1"]
