@@ -42,6 +42,10 @@ def test_the_installed_command_reports_a_usage_error_in_one_line(tmp_path):
         ),
         (["rig", "--rig", "{tmp}/absent.yaml"], "surround-depth rig: error: rig file {tmp}/absent.yaml does not exist"),
         (
+            ["replay", "{tmp}/absent"],
+            "surround-depth replay: error: {tmp}/absent is not a rosbag2 directory (no metadata.yaml in it)",
+        ),
+        (
             ["write-bag", "--source", "ddad", "--dataroot", "{tmp}/absent", "--out", "{tmp}/bag"],
             "surround-depth write-bag: error: DGP file {tmp}/absent does not exist",
         ),

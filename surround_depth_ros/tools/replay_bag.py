@@ -17,6 +17,8 @@ import argparse
 import os
 from pathlib import Path
 
+from surround_depth_ros.tools.errors import usage_errors
+
 
 def _rate(text: str) -> float:
     if text == "max":
@@ -60,16 +62,17 @@ def run(args: argparse.Namespace) -> int:
     rclpy.init()
     replayer = None
     try:
-        replayer = BagReplayer(
-            args.bag,
-            rate=args.rate,
-            loop=args.loop,
-            publish_clock=args.clock,
-            topics=args.topics,
-            max_in_flight=args.max_in_flight,
-            wait_for_subscribers_s=args.wait,
-            delivery_timeout_s=args.wait,
-        )
+        with usage_errors(FileNotFoundError, ValueError):  # not a bag, or a bad --rate / --topics
+            replayer = BagReplayer(
+                args.bag,
+                rate=args.rate,
+                loop=args.loop,
+                publish_clock=args.clock,
+                topics=args.topics,
+                max_in_flight=args.max_in_flight,
+                wait_for_subscribers_s=args.wait,
+                delivery_timeout_s=args.wait,
+            )
         replayer.run(progress=True)
     except KeyboardInterrupt:
         pass
