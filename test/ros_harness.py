@@ -1,16 +1,19 @@
-"""Helpers for integration tests over real DDS: a node in its own process, a client in this one."""
+"""Helpers for integration tests over real DDS: a node in its own process, a client in this one.
+
+`NodeProcess` and `write_params` are the package's own launcher (`surround_depth_ros.ros.launcher`), the one
+`surround-depth demo` uses, so the tests start the node as the demo does.
+"""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
+from surround_depth_ros.ros.launcher import NodeProcess, write_params
+
+__all__ = ["NodeProcess", "RigPublisher", "RosClient", "tiny_checkpoint", "write_params"]
 
 
 def tiny_checkpoint(path: Path, rig) -> Path:  # noqa: ANN001 - CameraRig
@@ -24,52 +27,6 @@ def tiny_checkpoint(path: Path, rig) -> Path:  # noqa: ANN001 - CameraRig
     config = preset("tiny")
     save_checkpoint(path, SurroundDepthStudent(config).eval(), config, rig=rig)
     return path
-
-
-def write_params(path: Path, values: dict) -> Path:
-    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
-    return path
-
-
-class NodeProcess:
-    """`python -m surround_depth_ros.ros.node` with a params file and a namespace, stopped with SIGINT.
-
-    Its output is read while it runs: an undrained pipe blocks the node once 64 KB of log wait (a
-    storm of Fast DDS errors does that), which would look like a DDS stall. `output` is set by
-    stop() and wait().
-    """
-
-    def __init__(self, params_file: Path, namespace: str = "/", extra: list[str] | None = None) -> None:
-        command = [sys.executable, "-m", "surround_depth_ros.ros.node", "--ros-args", "--params-file"]
-        command += [str(params_file), "-r", f"__ns:={namespace}", *(extra or [])]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.output = ""
-        self._lines: list[str] = []
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        for line in self.process.stdout:
-            self._lines.append(line)
-
-    def _collect(self) -> int:
-        self._reader.join(timeout=5)
-        self.output = "".join(self._lines)
-        return self.process.returncode
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        return self._collect()
-
-    def wait(self, timeout: float = 60.0) -> int:
-        self.process.wait(timeout=timeout)
-        return self._collect()
 
 
 class RosClient:

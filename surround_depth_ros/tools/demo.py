@@ -13,8 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from surround_depth_ros.datasets.synthetic import SyntheticReader
@@ -114,6 +111,7 @@ def _wait(condition, timeout: float) -> bool:  # noqa: ANN001
 def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.bag.writer import write_bag
     from surround_depth_ros.ros.dds import use_large_image_transport
+    from surround_depth_ros.ros.launcher import NodeProcess, write_params
     from surround_depth_ros.ros.replayer import BagReplayer
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # keep the demo's DDS on this machine
@@ -132,21 +130,18 @@ def run(args: argparse.Namespace) -> int:
     shutil.rmtree(bag, ignore_errors=True)
     write_bag(frames, bag, total=len(frames))
 
-    params = out / "params.yaml"
     values = {"cameras": rig.camera_names, "backend": args.backend, "use_sim_time": True}
     values |= {"checkpoint": str(Path(args.checkpoint).resolve())} if args.checkpoint else {}
-    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
-    log = (out / "node.log").open("w")
-    command = [sys.executable, "-m", "surround_depth_ros.ros.node", "--ros-args", "--params-file", str(params)]
-    node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    node = NodeProcess(write_params(out / "params.yaml", values), log=out / "node.log")
     recorder = _Recorder(rig.camera_names)
     replayer = BagReplayer(bag, rate=args.rate, node=recorder.node)
     try:
         print("waiting for the node (loading the model)...")
         topics = [f"/{name}/image_raw" for name in rig.camera_names]
-        up = _wait(lambda: node.poll() is not None or all(replayer.node.count_subscribers(t) for t in topics), 120)
-        if not up or node.poll() is not None:
-            raise SystemExit(f"the node did not come up; see {out / 'node.log'}:\n{(out / 'node.log').read_text()}")
+        up = _wait(lambda: not node.running or all(replayer.node.count_subscribers(t) for t in topics), 120)
+        if not up or not node.running:
+            print(f"the node did not come up; its log ({out / 'node.log'}):\n{node.output}", file=sys.stderr)
+            return 1
         time.sleep(2.0)  # discovery has seen the node; let every publisher match it before the first frame
         stats = replayer.run(progress=True)
         # The newest set always wins, so the last one is served (its anchor is the first camera's stamp).
@@ -154,12 +149,7 @@ def run(args: argparse.Namespace) -> int:
         # Diagnostics come once a second: wait for the one that counts every set received here.
         _wait(lambda: (recorder.diagnostics or {}).get("frame sets published") == str(len(recorder.clouds)), 5)
     finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        log.close()
+        node.stop(timeout=30)
         recorder.close()
     summary = _summarize(frames, recorder, stats, out)
     print(json.dumps(summary, indent=2))
