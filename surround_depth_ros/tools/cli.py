@@ -17,7 +17,7 @@ from surround_depth_ros.tools.errors import UsageError
 # subcommand -> (module under surround_depth_ros.tools, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the node on built-in data over real DDS and write what it published"),
-    "write-bag": ("write_bag", "write a rosbag2 (mcap/sqlite3) from the synthetic world, nuScenes or DDAD"),
+    "write-bag": ("write_bag", "write a rosbag2 (mcap/sqlite3) from synthetic data, nuScenes, DDAD or a bag"),
     "replay": ("replay_bag", "replay a rosbag2 into live ROS 2 topics (1x, Nx, max; latched /tf_static)"),
     "synth": ("synth", "render synthetic surround frame sets (images, exact depth, lidar, radar) with contact sheets"),
     "models": ("model_info", "list the student presets with parameters, GFLOPs and CPU latency"),
