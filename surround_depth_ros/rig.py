@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from surround_depth_ros import geometry
+from surround_depth_ros import geometry, schema
 from surround_depth_ros.resources import packaged_file
+from surround_depth_ros.schema import SchemaError, setting
 
 
 def _as_matrix(value: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -181,7 +183,7 @@ RIG_FILE_HELP = """\
 """
 
 
-class RigFileError(ValueError):
+class RigFileError(SchemaError):
     """A rig YAML file that cannot be turned into a `CameraRig`; the message names the file and key."""
 
 
@@ -218,37 +220,71 @@ def resize_image_and_camera(image: np.ndarray, camera: Camera, width: int, heigh
     return resized, resize_camera(camera, width, height)
 
 
-def _require(mapping: Any, key: str, where: str) -> Any:
-    if not isinstance(mapping, dict):
-        raise RigFileError(f"{where}: expected a mapping with key {key!r}, got {type(mapping).__name__}")
-    if key not in mapping:
-        raise RigFileError(f"{where}: missing key {key!r}")
-    return mapping[key]
+@dataclass(frozen=True)
+class IntrinsicsSpec:
+    """`intrinsics` of a rig file's camera, in pixels."""
+
+    fx: float = setting(low=0, low_open=True)
+    fy: float = setting(low=0, low_open=True)
+    cx: float = setting()
+    cy: float = setting()
+    skew: float = 0.0
+
+    def matrix(self) -> np.ndarray:
+        return np.array([[self.fx, self.skew, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
 
-def _number_list(value: Any, length: int, where: str) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise RigFileError(f"{where}: expected {length} numbers, got {value!r}") from error
-    if array.shape != (length,):
-        raise RigFileError(f"{where}: expected {length} numbers, got {value!r}")
-    return array
+@dataclass(frozen=True)
+class ExtrinsicsSpec:
+    """`extrinsics` of a rig file's sensor: translation and one rotation form (see RIG_FILE_HELP)."""
+
+    translation: tuple[float, ...] = setting(min_items=3, max_items=3)
+    quaternion_wxyz: tuple[float, ...] | None = setting(None, min_items=4, max_items=4)
+    rpy_deg: tuple[float, ...] | None = setting(None, min_items=3, max_items=3)
+
+    @classmethod
+    def cross_check(cls, values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """One of the two rotation forms must be given."""
+        if values.get("quaternion_wxyz", 0) is None and values.get("rpy_deg", 0) is None:
+            yield "", "missing key 'quaternion_wxyz' or 'rpy_deg' (the rotation)"
+
+    def matrix(self) -> np.ndarray:
+        """The 4x4 transform (ValueError for a quaternion of zero length)."""
+        if self.quaternion_wxyz is not None:
+            rotation = geometry.quaternion_to_matrix(*self.quaternion_wxyz)
+        else:
+            rotation = geometry.rpy_to_matrix(*np.deg2rad(self.rpy_deg))
+        return geometry.make_transform(rotation, np.asarray(self.translation))
 
 
-def _transform_from_yaml(spec: Any, where: str) -> np.ndarray:
-    translation = _number_list(_require(spec, "translation", where), 3, f"{where}.translation")
-    if "quaternion_wxyz" in spec:
-        quaternion = _number_list(spec["quaternion_wxyz"], 4, f"{where}.quaternion_wxyz")
-        try:
-            rotation = geometry.quaternion_to_matrix(*quaternion)
-        except ValueError as error:
-            raise RigFileError(f"{where}.quaternion_wxyz: {error}") from error
-    elif "rpy_deg" in spec:
-        rotation = geometry.rpy_to_matrix(*np.deg2rad(_number_list(spec["rpy_deg"], 3, f"{where}.rpy_deg")))
-    else:
-        raise RigFileError(f"{where}: missing key 'quaternion_wxyz' or 'rpy_deg' (the rotation)")
-    return geometry.make_transform(rotation, translation)
+@dataclass(frozen=True)
+class CameraSpec:
+    """A camera of a rig file."""
+
+    name: str
+    width: int = setting(low=0, low_open=True)
+    height: int = setting(low=0, low_open=True)
+    intrinsics: IntrinsicsSpec = setting()
+    extrinsics: ExtrinsicsSpec = setting()
+    frame_id: str = ""
+
+
+@dataclass(frozen=True)
+class RadarSpec:
+    """A radar of a rig file."""
+
+    name: str
+    extrinsics: ExtrinsicsSpec
+    frame_id: str = ""
+
+
+@dataclass(frozen=True)
+class RigSpec:
+    """A rig file (RIG_FILE_HELP): `cameras` in the order the network sees them, `radars` (null: none)."""
+
+    cameras: tuple[CameraSpec, ...] = setting(min_items=1)
+    radars: tuple[RadarSpec, ...] | None = None
+    base_frame: str = "base_link"
 
 
 def _transform_to_yaml(T: np.ndarray) -> dict[str, list[float]]:
@@ -258,45 +294,28 @@ def _transform_to_yaml(T: np.ndarray) -> dict[str, list[float]]:
     }
 
 
-def rig_from_dict(data: Any, source: str = "rig") -> CameraRig:
-    """Build a rig from the parsed YAML structure described in `RIG_FILE_HELP`."""
-    cameras = []
-    camera_specs = _require(data, "cameras", source)
-    if not isinstance(camera_specs, list) or not camera_specs:
-        raise RigFileError(f"{source}: 'cameras' must be a non-empty list")
-    for index, spec in enumerate(camera_specs):
-        where = f"{source}: cameras[{index}]"
-        name = str(_require(spec, "name", where))
-        where = f"{where} ({name})"
-        intrinsics = _require(spec, "intrinsics", where)
-        fx, fy, cx, cy = (float(_require(intrinsics, k, f"{where}.intrinsics")) for k in ("fx", "fy", "cx", "cy"))
-        K = np.array([[fx, float(intrinsics.get("skew", 0.0)), cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+def rig_from_dict(data: Any, source: str = "rig") -> CameraRig:  # noqa: ANN401 - parsed YAML
+    """Build a rig from the parsed YAML structure described in `RIG_FILE_HELP`; a RigFileError lists every
+    problem with its key path (`cameras[1] (CAM_FRONT_LEFT).intrinsics: missing key 'fx'`)."""
+    spec = schema.build(RigSpec, data, source, RigFileError)
+    cameras, radars, problems = [], [], []
+    for index, cam in enumerate(spec.cameras):
         try:
-            cameras.append(
-                Camera(
-                    name=name,
-                    width=int(_require(spec, "width", where)),
-                    height=int(_require(spec, "height", where)),
-                    K=K,
-                    T_base_cam=_transform_from_yaml(_require(spec, "extrinsics", where), f"{where}.extrinsics"),
-                    frame_id=str(spec.get("frame_id", "")),
-                )
-            )
-        except RigFileError:
-            raise
+            T = cam.extrinsics.matrix()
+            cameras.append(Camera(cam.name, cam.width, cam.height, cam.intrinsics.matrix(), T, cam.frame_id))
         except ValueError as error:
-            raise RigFileError(f"{where}: {error}") from error
-    radars = []
-    for index, spec in enumerate(data.get("radars") or []):
-        where = f"{source}: radars[{index}]"
-        name = str(_require(spec, "name", where))
-        where = f"{where} ({name})"
-        T = _transform_from_yaml(_require(spec, "extrinsics", where), f"{where}.extrinsics")
-        radars.append(Radar(name=name, T_base_radar=T, frame_id=str(spec.get("frame_id", ""))))
+            problems.append(f"cameras[{index}] ({cam.name}): {error}")
+    for index, radar in enumerate(spec.radars or ()):
+        try:
+            radars.append(Radar(radar.name, radar.extrinsics.matrix(), radar.frame_id))
+        except ValueError as error:
+            problems.append(f"radars[{index}] ({radar.name}): {error}")
+    if problems:
+        raise RigFileError(source, problems)
     try:
-        return CameraRig(cameras, radars, str(data.get("base_frame", "base_link")))
+        return CameraRig(cameras, radars, spec.base_frame)
     except ValueError as error:
-        raise RigFileError(f"{source}: {error}") from error
+        raise RigFileError(source, [str(error)]) from error
 
 
 def rig_to_dict(rig: CameraRig) -> dict[str, Any]:

@@ -31,11 +31,14 @@ _SIZED = list | tuple | dict
 
 
 class SchemaError(ValueError):
-    """Configuration that does not match its declaration; `problems` holds one sentence per mistake."""
+    """Configuration that does not match its declaration; `problems` holds one sentence per mistake (none: the
+    whole message is `source`)."""
 
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
+    def __init__(self, source: str, problems: Sequence[str] = ()) -> None:
         self.source, self.problems = source, list(problems)
-        if len(self.problems) == 1:
+        if not self.problems:
+            super().__init__(source)
+        elif len(self.problems) == 1:
             super().__init__(f"{source}: {self.problems[0]}")
         else:
             super().__init__(f"{source}:\n  - " + "\n  - ".join(self.problems))
@@ -82,7 +85,7 @@ class Rule:
                 return [f"must be {self.limits()}, got {value}"]
         if isinstance(value, _SIZED):
             if self.max_items is not None and self.max_items == self.min_items and len(value) != self.min_items:
-                return [f"expected {self.min_items} entries, got {len(value)}: {value!r}"]
+                return [f"expected exactly {self.min_items} entries, got {len(value)}"]
             if len(value) < self.min_items:
                 return [f"needs at least {self.min_items} entries, got {len(value)}"]
             if self.max_items is not None and len(value) > self.max_items:
@@ -185,32 +188,30 @@ def _item_path(path: str, index: int, item: Any) -> str:  # noqa: ANN401 - parse
     return f"{path}[{index}]" + (f" ({name})" if isinstance(name, str) else "")
 
 
-def _wrong(kind: Any, value: Any, path: str, found: list[str]) -> object:  # noqa: ANN401
+def _wrong(kind: Any, value: Any, path: str, found: list[str], nullable: bool) -> object:  # noqa: ANN401
     got = "null" if value is None else f"{type(value).__name__} {value!r}"
-    found.append(_at(path, f"expected {type_name(kind)}, got {got}"))
+    found.append(_at(path, f"expected {type_name(kind)}{' or null' if nullable else ''}, got {got}"))
     return _BAD
 
 
-def _value(kind: Any, value: Any, path: str, rule: Rule, found: list[str]) -> Any:  # noqa: ANN401
+def _value(kind: Any, value: Any, path: str, rule: Rule, found: list[str], nullable: bool = False) -> Any:  # noqa: ANN401
     """`value` checked against `kind` and `rule` and converted; `_BAD` after adding its problems to `found`."""
     inner = _optional(kind)
     if inner is not None:
-        return None if value is None else _value(inner, value, path, rule, found)
+        return None if value is None else _value(inner, value, path, rule, found, nullable=True)
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if kind is Any:
         result = value
     elif dataclasses.is_dataclass(kind):
-        if isinstance(value, kind):
-            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(kind)}
         result = _section(kind, value, path, found, True)
     elif origin in (list, tuple):
         if not isinstance(value, list | tuple):
-            return _wrong(kind, value, path, found)
+            return _wrong(kind, value, path, found, nullable)
         items = [_value(args[0], v, _item_path(path, i, v), Rule(), found) for i, v in enumerate(value)]
         result = _BAD if any(v is _BAD for v in items) else origin(items)
     elif origin is dict:
         if not isinstance(value, Mapping):
-            return _wrong(kind, value, path, found)
+            return _wrong(kind, value, path, found, nullable)
         items = {}
         for key, item in value.items():
             if not isinstance(key, str):
@@ -221,14 +222,14 @@ def _value(kind: Any, value: Any, path: str, rule: Rule, found: list[str]) -> An
         result = _BAD if any(v is _BAD for v in items.values()) else items
     elif kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return _wrong(kind, value, path, found)
+            return _wrong(kind, value, path, found, nullable)
         result = float(value)
         if not math.isfinite(result):
             found.append(_at(path, f"must be finite, got {result}"))
             return _BAD
     elif kind in (bool, int, str):
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return _wrong(kind, value, path, found)
+            return _wrong(kind, value, path, found, nullable)
         result = value
     else:
         raise TypeError(f"schema: unsupported type {kind} at {path or 'the top level'}")
@@ -240,7 +241,9 @@ def _value(kind: Any, value: Any, path: str, rule: Rule, found: list[str]) -> An
 
 
 def _section(cls: type, data: Any, path: str, found: list[str], unknown_keys: bool) -> Any:  # noqa: ANN401
-    """A dataclass instance from a mapping (every field, then the class's cross_check), or `_BAD`."""
+    """A dataclass instance from a mapping or an instance (every field, then the class's cross_check), or `_BAD`."""
+    if isinstance(data, cls):
+        data = {f.name: getattr(data, f.name) for f in dataclasses.fields(cls)}
     if not isinstance(data, Mapping):
         got = "null" if data is None else f"{type(data).__name__} {data!r}"
         found.append(_at(path, f"expected a mapping, got {got}"))

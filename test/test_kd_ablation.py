@@ -47,11 +47,19 @@ def test_ablation_errors_name_the_variant(tmp_path):
     text = open("config/training/ablation.yaml").read()
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace("baseline: no_kd_radar", "baseline: nothing", 1))
-    with pytest.raises(ConfigError, match="baseline 'nothing' is not a variant"):
+    with pytest.raises(ConfigError, match=r"variants\.[^:]+\.baseline: 'nothing' is not a variant"):
         load_ablation_config(bad)
     bad.write_text(text.replace("teacher: relative", "teacher: oracle", 1))
-    with pytest.raises(ConfigError, match="needs teacher: one of"):
+    with pytest.raises(ConfigError, match=r"\.teacher: distils, so it needs teacher: one of \["):
         load_ablation_config(bad)
+    bad.write_text(text.replace("variants:", "variant:", 1).replace("seeds: [0, 1, 2, 3, 4]", "seeds: []", 1))
+    with pytest.raises(ConfigError) as info:
+        load_ablation_config(bad)
+    assert info.value.problems == [
+        "variant: unknown key (did you mean 'variants'?)",
+        "missing key 'variants'",
+        "seeds: needs at least 1 entries, got 0",
+    ]
 
 
 def test_every_shipped_variant_trains_and_is_compared_with_its_baseline(tmp_path):

@@ -17,6 +17,8 @@ from surround_depth_ros.rig import (
     RigFileError,
     default_rig,
     load_rig,
+    rig_from_dict,
+    rig_to_dict,
     save_rig,
 )
 
@@ -150,9 +152,25 @@ def test_rpy_form_of_the_optical_frame(tmp_path):
             lambda d: d["cameras"][2]["extrinsics"].pop("quaternion_wxyz"),
             r"cameras\[2\] \(CAM_FRONT_RIGHT\).extrinsics: missing key 'quaternion_wxyz' or 'rpy_deg'",
         ),
-        (lambda d: d["cameras"][0]["extrinsics"].update(translation=[1, 2]), r"translation: expected 3 numbers"),
+        (
+            lambda d: d["cameras"][0]["extrinsics"].update(translation=[1, 2]),
+            r"cameras\[0\] \(CAM_FRONT\).extrinsics.translation: expected exactly 3 entries, got 2",
+        ),
+        (
+            lambda d: d["cameras"][0]["intrinsics"].update(fx="500"),
+            r"cameras\[0\] \(CAM_FRONT\).intrinsics.fx: expected float, got str '500'",
+        ),
+        (
+            lambda d: d["cameras"][0].update(heigth=900),
+            r"cameras\[0\] \(CAM_FRONT\).heigth: unknown key \(did you mean 'height'",
+        ),
+        (lambda d: d.update(cameras=[]), "cameras: needs at least 1 entries, got 0"),
+        (
+            lambda d: d["cameras"][0]["extrinsics"].update(quaternion_wxyz=[0, 0, 0, 0]),
+            r"cameras\[0\] \(CAM_FRONT\): .*quaternion",
+        ),
         (lambda d: d["radars"][0].pop("extrinsics"), r"radars\[0\] \(RADAR_FRONT\): missing key 'extrinsics'"),
-        (lambda d: d["cameras"][3].update(width=-5), r"CAM_BACK.*image size must be positive"),
+        (lambda d: d["cameras"][3].update(width=-5), r"cameras\[3\] \(CAM_BACK\).width: must be > 0, got -5"),
         (lambda d: d["cameras"][4].update(name="CAM_FRONT"), "sensor names must be unique"),
     ],
 )
@@ -165,6 +183,21 @@ def test_bad_rig_files_name_the_problem(tmp_path, edit, message):
     with pytest.raises(RigFileError, match=message) as info:
         load_rig(path)
     assert str(path) in str(info.value)
+
+
+def test_every_rig_file_problem_is_listed_at_once(tmp_path):
+    data = rig_to_dict(default_rig())
+    data["cameras"][0].pop("width")
+    data["cameras"][2]["intrinsics"]["fy"] = True
+    data["radars"][0]["extrinsics"]["rpy_deg"] = [0, 0]
+    data["radars"][0]["extrinsics"].pop("quaternion_wxyz")
+    with pytest.raises(RigFileError) as info:
+        rig_from_dict(data, "rig.yaml")
+    assert info.value.problems == [
+        "cameras[0] (CAM_FRONT): missing key 'width'",
+        "cameras[2] (CAM_FRONT_RIGHT).intrinsics.fy: expected float, got bool True",
+        "radars[0] (RADAR_FRONT).extrinsics.rpy_deg: expected exactly 3 entries, got 2",
+    ]
 
 
 def test_missing_rig_file_is_named(tmp_path):

@@ -125,8 +125,8 @@ def test_unlabeled_synthetic_withholds_depth_and_mixes_by_ratio(tmp_path):
     result = trainer.train()
     assert result.step == 2 and all(np.isfinite(h["photometric"]) for h in trainer.history)
     for change, message in (
-        ({"unlabeled_ratio": 1.0}, "unlabeled_ratio"),
-        ({"unlabeled": {**base["unlabeled"], "neighbours": [1]}}, "unlabeled.neighbours must equal"),
+        ({"unlabeled_ratio": 1.0}, r"unlabeled_ratio: 1.0 is outside the allowed range \(0, 1\)"),
+        ({"unlabeled": {**base["unlabeled"], "neighbours": [1]}}, "unlabeled.neighbours: must equal train.neighbours"),
         ({"train": {**base["train"], "neighbours": [0, 1]}}, "distinct non-zero"),
     ):
         with pytest.raises(ConfigError, match=message):

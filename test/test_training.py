@@ -46,23 +46,45 @@ def data_cache(tmp_path_factory):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"optimiser": {}}, r"unknown key\(s\) \['optimiser'\]"),
-        ({"optimizer": {"steps": 0}}, "steps must be > 0"),
-        ({"optimizer": {"lr": "fast"}}, "lr must be a number"),
-        ({"model": {"preset": "huge"}}, "model.preset 'huge' is not a preset"),
-        ({"model": {"preset": "tiny", "overrides": {"n_bins_typo": 3}}}, "model.overrides"),
-        ({"losses": {"silog": 1.0, "sillog": 1.0}}, "unknown loss 'sillog'"),
-        ({"losses": {"silog": {"weight": 1.0, "lambda": 2}}}, r"unknown parameter\(s\) \['lambda'\]"),
-        ({"val": {"type": "synthetic", "seeds": [1]}}, "held-out scenes must come from other seeds"),
+        ({"optimiser": {}}, r"optimiser: unknown key \(did you mean 'optimizer'\?\)"),
+        ({"optimizer": {"steps": 0}}, "optimizer.steps: must be > 0, got 0"),
+        ({"optimizer": {"lr": "fast"}}, "optimizer.lr: expected float, got str 'fast'"),
+        ({"optimizer": {"batch_size": True}}, "optimizer.batch_size: expected int, got bool True"),
+        ({"optimizer": {"min_lr_ratio": 2}}, r"optimizer.min_lr_ratio: 2.0 is outside the allowed range \[0, 1\]"),
+        ({"model": {"preset": "huge"}}, r"model.preset: 'huge' is not one of \["),
+        ({"model": {"preset": "tiny", "overrides": {"n_bins_typo": 3}}}, "model.overrides: "),
+        ({"model": {"input_size": [16, 64]}}, r"model.input_size: expected \[height, width\], each >= 32"),
+        ({"losses": {"silog": 1.0, "sillog": 1.0}}, "losses: unknown loss 'sillog'"),
+        ({"losses": {"silog": {"weight": 1.0, "lambda": 2}}}, r"losses: loss 'silog': unknown parameter\(s\) \['lambda'\]"),
+        ({"losses": {}}, "losses: needs at least 1 entries, got 0"),
+        ({"val": {"type": "synthetic", "seeds": [1]}}, "val.seeds: .* held-out scenes must come from other seeds"),
         ({"val": {"type": "nuscenes"}}, "val.path: a nuscenes dataset needs a path"),
-        ({"train": {"type": "kitti", "path": "x"}}, "unknown dataset type 'kitti'"),
-        ({"teacher": {"type": "own_family"}}, "teacher.checkpoint is required"),
-        ({"device": "tpu"}, "device must be one of"),
+        ({"train": {"type": "kitti", "path": "x"}}, r"train.type: 'kitti' is not one of \['synthetic'"),
+        ({"train": {"frames": 2.5}}, "train.frames: expected int, got float 2.5"),
+        ({"teacher": {"type": "own_family"}}, "teacher.checkpoint: required for the own_family teacher"),
+        ({"teacher": {"checkpoint": "x.pt"}}, "teacher: missing key 'type'"),
+        ({"validation": {"min_depth": 90.0}}, r"validation.min_depth: must be < max_depth \(80.0\)"),
+        ({"device": "tpu"}, r"device: 'tpu' is not one of \['auto'"),
+        ({"threads": 0}, "threads: must be > 0, got 0"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, change, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=f"test: {message}"):
         make_config(tmp_path, **change)
+
+def test_every_config_error_is_listed_at_once(tmp_path):
+    change = {"optimiser": {}, "optimizer": {"lr": -1.0, "steps": "many"}, "device": "tpu", "train": {"stride": 0}}
+    with pytest.raises(ConfigError) as info:
+        make_config(tmp_path, **change)
+    assert info.value.problems == [
+        "optimiser: unknown key (did you mean 'optimizer'?)",
+        "train.stride: must be > 0, got 0",
+        "optimizer.lr: must be > 0, got -1.0",
+        "optimizer.steps: expected int, got str 'many'",
+        "device: 'tpu' is not one of ['auto', 'cpu', 'cuda']",
+    ]
+    assert str(info.value).startswith("test:\n  - optimiser: unknown key")
+
 
 
 def test_shipped_configs_load():

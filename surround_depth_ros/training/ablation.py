@@ -11,8 +11,9 @@ Finished runs are kept (runs/<variant>/seed<k>/result.json) and skipped when run
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,20 +21,19 @@ from typing import Any
 import numpy as np
 import yaml
 
+from surround_depth_ros import schema
+from surround_depth_ros.schema import setting
 from surround_depth_ros.training.config import (
     ConfigError,
     DatasetConfig,
     TeacherConfig,
     TrainingConfig,
-    build_section,
-    check_dataset,
+    apply_overrides,
     config_from_dict,
 )
 
 TABLE_METRICS = (("abs_rel", "AbsRel"), ("rmse", "RMSE (m)"), ("a1", "delta1"))
 
-
-VARIANT_KEYS = {"losses", "teacher", "radar", "baseline"}
 # two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (no SciPy dependency)
 T_975 = (
     12.706,
@@ -82,79 +82,60 @@ class Variant:
 
 @dataclass
 class AblationConfig:
-    """`training`: the base run (no teacher); `variants`: name -> Variant; `teachers`: name -> teacher; `test`."""
+    """`training`: the base run (no teacher); `variants`: name -> Variant ({}: no KD); `teachers`: name -> teacher;
+    `test`: the held-out streets."""
 
     training: TrainingConfig
     test: DatasetConfig
     teachers: dict[str, TeacherConfig]
-    variants: dict[str, Variant]
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    variants: dict[str, Variant] = setting(min_items=1)
+    seeds: list[int] = setting(default_factory=lambda: [0, 1, 2, 3, 4], min_items=1)
     out_dir: str = "runs/ablation"
 
-
-def _variant(name: str, data: Any, teachers: Mapping[str, TeacherConfig], source: str) -> Variant:
-    data = dict(data or {})
-    unknown = sorted(set(data) - VARIANT_KEYS)
-    if unknown:
-        raise ConfigError(f"{source}: variant {name!r}: unknown key(s) {unknown}; valid: {sorted(VARIANT_KEYS)}")
-    variant = Variant(
-        dict(data.get("losses") or {}), data.get("teacher"), bool(data.get("radar", False)), data.get("baseline")
-    )
-    if variant.losses and variant.teacher not in teachers:
-        raise ConfigError(f"{source}: variant {name!r} distils, so it needs teacher: one of {sorted(teachers)}")
-    return variant
+    @classmethod
+    def cross_check(cls, values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """Held-out test streets; every teacher and baseline a variant names exists."""
+        training, test = values.get("training"), values.get("test")
+        if training is not None and test is not None and test.type == training.train.type == "synthetic":
+            if set(test.seeds) & set(training.train.seeds):
+                yield "test.seeds", "overlap the training worlds; held-out streets need other seeds"
+        teachers, variants = values.get("teachers"), values.get("variants", {})
+        for name, row in variants.items():
+            repeated = sorted(set(row.losses) & set(training.losses)) if training is not None else []
+            if repeated:
+                yield f"variants.{name}.losses", f"repeat the base losses {repeated}"
+            if row.radar and training is not None and not training.train.radar:
+                yield f"variants.{name}.radar", "a radar student needs radar data: set training.train.radar: true"
+            if row.losses and teachers is not None and row.teacher not in teachers:
+                yield (
+                    f"variants.{name}.teacher",
+                    f"distils, so it needs teacher: one of {sorted(teachers)}",
+                )
+            if row.baseline is not None and row.baseline not in variants:
+                yield f"variants.{name}.baseline", f"{row.baseline!r} is not a variant"
 
 
 def load_ablation_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> AblationConfig:
-    """Read and validate an ablation YAML (see config/training/ablation.yaml); every variant is checked up front."""
+    """Read and validate an ablation YAML (see config/training/ablation.yaml); every variant is checked up front.
+
+    `overrides` ({"optimizer.steps": 10, ...}) replace keys of the base `training` config before validation."""
     source = str(path)
     try:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError as error:
         raise ConfigError(f"ablation config {path} does not exist") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    known = {"training", "test", "teachers", "variants", "seeds", "out_dir"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
-    for key in ("training", "test", "teachers", "variants"):
-        if key not in data:
-            raise ConfigError(f"{source}: missing key {key!r}")
-    from surround_depth_ros.training.config import apply_overrides
-
-    training_data = apply_overrides(data["training"], overrides or {}, source)
-    training = config_from_dict(training_data, f"{source}: training")
-    test = build_section(DatasetConfig, data["test"], f"{source}: test")
-    check_dataset(test, f"{source}: test")
-    if test.type == training.train.type == "synthetic" and set(test.seeds) & set(training.train.seeds):
-        raise ConfigError(f"{source}: test.seeds overlap the training worlds; held-out streets need other seeds")
-    teachers = {
-        name: build_section(TeacherConfig, value, f"{source}: teachers.{name}")
-        for name, value in (data["teachers"] or {}).items()
-    }
-    variants = data["variants"]
-    if not isinstance(variants, dict) or not variants:
-        raise ConfigError(f"{source}: variants must map a name to {{losses, teacher, radar, baseline}} ({{}}: no KD)")
-    seeds = data.get("seeds", [0, 1, 2, 3, 4])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"{source}: seeds must be a non-empty list of integers, got {seeds!r}")
-    rows = {k: _variant(k, v, teachers, source) for k, v in variants.items()}
-    for name, row in rows.items():
-        if row.baseline is not None and row.baseline not in rows:
-            raise ConfigError(f"{source}: variant {name!r}: baseline {row.baseline!r} is not a variant")
-    config = AblationConfig(training, test, teachers, rows, seeds, str(data.get("out_dir", "runs/ablation")))
+    if isinstance(data, Mapping) and isinstance(data.get("training"), Mapping):
+        data = {**data, "training": apply_overrides(data["training"], overrides or {}, f"{source}: training")}
+    config = schema.build(AblationConfig, data, source, ConfigError)
+    config.training = dataclasses.replace(config.training, source=f"{source}: training")
     for name in config.variants:
-        variant_config(config, name, seeds[0])  # raises on a bad loss or parameter before anything runs
+        variant_config(config, name, config.seeds[0])  # raises on a bad loss or parameter before anything runs
     return config
 
 
 def variant_config(config: AblationConfig, name: str, seed: int) -> TrainingConfig:
     """The training config of one run: base losses + the variant's, its teacher, its student, this seed."""
     variant = config.variants[name]
-    overlap = sorted(set(variant.losses) & set(config.training.losses))
-    if overlap:
-        raise ConfigError(f"ablation variant {name!r} repeats base losses {overlap}")
     model = config.training.model
     overrides = {**model.overrides, "radar": variant.radar}
     overrides["name"] = f"{model.preset}-{'radar' if variant.radar else 'camera'}"
@@ -167,8 +148,6 @@ def variant_config(config: AblationConfig, name: str, seed: int) -> TrainingConf
         out_dir=str(Path(config.out_dir) / "runs" / name / f"seed{seed}"),
         source=f"{config.training.source} [{name}, seed {seed}]",
     )
-    if variant.radar and not run.train.radar:
-        raise ConfigError(f"ablation variant {name!r} is a radar student: set training.train.radar: true")
     try:
         return config_from_dict(run.to_dict() | {"source": run.source}, run.source)
     except ConfigError:
