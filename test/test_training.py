@@ -55,7 +55,10 @@ def data_cache(tmp_path_factory):
         ({"model": {"preset": "tiny", "overrides": {"n_bins_typo": 3}}}, "model.overrides: "),
         ({"model": {"input_size": [16, 64]}}, r"model.input_size: expected \[height, width\], each >= 32"),
         ({"losses": {"silog": 1.0, "sillog": 1.0}}, "losses: unknown loss 'sillog'"),
-        ({"losses": {"silog": {"weight": 1.0, "lambda": 2}}}, r"losses: loss 'silog': unknown parameter\(s\) \['lambda'\]"),
+        (
+            {"losses": {"silog": {"weight": 1.0, "lambda": 2}}},
+            r"losses: loss 'silog': unknown parameter\(s\) \['lambda'\]",
+        ),
         ({"losses": {}}, "losses: needs at least 1 entries, got 0"),
         ({"val": {"type": "synthetic", "seeds": [1]}}, "val.seeds: .* held-out scenes must come from other seeds"),
         ({"val": {"type": "nuscenes"}}, "val.path: a nuscenes dataset needs a path"),
@@ -72,6 +75,7 @@ def test_config_errors_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError, match=f"test: {message}"):
         make_config(tmp_path, **change)
 
+
 def test_every_config_error_is_listed_at_once(tmp_path):
     change = {"optimiser": {}, "optimizer": {"lr": -1.0, "steps": "many"}, "device": "tpu", "train": {"stride": 0}}
     with pytest.raises(ConfigError) as info:
@@ -84,7 +88,6 @@ def test_every_config_error_is_listed_at_once(tmp_path):
         "device: 'tpu' is not one of ['auto', 'cpu', 'cuda']",
     ]
     assert str(info.value).startswith("test:\n  - optimiser: unknown key")
-
 
 
 def test_shipped_configs_load():
