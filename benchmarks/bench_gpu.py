@@ -5,7 +5,7 @@ For each backend and precision (torch fp32, torch fp16 autocast channels-last, t
 providers, Torch-TensorRT fp16; a case that cannot run here prints why), at 6 x 352x640 network
 input (default preset, random weights: the cost is the same):
   forward  the bare network on prepared tensors (the floor)
-  path     upload (pinned) + resize + normalise + forward + focal scale + mask + cloud fusion at the
+  path     upload (pinned) + resize + forward (normalising inside) + focal scale + mask + cloud fusion at the
            default point budget + one device-to-host copy of depth, confidence and the packed cloud
 then path sets/s and path / forward, and the largest depth / confidence error against torch fp32.
 Median of --iters CUDA-synchronised runs after warm-up.

@@ -18,7 +18,6 @@ from surround_depth_ros.network.student import SurroundDepthStudent
 from surround_depth_ros.rig import default_rig
 from surround_depth_ros.training.config import config_from_dict
 from surround_depth_ros.training.data import PreparedDataset, Sample
-from surround_depth_ros.training.evaluate import normalise
 from surround_depth_ros.training.trainer import Trainer
 
 RECIPES = {
@@ -89,7 +88,7 @@ def main() -> None:
             full = timed(lambda trainer=trainer, step=step: trainer.train_step(next(step)), args.repeats, device)
             model: SurroundDepthStudent = trainer.model
             optimizer = torch.optim.AdamW(model.parameters())
-            images = normalise(dataset.images[:2].float().to(device) / 255)
+            images = dataset.images[:2].float().to(device) / 255  # RGB in [0, 1]: the student normalises
             adjacency = dataset.adjacency.to(device)
 
             def bare(model=model, optimizer=optimizer, images=images, adjacency=adjacency):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from surround_depth_ros import geometry
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
 from surround_depth_ros.inference.engine import auto_backend
-from surround_depth_ros.network import MEAN, PRESETS, STD, SurroundDepthStudent
+from surround_depth_ros.network import MEAN, PRESETS, ImageNormalisation, SurroundDepthStudent
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.rig import Camera, CameraRig, resize_camera
@@ -59,8 +59,7 @@ def test_engine_equals_the_model_on_network_sized_images(model):
     radar[:, 0, 30, 50], radar[:, 1, 30, 50] = 12.0, 5.0
     engine = DepthEngine(model, backend="torch", device="cpu", adjacency=ring_adjacency(N))
     results = engine.infer(frames, radar=radar)
-    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # uint8: the model normalises its input
     with torch.no_grad():
         out = model(x[None], ring_adjacency(N), radar=torch.from_numpy(radar)[None])
     for i, r in enumerate(results):
@@ -142,11 +141,13 @@ def test_a_narrower_camera_is_placed_into_the_training_camera_and_others_are_res
     assert (view.height, view.width) == (round(90 / 1.25 * H / 90), round(160 / 1.25 * W / 160)) == (51, 90)
     np.testing.assert_allclose(np.diag(view.K)[:2], np.diag(trained_K)[:2], rtol=0.02)
     np.testing.assert_allclose(view.K[:2, 2], trained_K[:2, 2], atol=0.5)  # principal point on the training one
-    # The network input: the resized image in its box, the mean colour (0 after normalisation) around it.
+    # The network input: the resized image in its box, the mean colour (0 after the model's normalisation) around it.
     border = torch.ones((H, W), dtype=torch.bool)
     border[view.top : view.top + view.height, view.left : view.left + view.width] = False
-    batch = engine.normalize(engine.upload(frames), engine.placements(longer, [(90, 160)] * N))[0, 0]
-    assert (batch[:, border] == 0).all() and (batch[:, ~border] != 0).any()
+    batch = engine.network_images(engine.upload(frames), engine.placements(longer, [(90, 160)] * N))[0, 0]
+    normalised = ImageNormalisation()(batch)
+    assert (normalised[:, border] == 0).all() and (normalised[:, ~border] != 0).any()
+    np.testing.assert_array_equal(batch[:, border], torch.tensor(MEAN)[:, None].expand(3, int(border.sum())))
     maps = engine.infer_maps(frames, intrinsics=longer)
     assert torch.isnan(maps.depth[0][border]).all() and torch.isfinite(maps.depth[0][~border]).all()
     np.testing.assert_allclose(maps.K[0], view.K)
@@ -246,7 +247,7 @@ def test_real_nuscenes_cameras_come_back_at_1600x900(model, shared_data_path):
     results = engine.infer(frames)
     assert all(r.depth.shape == (900, 1600) and np.isfinite(r.depth).all() for r in results)
     # The antialiased uint8 resize agrees with a float area resize of the real image to within 2 grey levels.
-    batch = engine.preprocess(frames)[0][0, 0] * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+    batch = engine.preprocess(frames)[0][0, 0]  # RGB in [0, 1]
     area = F.interpolate(torch.from_numpy(frames[0]).permute(2, 0, 1)[None].float(), size=(H, W), mode="area")[0]
     assert (batch * 255 - area).abs().mean() < 2.0
 

@@ -16,7 +16,7 @@ import torch
 
 from surround_depth_ros.losses import LossInputs, build_losses, cross_interaction_targets
 from surround_depth_ros.network.checkpoint import save_checkpoint
-from surround_depth_ros.network.student import MEAN, STD, SurroundDepthStudent, preset
+from surround_depth_ros.network.student import SurroundDepthStudent, preset
 from surround_depth_ros.rig import default_rig
 from surround_depth_ros.teachers import OwnFamilyTeacher
 
@@ -39,10 +39,6 @@ ZERO_WHEN_IDENTICAL = {
 }
 
 
-def normalised(images: torch.Tensor) -> torch.Tensor:
-    return (images - torch.tensor(MEAN).view(1, 1, 3, 1, 1)) / torch.tensor(STD).view(1, 1, 3, 1, 1)
-
-
 def calibrated_network(seed: int, adjacency: torch.Tensor) -> SurroundDepthStudent:
     """A fresh tiny network whose BatchNorm statistics are measured on three random batches, in eval mode."""
     torch.manual_seed(seed)
@@ -53,7 +49,7 @@ def calibrated_network(seed: int, adjacency: torch.Tensor) -> SurroundDepthStude
     generator = torch.Generator().manual_seed(100 + seed)
     with torch.no_grad():
         for _ in range(3):
-            model(normalised(torch.rand(2, 6, 3, H, W, generator=generator)), adjacency)
+            model(torch.rand(2, 6, 3, H, W, generator=generator), adjacency)
     return model.eval()
 
 
@@ -84,7 +80,7 @@ def setting(tmp_path_factory):
 
 def student_inputs(model, images, radar, adjacency, target, rig) -> LossInputs:
     """What the trainer hands the losses, for `model` as student (eval mode, graph kept for Grad-CAM)."""
-    out = model(normalised(images), adjacency, radar=radar, return_aux=True)
+    out = model(images, adjacency, radar=radar, return_aux=True)
     return LossInputs(
         depth=out.depth,
         bin_logits=out.bin_logits,

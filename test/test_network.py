@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surround_depth_ros.network import PRESETS, StudentConfig, SurroundDepthStudent, preset
+from surround_depth_ros.network import MEAN, PRESETS, STD, StudentConfig, SurroundDepthStudent, preset
 from surround_depth_ros.network.attention import neighbour_table, ring_adjacency
 
 H, W, N = 64, 112, 6  # not divisible by 32 on purpose
@@ -28,7 +28,8 @@ def sparse_radar(batch: int = 1, seed: int = 0) -> torch.Tensor:
 
 
 def images(batch: int = 1, seed: int = 0) -> torch.Tensor:
-    return torch.randn(batch, N, 3, H, W, generator=torch.Generator().manual_seed(seed))
+    """RGB in [0, 1], what the student takes (it normalises inside)."""
+    return torch.rand(batch, N, 3, H, W, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +152,32 @@ def test_temporal_forward_without_previous_frame_uses_the_current_one():
     assert first.temporal_features.shape == (1, N, model.encoder.channels[4], 2, 4)
     torch.testing.assert_close(first.depth, again.depth)
     assert (first.depth - other.depth).abs().max() > 1e-6
+
+
+def test_the_student_normalises_uint8_and_unit_float_images_alike(tiny):
+    """The model owns its ImageNet normalisation: uint8 and x / 255 give the same depth, the statistics are buffers
+    outside the state dict (checkpoints written before keep loading strictly) and follow the model's device."""
+    pixels = torch.randint(0, 256, (1, N, 3, H, W), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(tiny(pixels, RING).depth, tiny(pixels.float() / 255, RING).depth)
+    x = pixels[0].float() / 255
+    expected = (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    torch.testing.assert_close(tiny.normalise(pixels[0]), expected, rtol=0, atol=1e-6)
+    assert not any(k.startswith("normalise") or k.endswith((".mean", ".std")) for k in tiny.state_dict())
+    assert {name for name, _ in tiny.named_buffers()} >= {"normalise.mean", "normalise.std"}
+    with pytest.raises(ValueError, match="uint8 RGB or floats"):
+        tiny(pixels.long(), RING)
+
+
+def test_pose_net_normalises_its_images():
+    from surround_depth_ros.network.pose import PoseNet
+
+    torch.manual_seed(0)
+    net = PoseNet().eval()
+    first, second = torch.randint(0, 256, (2, 2, 3, 32, 48), dtype=torch.uint8).unbind(0)
+    with torch.no_grad():
+        torch.testing.assert_close(net(first, second), net(first.float() / 255, second.float() / 255))
+    assert not any("normalise" in k for k in net.state_dict())
 
 
 def test_bad_inputs_get_clear_errors(tiny):

@@ -203,7 +203,7 @@ class SurroundDepthPipeline:
             clock.mark("radar")
         uploaded = engine.upload(images)
         clock.mark("upload")
-        inputs = engine.network_inputs(engine.normalize(uploaded, placements), radar)
+        inputs = engine.network_inputs(engine.network_images(uploaded, placements), radar)
         clock.mark("preprocess")
         depth, confidence = engine.run_network(inputs)
         clock.mark("forward")

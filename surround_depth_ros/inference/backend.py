@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from surround_depth_ros.network.student import ExportableStudent
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# What an exported graph's image input is: RGB in [0, 1], normalised inside the graph. Part of every
+# cache key, so that a graph cached before the network normalised its own input (it takes
+# normalised images) is never run with raw ones.
+GRAPH_INPUT = "rgb01"
 
 
 class BackendUnavailable(RuntimeError):

@@ -1,6 +1,7 @@
 """`DepthEngine`: camera images in, metric depth per camera out, whatever runs the network.
 
-Pre-processing (upload the uint8 images once, resize and normalise on the device, radar maps)
+Pre-processing (upload the uint8 images once, resize them on the device to RGB in [0, 1], radar maps;
+the network normalises its input itself)
 and post-processing (focal-length rescaling, clamping to the model's range, NaN where invalid,
 optionally the resize back to each camera's size) live here, so the node, the tools and the
 benchmarks share them and every backend sees the same tensors. `infer_maps` keeps the result on
@@ -22,11 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from surround_depth_ros.geometry import resize_intrinsics
-from surround_depth_ros.inference.backend import Backend, neighbour_digest
+from surround_depth_ros.inference.backend import GRAPH_INPUT, Backend, neighbour_digest
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import load_checkpoint, weights_checksum
 from surround_depth_ros.network.radar_branch import RADAR_CHANNELS
-from surround_depth_ros.network.student import MEAN, STD, ExportableStudent, SurroundDepthStudent
+from surround_depth_ros.network.student import MEAN, ExportableStudent, SurroundDepthStudent
 from surround_depth_ros.threads import POSTPROCESS_THREADS, torch_threads
 
 LOG = logging.getLogger(__name__)
@@ -188,8 +189,7 @@ class DepthEngine:
         self.backend = self._build_backend(self.module, *self._backend_options)
         self.min_confidence = min_confidence
         self._staging: dict[tuple[int, int, int], torch.Tensor] = {}
-        self._scale = (1.0 / (255.0 * torch.tensor(STD))).view(1, 3, 1, 1).to(self.device)
-        self._shift = (-torch.tensor(MEAN) / torch.tensor(STD)).view(1, 3, 1, 1).to(self.device)
+        self._border = torch.tensor(MEAN).view(3, 1, 1).to(self.device)
         self._previous: torch.Tensor | None = None
         h, w = self.input_size
         self._trained_K = (
@@ -217,7 +217,8 @@ class DepthEngine:
             pick_provider(self.device, onnx_provider)  # fail before a long export when the provider is absent
             h, w = self.input_size
             # The neighbour table is a constant of the graph: one file per weights, shape and adjacency.
-            name = f"student_{self.checksum[:16]}_{self.n_views}x{h}x{w}_{neighbour_digest(module)[:12]}.onnx"
+            shape = f"{self.n_views}x{h}x{w}"
+            name = f"student_{GRAPH_INPUT}_{self.checksum[:16]}_{shape}_{neighbour_digest(module)[:12]}.onnx"
             path = cached_onnx(module, self.cache_dir / name)
             return OnnxRuntimeBackend(path, self.device, precision, onnx_provider, self.cache_dir, threads)
         from surround_depth_ros.inference.tensorrt_backend import TensorRTBackend
@@ -278,11 +279,12 @@ class DepthEngine:
                 uploaded[i] = on_device[slot]
         return uploaded
 
-    def normalize(self, images: list[torch.Tensor], placements: list[Placement] | None = None) -> torch.Tensor:
-        """(1, N, 3, h, w) network input of uploaded images: resized (antialiased) and normalised on the device.
+    def network_images(self, images: list[torch.Tensor], placements: list[Placement] | None = None) -> torch.Tensor:
+        """(1, N, 3, h, w) network input of uploaded images: resized (antialiased) on the device, RGB in [0, 1].
 
-        With `placements` each image is resized to its placement and the border is the mean colour
-        (0 after normalisation, as Metric3D pads); without, it fills the input.
+        The network normalises its input itself (`ImageNormalisation`), so this is all the engine
+        does. With `placements` each image is resized to its placement and the border is the mean
+        colour (`MEAN`: 0 after the network's normalisation, as Metric3D pads); without, it fills the input.
         """
         h, w = self.input_size
         batch = torch.empty((self.n_views, 3, h, w), dtype=torch.float32, device=self.device)
@@ -294,23 +296,22 @@ class DepthEngine:
                 top, left, height, width = placements[i][:4] if placements is not None else (0, 0, h, w)
                 if tuple(x.shape[-2:]) != (height, width):
                     x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+                # x / 255 as the network's own uint8 path computes it, so both inputs give the same depth
                 if (height, width) == (h, w):
-                    torch.addcmul(self._shift, x.float(), self._scale, out=batch[i : i + 1])
+                    torch.div(x, 255.0, out=batch[i : i + 1])
                 else:
-                    batch[i].zero_()
-                    batch[i, :, top : top + height, left : left + width] = torch.addcmul(
-                        self._shift, x.float(), self._scale
-                    )[0]
+                    batch[i].copy_(self._border.expand(3, h, w))
+                    batch[i, :, top : top + height, left : left + width] = x[0] / 255.0
         return batch[None]
 
     def preprocess(
         self, images: list[np.ndarray], radar: np.ndarray | torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
         """The network inputs for `images` (N HxWx3 uint8 RGB) and optional radar maps (N, 4, H, W)."""
-        return self.network_inputs(self.normalize(self.upload(images)), radar)
+        return self.network_inputs(self.network_images(self.upload(images)), radar)
 
     def network_inputs(self, batch: torch.Tensor, radar: np.ndarray | torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """The backend's inputs from a normalised image batch (`normalize`) and radar maps (N, 4, H, W) or None."""
+        """The backend's inputs from an image batch (`network_images`) and radar maps (N, 4, H, W) or None."""
         inputs = [batch]
         if self.config.radar:
             inputs.append(self._radar_input(radar))
@@ -461,7 +462,7 @@ class DepthEngine:
         uploaded = self.upload(images)
         sizes = [tuple(im.shape[:2]) for im in images]
         placements = None if intrinsics is None else self.placements(intrinsics, sizes)
-        depth, confidence = self.run_network(self.network_inputs(self.normalize(uploaded, placements), radar))
+        depth, confidence = self.run_network(self.network_inputs(self.network_images(uploaded, placements), radar))
         depth, confidence = self.mask(depth, confidence, placements=placements)
         if resolution == "camera":
             K = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)

@@ -30,7 +30,13 @@ import torch
 from tqdm import tqdm
 
 from surround_depth_ros.atomic_file import atomic_path
-from surround_depth_ros.inference.backend import BackendUnavailable, check_precision, neighbour_digest, require_cuda
+from surround_depth_ros.inference.backend import (
+    GRAPH_INPUT,
+    BackendUnavailable,
+    check_precision,
+    neighbour_digest,
+    require_cuda,
+)
 from surround_depth_ros.network.student import ExportableStudent
 
 LOG = logging.getLogger(__name__)
@@ -60,6 +66,7 @@ def engine_signature(
     properties = torch.cuda.get_device_properties(device)
     return {
         "format": ENGINE_FORMAT,
+        "graph_input": GRAPH_INPUT,
         "torch": torch.__version__,
         "torch_tensorrt": torch_tensorrt.__version__,
         "tensorrt": tensorrt.__version__,
@@ -74,7 +81,8 @@ def engine_signature(
 
 def engine_path(cache_dir: str | Path, signature: dict) -> Path:
     """Cache file name: readable prefix + hash of the shape/precision/weights/adjacency part of the signature."""
-    key = json.dumps({k: signature[k] for k in ("checksum", "neighbours", "precision", "input_shapes")}, sort_keys=True)
+    parts = ("graph_input", "checksum", "neighbours", "precision", "input_shapes")
+    key = json.dumps({k: signature[k] for k in parts}, sort_keys=True)
     return Path(cache_dir) / f"student_{signature['precision']}_{hashlib.sha256(key.encode()).hexdigest()[:16]}.ep"
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from surround_depth_ros.network.encoders import ConvNormAct
+from surround_depth_ros.network.student import ImageNormalisation
 
 
 def skew(v: torch.Tensor) -> torch.Tensor:
@@ -50,7 +51,7 @@ def se3_exp(twist: torch.Tensor) -> torch.Tensor:
 
 
 class PoseNet(nn.Module):
-    """Two RGB images (normalised) -> the twist of the camera from the first capture to the second.
+    """Two RGB images (uint8 or floats in [0, 1]; normalised inside) -> the twist of the camera between captures.
 
     The twist is that of T_cam(first) <- cam(second), i.e. the second camera pose in the first one's
     frame. Outputs are scaled by 0.01 so that training starts from (almost) no motion (monodepth2).
@@ -58,6 +59,7 @@ class PoseNet(nn.Module):
 
     def __init__(self, width: int = 16) -> None:
         super().__init__()
+        self.normalise = ImageNormalisation()
         channels = [6, width, 2 * width, 4 * width, 8 * width, 8 * width]
         self.encoder = nn.Sequential(
             *(ConvNormAct(cin, cout, 3, 2, act=nn.ReLU) for cin, cout in zip(channels, channels[1:], strict=False))
@@ -66,7 +68,7 @@ class PoseNet(nn.Module):
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """first, second (B, 3, H, W) -> (B, 6) twists."""
-        x = self.encoder(torch.cat([first, second], dim=1))
+        x = self.encoder(torch.cat([self.normalise(first), self.normalise(second)], dim=1))
         return 0.01 * self.head(x).mean(dim=(2, 3))
 
 
@@ -80,7 +82,7 @@ def extrinsic_anchored_poses(
     """Base poses T_world_base (B, 1 + S, N, 4, 4) at every capture, world = base at the reference capture now.
 
     reference_now (B, 3, H, W) and reference_adjacent (B, S, 3, H, W): the reference camera's
-    normalised images; times (B, 1 + S, N) seconds after the reference camera's capture now (row 0
+    images (uint8 or floats in [0, 1]); times (B, 1 + S, N) seconds after the reference camera's capture now (row 0
     the current frame set, its reference entry 0); T_base_cam_reference (B, 4, 4). The velocity is the
     mean over neighbours of twist / time between the reference captures.
     """

@@ -21,9 +21,29 @@ from surround_depth_ros.network.decoders import DECODERS, DepthDecoder
 from surround_depth_ros.network.encoders import ENCODERS, build_encoder
 from surround_depth_ros.network.radar_branch import RADAR_CHANNELS, RadarBranch
 
-# ImageNet normalisation: images are (rgb / 255 - MEAN) / STD.
+# ImageNet statistics of RGB in [0, 1]: the networks see (rgb / 255 - MEAN) / STD, computed by `ImageNormalisation`.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+
+
+class ImageNormalisation(nn.Module):
+    """RGB (..., 3, H, W) as uint8 or floats in [0, 1] -> (rgb - mean) / std, inside the model that needs it.
+
+    A model that owns its normalisation takes raw images from every caller (engine, trainer,
+    evaluation, teachers), so no caller can forget it or apply other statistics. The statistics are
+    non-persistent buffers: they follow `.to()` / `.half()` and are no part of the state dict, so
+    checkpoints written before this module existed load unchanged.
+    """
+
+    def __init__(self, mean: tuple[float, float, float] = MEAN, std: tuple[float, float, float] = STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            images = images.to(self.mean.dtype) / 255.0
+        return (images - self.mean) / self.std
 
 
 @dataclass(frozen=True)
@@ -150,6 +170,7 @@ class SurroundDepthStudent(nn.Module):
     def __init__(self, config: StudentConfig) -> None:
         super().__init__()
         self.config = config
+        self.normalise = ImageNormalisation()
         self.encoder = build_encoder(config.encoder, config.width)
         channels = self.encoder.channels
         self.radar = RadarBranch(channels, config.radar_width, config.max_depth) if config.radar else None
@@ -171,8 +192,8 @@ class SurroundDepthStudent(nn.Module):
         prev_features: torch.Tensor | None = None,
         return_aux: bool = False,
     ) -> StudentOutput:
-        """images (B, N, 3, H, W) normalised with MEAN/STD; adjacency (E, 2) camera index pairs;
-        radar (B, N, 4, H, W) maps (depth, rcs, vx, vy; 0 = no return) or None (no returns)."""
+        """images (B, N, 3, H, W) RGB, uint8 or floats in [0, 1] (the model normalises them); adjacency (E, 2)
+        camera index pairs; radar (B, N, 4, H, W) maps (depth, rcs, vx, vy; 0 = no return) or None (no returns)."""
         self.check_inputs(images, radar, prev_features)
         table, mask = neighbour_table(adjacency, images.shape[1])
         return self.predict(images, table.to(images.device), mask.to(images.device), radar, prev_features, return_aux)
@@ -183,6 +204,8 @@ class SurroundDepthStudent(nn.Module):
         """Clear errors for shapes the model cannot take."""
         if images.dim() != 5 or images.shape[2] != 3:
             raise ValueError(f"images must be (batch, views, 3, height, width), got {tuple(images.shape)}")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise ValueError(f"images must be uint8 RGB or floats in [0, 1], got dtype {images.dtype}")
         if images.shape[1] > self.config.max_cameras:
             raise ValueError(
                 f"{images.shape[1]} views exceed preset {self.config.name!r}'s max_cameras={self.config.max_cameras}"
@@ -209,10 +232,11 @@ class SurroundDepthStudent(nn.Module):
     ) -> StudentOutput:
         """The forward pass with a prepared neighbour table (static shapes: what export traces)."""
         b, n, _, h, w = images.shape
-        image_features = self.encoder(images.flatten(0, 1))
+        x = self.normalise(images.flatten(0, 1))
+        image_features = self.encoder(x)
         features, radar_features = image_features, []
         if self.radar is not None:
-            maps = radar.flatten(0, 1) if radar is not None else images.new_zeros(b * n, len(RADAR_CHANNELS), h, w)
+            maps = radar.flatten(0, 1) if radar is not None else x.new_zeros(b * n, len(RADAR_CHANNELS), h, w)
             features, radar_features = self.radar(image_features, maps)
         bottleneck = features[4]
         if self.cross_view is not None:
@@ -250,7 +274,8 @@ class SurroundDepthStudent(nn.Module):
 class ExportableStudent(nn.Module):
     """The inference forward with the rig's neighbour table baked in, returning plain tensors.
 
-    Inputs, in order: images, then radar (radar presets), then prev_features (temporal presets);
+    Inputs, in order: images (RGB floats in [0, 1]; the graph normalises them), then radar (radar
+    presets), then prev_features (temporal presets);
     outputs: depth, confidence, then temporal_features (temporal presets). Names in
     `input_names` / `output_names`. Static shapes, no Python control flow on data: this is what
     goes through torch.export, torch.onnx.export and Torch-TensorRT.
@@ -284,7 +309,7 @@ class ExportableStudent(nn.Module):
         return (out.depth, out.confidence) + ((out.temporal_features,) if self.model.config.temporal else ())
 
     def example_inputs(self, batch: int = 1, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
-        """Inputs of the right static shapes (random images, empty radar, zero previous features)."""
+        """Inputs of the right static shapes (random [0, 1] images, empty radar, zero previous features)."""
         config = self.model.config
         h, w = self.input_size
         shapes = {"images": (batch, self.n_views, 3, h, w), "radar": (batch, self.n_views, len(RADAR_CHANNELS), h, w)}
@@ -292,7 +317,7 @@ class ExportableStudent(nn.Module):
             shapes["prev_features"] = (batch, self.n_views, *self.temporal_feature_shape())
         generator = torch.Generator().manual_seed(0)
         return tuple(
-            (torch.randn(shapes[name], generator=generator) if name == "images" else torch.zeros(shapes[name])).to(
+            (torch.rand(shapes[name], generator=generator) if name == "images" else torch.zeros(shapes[name])).to(
                 device
             )
             for name in self.input_names

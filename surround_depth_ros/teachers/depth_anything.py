@@ -15,10 +15,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from surround_depth_ros.network.student import ImageNormalisation
 from surround_depth_ros.teachers.base import ForwardResult, Teacher, TeacherOutput
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -57,6 +56,7 @@ class DepthAnythingTeacher(Teacher):
         self.model = AutoModelForDepthEstimation.from_pretrained(self.model_dir, local_files_only=True)
         self.model.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
+        self.normalise = ImageNormalisation().to(self.device)  # Depth Anything's processor uses ImageNet statistics
         self.patch = int(getattr(config, "patch_size", None) or config.backbone_config.patch_size)
         self.input_height = max(self.patch, round(input_height / self.patch) * self.patch)
         self.layers = list(getattr(config.backbone_config, "out_indices", None) or [-1])
@@ -82,9 +82,7 @@ class DepthAnythingTeacher(Teacher):
         batch, views, _, height, width = images.shape
         size = self.network_size(height, width)
         x = F.interpolate(images.flatten(0, 1).to(self.device), size=size, mode="bilinear", align_corners=False)
-        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-        out = self.model(pixel_values=(x - mean) / std, output_hidden_states=True)
+        out = self.model(pixel_values=self.normalise(x), output_hidden_states=True)
         depth = F.interpolate(out.predicted_depth[:, None], size=(height, width), mode="bilinear", align_corners=False)
         grid = (size[0] // self.patch, size[1] // self.patch)
 

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from surround_depth_ros.losses.masked import resize_masked
 from surround_depth_ros.network.checkpoint import load_checkpoint
-from surround_depth_ros.network.student import MEAN, STD
 from surround_depth_ros.teachers.base import ForwardResult, Teacher, TeacherOutput
 
 OUTPUTS = ("metric", "relative_inverse")
@@ -59,9 +58,7 @@ class OwnFamilyTeacher(Teacher):
             raise ValueError(f"checkpoint {self.info.path} records no camera adjacency; pass adjacency (E, 2)")
         size = self.info.input_size
         x = F.interpolate(images.flatten(0, 1).to(self.device), size=size, mode="bilinear", align_corners=False)
-        mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1)
-        x = ((x - mean) / std).unflatten(0, (batch, views))
+        x = x.unflatten(0, (batch, views))  # [0, 1]: the student normalises its input
         if radar is not None and not self.model.config.radar:
             radar = None  # a camera-only teacher ignores the radar the batch happens to carry
         if radar is not None:

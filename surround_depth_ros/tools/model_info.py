@@ -19,7 +19,7 @@ def parameter_count(model: torch.nn.Module) -> int:
 def preset_inputs(config: StudentConfig, n_views: int = 6) -> dict[str, torch.Tensor]:
     """A 6-view batch at the preset's input size (radar maps for radar presets)."""
     h, w = config.input_size
-    inputs = {"images": torch.randn(1, n_views, 3, h, w), "adjacency": ring_adjacency(n_views)}
+    inputs = {"images": torch.rand(1, n_views, 3, h, w), "adjacency": ring_adjacency(n_views)}
     if config.radar:
         inputs["radar"] = torch.zeros(1, n_views, 4, h, w)
     return inputs

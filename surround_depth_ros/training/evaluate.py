@@ -20,19 +20,12 @@ import torch
 
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.metrics import METRIC_NAMES, DepthMetrics
-from surround_depth_ros.network.student import MEAN, STD, SurroundDepthStudent
+from surround_depth_ros.network.student import SurroundDepthStudent
 from surround_depth_ros.training.data import PreparedDataset, Sample, lidar_depth_maps
 from surround_depth_ros.visualize import DEPTH_FAR_M, DEPTH_NEAR_M, DEPTH_TICKS_M
 
 # Depth caps per dataset (nuScenes 0.1-80 m and DDAD 0.1-200 m are the benchmarks' protocols).
 EVALUATION_CAPS = {"nuscenes": (0.1, 80.0), "ddad": (0.1, 200.0), "synthetic": (0.1, 80.0), "rosbag": (0.1, 80.0)}
-
-
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] RGB (..., 3, H, W) -> the network's input normalisation."""
-    mean = torch.tensor(MEAN, device=images.device).view(3, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(3, 1, 1)
-    return (images - mean) / std
 
 
 def predict_batches(
@@ -46,7 +39,7 @@ def predict_batches(
         with torch.no_grad():
             for start in range(0, len(dataset), batch_size):
                 batch = dataset.batch(range(start, min(start + batch_size, len(dataset))))
-                images = normalise(batch.images.to(device).float() / 255.0)
+                images = batch.images.to(device)  # uint8: the student normalises its input
                 radar = batch.radar.to(device) if batch.radar is not None and model.config.radar else None
                 yield batch, model(images, adjacency, radar=radar).depth.float().cpu()
     finally:

@@ -44,7 +44,7 @@ from surround_depth_ros.training.data import (
     open_source,
 )
 from surround_depth_ros.training.distributed import DictOutput, convert_batchnorm, distributed_context, select
-from surround_depth_ros.training.evaluate import evaluate_model, normalise
+from surround_depth_ros.training.evaluate import evaluate_model
 
 STATE_FORMAT = "surround_depth_ros.train_state/1"
 
@@ -193,8 +193,8 @@ class Trainer:
             return None
         estimated = extrinsic_anchored_poses(
             self.pose_net,
-            normalise(clean[:, 0]),
-            normalise(adjacent[:, :, 0]),
+            clean[:, 0],
+            adjacent[:, :, 0],
             batch.times.to(self.device),
             batch.extrinsics[:, 0].to(self.device),
         )
@@ -221,11 +221,9 @@ class Trainer:
         previous = None
         if self.previous is not None:
             with torch.no_grad():
-                prev_images = normalise(self.jitter(batch.adjacent[:, self.previous], generator).to(self.device))
+                prev_images = self.jitter(batch.adjacent[:, self.previous], generator).to(self.device)
                 previous = self.model(prev_images, self.adjacency).temporal_features
-        out = self.forward_model(
-            normalise(images01), self.adjacency, radar=student_radar, prev_features=previous, return_aux=True
-        )
+        out = self.forward_model(images01, self.adjacency, radar=student_radar, prev_features=previous, return_aux=True)
         gt = batch.depth.to(self.device)
         cfg = self.student_config
         gt = torch.where((gt >= cfg.min_depth) & (gt <= cfg.max_depth), gt, torch.zeros_like(gt))
