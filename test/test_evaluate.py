@@ -371,5 +371,10 @@ def test_cli_on_a_bag_without_lidar_says_so_in_one_line(tmp_path, capsys):
     checkpoint = _random_checkpoint(tmp_path / "student.pt", frames[0].rig)
     assert _cli("--checkpoint", checkpoint, "--dataset", "rosbag", "--path", bag, "--out", tmp_path / "out") == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("error: ") and "\n" not in error and "lidar" in error and str(bag) in error
+    assert (
+        error.startswith("surround-depth evaluate: error: ")
+        and "\n" not in error
+        and "lidar" in error
+        and str(bag) in error
+    )
     assert not (tmp_path / "out").exists()

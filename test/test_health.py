@@ -1,6 +1,6 @@
 """Input health counters: rates, rejections by cause, and the level an operator sees."""
 
-from surround_depth_ros.core.health import InputHealth, Level
+from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog
 
 
 def test_rate_and_levels_over_time():
@@ -44,3 +44,20 @@ def test_matched_publishers_and_nothing_received_is_an_error():
     assert health.status(9.0, 10.0, publishers=2)[0] == Level.ERROR  # stopped after arriving
     assert health.status(9.0, 10.0, publishers=0)[:2] == (Level.STALE, "silent for more than 2 s")
     assert health.status(9.5, 10.0, publishers=1)[0] == Level.STALE  # matched again: a new window
+
+
+def test_output_stall_is_timed_from_when_cameras_send_not_from_start_up():
+    """The demo logged "no frame set published for 7 s" at start: the model took 7 s to load, before any camera sent."""
+    watchdog = OutputWatchdog("CAM_FRONT", timeout_s=3.0)
+    assert watchdog.check(0.0, []) == ("", "")  # vehicle off: nothing to say
+    assert watchdog.check(7.0, ["CAM_FRONT", "CAM_BACK"]) == ("", "")  # first cameras after a 7 s load
+    assert watchdog.check(9.9, ["CAM_FRONT", "CAM_BACK"]) == ("", "")
+    assert watchdog.check(10.5, ["CAM_FRONT", "CAM_BACK"])[1] == "no frame set published for 4 s while 2 cameras send"
+    watchdog.published(11.0)
+    assert watchdog.check(13.0, ["CAM_FRONT", "CAM_BACK"]) == ("", "")
+    anchor, stalled = watchdog.check(14.5, ["CAM_BACK"])
+    assert "anchor camera CAM_FRONT is silent while 1 cameras send" in anchor
+    assert stalled == "no frame set published for 4 s while 1 cameras send"
+    assert watchdog.check(20.0, []) == ("", "")  # all silent: the clock restarts when they come back
+    assert watchdog.check(30.0, ["CAM_FRONT"]) == ("", "")
+    assert watchdog.check(34.0, ["CAM_FRONT"])[1] == "no frame set published for 4 s while 1 cameras send"

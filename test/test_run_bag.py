@@ -184,7 +184,12 @@ def test_run_bag_without_lidar_writes_depth_and_evaluate_stops_in_one_line(small
     ]
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("error: ") and "\n" not in error and f"no topic {LIDAR}" in error and str(bag) in error
+    assert (
+        error.startswith("surround-depth evaluate: error: ")
+        and "\n" not in error
+        and f"no topic {LIDAR}" in error
+        and str(bag) in error
+    )
 
 
 def test_run_bag_reads_compressed_images_as_the_node_does(small_bags, tmp_path):

@@ -112,3 +112,39 @@ class InputHealth:
         if rate < 0.5 * expected_rate_hz:
             return Level.WARN, f"rate {rate:.1f} Hz is below half the expected {expected_rate_hz:.1f} Hz", values
         return Level.OK, f"{rate:.1f} Hz", values
+
+
+@dataclass
+class OutputWatchdog:
+    """Whether the node's output stalled while its cameras send, and whether the anchor camera is silent.
+
+    A stall is timed from the last published set or, before the first one and after every silence of
+    all cameras, from when cameras began sending again: loading the model, or a vehicle parked with
+    its cameras off, is no stall. Nothing is reported while no camera sends. Times are monotonic s.
+    """
+
+    anchor: str
+    timeout_s: float
+    last_published: float | None = None
+    sending_since: float | None = None
+
+    def published(self, now: float) -> None:
+        self.last_published = now
+
+    def check(self, now: float, sending: list[str]) -> tuple[str, str]:
+        """(anchor silent while others send, no set published for timeout_s while cameras send); "" when not so."""
+        if not sending:
+            self.sending_since = None
+            return "", ""
+        if self.sending_since is None:
+            self.sending_since = now
+        silent_anchor = ""
+        if self.anchor not in sending:
+            silent_anchor = (
+                f"anchor camera {self.anchor} is silent while {len(sending)} cameras send: its frames mark "
+                "the capture instants, check its driver or set sync_anchor to another camera"
+            )
+        since = now - max(self.last_published or float("-inf"), self.sending_since)
+        if since <= self.timeout_s:
+            return silent_anchor, ""
+        return silent_anchor, f"no frame set published for {since:.0f} s while {len(sending)} cameras send"

@@ -22,7 +22,13 @@ from surround_depth_ros.radar import read_nuscenes_radar_pcd
 from surround_depth_ros.rig import Camera, CameraRig, Radar
 
 CAMERA_CHANNELS = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
-RADAR_CHANNELS = ("RADAR_FRONT", "RADAR_FRONT_LEFT", "RADAR_FRONT_RIGHT", "RADAR_BACK_LEFT", "RADAR_BACK_RIGHT")
+RADAR_SENSORS = (  # nuScenes calls sensors "channels"; these are the five radars
+    "RADAR_FRONT",
+    "RADAR_FRONT_LEFT",
+    "RADAR_FRONT_RIGHT",
+    "RADAR_BACK_LEFT",
+    "RADAR_BACK_RIGHT",
+)
 LIDAR_CHANNEL = "LIDAR_TOP"
 TABLES = ("sensor", "calibrated_sensor", "ego_pose", "sample_data", "sample")
 
@@ -144,7 +150,7 @@ class NuScenesReader:
             )
         radars = [
             Radar(channel, pose_to_matrix(self._calibration(records[channel])))
-            for channel in RADAR_CHANNELS
+            for channel in RADAR_SENSORS
             if channel in records
         ]
         return CameraRig(cameras, radars)
@@ -180,7 +186,7 @@ class NuScenesReader:
             )
 
         radar = []
-        for channel in RADAR_CHANNELS:
+        for channel in RADAR_SENSORS:
             record = records.get(channel)
             if record is not None and (self.dataroot / record["filename"]).is_file():
                 sweep = read_nuscenes_radar_pcd(self.dataroot / record["filename"], channel, record["timestamp"] * 1000)

@@ -26,8 +26,8 @@ from surround_depth_ros.geometry import resize_intrinsics
 from surround_depth_ros.inference.backend import GRAPH_INPUT, Backend, neighbour_digest
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import load_checkpoint, weights_checksum
-from surround_depth_ros.network.radar_branch import RADAR_CHANNELS
 from surround_depth_ros.network.student import MEAN, ExportableStudent, SurroundDepthStudent
+from surround_depth_ros.radar import RADAR_CHANNELS
 from surround_depth_ros.threads import POSTPROCESS_THREADS, torch_threads
 
 LOG = logging.getLogger(__name__)

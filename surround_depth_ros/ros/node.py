@@ -48,7 +48,7 @@ from tf2_msgs.msg import TFMessage
 from surround_depth_ros.core.assembler import AssembledSet, Intrinsics, assembler_from_settings
 from surround_depth_ros.core.binding import BindingError
 from surround_depth_ros.core.camera_model import camera_model_problems
-from surround_depth_ros.core.health import InputHealth, Level
+from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog
 from surround_depth_ros.core.mailbox import LatestMailbox
 from surround_depth_ros.core.params import NODE_NAME
 from surround_depth_ros.core.pipeline import STAGES, StartupError, pipeline_from_settings
@@ -101,8 +101,7 @@ class SurroundDepthNode(Node):
         self._processing_ms: deque = deque(maxlen=100)
         self._stage_ms: deque = deque(maxlen=100)  # the pipeline's timings_ms per set
         self._published = 0
-        self._last_published: float | None = None  # monotonic time of the last published set
-        self._started = time.monotonic()
+        self._watchdog = OutputWatchdog(s.sync_anchor or self.cameras[0], s.output_timeout_s)
         self._binding_error = ""
         self._decode_queue: queue.Queue = queue.Queue(DECODE_QUEUE_PER_CAMERA * len(self.cameras))
 
@@ -402,7 +401,7 @@ class SurroundDepthNode(Node):
             self._latency_ms.append(latency_ms)
             self._age_ms.append(age_ms)
             self._published += 1
-            self._last_published = time.monotonic()
+            self._watchdog.published(time.monotonic())
         self._processing_pub.publish(Float64(data=processing_ms))
         self._latency_pub.publish(Float64(data=latency_ms))
 
@@ -482,25 +481,10 @@ class SurroundDepthNode(Node):
         return self._status("pipeline", "surround_depth", level, message, values)
 
     def _output_stall(self, now: float) -> tuple[str, str]:
-        """(anchor camera silent while others send, no set published for output_timeout_s while cameras send).
-
-        Each is "" when it does not hold; nothing is reported while no camera sends (the vehicle is off).
-        """
+        """The output watchdog's verdict on the cameras sending now (see `OutputWatchdog`)."""
         with self._lock:
-            since = now - (self._last_published or self._started)
             sending = [c for c in self.cameras if now - self.health[c].last_arrival <= self.health[c].window_s]
-        if not sending:
-            return "", ""
-        anchor = self.settings.sync_anchor or self.cameras[0]
-        silent_anchor = ""
-        if anchor not in sending:
-            silent_anchor = (
-                f"anchor camera {anchor} is silent while {len(sending)} cameras send: its frames mark "
-                "the capture instants, check its driver or set sync_anchor to another camera"
-            )
-        if since <= self.settings.output_timeout_s:
-            return silent_anchor, ""
-        return silent_anchor, f"no frame set published for {since:.0f} s while {len(sending)} cameras send"
+            return self._watchdog.check(now, sending)
 
     def destroy_node(self) -> None:
         self._mailbox.close()

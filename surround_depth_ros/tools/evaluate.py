@@ -16,21 +16,22 @@ import argparse
 import dataclasses
 import itertools
 import json
-import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from surround_depth_ros.core import params
+from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.metrics import METRIC_NAMES
 from surround_depth_ros.tools.arguments import add_topic_arguments, image_size
-from surround_depth_ros.training.config import DATASET_TYPES, ConfigError, DatasetConfig, check_dataset
+from surround_depth_ros.tools.errors import UsageError, usage_errors
+from surround_depth_ros.training.config import ConfigError, DatasetConfig, check_dataset
 from surround_depth_ros.training.evaluate import EVALUATION_CAPS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="student checkpoint (.pt)")
-    parser.add_argument("--dataset", choices=DATASET_TYPES, required=True, help="where the frame sets come from")
+    parser.add_argument("--dataset", choices=SOURCE_TYPES, required=True, help="where the frame sets come from")
     parser.add_argument("--path", default=None, help="nuScenes dataroot, DGP scene (folder or json), or bag folder")
     parser.add_argument("--version", default="v1.0-mini", help="nuScenes version folder (default v1.0-mini)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[950, 951, 952], help="synthetic: world seeds")
@@ -157,16 +158,13 @@ def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.training.evaluate import evaluate_checkpoints, write_comparison, write_report
 
     checkpoints = [args.checkpoint, *([args.compare] if args.compare else [])]
-    try:
+    with usage_errors(ValueError, FileNotFoundError):  # a bag or dataset that cannot be scored: say why
         for checkpoint in checkpoints:
             if not checkpoint.is_file():
                 raise ConfigError(f"checkpoint {checkpoint} does not exist")
         spec = _spec(args)
         caps = depth_caps(args.caps, args.dataset)
         source = _open_frames(args, spec, read_checkpoint(args.checkpoint)[1].input_size)
-    except (ValueError, FileNotFoundError) as error:  # a bag or dataset that cannot be scored: say why, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     engines = [_engine(checkpoint, args) for checkpoint in checkpoints]
     frames = tqdm(
         (frame for frame, _ in source.frames), total=source.count, desc=f"evaluating on {args.dataset}", unit="frameset"
@@ -176,8 +174,7 @@ def run(args: argparse.Namespace) -> int:
             engines, frames, *caps, examples=args.examples, focal_scaling=not args.no_focal_scaling
         )
     except ValueError as error:  # e.g. no frame set with ground truth
-        print(f"error: {args.path or args.dataset}: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.path or args.dataset}: {error}") from error
     outs = [args.out, args.out / "compare"]
     for checkpoint, evaluation, out in zip(checkpoints, evaluations, outs, strict=False):
         evaluation.summary |= {"checkpoint": str(checkpoint), "dataset": args.dataset}

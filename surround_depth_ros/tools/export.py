@@ -20,6 +20,7 @@ from surround_depth_ros.inference.verify import TOLERANCES, output_errors, withi
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import load_checkpoint, weights_checksum
 from surround_depth_ros.network.student import PRESETS, ExportableStudent, SurroundDepthStudent
+from surround_depth_ros.tools.errors import UsageError
 
 FORMATS = ("onnx", "pt2", "tensorrt")
 
@@ -86,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             backend = TensorRTBackend(module, inputs, checksum, cache_dir, "cuda", args.precision)
         except BackendUnavailable as error:
-            print(f"cannot build a TensorRT engine: {error}")
-            return 2
+            raise UsageError(f"cannot build a TensorRT engine: {error}") from error
         with torch.no_grad():
             reference = module(*inputs)
         print(f"          engine {backend.path}")

@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,6 +34,7 @@ from surround_depth_ros.core import params
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.rig import Camera, CameraRig
 from surround_depth_ros.tools.arguments import add_topic_arguments
+from surround_depth_ros.tools.errors import usage_errors
 from surround_depth_ros.tools.evaluate import depth_caps
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.training.evaluate import FrameScorer, ground_truth, write_report
 
     out_bag = args.out / OUTPUT_BAG
-    try:
+    with usage_errors(ValueError, FileNotFoundError, FileExistsError, StartupError):
         settings = params.settings_from_file(args.params)
         caps = depth_caps(args.caps, "rosbag")
         if out_bag.exists():
@@ -112,9 +112,6 @@ def run(args: argparse.Namespace) -> int:
         radars = list(settings.radars) if pipeline.uses_radar else []  # as the node subscribes them
         values = {**dataclasses.asdict(settings), "radars": radars}
         reader = RosbagReader(args.bag, topic_names=names, settings=values, complete=False)
-    except (ValueError, FileNotFoundError, FileExistsError, StartupError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     has_lidar = names.lidar in reader.topics and reader.T_base_lidar is not None
     scorer = FrameScorer(*caps, examples=args.examples) if has_lidar else None
     total = len(reader) if args.limit is None else min(args.limit, len(reader))

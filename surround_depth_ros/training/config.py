@@ -20,11 +20,11 @@ from typing import Any
 import yaml
 
 from surround_depth_ros import schema
+from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.losses import build_losses
 from surround_depth_ros.network.student import PRESETS, StudentConfig
 from surround_depth_ros.schema import SchemaError, setting
 
-DATASET_TYPES = ("synthetic", "nuscenes", "ddad", "rosbag")
 TEACHER_TYPES = ("own_family", "depth_anything")
 DEVICES = ("auto", "cpu", "cuda")
 _POSITIVE: dict[str, Any] = {"low": 0, "low_open": True}
@@ -72,7 +72,7 @@ class DatasetConfig:
     e.g. [-1, 1] for Semi-SMD's photometric loss and the temporal attention.
     """
 
-    type: str = setting("synthetic", choices=DATASET_TYPES)
+    type: str = setting("synthetic", choices=SOURCE_TYPES)
     seeds: list[int] = field(default_factory=lambda: [0])
     frames: int = setting(8, **_POSITIVE)
     stride: int = setting(1, **_POSITIVE)
