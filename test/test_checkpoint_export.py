@@ -254,8 +254,11 @@ def test_export_cli_writes_and_verifies_onnx_and_exported_program(saved, tmp_pat
     assert (out / "student.onnx").is_file() and (out / "student.pt2").is_file()
     assert printed.count(": OK") == 2 and "tolerance 1e-04" in printed
     if not torch.cuda.is_available():
-        code = export_tool.run(_tool_args(export_tool, ["--checkpoint", str(path), "--build-engine"]))
-        assert code == 2 and "cannot build a TensorRT engine" in capsys.readouterr().out
+        from surround_depth_ros.tools.cli import main
+
+        assert main(["export", "--checkpoint", str(path), "--build-engine"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("surround-depth export: error: cannot build a TensorRT engine") and "\n" not in error
 
 
 def test_models_cli_prints_params_and_flops(capsys):
