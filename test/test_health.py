@@ -1,6 +1,6 @@
 """Input health counters: rates, rejections by cause, and the level an operator sees."""
 
-from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog
+from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog, RejoinPolicy
 
 
 def test_rate_and_levels_over_time():
@@ -61,3 +61,39 @@ def test_output_stall_is_timed_from_when_cameras_send_not_from_start_up():
     assert watchdog.check(20.0, []) == ("", "")  # all silent: the clock restarts when they come back
     assert watchdog.check(30.0, ["CAM_FRONT"]) == ("", "")
     assert watchdog.check(34.0, ["CAM_FRONT"])[1] == "no frame set published for 4 s while 1 cameras send"
+
+
+def test_rejoin_when_matched_and_unheard_with_waits_that_double_until_every_input_is_heard():
+    policy = RejoinPolicy(after_s=2.0, max_wait_s=4.0, joined=0.0)
+    assert policy.check(0.5, {"CAM_FRONT": 0, "CAM_BACK": 0}) == ""  # nothing matched yet: discovery
+    assert policy.check(1.0, {"CAM_FRONT": 0, "CAM_BACK": 1}) == ""  # CAM_BACK matched from t=1
+    assert policy.check(2.9, {"CAM_FRONT": 0, "CAM_BACK": 1}) == ""
+    reason = policy.check(3.0, {"CAM_FRONT": 0, "CAM_BACK": 1})
+    assert reason.startswith("CAM_BACK: publishers matched but nothing received for 2 s")
+    assert reason.endswith("joining again with a new participant")
+    policy.rejoined(3.0)
+    assert policy.rejoins == 1
+    # still deaf (or a driver that advertises and never sends): each try waits longer, 2 s then 4 s (the cap)
+    assert policy.check(4.0, {"CAM_BACK": 1}) == ""  # matched again from t=4
+    assert policy.check(6.9, {"CAM_BACK": 1}) == ""  # deaf since 6, but 2 s + 2 s after joining is t=7
+    assert policy.check(7.0, {"CAM_BACK": 1}).startswith("CAM_BACK")
+    policy.rejoined(7.0)
+    assert policy.check(8.0, {"CAM_BACK": 1}) == ""
+    assert policy.check(12.9, {"CAM_BACK": 1}) == ""  # 2 s + 4 s after joining is t=13
+    assert policy.check(13.0, {"CAM_BACK": 1}).startswith("CAM_BACK")
+    policy.rejoined(13.0)
+    assert policy.check(14.0, {"CAM_BACK": 1}) == ""
+    assert policy.check(19.0, {"CAM_BACK": 1}).startswith("CAM_BACK")  # capped: still 2 s + 4 s
+    policy.rejoined(19.0)
+    assert policy.check(20.0, {}) == ""  # every input heard: the waits start over
+    assert policy.check(30.0, {"CAM_BACK": 1}) == ""
+    assert policy.check(32.0, {"CAM_BACK": 1}).startswith("CAM_BACK")
+
+
+def test_rejoin_when_another_process_removed_a_port_of_this_participant():
+    """Deaf without matching anything: the participant listens on a port file another process replaced."""
+    policy = RejoinPolicy(after_s=2.0, joined=0.0)
+    assert policy.check(1.0, {"CAM_FRONT": 0}, unlinked=["fastdds_port26163"]) == ""  # too soon after joining
+    reason = policy.check(2.0, {"CAM_FRONT": 0}, unlinked=["fastdds_port26163"])
+    assert reason.startswith("shared-memory port(s) fastdds_port26163 of this participant were removed")
+    assert policy.check(3.0, {"CAM_FRONT": 0}) == ""  # matched nothing, port intact: a vehicle with its cameras off

@@ -8,6 +8,7 @@ sees "wrong encoding: 120" knows what to fix.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -148,3 +149,48 @@ class OutputWatchdog:
         if since <= self.timeout_s:
             return silent_anchor, ""
         return silent_anchor, f"no frame set published for {since:.0f} s while {len(sending)} cameras send"
+
+
+@dataclass
+class RejoinPolicy:
+    """When to leave DDS and join again with a new participant: the cure for a node deaf after a restart.
+
+    A node restarted after a crash can take the dead one's participant id, hence its shared-memory
+    ports, while live publishers still write into their mapping of the dead port: subscribed and
+    matched, it hears nothing. A new participant in the same process gets another id and fresh
+    ports. The sign is an input matched with publishers that has received nothing since this
+    participant joined, for `after_s`. A driver that advertises and never sends shows the same
+    sign, so the waits double after each rejoin that did not help (up to `max_wait_s`) and start
+    over once every input was heard. A port of this participant that another process removed is the
+    other sign. Times are monotonic seconds.
+    """
+
+    after_s: float = 2.0
+    max_wait_s: float = 300.0
+    joined: float = 0.0
+    rejoins: int = 0
+    _wait_s: float = 0.0
+    _matched_since: dict[str, float] = field(default_factory=dict)
+
+    def check(self, now: float, unheard: dict[str, int], unlinked: Sequence[str] = ()) -> str:
+        """A reason to rejoin, or "". `unheard`: the inputs that received nothing since joining, each with the
+        number of publishers its subscription is matched with; `unlinked`: this participant's shared-memory
+        ports whose files another process removed (it listens where nobody writes; seen after a crash)."""
+        matched = {name for name, publishers in unheard.items() if publishers > 0}
+        self._matched_since = {name: self._matched_since.get(name, now) for name in matched}
+        if not unheard and not unlinked:
+            self._wait_s = 0.0
+        deaf = sorted(name for name, since in self._matched_since.items() if now - since >= self.after_s)
+        if not (deaf or unlinked) or now - self.joined < self.after_s + self._wait_s:
+            return ""
+        if unlinked:
+            why = f"shared-memory port(s) {', '.join(unlinked)} of this participant were removed by another process"
+        else:
+            why = f"{', '.join(deaf)}: publishers matched but nothing received for {self.after_s:g} s or more"
+        return f"{why} (DDS state left by a crashed participant): joining again with a new participant"
+
+    def rejoined(self, now: float) -> None:
+        self.rejoins += 1
+        self.joined = now
+        self._wait_s = min(max(2 * self._wait_s, self.after_s), self.max_wait_s)
+        self._matched_since.clear()

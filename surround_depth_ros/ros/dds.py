@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from surround_depth_ros.resources import packaged_file
 
@@ -20,3 +21,22 @@ def use_large_image_transport() -> str | None:
     path = str(packaged_file("config", "fastdds_large_images.xml"))
     os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = path
     return path
+
+
+def mapped_shm_ports(maps: Path = Path("/proc/self/maps")) -> dict[str, bool]:
+    """The Fast DDS shared-memory port segments this process maps: {file name: unlinked since}.
+
+    A segment mapped while its file is gone is where the process listens (or writes) with nobody on
+    the other side: after another process decided the port was dead and made a new one. Empty where
+    there is no /proc (not Linux) or no shared-memory transport.
+    """
+    try:
+        lines = maps.read_text().splitlines()
+    except OSError:
+        return {}
+    ports: dict[str, bool] = {}
+    for line in lines:
+        if "/dev/shm/fastdds_port" in line:
+            name = line.split("/dev/shm/", 1)[1].removesuffix(" (deleted)")
+            ports[name] = ports.get(name, False) or line.endswith("(deleted)")
+    return ports

@@ -23,6 +23,7 @@ surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args 
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import sys
@@ -36,8 +37,9 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
+from rclpy.context import Context
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from rclpy.signals import SignalHandlerOptions
@@ -48,14 +50,14 @@ from tf2_msgs.msg import TFMessage
 from surround_depth_ros.core.assembler import AssembledSet, Intrinsics, assembler_from_settings
 from surround_depth_ros.core.binding import BindingError
 from surround_depth_ros.core.camera_model import camera_model_problems
-from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog
+from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog, RejoinPolicy
 from surround_depth_ros.core.mailbox import LatestMailbox
 from surround_depth_ros.core.params import NODE_NAME
-from surround_depth_ros.core.pipeline import STAGES, StartupError, pipeline_from_settings
+from surround_depth_ros.core.pipeline import STAGES, StartupError, SurroundDepthPipeline, pipeline_from_settings
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
 from surround_depth_ros.messages import depth_output_messages
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
-from surround_depth_ros.ros.dds import use_large_image_transport
+from surround_depth_ros.ros.dds import mapped_shm_ports, use_large_image_transport
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
 from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
 
@@ -72,15 +74,29 @@ DECODE_QUEUE_PER_CAMERA = 12
 class SurroundDepthNode(Node):
     """Six cameras (+ radar) in; depth, confidence, camera_info per camera and a fused cloud out."""
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003 - rclpy Node options
-        super().__init__(NODE_NAME, **kwargs)
+    def __init__(
+        self,
+        pipeline: SurroundDepthPipeline | None = None,
+        rejoin: RejoinPolicy | None = None,
+        **kwargs,  # noqa: ANN003 - rclpy Node options
+    ) -> None:
+        """`pipeline` and `rejoin` are handed on when the node joins DDS again (see `rejoin`)."""
+        before = set(mapped_shm_ports())
+        super().__init__(NODE_NAME, **kwargs)  # the context's participant, with its ports, comes with its first node
+        # this participant's shared-memory ports: those mapped now and not before, ahead of any discovery
+        self.own_shm_ports = set(mapped_shm_ports()) - before
         # First, so that destroy_node works whatever later step of the construction fails.
         self._mailbox: LatestMailbox[tuple[float, AssembledSet]] = LatestMailbox()
         self._worker: threading.Thread | None = None
         self._decoder: threading.Thread | None = None
+        self._destroyed = False
         s = self.settings = declare_and_read(self)
         self.cameras: list[str] = list(s.cameras)
-        self.pipeline = pipeline_from_settings(s)
+        self.pipeline = pipeline or pipeline_from_settings(s)
+        self.rejoin_policy = rejoin or RejoinPolicy()
+        self.rejoin_policy.joined = time.monotonic()
+        self.rejoin_requested = threading.Event()
+        self._heard: set[str] = set()  # inputs with any message since this participant joined (executor thread)
         self.radars: list[str] = list(s.radars) if self.pipeline.uses_radar else []
         if s.radars and not self.pipeline.uses_radar:
             self.get_logger().warning(
@@ -114,6 +130,7 @@ class SurroundDepthNode(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(s.diagnostics_period_s, self._publish_diagnostics, clock=steady)
         self.create_timer(0.05, self._poll_stalled, clock=steady)
+        self.create_timer(0.5, self._check_rejoin, clock=steady)
         self._decoder = threading.Thread(target=self._decode_loop, name="surround_depth_decoder", daemon=True)
         self._decoder.start()
         self._worker = threading.Thread(target=self._work, name="surround_depth_inference", daemon=True)
@@ -202,6 +219,7 @@ class SurroundDepthNode(Node):
     def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
         """Refuse a raw image over the pixel budget; queue the rest for the decoder (oldest dropped when full)."""
         self._last_arrival = time.monotonic()
+        self._heard.add(camera)
         budget = self.settings.max_image_pixels
         if isinstance(msg, Image) and msg.width * msg.height > budget:
             self._reject(
@@ -280,6 +298,7 @@ class SurroundDepthNode(Node):
         )
 
     def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
+        self._heard.add(f"{camera} camera_info")
         problems = camera_model_problems(camera, msg.k, msg.p, msg.d, msg.distortion_model, msg.width, msg.height)
         if problems:
             # The camera is excluded until a valid CameraInfo comes: its last good model would hide the fault.
@@ -292,6 +311,7 @@ class SurroundDepthNode(Node):
         self.assembler.set_intrinsics(camera, Intrinsics(K, msg.width, msg.height, msg.header.frame_id))
 
     def _on_radar(self, radar: str, msg: PointCloud2) -> None:
+        self._heard.add(radar)
         try:
             sweep = sweep_from_array(radar, stamp_ns(msg.header.stamp), cloud_points(msg))
         except (PointCloudError, ValueError) as error:
@@ -448,6 +468,7 @@ class SurroundDepthNode(Node):
                 "radar motion compensation": "on (odom -> base on /tf)"
                 if self.assembler.motion_compensated
                 else "off (no radar, or no odom -> base on /tf)",
+                "DDS rejoins (new participant after matched-but-deaf inputs)": self.rejoin_policy.rejoins,
                 **sync,
                 **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
             }
@@ -486,14 +507,39 @@ class SurroundDepthNode(Node):
             sending = [c for c in self.cameras if now - self.health[c].last_arrival <= self.health[c].window_s]
             return self._watchdog.check(now, sending)
 
-    def destroy_node(self) -> None:
+    def _check_rejoin(self) -> None:
+        """Ask `main` for a new DDS participant when an input is matched and unheard (see `RejoinPolicy`)."""
+        if self.rejoin_requested.is_set():
+            return
+        subscriptions = {
+            **self._image_subscriptions,
+            **self._radar_subscriptions,
+            **{f"{name} camera_info": s for name, s in self._info_subscriptions.items()},
+        }
+        unheard = {name: s.get_publisher_count() for name, s in subscriptions.items() if name not in self._heard}
+        unlinked = sorted(port for port, gone in mapped_shm_ports().items() if gone and port in self.own_shm_ports)
+        reason = self.rejoin_policy.check(time.monotonic(), unheard, unlinked)
+        if reason:
+            self.get_logger().warning(reason)
+            self.rejoin_requested.set()
+
+    def stop_work(self) -> None:
+        """Finish the set in hand, stop the decoder and the worker: they use the pipeline, which a rejoin hands on."""
         self._mailbox.close()
         if self._decoder is not None:
             self._decode_queue.put(None)  # after what is queued: the decoder finishes those first
             self._decoder.join(timeout=10)
+            self._decoder = None
         if self._worker is not None:
             self._worker.join(timeout=10)
-        super().destroy_node()
+            self._worker = None
+
+    def destroy_node(self) -> None:
+        """Idempotent: a signal during a rejoin may find the old node destroyed already."""
+        self.stop_work()
+        if not self._destroyed:
+            self._destroyed = True
+            super().destroy_node()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -503,14 +549,48 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def rejoin(node: SurroundDepthNode, args: list[str]) -> SurroundDepthNode:
+    """The same node on a new DDS participant, with the old one's pipeline; the old one is destroyed.
+
+    The new participant must be created while the old one still holds its id, so that it gets
+    another id and fresh shared-memory ports no peer has stale state about. A participant lives as
+    long as a node of its context: a stand-in node keeps the old one while the node itself goes
+    first, so that the new node owns its name's /rosout publisher.
+    """
+    policy, pipeline, old_context = node.rejoin_policy, node.pipeline, node.context
+    stand_in = rclpy.create_node(f"{NODE_NAME}_rejoining", context=old_context, enable_rosout=False)
+    node.destroy_node()
+    context = Context()
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    policy.rejoined(time.monotonic())
+    try:
+        fresh = SurroundDepthNode(pipeline=pipeline, rejoin=policy, context=context)
+    finally:
+        stand_in.destroy_node()
+        rclpy.try_shutdown(context=old_context)
+        old_context.destroy()
+    return fresh
+
+
+def _spin_until_rejoin(node: SurroundDepthNode) -> None:
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        while node.context.ok() and not node.rejoin_requested.is_set():
+            executor.spin_once(timeout_sec=0.25)
+    finally:
+        executor.shutdown()
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or SIGTERM; exit 2 with what to fix on bad parameters or model.
 
     rclpy's own signal handlers would invalidate the context while the inference worker may be
     publishing; here a signal stops spinning, the worker finishes its set, then rclpy shuts down.
     """
+    args = sys.argv if args is None else args
     profile = use_large_image_transport()
-    rclpy.init(args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -526,13 +606,28 @@ def main(args: list[str] | None = None) -> int:
         node.get_logger().info(
             f"Fast DDS profile for large images: {profile} (set FASTDDS_DEFAULT_PROFILES_FILE to choose)"
         )
+    rejoined = False
     try:
-        rclpy.spin(node)
+        while True:
+            _spin_until_rejoin(node)
+            if not node.context.ok():
+                break
+            old, node, rejoined = node, None, True  # the rejoin disposes of the old node and context, also on failure
+            node = rejoin(old, args)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        if node is not None:
+            context = node.context
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+    if rejoined:
+        # A participant left on a regenerated shared-memory port keeps a Fast DDS thread that aborts the
+        # process in its static destructors ("terminate called without an active exception"). Everything
+        # of ours is shut down by now: leave without them, with the exit code a clean stop has.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
