@@ -90,10 +90,10 @@ def test_rejoin_when_matched_and_unheard_with_waits_that_double_until_every_inpu
     assert policy.check(32.0, {"CAM_BACK": 1}).startswith("CAM_BACK")
 
 
-def test_rejoin_when_another_process_removed_a_port_of_this_participant():
+def test_rejoin_when_another_process_removed_or_made_anew_a_port_in_use_here():
     """Deaf without matching anything: the participant listens on a port file another process replaced."""
     policy = RejoinPolicy(after_s=2.0, joined=0.0)
-    assert policy.check(1.0, {"CAM_FRONT": 0}, unlinked=["fastdds_port26163"]) == ""  # too soon after joining
-    reason = policy.check(2.0, {"CAM_FRONT": 0}, unlinked=["fastdds_port26163"])
-    assert reason.startswith("shared-memory port(s) fastdds_port26163 of this participant were removed")
+    assert policy.check(1.0, {"CAM_FRONT": 0}, stale=["fastdds_port26163"]) == ""  # too soon after joining
+    reason = policy.check(2.0, {"CAM_FRONT": 0}, stale=["fastdds_port26163"])
+    assert reason.startswith("shared-memory port(s) fastdds_port26163 in use here were removed or made anew")
     assert policy.check(3.0, {"CAM_FRONT": 0}) == ""  # matched nothing, port intact: a vehicle with its cameras off

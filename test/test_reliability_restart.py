@@ -178,12 +178,14 @@ def test_sigkilled_node_hears_every_camera_after_each_restart(tmp_path, checkpoi
     assert len(served_after) == CYCLES
 
 
-def test_a_node_whose_port_another_process_removed_joins_again_and_serves(tmp_path, checkpoint, rig):
+@pytest.mark.parametrize("made_anew", [False, True], ids=["removed", "made_anew"])
+def test_a_node_whose_port_another_process_removed_joins_again_and_serves(tmp_path, checkpoint, rig, made_anew):
     """The fault's signature made on purpose: the node's own shared-memory port file removed under it.
 
-    Another process removing the port is how a restarted node ends up deaf (it listens on the old
-    segment while peers write into the new one). The node must notice, leave for a new participant
-    (fresh ports) with the same pipeline, and serve every camera again.
+    Another process removing the port, or making it anew, is how a restarted node ends up deaf (it
+    listens on the old segment while peers cannot open it, or write into the new one). The node must
+    notice, leave for a new participant (fresh ports) with the same pipeline, and serve every camera
+    again, then stop cleanly.
     """
     drivers = Drivers(rig)
     ours = set(mapped_shm_ports())  # the drivers' ports: the node maps them too, to write to them
@@ -193,18 +195,19 @@ def test_a_node_whose_port_another_process_removed_joins_again_and_serves(tmp_pa
         assert node.process.poll() is None, node.output
         ports = set(mapped_shm_ports(Path(f"/proc/{node.process.pid}/maps"))) - ours
         assert ports, "the node maps no Fast DDS shared-memory port of its own: is the shipped profile in use?"
-        for port in ports:  # replaced by a copy, as a process that finds the port dead regenerates it
+        for port in ports:  # made anew: a copy, as a process that finds the port dead regenerates it
             path = Path("/dev/shm", port)
             segment = path.read_bytes()
             path.unlink()
-            path.write_bytes(segment)
+            if made_anew:
+                path.write_bytes(segment)
         drivers.reset()
         drivers.client.wait_for(
             lambda: "joining again with a new participant" in node.output, SERVED_WITHIN_S, "the node to rejoin"
         )
         drivers.client.wait_for(partial(drivers.served_or_exited, node), SERVED_WITHIN_S, "all cameras again")
         assert node.process.poll() is None, node.output
-        assert "shared-memory port(s)" in node.output and "of this participant were removed" in node.output
+        assert "shared-memory port(s)" in node.output and "in use here were removed or made anew" in node.output
     finally:
         code = node.stop()
         drivers.close()

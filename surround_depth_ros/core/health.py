@@ -161,8 +161,8 @@ class RejoinPolicy:
     ports. The sign is an input matched with publishers that has received nothing since this
     participant joined, for `after_s`. A driver that advertises and never sends shows the same
     sign, so the waits double after each rejoin that did not help (up to `max_wait_s`) and start
-    over once every input was heard. A port of this participant that another process removed is the
-    other sign. Times are monotonic seconds.
+    over once every input was heard. A shared-memory port in use here that another process removed
+    or made anew is the other sign. Times are monotonic seconds.
     """
 
     after_s: float = 2.0
@@ -172,19 +172,19 @@ class RejoinPolicy:
     _wait_s: float = 0.0
     _matched_since: dict[str, float] = field(default_factory=dict)
 
-    def check(self, now: float, unheard: dict[str, int], unlinked: Sequence[str] = ()) -> str:
+    def check(self, now: float, unheard: dict[str, int], stale: Sequence[str] = ()) -> str:
         """A reason to rejoin, or "". `unheard`: the inputs that received nothing since joining, each with the
-        number of publishers its subscription is matched with; `unlinked`: this participant's shared-memory
-        ports whose files another process removed (it listens where nobody writes; seen after a crash)."""
+        number of publishers its subscription is matched with; `stale`: shared-memory ports in use here whose
+        files another process removed or made anew (this process and its peers no longer meet there)."""
         matched = {name for name, publishers in unheard.items() if publishers > 0}
         self._matched_since = {name: self._matched_since.get(name, now) for name in matched}
-        if not unheard and not unlinked:
+        if not unheard and not stale:
             self._wait_s = 0.0
         deaf = sorted(name for name, since in self._matched_since.items() if now - since >= self.after_s)
-        if not (deaf or unlinked) or now - self.joined < self.after_s + self._wait_s:
+        if not (deaf or stale) or now - self.joined < self.after_s + self._wait_s:
             return ""
-        if unlinked:
-            why = f"shared-memory port(s) {', '.join(unlinked)} of this participant were removed by another process"
+        if stale:
+            why = f"shared-memory port(s) {', '.join(stale)} in use here were removed or made anew by another process"
         else:
             why = f"{', '.join(deaf)}: publishers matched but nothing received for {self.after_s:g} s or more"
         return f"{why} (DDS state left by a crashed participant): joining again with a new participant"

@@ -40,3 +40,31 @@ def mapped_shm_ports(maps: Path = Path("/proc/self/maps")) -> dict[str, bool]:
             name = line.split("/dev/shm/", 1)[1].removesuffix(" (deleted)")
             ports[name] = ports.get(name, False) or line.endswith("(deleted)")
     return ports
+
+
+def listening_shm_ports(fds: Path = Path("/proc/self/fd")) -> set[str]:
+    """The ports this process listens on: Fast DDS keeps each listener's `<port>_el` lock file open."""
+    ports = set()
+    for fd in fds.iterdir() if fds.is_dir() else ():
+        try:
+            target = fd.readlink().name
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("fastdds_port") and target.endswith("_el"):
+            ports.add(target.removesuffix("_el"))
+    return ports
+
+
+def stale_shm_ports(shm: Path = Path("/dev/shm")) -> list[str]:
+    """Ports where this process and its peers no longer meet: the signature of the restart fault.
+
+    One this process listens on whose file another process removed (peers cannot open it), or any it
+    maps whose file was removed and made anew (it listens on, or writes into, the old segment while
+    its peers use the new one). A peer's port removed and not made anew is a peer that left: not stale.
+    """
+    listening = listening_shm_ports()
+    return sorted(
+        port
+        for port, unlinked in mapped_shm_ports().items()
+        if unlinked and (port in listening or (shm / port).exists())
+    )

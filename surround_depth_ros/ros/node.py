@@ -57,7 +57,7 @@ from surround_depth_ros.core.pipeline import STAGES, StartupError, SurroundDepth
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
 from surround_depth_ros.messages import depth_output_messages
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
-from surround_depth_ros.ros.dds import mapped_shm_ports, use_large_image_transport
+from surround_depth_ros.ros.dds import stale_shm_ports, use_large_image_transport
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
 from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
 
@@ -81,10 +81,7 @@ class SurroundDepthNode(Node):
         **kwargs,  # noqa: ANN003 - rclpy Node options
     ) -> None:
         """`pipeline` and `rejoin` are handed on when the node joins DDS again (see `rejoin`)."""
-        before = set(mapped_shm_ports())
-        super().__init__(NODE_NAME, **kwargs)  # the context's participant, with its ports, comes with its first node
-        # this participant's shared-memory ports: those mapped now and not before, ahead of any discovery
-        self.own_shm_ports = set(mapped_shm_ports()) - before
+        super().__init__(NODE_NAME, **kwargs)
         # First, so that destroy_node works whatever later step of the construction fails.
         self._mailbox: LatestMailbox[tuple[float, AssembledSet]] = LatestMailbox()
         self._worker: threading.Thread | None = None
@@ -517,8 +514,7 @@ class SurroundDepthNode(Node):
             **{f"{name} camera_info": s for name, s in self._info_subscriptions.items()},
         }
         unheard = {name: s.get_publisher_count() for name, s in subscriptions.items() if name not in self._heard}
-        unlinked = sorted(port for port, gone in mapped_shm_ports().items() if gone and port in self.own_shm_ports)
-        reason = self.rejoin_policy.check(time.monotonic(), unheard, unlinked)
+        reason = self.rejoin_policy.check(time.monotonic(), unheard, stale_shm_ports())
         if reason:
             self.get_logger().warning(reason)
             self.rejoin_requested.set()
