@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -27,7 +30,7 @@ import pytest
 from ros_harness import NodeProcess, RigPublisher, RosClient, tiny_checkpoint, write_params
 
 from surround_depth_ros.rig import default_rig
-from surround_depth_ros.ros.dds import mapped_shm_ports
+from surround_depth_ros.ros.dds import listening_shm_ports, mapped_shm_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 CYCLES = int(os.environ.get("SURROUND_DEPTH_RESTART_CYCLES", "3"))
@@ -125,13 +128,24 @@ class Drivers:
         self.client.close()
 
 
-def unlinked_shm_ports(pid: int) -> list[str]:
-    """Fast DDS shared-memory ports that process `pid` still maps although their files were removed."""
-    try:
-        lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
-    except OSError:
-        return []
-    return sorted({line.split("/dev/shm/", 1)[1] for line in lines if "fastdds_port" in line and "(deleted)" in line})
+def _native_stacks(pid: int) -> str:
+    """Every thread's native stack of a deaf node (where it waits), when gdb is there."""
+    if shutil.which("gdb") is None:
+        return ""
+    command = ["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"]
+    stacks = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    return "\nnative stacks:\n" + "\n".join(line for line in stacks.splitlines() if line.startswith(("#", "Thread")))
+
+
+def shm_state(pid: int) -> str:
+    """What process `pid` maps and listens on of the Fast DDS shared-memory ports, and which files exist."""
+    mapped = mapped_shm_ports(Path(f"/proc/{pid}/maps"))
+    listening = listening_shm_ports(Path(f"/proc/{pid}/fd"))
+    return ", ".join(
+        f"{port}{' (listening)' * (port in listening)}{' unlinked' * unlinked}"
+        f"{' file exists' * Path('/dev/shm', port).exists()}"
+        for port, unlinked in sorted(mapped.items())
+    )
 
 
 def test_sigkilled_node_hears_every_camera_after_each_restart(tmp_path, checkpoint, rig, monkeypatch):
@@ -141,6 +155,7 @@ def test_sigkilled_node_hears_every_camera_after_each_restart(tmp_path, checkpoi
     node = None
     served_after: list[float] = []
     rejoins: list[int] = []  # per start: how often the node left a deaf participant for a new one
+    afresh: list[int] = []  # per start: how often its executor was stuck and the process started afresh
     try:
         for cycle in range(CYCLES + 1):  # the first start is not a restart
             drivers.reset()
@@ -151,11 +166,11 @@ def test_sigkilled_node_hears_every_camera_after_each_restart(tmp_path, checkpoi
             except AssertionError as error:
                 served = sorted(c for c in drivers.names if drivers.depth[c])
                 said = f"the node says {drivers.inputs}; restarts served before: {len(served_after)}"
-                ports = unlinked_shm_ports(node.process.pid), unlinked_shm_ports(os.getpid())
-                unlinked = f"unlinked SHM ports in use: node {ports[0]}, drivers {ports[1]}"
+                unlinked = f"SHM ports: node {shm_state(node.process.pid)}; drivers {shm_state(os.getpid())}"
+                native = _native_stacks(node.process.pid)
                 node.process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to the output
                 node.wait()
-                output = node.output[-6000:]
+                output = node.output[-6000:] + native
                 raise AssertionError(
                     f"restart {cycle}: {error}; depth from {served} only; {said}; {unlinked}; node output:\n{output}"
                 ) from None
@@ -165,6 +180,7 @@ def test_sigkilled_node_hears_every_camera_after_each_restart(tmp_path, checkpoi
             node.process.kill()  # SIGKILL: no chance to say goodbye over DDS
             node.process.wait()
             rejoins.append(node.output.count("joining again with a new participant"))
+            afresh.append(node.output.count("starting the node afresh"))
     finally:
         if node is not None and node.process.poll() is None:
             node.process.kill()
@@ -173,7 +189,7 @@ def test_sigkilled_node_hears_every_camera_after_each_restart(tmp_path, checkpoi
     print(
         f"{len(served_after)} of {CYCLES} restarts served all cameras; seconds from start to the last camera: "
         + ", ".join(f"{t:.1f}" for t in served_after)
-        + f"; DDS rejoins per start: {rejoins}"
+        + f"; DDS rejoins per start: {rejoins}; started afresh: {afresh}"
     )
     assert len(served_after) == CYCLES
 
@@ -212,3 +228,27 @@ def test_a_node_whose_port_another_process_removed_joins_again_and_serves(tmp_pa
         code = node.stop()
         drivers.close()
     assert code == 0, node.output
+
+
+def test_a_stuck_executor_starts_the_node_afresh_in_the_same_process():
+    """The watchdog of `main`: no turn of the executor for `stuck_s` -> the same command in a fresh image.
+
+    Seen under load after a peer's crash: Fast DDS unwinding an exception from a corrupt shared-memory
+    sample never returns, on the executor thread (gdb: `_Unwind_Resume` in `Cdr::read_encapsulation`).
+    Here the executor is simply never turned; the fresh image says so and exits 0.
+    """
+    script = (
+        "import os, sys, time\n"
+        "if os.environ.get('SURROUND_DEPTH_AFRESH'):\n"
+        "    print('afresh', os.getpid(), sys.orig_argv[1:])\n"
+        "    sys.exit(0)\n"
+        "os.environ['SURROUND_DEPTH_AFRESH'] = '1'\n"
+        "print('first', os.getpid(), flush=True)\n"
+        "from surround_depth_ros.ros.node import _restart_when_stuck\n"
+        "_restart_when_stuck([time.monotonic()], stuck_s=0.5)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, "extra"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    first, afresh = run.stdout.split("\n")[:2]
+    assert afresh == f"afresh {first.split()[1]} ['-c', {script!r}, 'extra']"  # same pid, same command line
+    assert "the executor has not turned for 0.5 s (stuck inside DDS): starting the node afresh" in run.stderr
