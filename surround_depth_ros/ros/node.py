@@ -23,7 +23,7 @@ surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args 
 
 from __future__ import annotations
 
-import math
+import faulthandler
 import os
 import queue
 import signal
@@ -70,7 +70,7 @@ STALL_S = 1.0
 # Images waiting for the decoder, per camera: a second of frames at 12 Hz. Beyond that the decoder cannot
 # keep up; the oldest image is dropped and counted, so the queue never grows latency without bound.
 DECODE_QUEUE_PER_CAMERA = 12
-# Seconds without a turn of the executor (it turns at least every 0.25 s) after which the process starts afresh.
+# Seconds without a turn of the executor (it turns at least every 0.25 s) after which the process ends (exit 1).
 EXECUTOR_STUCK_S = 15.0
 
 
@@ -571,36 +571,24 @@ def rejoin(node: SurroundDepthNode, args: list[str]) -> SurroundDepthNode:
     return fresh
 
 
-def _spin_until_rejoin(node: SurroundDepthNode, alive: list[float]) -> None:
-    """Spin until a rejoin is asked for or the context ends; `alive[0]` is the time of the last turn."""
+def _spin_until_rejoin(node: SurroundDepthNode) -> None:
+    """Spin until a rejoin is asked for or the context ends, with the executor watchdog armed at every turn.
+
+    Seen under load after a peer's crash: a corrupt shared-memory sample sends Fast DDS's deserializer
+    into an exception it never finishes unwinding, on the executor thread, holding the GIL: no Python
+    thread can act. faulthandler's watchdog is a C thread: when the executor has not turned for
+    `EXECUTOR_STUCK_S` it prints every thread's stack and ends the process with exit code 1, which
+    launch's `respawn` restarts.
+    """
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
         while node.context.ok() and not node.rejoin_requested.is_set():
+            faulthandler.dump_traceback_later(EXECUTOR_STUCK_S, exit=True)
             executor.spin_once(timeout_sec=0.25)
-            alive[0] = time.monotonic()
     finally:
+        faulthandler.cancel_dump_traceback_later()
         executor.shutdown()
-
-
-def _restart_when_stuck(alive: list[float], stuck_s: float = EXECUTOR_STUCK_S) -> None:
-    """The executor watchdog (a daemon thread): a fresh process image when the executor stops turning.
-
-    Seen after a crash of a peer: a corrupt shared-memory sample sends Fast DDS's deserializer into an
-    exception it never finishes unwinding, on the executor thread, for good. Nothing in the process
-    can take that thread back; the same process image started afresh (same pid, same arguments, so
-    launch sees nothing) can. Everything is lost but the process id, as after a SIGKILL.
-    """
-    while True:
-        time.sleep(1.0)
-        if time.monotonic() - alive[0] > stuck_s:
-            print(
-                f"[{NODE_NAME}] the executor has not turned for {stuck_s:g} s (stuck inside DDS): starting the node "
-                "afresh in this process",
-                file=sys.stderr,
-                flush=True,
-            )
-            os.execv(sys.executable, sys.orig_argv)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -628,21 +616,16 @@ def main(args: list[str] | None = None) -> int:
             f"Fast DDS profile for large images: {profile} (set FASTDDS_DEFAULT_PROFILES_FILE to choose)"
         )
     rejoined = False
-    alive = [time.monotonic()]
-    threading.Thread(target=_restart_when_stuck, args=(alive,), name="executor_watchdog", daemon=True).start()
     try:
         while True:
-            _spin_until_rejoin(node, alive)
+            _spin_until_rejoin(node)
             if not node.context.ok():
                 break
             old, node, rejoined = node, None, True  # the rejoin disposes of the old node and context, also on failure
-            alive[0] = math.inf  # the watchdog rests while the node is made anew
             node = rejoin(old, args)
-            alive[0] = time.monotonic()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        alive[0] = math.inf  # shutting down: the executor stops for good, and may take its time
         if node is not None:
             context = node.context
             node.destroy_node()
