@@ -64,7 +64,7 @@ def test_output_stall_is_timed_from_when_cameras_send_not_from_start_up():
 
 
 def test_rejoin_when_matched_and_unheard_with_waits_that_double_until_every_input_is_heard():
-    policy = RejoinPolicy(after_s=2.0, max_wait_s=4.0, joined=0.0)
+    policy = RejoinPolicy(after_s=2.0, silent_s=2.0, max_wait_s=4.0, joined=0.0)
     assert policy.check(0.5, {"CAM_FRONT": 0, "CAM_BACK": 0}) == ""  # nothing matched yet: discovery
     assert policy.check(1.0, {"CAM_FRONT": 0, "CAM_BACK": 1}) == ""  # CAM_BACK matched from t=1
     assert policy.check(2.9, {"CAM_FRONT": 0, "CAM_BACK": 1}) == ""
@@ -97,3 +97,12 @@ def test_rejoin_when_another_process_removed_or_made_anew_a_port_in_use_here():
     reason = policy.check(2.0, {"CAM_FRONT": 0}, stale=["fastdds_port26163"])
     assert reason.startswith("shared-memory port(s) fastdds_port26163 in use here were removed or made anew")
     assert policy.check(3.0, {"CAM_FRONT": 0}) == ""  # matched nothing, port intact: a vehicle with its cameras off
+
+
+def test_matched_and_silent_waits_longer_than_a_paused_bag_player_takes_to_start():
+    """A replayer matched and paused for a few seconds, then sending: no rejoin (it would lose its first frames)."""
+    policy = RejoinPolicy(joined=0.0)
+    assert all(policy.check(t, {"CAM_FRONT": 1}) == "" for t in (1.0, 5.0, 9.9))
+    assert policy.check(11.0, {"CAM_FRONT": 1}).startswith(
+        "CAM_FRONT: publishers matched but nothing received for 10 s"
+    )

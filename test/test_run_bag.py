@@ -67,6 +67,24 @@ def small_bags(tmp_path_factory) -> dict[str, Path]:
     return bags
 
 
+def _evaluate_argv(checkpoint: Path, bag: Path, params: Path, out: Path) -> list[str]:
+    """`surround-depth evaluate` on a bag through the same params file and topic options as run-bag."""
+    return [
+        "evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--dataset",
+        "rosbag",
+        "--path",
+        str(bag),
+        "--params",
+        str(params),
+        *TOPIC_OPTIONS,
+        "--out",
+        str(out),
+    ]
+
+
 def test_run_bag_writes_the_node_outputs_and_scores_them_like_an_independent_projection(small_bags, tmp_path):
     bag, checkpoint = small_bags["lidar"], small_bags["checkpoint"]
     # the rig is CAM_0..CAM_3 in the bag; the params list it in another order
@@ -107,20 +125,7 @@ def test_run_bag_writes_the_node_outputs_and_scores_them_like_an_independent_pro
 
     # evaluate through the same params file: the same layout, the same cameras bound to the same slots
     evaluated = tmp_path / "evaluate"
-    argv = [
-        "evaluate",
-        "--checkpoint",
-        str(checkpoint),
-        "--dataset",
-        "rosbag",
-        "--path",
-        str(bag),
-        "--params",
-        str(params),
-        *TOPIC_OPTIONS,
-        "--out",
-        str(evaluated),
-    ]
+    argv = _evaluate_argv(checkpoint, bag, params, evaluated)
     assert main(argv) == 0
     scores = json.loads((evaluated / "metrics.json").read_text())
     for mode in ("metric", "median_scaled"):
@@ -168,20 +173,7 @@ def test_run_bag_without_lidar_writes_depth_and_evaluate_stops_in_one_line(small
     assert not [t for t in written if t.endswith("/confidence") or t.endswith("/points")]
     assert all(_depth(m).dtype == np.uint16 for m in written["/rig/CAM_0/depth/image"])
     capsys.readouterr()
-    argv = [
-        "evaluate",
-        "--checkpoint",
-        str(checkpoint),
-        "--dataset",
-        "rosbag",
-        "--path",
-        str(bag),
-        "--params",
-        str(params),
-        *TOPIC_OPTIONS,
-        "--out",
-        str(tmp_path / "evaluate"),
-    ]
+    argv = _evaluate_argv(checkpoint, bag, params, tmp_path / "evaluate")
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
     assert (

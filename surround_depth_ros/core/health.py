@@ -159,13 +159,15 @@ class RejoinPolicy:
     ports, while live publishers still write into their mapping of the dead port: subscribed and
     matched, it hears nothing. A new participant in the same process gets another id and fresh
     ports. The sign is an input matched with publishers that has received nothing since this
-    participant joined, for `after_s`. A driver that advertises and never sends shows the same
+    participant joined, for `silent_s` (long: a bag player started paused, or a driver that advertises
+    before it sends, looks the same for a while). A driver that advertises and never sends shows the same
     sign, so the waits double after each rejoin that did not help (up to `max_wait_s`) and start
     over once every input was heard. A shared-memory port in use here that another process removed
     or made anew is the other sign. Times are monotonic seconds.
     """
 
     after_s: float = 2.0
+    silent_s: float = 10.0
     max_wait_s: float = 300.0
     joined: float = 0.0
     rejoins: int = 0
@@ -180,13 +182,13 @@ class RejoinPolicy:
         self._matched_since = {name: self._matched_since.get(name, now) for name in matched}
         if not unheard and not stale:
             self._wait_s = 0.0
-        deaf = sorted(name for name, since in self._matched_since.items() if now - since >= self.after_s)
+        deaf = sorted(name for name, since in self._matched_since.items() if now - since >= self.silent_s)
         if not (deaf or stale) or now - self.joined < self.after_s + self._wait_s:
             return ""
         if stale:
             why = f"shared-memory port(s) {', '.join(stale)} in use here were removed or made anew by another process"
         else:
-            why = f"{', '.join(deaf)}: publishers matched but nothing received for {self.after_s:g} s or more"
+            why = f"{', '.join(deaf)}: publishers matched but nothing received for {self.silent_s:g} s or more"
         return f"{why} (DDS state left by a crashed participant): joining again with a new participant"
 
     def rejoined(self, now: float) -> None:
