@@ -65,3 +65,15 @@ def test_zero_k_with_a_valid_p_is_refused():
 def test_every_problem_is_listed_at_once():
     problems = _problems(k=_with(_with(K, 4, 0.0), 8, 2.0), model="fisheye")
     assert len(problems) == 3, problems
+
+
+def test_absurd_focal_lengths_are_named_without_a_numpy_warning():
+    """The fuzz suite's CameraInfo with fx = 1e-300 in K and 1e300 in P printed an overflow warning to the log."""
+    import warnings
+
+    K = [1e-300, 0, 5, 0, 1, 5, 0, 0, 1]
+    P = [1e300, 0, 5, 0, 0, 1, 5, 0, 0, 0, 1, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        problems = camera_model_problems("CAM", K, P, [0.0] * 5, "plumb_bob", 10, 10)
+    assert any("P has fx = 1e+300 but K has 1e-300" in p for p in problems)

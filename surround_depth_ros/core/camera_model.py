@@ -60,7 +60,9 @@ def camera_model_problems(
         for axis, label in ((0, "fx"), (1, "fy")):
             if min(P[axis, axis], K[axis, axis]) <= 0:
                 continue  # already named
-            if not 1 / MAX_FOCAL_RATIO <= P[axis, axis] / K[axis, axis] <= MAX_FOCAL_RATIO:
+            with np.errstate(over="ignore"):  # absurd values (1e300 / 1e-300) are named below, not warned about
+                ratio = P[axis, axis] / K[axis, axis]
+            if not 1 / MAX_FOCAL_RATIO <= ratio <= MAX_FOCAL_RATIO:
                 problems.append(
                     f"{name}: camera_info P has {label} = {P[axis, axis]:g} but K has {K[axis, axis]:g}: P and K "
                     "must describe the same camera (check the calibration file)"
