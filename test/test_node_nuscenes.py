@@ -38,9 +38,18 @@ def test_real_keyframe_through_bag_replay_and_node(tmp_path, frameset):
         replayer = BagReplayer(bag, rate=1.0, node=client.node)
 
         def node_hears_the_replayer() -> bool:
-            """The node's own subscriptions matched the replayer's publishers: the only frame cannot be lost."""
+            """Both sides matched, the node's subscriptions and the replayer's publishers (a writer that has not
+            yet matched a reader drops what it sends): the only frame cannot be lost."""
             inputs = [out.status(f"input {name}") for name in rig.camera_names]
-            return all(i.get("publishers", "0") != "0" and i.get("camera_info publishers", "0") != "0" for i in inputs)
+            readers = all(
+                i.get("publishers", "0") != "0" and i.get("camera_info publishers", "0") != "0" for i in inputs
+            )
+            cameras = [p for topic, p in replayer.publishers.items() if topic.split("/")[1] in rig.camera_names]
+            return (
+                readers
+                and len(cameras) == 2 * len(rig.camera_names)
+                and all(p.get_subscription_count() for p in cameras)
+            )
 
         client.wait_for(node_hears_the_replayer, 90, "the node's subscriptions matching the replayer")
         replayer.run()

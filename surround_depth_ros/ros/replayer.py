@@ -167,6 +167,11 @@ class BagReplayer:
             publisher.wait_for_all_acked(self.ack_timeout)
             self._in_flight[topic] = 0
 
+    @property
+    def publishers(self) -> dict[str, Publisher]:
+        """The publisher of each replayed topic, e.g. to wait until a consumer's subscriptions are matched."""
+        return dict(self._publishers)
+
     def _all_publishers(self) -> dict[str, Publisher]:
         extra = {layout.TF_STATIC_TOPIC: self._static_publisher, layout.CLOCK_TOPIC: self._clock_publisher}
         return self._publishers | {topic: p for topic, p in extra.items() if p is not None}
