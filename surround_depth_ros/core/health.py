@@ -100,7 +100,7 @@ class InputHealth:
                 Level.ERROR,
                 (
                     f"{publishers} publisher(s) matched but nothing received for {deaf:.0f} s: the driver stopped "
-                    "sending, or DDS cannot deliver to this process (after a crash: restart the node)"
+                    "sending, or DDS cannot deliver to this process (after 10 s the node joins DDS again by itself)"
                 ),
                 values,
             )
