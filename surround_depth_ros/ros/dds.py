@@ -62,9 +62,8 @@ def stale_shm_ports(shm: Path = Path("/dev/shm")) -> list[str]:
     maps whose file was removed and made anew (it listens on, or writes into, the old segment while
     its peers use the new one). A peer's port removed and not made anew is a peer that left: not stale.
     """
+    unlinked = [port for port, gone in mapped_shm_ports().items() if gone]
+    if not unlinked:  # the usual case, checked twice a second: no need to list the open files
+        return []
     listening = listening_shm_ports()
-    return sorted(
-        port
-        for port, unlinked in mapped_shm_ports().items()
-        if unlinked and (port in listening or (shm / port).exists())
-    )
+    return sorted(port for port in unlinked if port in listening or (shm / port).exists())

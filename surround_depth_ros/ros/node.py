@@ -468,7 +468,9 @@ class SurroundDepthNode(Node):
                 "radar motion compensation": "on (odom -> base on /tf)"
                 if self.assembler.motion_compensated
                 else "off (no radar, or no odom -> base on /tf)",
-                "DDS rejoins (new participant after matched-but-deaf inputs)": self.rejoin_policy.rejoins,
+                "DDS rejoins (new participant: inputs matched but unheard, or stale shared-memory ports)": (
+                    self.rejoin_policy.rejoins
+                ),
                 **sync,
                 **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
             }
