@@ -4,9 +4,9 @@ The node runs in its own process, as deployed; this process plays the camera dri
 Image and /tf_static of the default rig, scaled) and reads what the node says on /diagnostics.
 Every --sample-s it prints the node's resident memory, threads and open file descriptors, and at
 the end:
-  RSS slope       MB/min after the warm-up: least squares, and between the medians of the first and
-                  last thirds (camera-sized buffers in flight make single samples jump by +-50 MB)
-                  (issue 14 target: < 1 MB/min; floor 0)
+  RSS slope       MB/min after the warm-up, of each minute's lowest sample: camera-sized buffers in
+                  flight make single samples jump by +-50 MB, while a leak raises the floor they jump
+                  from; also least squares over every sample (issue 14 target: < 1 MB/min; floor 0)
   threads, fds    first and last after the warm-up (a leak grows them)
   published rate  frame sets published per second (the node's own count) next to the camera rate
   drops by cause  the node's pipeline counters and every input's rejections
@@ -131,7 +131,8 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=12.0, help="camera rate, Hz")
     parser.add_argument("--size", type=image_size, default=(1600, 900), help="camera WIDTHxHEIGHT")
-    parser.add_argument("--sample-s", type=float, default=15.0, help="seconds between memory samples")
+    parser.add_argument("--sample-s", type=float, default=2.0, help="seconds between memory samples")
+    parser.add_argument("--print-s", type=float, default=15.0, help="seconds between printed lines")
     parser.add_argument("--warmup-min", type=float, default=2.0, help="minutes left out of the slope")
     parser.add_argument("--checkpoint", default=str(packaged_file("models", "student_default.pt")))
     args = parser.parse_args()
@@ -158,6 +159,8 @@ def main() -> int:
             now, published, sent = time.monotonic(), drivers.published(), drivers.sent
             rss, threads, fds = process_figures(node.pid)
             samples.append(((now - start) / 60, rss, threads, fds))
+            if now - last[0] < args.print_s:
+                continue
             rates = [(published - last[1]) / (now - last[0]), (sent - last[2]) / (now - last[0])]
             print(f"{samples[-1][0]:6.2f} {rss:8.1f} {threads:8d} {fds:5d} {rates[0]:7.2f} {rates[1]:7.2f}", flush=True)
             last = (now, published, sent)
@@ -179,13 +182,13 @@ def main() -> int:
         print("too short for a slope: run longer than the warm-up")
         return 1
     slope = np.polyfit(steady[:, 0], steady[:, 1], 1)[0]
-    third = max(1, len(steady) // 3)
-    first, last = np.median(steady[:third], axis=0), np.median(steady[-third:], axis=0)
-    robust = (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
+    minutes = np.floor(steady[:, 0])
+    floors = np.array([(m + 0.5, steady[minutes == m, 1].min()) for m in np.unique(minutes)])
+    floor_slope = np.polyfit(floors[:, 0], floors[:, 1], 1)[0] if len(floors) > 1 else float("nan")
     print(
-        f"RSS slope     {slope:+.2f} MB/min least squares, {robust:+.2f} MB/min between medians of thirds "
-        f"({first[1]:.0f} -> {last[1]:.0f} MB) after {args.warmup_min:g} min warm-up; target < {TARGET_MB_PER_MIN} "
-        "MB/min, floor 0"
+        f"RSS slope     {floor_slope:+.2f} MB/min of each minute's lowest sample ({floors[0, 1]:.0f} -> "
+        f"{floors[-1, 1]:.0f} MB), {slope:+.2f} MB/min least squares over all {len(steady)} samples, after "
+        f"{args.warmup_min:g} min warm-up; target < {TARGET_MB_PER_MIN} MB/min, floor 0"
     )
     print(f"threads       {int(steady[0, 2])} -> {int(steady[-1, 2])}; fds {int(steady[0, 3])} -> {int(steady[-1, 3])}")
     print(

@@ -298,3 +298,24 @@ def crop_intrinsics(K: Array, left: float, top: float) -> Array:
     K[..., 0, 2] -= left
     K[..., 1, 2] -= top
     return K
+
+
+def resample_to_intrinsics(
+    image: np.ndarray, K_source: np.ndarray, K_target: np.ndarray, size: tuple[int, int], fill: float = 0
+) -> np.ndarray:
+    """`image` (H, W[, C]) as a camera at the same pose with `K_target` and `size` (height, width) sees it.
+
+    Nearest source pixel, so depth is never blended across an edge; `fill` where the target pixel
+    lies outside the source image. Used to compare depth published at another resolution (REP 118,
+    its CameraInfo's K) with a camera-sized ground truth.
+    """
+    height, width = size
+    A = np.asarray(K_source, np.float64) @ np.linalg.inv(np.asarray(K_target, np.float64))
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    w = A[2, 0] * u + A[2, 1] * v + A[2, 2]
+    cols = np.rint((A[0, 0] * u + A[0, 1] * v + A[0, 2]) / w).astype(np.int64)
+    rows = np.rint((A[1, 0] * u + A[1, 1] * v + A[1, 2]) / w).astype(np.int64)
+    inside = (cols >= 0) & (cols < image.shape[1]) & (rows >= 0) & (rows < image.shape[0])
+    out = np.full((height, width, *image.shape[2:]), fill, dtype=image.dtype)
+    out[inside] = image[rows[inside], cols[inside]]
+    return out

@@ -217,3 +217,17 @@ def test_depth_map_matches_loop_reference_on_random_points():
         if 0 <= col < 32 and 0 <= row < 24 and (expected[row, col] == 0 or z < expected[row, col]):
             expected[row, col] = z
     np.testing.assert_allclose(depth, expected, rtol=1e-6)
+
+
+def test_resample_to_intrinsics_is_a_subsample_a_crop_and_fills_outside():
+    rng = np.random.default_rng(5)
+    depth = rng.uniform(1, 80, (90, 160)).astype(np.float32)
+    K = np.array([[120.0, 0, 79.5], [0, 120.0, 44.5], [0, 0, 1]])
+    half = g.resize_intrinsics(K, 0.5, 0.5)  # pixel centres at integers: source pixel 2u + 0.5 rounds to 2u
+    np.testing.assert_array_equal(g.resample_to_intrinsics(depth, K, half, (45, 80)), depth[::2, ::2])
+    shifted = g.crop_intrinsics(K, 10, -5)  # target (0, 0) is source (10, -5): 5 rows above the image
+    out = g.resample_to_intrinsics(depth, K, shifted, (90, 160), fill=np.nan)
+    np.testing.assert_array_equal(out[5:, :150], depth[:85, 10:])
+    assert np.isnan(out[:5]).all() and np.isnan(out[:, 150:]).all()
+    rgb = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)  # trailing channels follow their pixel
+    np.testing.assert_array_equal(g.resample_to_intrinsics(rgb, K, half, (45, 80)), rgb[::2, ::2])

@@ -46,9 +46,10 @@ def _params(tmp_path, checkpoint, rig, **overrides):
         "diagnostics_period_s": 0.25,
         "cloud_stride": 4,
         "sync_wait_s": 0.15,
+        "depth_resolution": "camera",  # pixel-aligned with the images: checked against the cameras' own K
     }
-    values.update(overrides)
-    return write_params(tmp_path / "params.yaml", values)
+    values.update(overrides)  # None: leave the parameter out, the node's default
+    return write_params(tmp_path / "params.yaml", {key: value for key, value in values.items() if value is not None})
 
 
 class Outputs:
@@ -464,9 +465,9 @@ def test_an_oversize_image_a_skewed_clock_a_silent_anchor_and_a_double_sigint(tm
 
 
 def test_depth_at_network_resolution_with_its_scaled_camera_info(tmp_path, checkpoint, rig):
-    """`depth_resolution: network`: a consumer that knows only the published depth and CameraInfo (REP 118)
-    puts every cloud point on a pixel whose depth it is; the diagnostics break processing into stages."""
-    node, client, out, pub = _start(tmp_path, checkpoint, rig, depth_resolution="network", cloud_stride=1)
+    """The default, `depth_resolution: network`: a consumer that knows only the published depth and CameraInfo
+    (REP 118) puts every cloud point on a pixel whose depth it is; the diagnostics break processing into stages."""
+    node, client, out, pub = _start(tmp_path, checkpoint, rig, depth_resolution=None, cloud_stride=1)
     try:
         pub.publish_tf()
         _drive(pub, range(1))

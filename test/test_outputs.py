@@ -96,7 +96,7 @@ def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_c
     from surround_depth_ros.messages import MessageKit, depth_output_messages
 
     frame_set = request.getfixturevalue(sample)
-    settings = _settings(frame_set.rig, depth_resolution="network")
+    settings = _settings(frame_set.rig)  # the default: depth_resolution network
     pipeline = pipeline_from_settings(settings)
     outputs = pipeline.process(frame_set)
     kit = MessageKit(lambda name: TYPESTORE.types[name], lambda data: np.frombuffer(data, np.uint8))
@@ -164,7 +164,8 @@ def test_a_1936x1216_six_camera_set_crosses_dds_with_the_shipped_profile(tmp_pat
     rig = default_rig().scaled(1936, 1216)
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (1216, 1936, 3), dtype=np.uint8) for _ in rig.cameras]
-    node = NodeProcess(write_params(tmp_path / "params.yaml", _values(rig)))
+    camera_sized = {"depth_resolution": "camera"}  # the largest messages: 12 x 9.4 MB of maps a set
+    node = NodeProcess(write_params(tmp_path / "params.yaml", _values(rig, **camera_sized)))
     client = RosClient()
     depth, clouds, t0 = [], [], 1_700_000_000 * 10**9
     try:
@@ -198,7 +199,7 @@ def test_a_1936x1216_six_camera_set_crosses_dds_with_the_shipped_profile(tmp_pat
         client.close()
         assert node.stop() == 0, node.output
     assert "Traceback" not in node.output, node.output
-    expected = pipeline_from_settings(_settings(rig)).process(FrameSet(rig, images, np.arange(6)))
+    expected = pipeline_from_settings(_settings(rig, **camera_sized)).process(FrameSet(rig, images, np.arange(6)))
     by_stamp = {_ns(m.header.stamp): m for m in depth}
     for i, camera in enumerate(rig.cameras):
         msg = by_stamp[anchor + i * 1_000_000]

@@ -88,7 +88,12 @@ def _evaluate_argv(checkpoint: Path, bag: Path, params: Path, out: Path) -> list
 def test_run_bag_writes_the_node_outputs_and_scores_them_like_an_independent_projection(small_bags, tmp_path):
     bag, checkpoint = small_bags["lidar"], small_bags["checkpoint"]
     # the rig is CAM_0..CAM_3 in the bag; the params list it in another order
-    params = _params(tmp_path / "params.yaml", ["CAM_2", "CAM_0", "CAM_3", "CAM_1"], checkpoint=str(checkpoint))
+    params = _params(
+        tmp_path / "params.yaml",
+        ["CAM_2", "CAM_0", "CAM_3", "CAM_1"],
+        checkpoint=str(checkpoint),
+        depth_resolution="camera",
+    )
     out = tmp_path / "out"
     assert main(["run-bag", str(bag), "--params", str(params), *TOPIC_OPTIONS, "--out", str(out)]) == 0
 
@@ -235,8 +240,7 @@ def test_run_bag_at_the_network_resolution_publishes_scaled_camera_info_and_scor
         tmp_path / "params.yaml",
         ["CAM_0", "CAM_1", "CAM_2", "CAM_3"],
         checkpoint=str(checkpoint),
-        depth_resolution="network",
-        publish_cloud=False,
+        publish_cloud=False,  # and depth_resolution left at its default, network
     )
     out = tmp_path / "out"
     assert main(["run-bag", str(bag), "--params", str(params), *TOPIC_OPTIONS, "--out", str(out)]) == 0

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from surround_depth_ros.datasets.synthetic import SyntheticReader
+from surround_depth_ros.geometry import resample_to_intrinsics
 from surround_depth_ros.metrics import DepthMetrics
 from surround_depth_ros.rig import default_rig
 from surround_depth_ros.tools.arguments import image_size
@@ -56,16 +57,18 @@ class _Recorder:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
-        from sensor_msgs.msg import Image, PointCloud2
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("surround_depth_demo", context=self.context)
         self.depth: dict[str, dict[int, np.ndarray]] = {c: {} for c in cameras}
+        self.K: dict[str, np.ndarray] = {}  # of the published depth (the network's size by default, REP 118)
         self.clouds: dict[int, np.ndarray] = {}
         self.diagnostics = None
         for camera in cameras:
             self.node.create_subscription(Image, f"/{camera}/depth/image", self._depth(camera), 50)
+            self.node.create_subscription(CameraInfo, f"/{camera}/depth/camera_info", self._info(camera), 50)
         self.node.create_subscription(PointCloud2, "/depth/points", self._cloud, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -79,6 +82,12 @@ class _Recorder:
         def store(msg) -> None:  # noqa: ANN001
             depth = np.frombuffer(msg.data, np.float32).reshape(msg.height, msg.width).copy()
             self.depth[camera][stamp_ns(msg.header.stamp)] = depth
+
+        return store
+
+    def _info(self, camera: str):  # noqa: ANN202 - a callback
+        def store(msg) -> None:  # noqa: ANN001
+            self.K[camera] = np.reshape(msg.k, (3, 3))
 
         return store
 
@@ -163,8 +172,13 @@ def _summarize(frames: list, recorder: _Recorder, stats, out: Path) -> dict:  # 
     served = []
     for frame in frames:
         predicted = [recorder.depth[c].get(int(s)) for c, s in zip(names, frame.camera_stamps_ns, strict=True)]
-        if all(p is not None for p in predicted):
-            metrics.update(np.stack(predicted), np.stack(frame.depth))
+        if all(p is not None for p in predicted) and all(c in recorder.K for c in names):
+            # the truth as the published depth's camera (its CameraInfo: the network's size by default) sees it
+            truth = [
+                resample_to_intrinsics(depth, camera.K, recorder.K[camera.name], published.shape)
+                for camera, depth, published in zip(frame.rig.cameras, frame.depth, predicted, strict=True)
+            ]
+            metrics.update(np.stack(predicted), np.stack(truth))
             served.append((frame, predicted))
     diagnostics = recorder.diagnostics or {}
     summary = {
@@ -177,11 +191,17 @@ def _summarize(frames: list, recorder: _Recorder, stats, out: Path) -> dict:  # 
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     if served:
         frame, predicted = served[-1]
-        rows = surround_order([c.T_base_cam for c in frame.rig.cameras])
+        cameras = frame.rig.cameras
+        # shown at the camera's size, each published depth pixel as the block of camera pixels it covers
+        shown = [
+            resample_to_intrinsics(colorize_depth(depth), recorder.K[c.name], c.K, (c.height, c.width))
+            for c, depth in zip(cameras, predicted, strict=True)
+        ]
+        rows = surround_order([c.T_base_cam for c in cameras])
         sheet = []
         for row in rows:
             sheet.append([label(frame.images[i].copy(), names[i]) for i in row])
-            sheet.append([label(colorize_depth(predicted[i]), f"{names[i]} predicted") for i in row])
+            sheet.append([label(shown[i], f"{names[i]} predicted") for i in row])
             sheet.append([label(colorize_depth(frame.depth[i]), f"{names[i]} ground truth") for i in row])
         sheet = tile(sheet)
         write_png(out / "contact_sheet.png", np.vstack([sheet, depth_colour_bar(sheet.shape[1])]))
