@@ -4,9 +4,11 @@ The node runs in its own process, as deployed; this process plays the camera dri
 Image and /tf_static of the default rig, scaled) and reads what the node says on /diagnostics.
 Every --sample-s it prints the node's resident memory, threads and open file descriptors, and at
 the end:
-  RSS slope       MB/min after the warm-up, of each minute's lowest sample: camera-sized buffers in
-                  flight make single samples jump by +-50 MB, while a leak raises the floor they jump
-                  from; also least squares over every sample (issue 14 target: < 1 MB/min; floor 0)
+  RSS slope       MB/min after the warm-up, least squares over every sample and of each minute's lowest
+                  sample (issue 14 target: < 1 MB/min; floor 0)
+  heap slope      the same for the node's heap in use (its diagnostics, glibc's mallinfo2): resident
+                  memory also moves by tens of MB as the allocator keeps or returns the camera-sized
+                  buffers freed after each set; a leak grows the heap in use
   threads, fds    first and last after the warm-up (a leak grows them)
   published rate  frame sets published per second (the node's own count) next to the camera rate
   drops by cause  the node's pipeline counters and every input's rejections
@@ -149,8 +151,8 @@ def main() -> int:
     drivers = Drivers(rig, args.rate)
     drivers.start()
     print(f"soak: 6 x {args.size[0]}x{args.size[1]} at {args.rate:g} Hz for {args.minutes:g} min; node log {log.name}")
-    print(f"{'min':>6} {'RSS MB':>8} {'threads':>8} {'fds':>5} {'sets/s':>7} {'sent/s':>7}")
-    samples = []  # (minutes, rss, threads, fds)
+    print(f"{'min':>6} {'RSS MB':>8} {'heap MB':>8} {'threads':>8} {'fds':>5} {'sets/s':>7} {'sent/s':>7}")
+    samples = []  # (minutes, rss, threads, fds, heap in use)
     start = time.monotonic()
     last = (start, drivers.published(), drivers.sent)
     try:
@@ -158,11 +160,15 @@ def main() -> int:
             time.sleep(min(args.sample_s, max(0.1, start + 60 * args.minutes - now)))
             now, published, sent = time.monotonic(), drivers.published(), drivers.sent
             rss, threads, fds = process_figures(node.pid)
-            samples.append(((now - start) / 60, rss, threads, fds))
+            heap = float(drivers.statuses.get("pipeline", {}).get("memory: heap in use MB", "nan"))
+            samples.append(((now - start) / 60, rss, threads, fds, heap))
             if now - last[0] < args.print_s:
                 continue
             rates = [(published - last[1]) / (now - last[0]), (sent - last[2]) / (now - last[0])]
-            print(f"{samples[-1][0]:6.2f} {rss:8.1f} {threads:8d} {fds:5d} {rates[0]:7.2f} {rates[1]:7.2f}", flush=True)
+            print(
+                f"{samples[-1][0]:6.2f} {rss:8.1f} {heap:8.1f} {threads:8d} {fds:5d} {rates[0]:7.2f} {rates[1]:7.2f}",
+                flush=True,
+            )
             last = (now, published, sent)
     finally:
         elapsed = time.monotonic() - start
@@ -181,15 +187,21 @@ def main() -> int:
     if len(steady) < 2:
         print("too short for a slope: run longer than the warm-up")
         return 1
-    slope = np.polyfit(steady[:, 0], steady[:, 1], 1)[0]
-    minutes = np.floor(steady[:, 0])
-    floors = np.array([(m + 0.5, steady[minutes == m, 1].min()) for m in np.unique(minutes)])
-    floor_slope = np.polyfit(floors[:, 0], floors[:, 1], 1)[0] if len(floors) > 1 else float("nan")
-    print(
-        f"RSS slope     {floor_slope:+.2f} MB/min of each minute's lowest sample ({floors[0, 1]:.0f} -> "
-        f"{floors[-1, 1]:.0f} MB), {slope:+.2f} MB/min least squares over all {len(steady)} samples, after "
-        f"{args.warmup_min:g} min warm-up; target < {TARGET_MB_PER_MIN} MB/min, floor 0"
-    )
+    for name, column in (("RSS", 1), ("heap in use", 4)):
+        values = steady[np.isfinite(steady[:, column])]
+        if len(values) < 2:
+            print(f"{name:13} not reported by the node")
+            continue
+        slope = np.polyfit(values[:, 0], values[:, column], 1)[0]
+        whole = np.floor(values[:, 0]) < np.floor(values[-1, 0])  # whole minutes: a last partial one has few samples
+        minutes = np.floor(values[whole, 0])
+        floors = np.array([(m + 0.5, values[whole][minutes == m, column].min()) for m in np.unique(minutes)])
+        floor_slope = np.polyfit(floors[:, 0], floors[:, 1], 1)[0] if len(floors) > 1 else float("nan")
+        print(
+            f"{name + ' slope':17} {slope:+.2f} MB/min least squares over {len(values)} samples "
+            f"({values[0, column]:.0f} -> {values[-1, column]:.0f} MB), {floor_slope:+.2f} MB/min of each minute's "
+            f"lowest, after {args.warmup_min:g} min warm-up; target < {TARGET_MB_PER_MIN} MB/min, floor 0"
+        )
     print(f"threads       {int(steady[0, 2])} -> {int(steady[-1, 2])}; fds {int(steady[0, 3])} -> {int(steady[-1, 3])}")
     print(
         f"published     {published / elapsed:.2f} sets/s ({published} sets) for {sent / elapsed:.2f} camera sets/s sent"

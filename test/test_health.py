@@ -1,6 +1,8 @@
 """Input health counters: rates, rejections by cause, and the level an operator sees."""
 
-from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog, RejoinPolicy
+import pytest
+
+from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog, RejoinPolicy, memory_mb
 
 
 def test_rate_and_levels_over_time():
@@ -106,3 +108,19 @@ def test_matched_and_silent_waits_longer_than_a_paused_bag_player_takes_to_start
     assert policy.check(11.0, {"CAM_FRONT": 1}).startswith(
         "CAM_FRONT: publishers matched but nothing received for 10 s"
     )
+
+
+def test_memory_figures_follow_an_allocation_and_its_release():
+    """The node's diagnostics report these: "heap in use" must see a camera-sized buffer come and go."""
+    np = pytest.importorskip("numpy")
+    before = memory_mb()
+    if "resident" not in before:
+        pytest.skip("no /proc/self/status on this system")
+    buffer = np.ones(64 * 2**20, np.uint8)  # 64 MB, written: resident
+    during = memory_mb()
+    assert during["resident"] - before["resident"] > 48
+    if "heap in use" not in before:
+        pytest.skip("no glibc mallinfo2 (glibc >= 2.33): only the resident figure is reported")
+    assert 60 < during["heap in use"] - before["heap in use"] < 70
+    del buffer
+    assert abs(memory_mb()["heap in use"] - before["heap in use"]) < 4

@@ -51,7 +51,7 @@ from tf2_msgs.msg import TFMessage
 from surround_depth_ros.core.assembler import AssembledSet, Intrinsics, assembler_from_settings
 from surround_depth_ros.core.binding import BindingError
 from surround_depth_ros.core.camera_model import camera_model_problems
-from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog, RejoinPolicy
+from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog, RejoinPolicy, memory_mb
 from surround_depth_ros.core.mailbox import LatestMailbox
 from surround_depth_ros.core.params import NODE_NAME
 from surround_depth_ros.core.pipeline import STAGES, StartupError, SurroundDepthPipeline, pipeline_from_settings
@@ -473,6 +473,7 @@ class SurroundDepthNode(Node):
                 ),
                 **sync,
                 **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
+                **{f"memory: {k} MB": f"{v:.1f}" for k, v in memory_mb().items()},
             }
             if self._latency_ms:
                 values["processing_ms (mean of last 100)"] = f"{np.mean(self._processing_ms):.1f}"
