@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from surround_depth_ros import geometry
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
-from surround_depth_ros.inference.engine import auto_backend
+from surround_depth_ros.inference.engine import Placement, auto_backend
 from surround_depth_ros.network import MEAN, PRESETS, ImageNormalisation, SurroundDepthStudent
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import save_checkpoint
@@ -96,6 +96,32 @@ def test_temporal_engine_carries_features_between_frames(tmp_path):
         with torch.no_grad():
             fresh = temporal(batches[1], ring_adjacency(N)).depth[0, 0, 0].numpy()
         np.testing.assert_allclose(restarted, fresh, rtol=1e-4)
+
+
+def test_mask_on_every_kind_of_bad_value_against_an_isfinite_reference(model):
+    """NaN or inf in either map, low confidence and the placement border: NaN depth and 0 confidence there; the
+    rest clamped, to the bit. The reference is the plain `isfinite` formulation the engine's arithmetic replaces."""
+    engine = DepthEngine(model, backend="torch", device="cpu", min_confidence=0.3)
+    rng = np.random.default_rng(4)
+    depth = torch.from_numpy(rng.uniform(-5, 500, (N, 1, H, W)).astype(np.float32))
+    confidence = torch.from_numpy(rng.uniform(-0.5, 1.5, (N, 1, H, W)).astype(np.float32))
+    for maps in (depth, confidence):
+        flat = maps.view(-1)
+        for value in (float("nan"), float("inf"), -float("inf")):
+            flat[torch.from_numpy(rng.choice(flat.numel(), 500, replace=False))] = value
+    Kp = np.eye(3)
+    placements = [Placement(0, 0, H, W, Kp)] * (N - 1) + [Placement(2, 5, H - 4, W - 10, Kp)]  # the last bordered
+    border = torch.zeros((N, 1, H, W), dtype=torch.bool)
+    border[-1] = True
+    border[-1, :, 2 : H - 2, 5 : W - 5] = False
+    invalid = ~torch.isfinite(depth) | ~torch.isfinite(confidence) | (confidence < 0.3) | border
+    cfg = engine.config
+    expected_depth = depth.clamp(cfg.min_depth, cfg.max_depth).masked_fill(invalid, float("nan"))
+    expected_confidence = confidence.clamp(0.0, 1.0).masked_fill(invalid, 0.0)
+    got_depth, got_confidence = engine.mask(depth.clone(), confidence.clone(), placements=placements)
+    assert torch.equal(torch.isnan(got_depth), invalid) and invalid.any() and not invalid.all()
+    assert torch.equal(got_depth[~invalid], expected_depth[~invalid])
+    assert torch.equal(got_confidence, expected_confidence)
 
 
 def test_nan_where_confidence_is_low_or_output_not_finite(model):

