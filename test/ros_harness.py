@@ -87,18 +87,26 @@ class RigPublisher:
         edges = static_transforms(self.rig)
         self.tf_static.publish(MESSAGES.tf_message([MESSAGES.transform(T, p, c, stamp_ns) for p, c, T in edges]))
 
-    def publish_camera(self, index: int, image, stamp_ns: int, encoding: str = "rgb8", info_size=None) -> None:  # noqa: ANN001
+    def camera_messages(self, index: int, image, stamp_ns: int, encoding: str = "rgb8", info_size=None) -> tuple:  # noqa: ANN001
+        """(CameraInfo, Image) of camera `index`, what a camera driver sends per frame."""
         from surround_depth_ros.ros.messages import MESSAGES
 
         camera = self.rig.cameras[index]
         info = MESSAGES.camera_info(camera, stamp_ns)
         if info_size is not None:
             info.width, info.height = info_size
-        self.infos[camera.name].publish(info)
         known = encoding in ("rgb8", "bgr8", "mono8")
         msg = MESSAGES.image(image, stamp_ns, camera.frame_id, encoding if known else "rgb8")
         msg.encoding = encoding  # an unsupported one is sent as it is, to test the node's answer
-        self.images[camera.name].publish(msg)
+        return info, msg
+
+    def publish_messages(self, index: int, info, image) -> None:  # noqa: ANN001
+        name = self.rig.cameras[index].name
+        self.infos[name].publish(info)
+        self.images[name].publish(image)
+
+    def publish_camera(self, index: int, image, stamp_ns: int, encoding: str = "rgb8", info_size=None) -> None:  # noqa: ANN001
+        self.publish_messages(index, *self.camera_messages(index, image, stamp_ns, encoding, info_size))
 
     def publish_radar(self, name: str, points, stamp_ns: int) -> None:  # noqa: ANN001 - structured array
         from surround_depth_ros.ros.messages import MESSAGES
