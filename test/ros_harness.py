@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +16,35 @@ from pathlib import Path
 
 from surround_depth_ros.ros.launcher import NodeProcess, write_params
 
-__all__ = ["NodeProcess", "RigPublisher", "RosClient", "tiny_checkpoint", "write_params"]
+__all__ = ["NodeProcess", "RigPublisher", "RosClient", "remove_zombie_shm_files", "tiny_checkpoint", "write_params"]
+
+
+def remove_zombie_shm_files(shm: Path = Path("/dev/shm")) -> list[str]:
+    """Fast DDS files whose owner is dead, removed (what `fastdds shm clean` does); their names.
+
+    A live segment or listened port has its `<name>_el` lock held by its process. A SIGKILLed node
+    leaves its files behind; a participant made later on the same domain can take the dead one's
+    port, which is issue 14's restart fault: tests that kill nodes on purpose clean up after them so
+    that the next tests' fresh participants do not meet it.
+    """
+    removed = []
+    for lock in sorted(shm.glob("fastdds_*_el")):
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except FileNotFoundError:  # its owner left meanwhile
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: a live participant
+            os.close(fd)
+            continue
+        name = lock.name.removesuffix("_el")
+        for path in (shm / name, shm / f"sem.{name}_mutex", lock):  # unlinked while the lock is ours
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        os.close(fd)
+        removed.append(name)
+    return removed
 
 
 def tiny_checkpoint(path: Path, rig) -> Path:  # noqa: ANN001 - CameraRig

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_harness import NodeProcess, RigPublisher, RosClient, tiny_checkpoint, write_params
+from ros_harness import NodeProcess, RigPublisher, RosClient, remove_zombie_shm_files, tiny_checkpoint, write_params
 
 from surround_depth_ros.rig import default_rig
 from surround_depth_ros.ros.dds import listening_shm_ports, mapped_shm_ports
@@ -58,6 +58,14 @@ def test_launch_file_offers_respawn_off_by_default():
     ]
     keywords = {k.arg: ast.unparse(k.value) for k in depth_node.keywords}
     assert keywords["respawn"] == "respawn" and "respawn_delay" in keywords["respawn_delay"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_zombie_files_left():
+    """The SIGKILLs here leave Fast DDS files behind, as a crash does: removed, so that the next tests on this domain
+    (fresh participants that could take a dead node's port) do not meet them (a replay listener hung in CI once)."""
+    yield
+    print(f"removed the Fast DDS files of {len(remove_zombie_shm_files())} dead participants and ports")
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +263,19 @@ def test_a_stuck_executor_ends_the_process_for_respawn_with_every_stack():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stderr
     assert "Timeout (0:00:01)!" in run.stderr and "in _spin_until_rejoin" in run.stderr
+
+
+def test_zombie_cleanup_removes_only_files_no_live_process_holds(tmp_path):
+    import fcntl
+
+    for name in ("fastdds_0a1b", "fastdds_port7411", "fastdds_live"):
+        (tmp_path / name).write_bytes(b"segment")
+        (tmp_path / f"{name}_el").write_bytes(b"")
+    (tmp_path / "sem.fastdds_port7411_mutex").write_bytes(b"")
+    held = os.open(tmp_path / "fastdds_live_el", os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as a live participant holds its lock
+    try:
+        assert remove_zombie_shm_files(tmp_path) == ["fastdds_0a1b", "fastdds_port7411"]
+    finally:
+        os.close(held)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fastdds_live", "fastdds_live_el"]
