@@ -121,7 +121,7 @@ class _TargetWindow:
     index: torch.Tensor  # (W,) int64 into the flat point list
     near: torch.Tensor  # (W,) float32
     far: torch.Tensor  # (W,) float32, inf when the ray never leaves the image
-    source_after: torch.Tensor  # (W,) bool: the point's camera comes after the target (ties go to the target)
+    source_after: torch.Tensor  # (W,) bool: the point's camera has a higher index than the target (which wins ties)
     compared: int  # points of the compared source cameras, windows or not
 
 
