@@ -383,7 +383,7 @@ class DepthEngine:
                 border[i, :, top : top + height, left : left + width] = False
         with torch_threads(self.threads):
             # 0 where both maps are finite, NaN elsewhere (x - x is NaN for NaN and inf): two subtractions and
-            # an add instead of two `isfinite`, each of which takes several passes (8.4 -> 1.3 ms at 6 x 352x640)
+            # an add instead of two `isfinite`, each of which takes several passes (default preset: 7.3 -> 2.4 ms)
             invalid = depth - depth
             invalid += confidence - confidence
             if self.min_confidence > 0:
