@@ -38,6 +38,9 @@ def test_demo_replays_a_synthetic_bag_through_the_node(tmp_path):
     assert accuracy is not None and 0 < accuracy["abs_rel"] < 0.5  # the shipped student, on an unseen street
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet.shape == (6 * 180 + depth_colour_bar(3 * 320).shape[0], 3 * 320, 3)  # the colour bar below
+    # the published depth is at the network's size (the default); the pictures show it over the camera's pixels
+    assert cv2.imread(str(out / "depth_CAM_FRONT.png")).shape == (180, 320, 3)
+    assert summary["node"]["stage upsample ms (mean of last 100)"] == "0.0"
     assert (out / "cloud.ply").read_bytes().startswith(b"ply\nformat binary_little_endian 1.0\nelement vertex ")
     assert (out / "bag" / "metadata.yaml").is_file() and "Traceback" not in (out / "node.log").read_text()
 

@@ -192,11 +192,13 @@ def _summarize(frames: list, recorder: _Recorder, stats, out: Path) -> dict:  # 
     if served:
         frame, predicted = served[-1]
         cameras = frame.rig.cameras
-        # shown at the camera's size, each published depth pixel as the block of camera pixels it covers
+        # shown at the camera's size (sheet and PNGs), each published depth pixel as the camera pixels it covers
         shown = [
             resample_to_intrinsics(colorize_depth(depth), recorder.K[c.name], c.K, (c.height, c.width))
             for c, depth in zip(cameras, predicted, strict=True)
         ]
+        for name, picture in zip(names, shown, strict=True):
+            write_png(out / f"depth_{name}.png", picture)
         rows = surround_order([c.T_base_cam for c in cameras])
         sheet = []
         for row in rows:
@@ -205,8 +207,6 @@ def _summarize(frames: list, recorder: _Recorder, stats, out: Path) -> dict:  # 
             sheet.append([label(colorize_depth(frame.depth[i]), f"{names[i]} ground truth") for i in row])
         sheet = tile(sheet)
         write_png(out / "contact_sheet.png", np.vstack([sheet, depth_colour_bar(sheet.shape[1])]))
-        for name, depth in zip(names, predicted, strict=True):
-            write_png(out / f"depth_{name}.png", colorize_depth(depth))
     if recorder.clouds:
         write_ply(out / "cloud.ply", recorder.clouds[max(recorder.clouds)])
     return summary
