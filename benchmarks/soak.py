@@ -2,8 +2,8 @@
 
 The node runs in its own process, as deployed; this process plays the camera drivers (CameraInfo,
 Image and /tf_static of the default rig, scaled) and reads what the node says on /diagnostics.
-Every --sample-s it prints the node's resident memory, threads and open file descriptors, and at
-the end:
+Every --sample-s it samples the node's resident memory, heap in use, threads and open file
+descriptors (printed every --print-s), and at the end:
   RSS slope       MB/min after the warm-up, least squares over every sample and of each minute's lowest
                   sample (issue 14 target: < 1 MB/min; floor 0)
   heap slope      the same for the node's heap in use (its diagnostics, glibc's mallinfo2): resident
