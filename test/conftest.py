@@ -42,6 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
     from surround_depth_ros.ros.dds import use_large_image_transport
 
     use_large_image_transport()  # camera-sized images over shared memory, in this process and the nodes
+    from ros_harness import remove_zombie_shm_files
+
+    # Files of killed processes from earlier runs on this machine: a fresh participant on their domain can take
+    # a dead one's port and stay deaf to one topic (seen on a development machine with 2,400 of them).
+    remove_zombie_shm_files()
 
 
 def save_tiny_depth_anything(path: Path):  # noqa: ANN201 - a transformers model

@@ -22,12 +22,19 @@ __all__ = ["NodeProcess", "RigPublisher", "RosClient", "remove_zombie_shm_files"
 def remove_zombie_shm_files(shm: Path = Path("/dev/shm")) -> list[str]:
     """Fast DDS files whose owner is dead, removed (what `fastdds shm clean` does); their names.
 
-    A live segment or listened port has its `<name>_el` lock held by its process. A SIGKILLed node
+    A live segment or listened port has its `<name>_el` lock held by its process; a port file
+    without a lock file has no listener left. A SIGKILLed node
     leaves its files behind; a participant made later on the same domain can take the dead one's
     port, which is issue 14's restart fault: tests that kill nodes on purpose clean up after them so
     that the next tests' fresh participants do not meet it.
     """
     removed = []
+    for port in sorted(shm.glob("fastdds_port*[0-9]")):  # a port without its listener's lock: nobody listens
+        if not (shm / f"{port.name}_el").exists():
+            for path in (port, shm / f"sem.{port.name}_mutex"):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            removed.append(port.name)
     for lock in sorted(shm.glob("fastdds_*_el")):
         try:
             fd = os.open(lock, os.O_RDONLY)

@@ -272,10 +272,12 @@ def test_zombie_cleanup_removes_only_files_no_live_process_holds(tmp_path):
         (tmp_path / name).write_bytes(b"segment")
         (tmp_path / f"{name}_el").write_bytes(b"")
     (tmp_path / "sem.fastdds_port7411_mutex").write_bytes(b"")
+    (tmp_path / "fastdds_port7413").write_bytes(b"port")  # its listener's lock file is gone too
+    (tmp_path / "sem.fastdds_port7413_mutex").write_bytes(b"")
     held = os.open(tmp_path / "fastdds_live_el", os.O_RDONLY)
     fcntl.flock(held, fcntl.LOCK_EX)  # as a live participant holds its lock
     try:
-        assert remove_zombie_shm_files(tmp_path) == ["fastdds_0a1b", "fastdds_port7411"]
+        assert remove_zombie_shm_files(tmp_path) == ["fastdds_port7413", "fastdds_0a1b", "fastdds_port7411"]
     finally:
         os.close(held)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fastdds_live", "fastdds_live_el"]
