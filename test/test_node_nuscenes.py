@@ -63,7 +63,7 @@ def test_real_keyframe_through_bag_replay_and_node(tmp_path, frameset):
     finally:
         client.close()
         code = node.stop()
-        print(node.output, out.status("pipeline"))  # shown when the test fails
+        print(node.output, out.status("pipeline"), *(out.status(f"input {c}") for c in rig.camera_names))  # on failure
     assert code == 0 and "Traceback" not in node.output, node.output
 
     served, cloud_msg = _first_served(out, repeats)
