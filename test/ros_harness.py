@@ -22,19 +22,22 @@ __all__ = ["NodeProcess", "RigPublisher", "RosClient", "remove_zombie_shm_files"
 def remove_zombie_shm_files(shm: Path = Path("/dev/shm")) -> list[str]:
     """Fast DDS files whose owner is dead, removed (what `fastdds shm clean` does); their names.
 
-    A live segment or listened port has its `<name>_el` lock held by its process; a port file
-    without a lock file has no listener left. A SIGKILLed node
-    leaves its files behind; a participant made later on the same domain can take the dead one's
-    port, which is issue 14's restart fault: tests that kill nodes on purpose clean up after them so
-    that the next tests' fresh participants do not meet it.
+    A live segment or listened port has its `<name>_el` lock held by its process; a port file without
+    a lock file has no listener left. A SIGKILLed node leaves its files behind, and a participant made
+    later on the same domain can take the dead one's port (issue 14's restart fault): the test session
+    starts with this, and tests that kill nodes on purpose clean up after themselves.
     """
-    removed = []
+
+    def unlink(name: str, *paths: Path) -> None:
+        for path in (shm / name, shm / f"sem.{name}_mutex", *paths):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        removed.append(name)
+
+    removed: list[str] = []
     for port in sorted(shm.glob("fastdds_port*[0-9]")):  # a port without its listener's lock: nobody listens
         if not (shm / f"{port.name}_el").exists():
-            for path in (port, shm / f"sem.{port.name}_mutex"):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            removed.append(port.name)
+            unlink(port.name)
     for lock in sorted(shm.glob("fastdds_*_el")):
         try:
             fd = os.open(lock, os.O_RDONLY)
@@ -43,14 +46,11 @@ def remove_zombie_shm_files(shm: Path = Path("/dev/shm")) -> list[str]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:  # held: a live participant
-            os.close(fd)
             continue
-        name = lock.name.removesuffix("_el")
-        for path in (shm / name, shm / f"sem.{name}_mutex", lock):  # unlinked while the lock is ours
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        os.close(fd)
-        removed.append(name)
+        else:
+            unlink(lock.name.removesuffix("_el"), lock)  # unlinked while the lock is ours
+        finally:
+            os.close(fd)
     return removed
 
 

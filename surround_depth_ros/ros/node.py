@@ -457,6 +457,7 @@ class SurroundDepthNode(Node):
         engine = self.pipeline.engine
         sync = {f"sync {k}": v for k, v in self.assembler.stats().items() if v}
         binding = self.pipeline.binding
+        memory = {f"memory: {k} MB": f"{v:.1f}" for k, v in memory_mb().items()}  # reads /proc: outside the lock
         with self._lock:
             values = {
                 "preset": engine.config.name,
@@ -473,7 +474,7 @@ class SurroundDepthNode(Node):
                 ),
                 **sync,
                 **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
-                **{f"memory: {k} MB": f"{v:.1f}" for k, v in memory_mb().items()},
+                **memory,
             }
             if self._latency_ms:
                 values["processing_ms (mean of last 100)"] = f"{np.mean(self._processing_ms):.1f}"
