@@ -9,9 +9,13 @@ and 6 x 1936x1216 synthetic cameras, best of --repeats:
               bytes for the others
   messages    the 12 Images and the PointCloud2 the node builds from the outputs; floor: a memcpy of them
   node        the node in its own process over DDS (shipped Fast DDS profile): its processing_time_ms, and
-              end to end (wall time before the six images are published, their messages built -> the
-              set's cloud received, the node's last message; each set published after the previous came
-              back; sets the node decided without some camera are counted, not timed)
+              end to end, to the set's cloud received (the node's last message), from two starts: the first
+              image's publish (the six messages built before, as drivers build them) and the last image's
+              publish. One thread publishes the six 4.3 MB images one after the other (about 2 ms each
+              here), where a vehicle's six drivers publish at once: the set exists when its last image is
+              out, so the node's own latency is the second figure, which the 1.15 target is checked on.
+              Each set is published after the previous came back; sets the node decided without some
+              camera are counted, not timed
 with the issue-10 checks: default preset node / forward <= 1.15, tiny everything-but-the-forward
 <= 1.5 x forward, the cloud at default settings < 10 MB a set.
 Thread settings: a mask right after an ONNX Runtime run with its threads spinning and not, and the
@@ -26,12 +30,14 @@ idle and while a worker thread runs the pipeline and builds the messages.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -278,15 +284,15 @@ class CallbackDelay:
         self.context.try_shutdown()
 
 
-def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: int) -> tuple[float, float]:
-    """(processing_ms, end-to-end ms), best over `count` sets after one warm-up set."""
-    from sensor_msgs.msg import PointCloud2
+def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: int) -> tuple[float, float, float]:
+    """(processing_ms, end to end from the first image's publish, from the last image's), best of `count` sets."""
+    from sensor_msgs.msg import Image, PointCloud2
     from std_msgs.msg import Float64
 
     sys.path.insert(0, str(ROOT / "test"))
     from ros_harness import NodeProcess, RigPublisher, RosClient
 
-    from surround_depth_ros.ros.messages import cloud_points, stamp_ns
+    from surround_depth_ros.ros.messages import stamp_ns
 
     rig = sets[0].rig
     with tempfile.TemporaryDirectory() as tmp:
@@ -306,13 +312,20 @@ def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: i
             client.node.create_subscription(
                 Float64, f"{NAMESPACE}/surround_depth/debug/processing_time_ms", lambda m: processing.append(m.data), 10
             )
-            received: dict[int, tuple[float, int]] = {}  # anchor stamp: (wall time, cameras in the cloud)
+            received: dict[int, float] = {}  # anchor stamp: wall time its cloud arrived
+            depth_stamps: dict[str, set[int]] = {name: set() for name in rig.camera_names}  # per camera's depth topic
+
+            def all_served(stamps: list[int]) -> bool:
+                """Every camera's depth image of the set (stamped as its camera's image) arrived."""
+                return all(stamp in got for stamp, got in zip(stamps, depth_stamps.values(), strict=True))
 
             def arrived(msg: PointCloud2) -> None:
-                cameras = len(np.unique(cloud_points(msg)["camera"]))
-                received.setdefault(stamp_ns(msg.header.stamp), (time.time(), cameras))
+                received.setdefault(stamp_ns(msg.header.stamp), time.time())
 
             client.node.create_subscription(PointCloud2, f"{NAMESPACE}/depth/points", arrived, 10)
+            for name, got in depth_stamps.items():
+                topic = f"{NAMESPACE}/{name}/depth/image"
+                client.node.create_subscription(Image, topic, lambda m, g=got: g.add(stamp_ns(m.header.stamp)), 10)
             pub = RigPublisher(client, rig, prefix=f"{NAMESPACE}/")
             publishers = [*pub.infos.values(), *pub.images.values()]
             client.wait_for(lambda: all(p.get_subscription_count() for p in publishers), 180, "the node")
@@ -326,11 +339,13 @@ def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: i
                 images = sets[k % len(sets)].images
                 return stamps, [pub.camera_messages(i, image, stamps[i]) for i, image in enumerate(images)]
 
-            def publish(k: int, built: tuple[list[int], list[tuple]] | None = None) -> list[int]:
+            def publish(k: int, built: tuple[list[int], list[tuple]] | None = None) -> tuple[list[int], float]:
+                """Set k's stamps and the wall time its last image's publish began."""
                 stamps, camera_messages = built or messages(k)
                 for i, (info, image) in enumerate(camera_messages):
+                    last = time.time()
                     pub.publish_messages(i, info, image)
-                return stamps
+                return stamps, last
 
             # Warm-up until a set comes back: a CameraInfo sent before discovery matched it is lost, the next is not.
             warm_up = 0
@@ -344,20 +359,24 @@ def bench_node(sets: list[FrameSet], checkpoint: Path, resolution: str, count: i
                     raise AssertionError("no set came back in 3 minutes")
             time.sleep(1.0)
             processing.clear()
-            latency = []
+            latency: list[tuple[float, float]] = []  # from the first image's publish, from the last's
             for k in range(warm_up, warm_up + count):
                 built = messages(k)
-                now = time.time()
-                stamps = publish(k, built)
+                first = time.time()
+                stamps, last = publish(k, built)
                 client.wait_for(lambda s=stamps[0]: s in received, 180, f"set {k}")
-                arrival, cameras = received[stamps[0]]
-                if cameras == len(rig.cameras):
-                    latency.append(arrival - now)
+                arrival = received[stamps[0]]
+                served = partial(all_served, stamps)
+                with contextlib.suppress(AssertionError):  # depth images come on their own topics, maybe after it
+                    client.wait_for(served, 2, "every camera's depth image")
+                if served():
+                    latency.append((arrival - first, arrival - last))
             if len(latency) < count:
-                print(f"  node: {count - len(latency)} of {count} sets published without some camera (not timed)")
+                print(f"  node: {count - len(latency)} of {count} sets without some camera's depth image (not timed)")
             client.wait_for(lambda: len(processing) >= count, 10, "processing times")
             failed = False
-            return float(np.min(processing)), 1000 * min(latency, default=float("nan"))
+            best = np.min(latency, axis=0) if latency else (float("nan"),) * 2
+            return float(np.min(processing)), 1000 * float(best[0]), 1000 * float(best[1])
         finally:
             client.close()
             node.stop()
@@ -407,11 +426,13 @@ def main() -> None:
                             engine, sets[0], resolution, forward, args.repeats
                         )
                         fastest = min(fastest, best["forward"])
-                        node = (float("nan"), float("nan"))
+                        node = (float("nan"),) * 3
                         if args.node:
                             node = bench_node(sets, checkpoint, resolution, args.sets)
                             for name, ms in zip(
-                                ("node processing_time_ms", "node end to end over DDS"), node, strict=True
+                                ("node processing_time_ms", "node e2e, first image out", "node e2e, last image out"),
+                                node,
+                                strict=True,
                             ):
                                 print(f"  {name:30} {ms:8.2f} {'':9} {'':11} {'':6} {ms / forward:6.2f}")
                         rows.append(
@@ -445,7 +466,7 @@ def main() -> None:
     print("   rest/fwd: (process - forward) / forward within one call, median of the runs)")
     print(
         f"  {'size':10} {'preset':8} {'depth':8} {'forward':>8} {'pipeline':>15} {'+ messages':>15} "
-        f"{'node proc.':>15} {'node e2e DDS':>15} {'rest/fwd':>8} {'cloud MB':>8}"
+        f"{'node proc.':>15} {'e2e from 1st':>15} {'e2e from last':>15} {'rest/fwd':>8} {'cloud MB':>8}"
     )
     for size, preset, resolution, forward, *times, rest, cloud_mb in summary:
         cells = " ".join(f"{ms:8.1f} {ms / forward:5.2f}x" for ms in times)

@@ -281,3 +281,33 @@ def test_zombie_cleanup_removes_only_files_no_live_process_holds(tmp_path):
     finally:
         os.close(held)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fastdds_live", "fastdds_live_el"]
+
+
+def test_the_graph_counts_the_publishers_a_subscription_should_match():
+    """The rejoin's second sign, on real DDS: a topic's publishers in the ROS graph that a subscription of this type
+    and reliability would match (a deaf reader matches none of them), not those of another type or a best-effort
+    writer under a reliable reader."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from surround_depth_ros.ros.dds import compatible_publishers, type_name
+
+    topic = "/graph_probe/camera_info"
+    # a participant per type: one cannot have a topic of two types
+    listener, drivers, other = RosClient("graph_listener"), RosClient("graph_drivers"), RosClient("graph_other")
+    try:
+        for client, kind, reliability in [
+            (drivers, CameraInfo, ReliabilityPolicy.RELIABLE),
+            (drivers, CameraInfo, ReliabilityPolicy.BEST_EFFORT),
+            (other, Image, ReliabilityPolicy.RELIABLE),
+        ]:
+            client.node.create_publisher(kind, topic, QoSProfile(depth=1, reliability=reliability))
+        listener.wait_for(lambda: listener.node.count_publishers(topic) == 3, 30, "the graph to show 3 publishers")
+        endpoints = listener.node.get_publishers_info_by_topic(topic)
+        assert type_name(CameraInfo) == "sensor_msgs/msg/CameraInfo"
+        assert compatible_publishers(endpoints, type_name(CameraInfo), reliable=True) == 1
+        assert compatible_publishers(endpoints, type_name(CameraInfo), reliable=False) == 2
+        assert compatible_publishers(endpoints, type_name(Image), reliable=True) == 1
+    finally:
+        for client in (other, drivers, listener):
+            client.close()

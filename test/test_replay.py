@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -193,12 +194,19 @@ def test_replayer_rejects_bad_arguments(client, bag, tmp_path):
 
 def listen(expected: dict[str, list], timeout_s: float = 90.0) -> None:
     """The fresh listener: subscribes to {topic: [type, count]} (reliable, deep queues; /tf_static latched), spins
-    until every count arrived or `timeout_s` passed, and prints the counts received as JSON."""
+    until every count arrived or `timeout_s` passed, and prints the counts received as JSON.
+
+    A watchdog prints every thread's stack and ends the process (exit 1) if it is stuck: before the counts
+    (once in CI, a listener gave no answer in 120 s), or for 10 s in rclpy's shutdown after them.
+    """
+    import faulthandler
+
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     from surround_depth_ros.ros.messages import message_class
 
+    faulthandler.dump_traceback_later(timeout_s + 20, exit=True)
     rclpy.init()
     node = rclpy.create_node("fresh_listener")
     received: Counter = Counter()
@@ -210,8 +218,24 @@ def listen(expected: dict[str, list], timeout_s: float = 90.0) -> None:
     while any(received[t] < n for t, (_, n) in expected.items()) and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
     print(json.dumps(dict(received)), flush=True)
+    faulthandler.dump_traceback_later(10, exit=True)
     node.destroy_node()
     rclpy.try_shutdown()
+
+
+def _listener_counts(listener: subprocess.Popen) -> dict[str, int]:
+    """The counts the listener printed. Without them, its output (the watchdog's stacks) is the failure's message;
+    a listener stuck in shutdown after them is a warning with its stacks, as that is rclpy's, not the replay's."""
+    try:
+        output, _ = listener.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        listener.kill()
+        output, _ = listener.communicate()
+    counts = [line for line in output.splitlines() if line.startswith("{")]
+    assert counts, f"the listener printed no counts (exit {listener.returncode}):\n{output[-8000:]}"
+    if listener.returncode != 0:
+        warnings.warn(f"the listener's shutdown failed (exit {listener.returncode}):\n{output[-8000:]}", stacklevel=2)
+    return json.loads(counts[-1])
 
 
 def test_replay_command_delivers_every_message_to_a_fresh_listener_10_times(bag):
@@ -231,12 +255,11 @@ def test_replay_command_delivers_every_message_to_a_fresh_listener_10_times(bag)
         try:
             command = [sys.executable, "-m", "surround_depth_ros.tools.cli", "replay", str(bag), "--wait", "60"]
             replay = subprocess.run(command, capture_output=True, text=True, timeout=180, env=without_profile)
-            output, _ = listener.communicate(timeout=120)
+            received = _listener_counts(listener)
         finally:
             listener.kill()
         assert replay.returncode == 0, replay.stdout[-2000:] + replay.stderr[-2000:]
         assert "(large images, as the node)" in replay.stdout  # the tool set the node's profile itself
-        received = json.loads(output.strip().splitlines()[-1])
         assert received == {t: n for t, (_, n) in expected.items()}, f"replay {attempt + 1} of 10"
 
 
@@ -248,16 +271,19 @@ def test_replay_command_names_the_topics_nobody_subscribes_and_serves_the_others
     with Reader(bag) as reader:
         expected = {c.topic: [c.msgtype, c.msgcount] for c in reader.connections if c.topic.endswith("/image_raw")}
     listener = subprocess.Popen(
-        [sys.executable, __file__, "listen", json.dumps(expected)], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "listen", json.dumps(expected)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         command = [sys.executable, "-m", "surround_depth_ros.tools.cli", "replay", str(bag), "--wait", "500"]
         replay = subprocess.run(command, capture_output=True, text=True, timeout=240)  # far below --wait: no full wait
-        output, _ = listener.communicate(timeout=120)
+        received = _listener_counts(listener)
     finally:
         listener.kill()
     assert replay.returncode == 0, replay.stdout[-2000:] + replay.stderr[-2000:]
-    assert json.loads(output.strip().splitlines()[-1]) == {t: n for t, (_, n) in expected.items()}
+    assert received == {t: n for t, (_, n) in expected.items()}
     warning = next(line for line in replay.stderr.splitlines() if "no subscriber" in line)
     assert "/lidar/points" in warning and "/CAM_0/camera_info" in warning and "/CAM_0/image_raw" not in warning
 

@@ -160,7 +160,8 @@ class RejoinPolicy:
     A node restarted after a crash can take the dead one's participant id, hence its shared-memory
     ports, while live publishers still write into their mapping of the dead port: subscribed and
     matched, it hears nothing. A new participant in the same process gets another id and fresh
-    ports. The sign is an input matched with publishers that has received nothing since this
+    ports. The sign is an input with publishers (matched by its reader or, where the reader missed a
+    writer's announcement, compatible ones in the ROS graph) that has received nothing since this
     participant joined, for `silent_s` (long: a bag player started paused, or a driver that advertises
     before it sends, looks the same for a while). A driver that advertises and never sends shows the same
     sign, so the waits double after each rejoin that did not help (up to `max_wait_s`) and start
@@ -178,8 +179,9 @@ class RejoinPolicy:
 
     def check(self, now: float, unheard: dict[str, int], stale: Sequence[str] = ()) -> str:
         """A reason to rejoin, or "". `unheard`: the inputs that received nothing since joining, each with the
-        number of publishers its subscription is matched with; `stale`: shared-memory ports in use here whose
-        files another process removed or made anew (this process and its peers no longer meet there)."""
+        number of publishers it should hear (matched, else compatible ones in the ROS graph); `stale`:
+        shared-memory ports in use here whose files another process removed or made anew (this process and its
+        peers no longer meet there)."""
         matched = {name for name, publishers in unheard.items() if publishers > 0}
         self._matched_since = {name: self._matched_since.get(name, now) for name in matched}
         if not unheard and not stale:
@@ -190,7 +192,7 @@ class RejoinPolicy:
         if stale:
             why = f"shared-memory port(s) {', '.join(stale)} in use here were removed or made anew by another process"
         else:
-            why = f"{', '.join(deaf)}: publishers matched but nothing received for {self.silent_s:g} s or more"
+            why = f"{', '.join(deaf)}: publishers there but nothing received for {self.silent_s:g} s or more"
         return f"{why} (DDS state left by a crashed participant): joining again with a new participant"
 
     def rejoined(self, now: float) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from surround_depth_ros.resources import packaged_file
 
@@ -67,3 +69,25 @@ def stale_shm_ports(shm: Path = Path("/dev/shm")) -> list[str]:
         return []
     listening = listening_shm_ports()
     return sorted(port for port in unlinked if port in listening or (shm / port).exists())
+
+
+def type_name(message_class: type) -> str:
+    """How the ROS graph names a message class's type: "sensor_msgs/msg/Image" for `sensor_msgs.msg.Image`."""
+    return f"{message_class.__module__.split('.')[0]}/msg/{message_class.__name__}"
+
+
+def compatible_publishers(endpoints: Iterable[Any], type_name: str, reliable: bool) -> int:
+    """How many of a topic's publishers in the ROS graph (rclpy `TopicEndpointInfo`) a subscription should match.
+
+    Those of its type, and only reliable ones for a reliable subscription (a best-effort writer never
+    matches a reliable reader; the node reports that mismatch on its own). The graph learns of a
+    writer from its participant, the reader from the writer's own announcement: when that one is
+    lost, the reader matches nothing while the graph shows the publisher, a deaf reader the matched
+    count alone cannot see.
+    """
+    return sum(
+        1
+        for endpoint in endpoints
+        if endpoint.topic_type == type_name
+        and not (reliable and endpoint.qos_profile.reliability.name == "BEST_EFFORT")
+    )

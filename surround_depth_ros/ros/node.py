@@ -58,7 +58,12 @@ from surround_depth_ros.core.pipeline import STAGES, StartupError, SurroundDepth
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
 from surround_depth_ros.messages import depth_output_messages
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
-from surround_depth_ros.ros.dds import stale_shm_ports, use_large_image_transport
+from surround_depth_ros.ros.dds import (
+    compatible_publishers,
+    stale_shm_ports,
+    type_name,
+    use_large_image_transport,
+)
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
 from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
 
@@ -520,11 +525,20 @@ class SurroundDepthNode(Node):
             **self._radar_subscriptions,
             **{f"{name} camera_info": s for name, s in self._info_subscriptions.items()},
         }
-        unheard = {name: s.get_publisher_count() for name, s in subscriptions.items() if name not in self._heard}
+        unheard = {name: self._publishers_to_hear(s) for name, s in subscriptions.items() if name not in self._heard}
         reason = self.rejoin_policy.check(time.monotonic(), unheard, stale_shm_ports())
         if reason:
             self.get_logger().warning(reason)
             self.rejoin_requested.set()
+
+    def _publishers_to_hear(self, subscription: Any) -> int:  # noqa: ANN401 - rclpy Subscription
+        """Publishers an input should hear: those its reader matched or, while it matched none, the compatible ones
+        the ROS graph shows (a reader that missed a writer's announcement is deaf with nothing matched)."""
+        return subscription.get_publisher_count() or compatible_publishers(
+            self.get_publishers_info_by_topic(subscription.topic_name),
+            type_name(subscription.msg_type),
+            subscription.qos_profile.reliability == ReliabilityPolicy.RELIABLE,
+        )
 
     def stop_work(self) -> None:
         """Finish the set in hand, stop the decoder and the worker: they use the pipeline, which a rejoin hands on."""
