@@ -61,10 +61,16 @@ def test_launch_file_offers_respawn_off_by_default():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _no_zombie_files_left():
-    """The SIGKILLs here leave Fast DDS files behind, as a crash does: removed, so that the next tests on this domain
-    (fresh participants that could take a dead node's port) do not meet them (a replay listener hung in CI once)."""
-    yield
+def _own_domain_no_zombie_files_left():
+    """The SIGKILLs here leave Fast DDS state behind, as a crash does: kept away from the other tests.
+
+    The module runs on a ROS domain of its own (shared-memory ports are numbered per domain), so a
+    later test's fresh participant cannot take a killed node's port or meet its half-written samples
+    (a replay listener hung in CI once after this module). Its files are removed afterwards.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ROS_DOMAIN_ID", str((int(os.environ.get("ROS_DOMAIN_ID", "0")) + 116) % 232))
+        yield
     print(f"removed the Fast DDS files of {len(remove_zombie_shm_files())} dead participants and ports")
 
 
