@@ -15,7 +15,6 @@ import argparse
 import os
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -82,24 +81,19 @@ def bag_bytes(path: Path) -> int:
 def replay_rate(path: Path, rate: float) -> tuple[float, float, int]:
     """(achieved rate x real time, wall seconds, messages received) of replaying the bag to a local subscriber."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from surround_depth_ros.ros.replayer import BagReplayer
+    from surround_depth_ros.ros.spinner import BackgroundNode
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("bench_subscriber", context=context)
+    subscriber = BackgroundNode("bench_subscriber")
+    node, context = subscriber.node, subscriber.context
     received = []
     qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
     rig = default_rig()
     for cam in rig.camera_names:
         node.create_subscription(Image, f"/{cam}/image_raw", received.append, qos)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
     replayer = BagReplayer(path, rate=rate, node=rclpy.create_node("bag_replayer", context=context))
     deadline = time.monotonic() + 10
     while any(p.get_subscription_count() == 0 for t, p in replayer._publishers.items() if "image" in t):
@@ -108,10 +102,8 @@ def replay_rate(path: Path, rate: float) -> tuple[float, float, int]:
         time.sleep(0.05)
     stats = replayer.run()
     time.sleep(0.5)
-    executor.shutdown()
-    spinner.join(timeout=5)
     count = len(received)
-    context.try_shutdown()
+    subscriber.close()
     return stats.achieved_rate, stats.wall_seconds, count
 
 

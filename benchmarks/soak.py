@@ -49,18 +49,17 @@ class Drivers:
     """Six camera drivers at `rate` Hz of wall time, and the node's latest diagnostics."""
 
     def __init__(self, rig, rate: float) -> None:  # noqa: ANN001 - CameraRig
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
         from tf2_msgs.msg import TFMessage
 
         from surround_depth_ros.ros.messages import MESSAGES
+        from surround_depth_ros.ros.spinner import BackgroundNode
 
         self.rig, self.rate, self.messages = rig, rate, MESSAGES
-        rclpy.init()
-        self.node = rclpy.create_node("soak_camera_drivers")
+        self.spinner = BackgroundNode("soak_camera_drivers")
+        self.node = self.spinner.node
         latched = QoSProfile(
             depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
         )
@@ -71,12 +70,7 @@ class Drivers:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.sent = 0
         self._stop = threading.Event()
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._threads = [
-            threading.Thread(target=self.executor.spin, daemon=True),
-            threading.Thread(target=self._publish, daemon=True),
-        ]
+        self._publisher = threading.Thread(target=self._publish, daemon=True)
 
     def _on_diagnostics(self, array) -> None:  # noqa: ANN001 - DiagnosticArray
         for status in array.status:
@@ -86,8 +80,7 @@ class Drivers:
     def start(self) -> None:
         edges = static_transforms(self.rig)
         self.tf.publish(self.messages.tf_message([self.messages.transform(T, p, c, 0) for p, c, T in edges]))
-        for thread in self._threads:
-            thread.start()
+        self._publisher.start()
 
     def _publish(self) -> None:
         rng = np.random.default_rng(0)
@@ -109,13 +102,8 @@ class Drivers:
 
     def close(self) -> None:
         self._stop.set()
-        self.executor.shutdown()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self.node.destroy_node()
-        import rclpy
-
-        rclpy.try_shutdown()
+        self._publisher.join(timeout=5)
+        self.spinner.close()
 
 
 def drops_by_cause(statuses: dict[str, dict[str, str]]) -> dict[str, str]:

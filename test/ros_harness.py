@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from surround_depth_ros.ros.launcher import NodeProcess, write_params
+from surround_depth_ros.ros.spinner import BackgroundNode
 
 __all__ = ["NodeProcess", "RigPublisher", "RosClient", "remove_zombie_shm_files", "tiny_checkpoint", "write_params"]
 
@@ -67,20 +67,11 @@ def tiny_checkpoint(path: Path, rig) -> Path:  # noqa: ANN001 - CameraRig
     return path
 
 
-class RosClient:
-    """An rclpy node spun in a background thread, with a private context."""
+class RosClient(BackgroundNode):
+    """An rclpy node spun in a background thread, with a private context; `wait_for` polls a condition."""
 
     def __init__(self, name: str = "test_client") -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        super().__init__(name)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         """Wait until `condition()` holds; a liveness bound, not a speed check."""
@@ -89,13 +80,6 @@ class RosClient:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
             time.sleep(0.05)
-
-    def close(self) -> None:
-        # Shutting rclpy down while the executor thread spins aborts the process: stop it first.
-        self.executor.shutdown()
-        self._thread.join(timeout=5)
-        self.node.destroy_node()
-        self.context.try_shutdown()
 
 
 class RigPublisher:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -54,14 +53,13 @@ class _Recorder:
     """Collects the node's depth images, clouds and diagnostics (rclpy, in a background thread)."""
 
     def __init__(self, cameras: list[str]) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("surround_depth_demo", context=self.context)
+        from surround_depth_ros.ros.spinner import BackgroundNode
+
+        self.spinner = BackgroundNode("surround_depth_demo")
+        self.node = self.spinner.node
         self.depth: dict[str, dict[int, np.ndarray]] = {c: {} for c in cameras}
         self.K: dict[str, np.ndarray] = {}  # of the published depth (the network's size by default, REP 118)
         self.clouds: dict[int, np.ndarray] = {}
@@ -71,10 +69,6 @@ class _Recorder:
             self.node.create_subscription(CameraInfo, f"/{camera}/depth/camera_info", self._info(camera), 50)
         self.node.create_subscription(PointCloud2, "/depth/points", self._cloud, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
 
     def _depth(self, camera: str):  # noqa: ANN202 - a callback
         from surround_depth_ros.ros.messages import stamp_ns
@@ -102,10 +96,7 @@ class _Recorder:
                 self.diagnostics = {kv.key: kv.value for kv in status.values} | {"message": status.message}
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.thread.join(timeout=5)
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        self.spinner.close()
 
 
 def _wait(condition, timeout: float) -> bool:  # noqa: ANN001
