@@ -4,9 +4,11 @@ Hypothesis strategies build sensor_msgs/Image, CompressedImage, CameraInfo, tf2_
 sensor_msgs/PointCloud2 messages that are well-typed (DDS carries nothing else) but wrong in every
 other way: sizes that disagree with the data, declared sizes of billions of pixels, unknown
 encodings, truncated and bit-flipped JPEG/PNG, singular intrinsics, NaN poses, clouds whose fields
-point outside their points, stamps years off. They go to one camera (CAM_BACK_LEFT), the radar and
-/tf, /tf_static; the other cameras publish valid frames meanwhile. After each burst the good
-cameras must still get depth, and the node must still run and exit cleanly, without a traceback.
+point outside their points, stamps years off; then each type again as corrupt CDR bytes (truncated,
+overwritten, impossible sequence lengths) published as they are. They go to one camera
+(CAM_BACK_LEFT), the radar and /tf, /tf_static; the other cameras publish valid frames meanwhile.
+After each burst the good cameras must still get depth, and the node must still run and exit
+cleanly, without a traceback.
 
 SURROUND_DEPTH_FUZZ_EXAMPLES sets the messages per input type: CI runs a short burst, the
 done-criterion of issue 14 is 500 (`SURROUND_DEPTH_FUZZ_EXAMPLES=500 pytest test/test_reliability_fuzz.py`).
@@ -198,6 +200,29 @@ def bad_point_clouds(draw: st.DrawFn):  # noqa: ANN201 - sensor_msgs/PointCloud2
     return msg
 
 
+@st.composite
+def corrupt_serialized(draw: st.DrawFn, messages: st.SearchStrategy) -> bytes:
+    """A message of `messages` as CDR bytes, then truncated, overwritten in places, or given a huge sequence length.
+
+    What a crashed peer's half-written shared-memory sample or a broken driver puts on the wire. The
+    middleware drops what does not deserialize (the node never sees it), and a string that is not
+    UTF-8 arrives with replacement characters: either way the node must go on.
+    """
+    from rclpy.serialization import serialize_message
+
+    data = bytearray(serialize_message(draw(messages)))
+    kind = draw(st.sampled_from(["truncate", "overwrite", "length"]))
+    if kind == "truncate":
+        return bytes(data[: draw(st.integers(0, len(data) - 1))])
+    if kind == "overwrite":
+        for _ in range(draw(st.integers(1, 16))):
+            data[draw(st.integers(4, len(data) - 1))] = draw(st.integers(0, 255))
+        return bytes(data)
+    start = draw(st.integers(4, max(4, len(data) - 4))) // 4 * 4  # a 4-byte aligned field, maybe a length
+    data[start : start + 4] = draw(st.sampled_from([2**32 - 1, 2**31, 10**9, len(data)])).to_bytes(4, "little")
+    return bytes(data)
+
+
 def _publish_generated(strategy: st.SearchStrategy, publish: Callable, n: int) -> int:
     """Publish `n` generated messages (paced so that a reliable reader keeps every one); returns the count."""
     sent = 0
@@ -339,6 +364,13 @@ def test_fuzzed_raw_images_infos_transforms_and_radar(tmp_path, checkpoint, rig)
         _fuzz(session, "TFMessage on /tf", bad_tf_messages(), client_tf.publish)
         _fuzz(session, "TFMessage on /tf_static", bad_tf_messages(), session.pub.tf_static.publish)
         assert session.received(RADAR) > 0
+        for name, strategy, publisher in [
+            ("Image", bad_images(), images),
+            ("CameraInfo", bad_camera_infos(), infos),
+            ("PointCloud2", bad_point_clouds(), clouds),
+            ("TFMessage", bad_tf_messages(), client_tf),
+        ]:  # bytes that do not deserialize, published as they are
+            _fuzz(session, f"corrupt serialized {name}", corrupt_serialized(strategy), publisher.publish)
     finally:
         session.close()
 

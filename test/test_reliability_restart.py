@@ -271,6 +271,42 @@ def test_a_stuck_executor_ends_the_process_for_respawn_with_every_stack():
     assert "Timeout (0:00:01)!" in run.stderr and "in _spin_until_rejoin" in run.stderr
 
 
+def test_a_message_rclpy_cannot_take_is_named_and_the_node_joins_again(tmp_path, checkpoint, rig):
+    """Seen in the made-anew test under load: a sample from the replaced segment that rclpy could not convert ("Unable
+    to convert call argument '0' to Python object") rose out of the executor's turn and ended the node (exit 1).
+
+    A failed take also leaves its callback group taken, so every callback of the node would stop. Here one
+    camera_info subscription of the real node is given a class rclpy cannot build a message of and a CameraInfo
+    is published to it: the failure must be counted under that topic, and the node must leave the turn loop for a
+    rejoin, whose fresh node subscribes again with the right type.
+    """
+    script = (
+        "import os, sys, threading, rclpy\n"
+        "from sensor_msgs.msg import CameraInfo\n"
+        "import surround_depth_ros.ros.node as n\n"
+        "threading.Timer(120, os._exit, args=(3,)).start()\n"
+        "args = ['node', '--ros-args', '--params-file', sys.argv[1]]\n"
+        "rclpy.init(args=args)\n"
+        "node = n.SurroundDepthNode()\n"
+        "node._info_subscriptions['CAM_FRONT'].msg_type = type('Unconvertible', (), {})\n"
+        "node.create_publisher(CameraInfo, '/CAM_FRONT/camera_info', 10).publish(CameraInfo())\n"
+        "n._spin_until_rejoin(node)\n"
+        "print(dict(node.drops))\n"
+        "fresh = n.rejoin(node, args)\n"
+        "print(fresh._info_subscriptions['CAM_FRONT'].msg_type.__name__, flush=True)\n"
+        "fresh.destroy_node()\n"
+        "os._exit(0)\n"
+    )
+    params = _params(tmp_path, checkpoint, rig)
+    run = subprocess.run([sys.executable, "-c", script, str(params)], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    *_, drops, subscribed = run.stdout.strip().splitlines()
+    assert ast.literal_eval(drops) == {"executor error on /CAM_FRONT/camera_info: AttributeError": 1}, run.stdout
+    assert subscribed == "CameraInfo"
+    assert "executor error on /CAM_FRONT/camera_info: AttributeError" in run.stderr
+    assert "joining again with a new participant" in run.stderr
+
+
 def test_zombie_cleanup_removes_only_files_no_live_process_holds(tmp_path):
     import fcntl
 

@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import Counter, deque
 from functools import partial
 from typing import Any
@@ -540,6 +541,24 @@ class SurroundDepthNode(Node):
             subscription.qos_profile.reliability == ReliabilityPolicy.RELIABLE,
         )
 
+    def executor_failed(self, error: Exception) -> None:
+        """An exception out of an executor turn: counted, logged, and the node joins DDS again.
+
+        rclpy failing to take a message (seen with a sample from a shared-memory segment another
+        process made anew: "Unable to convert call argument '0' to Python object") leaves the
+        subscription's callback group taken for good, and with it every callback of the group: the
+        node would turn on, deaf. A new participant makes every subscription and timer anew.
+        """
+        topic = _topic_being_taken(error)
+        cause = f"executor error{f' on {topic}' if topic else ''}: {type(error).__name__}"
+        with self._lock:
+            self.drops[cause] += 1
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        self.get_logger().error(
+            f"{cause}: {error} (at {where.filename}:{where.lineno}): joining again with a new participant"
+        )
+        self.rejoin_requested.set()
+
     def stop_work(self) -> None:
         """Finish the set in hand, stop the decoder and the worker: they use the pipeline, which a rejoin hands on."""
         self._mailbox.close()
@@ -557,6 +576,18 @@ class SurroundDepthNode(Node):
         if not self._destroyed:
             self._destroyed = True
             super().destroy_node()
+
+
+def _topic_being_taken(error: Exception) -> str:
+    """The topic of the subscription rclpy's executor was taking a message from when `error` rose, else "".
+
+    rclpy names it `sub` in the frame that takes (`Executor._take_subscription`); only read here.
+    """
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        topic = getattr(frame.f_locals.get("sub"), "topic_name", None)
+        if isinstance(topic, str):
+            return topic
+    return ""
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -592,6 +623,7 @@ def rejoin(node: SurroundDepthNode, args: list[str]) -> SurroundDepthNode:
 def _spin_until_rejoin(node: SurroundDepthNode) -> None:
     """Spin until a rejoin is asked for or the context ends, with the executor watchdog armed at every turn.
 
+    An exception out of a turn is counted and logged, and asks for a rejoin (`executor_failed`).
     Seen under load after a peer's crash: a corrupt shared-memory sample sends Fast DDS's deserializer
     into an exception it never finishes unwinding, on the executor thread, holding the GIL: no Python
     thread can act. faulthandler's watchdog is a C thread: when the executor has not turned for
@@ -603,7 +635,12 @@ def _spin_until_rejoin(node: SurroundDepthNode) -> None:
     try:
         while node.context.ok() and not node.rejoin_requested.is_set():
             faulthandler.dump_traceback_later(EXECUTOR_STUCK_S, exit=True)
-            executor.spin_once(timeout_sec=0.25)
+            try:
+                executor.spin_once(timeout_sec=0.25)
+            except ExternalShutdownException:
+                raise
+            except Exception as error:  # noqa: BLE001 - a message rclpy cannot take must not stop the node
+                node.executor_failed(error)
     finally:
         faulthandler.cancel_dump_traceback_later()
         executor.shutdown()
