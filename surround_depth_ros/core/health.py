@@ -174,6 +174,7 @@ class RejoinPolicy:
     max_wait_s: float = 300.0
     joined: float = 0.0
     rejoins: int = 0
+    last_reason: str = ""  # why the last rejoin was asked for, for the diagnostics
     _wait_s: float = 0.0
     _matched_since: dict[str, float] = field(default_factory=dict)
 

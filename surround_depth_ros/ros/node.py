@@ -475,9 +475,9 @@ class SurroundDepthNode(Node):
                 "radar motion compensation": "on (odom -> base on /tf)"
                 if self.assembler.motion_compensated
                 else "off (no radar, or no odom -> base on /tf)",
-                "DDS rejoins (new participant: inputs matched but unheard, or stale shared-memory ports)": (
-                    self.rejoin_policy.rejoins
-                ),
+                "DDS rejoins (new participant: inputs with publishers but unheard, stale shared-memory ports, or "
+                "a message rclpy could not take)": self.rejoin_policy.rejoins,
+                "last rejoin": self.rejoin_policy.last_reason or "none",
                 **sync,
                 **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
                 **memory,
@@ -530,6 +530,7 @@ class SurroundDepthNode(Node):
         reason = self.rejoin_policy.check(time.monotonic(), unheard, stale_shm_ports())
         if reason:
             self.get_logger().warning(reason)
+            self.rejoin_policy.last_reason = reason
             self.rejoin_requested.set()
 
     def _publishers_to_hear(self, subscription: Any) -> int:  # noqa: ANN401 - rclpy Subscription
@@ -542,7 +543,7 @@ class SurroundDepthNode(Node):
         )
 
     def executor_failed(self, error: Exception) -> None:
-        """An exception out of an executor turn: counted, logged, and the node joins DDS again.
+        """An exception out of an executor turn: logged, and the node joins DDS again (`last rejoin` says why).
 
         rclpy failing to take a message (seen with a sample from a shared-memory segment another
         process made anew: "Unable to convert call argument '0' to Python object") leaves the
@@ -550,13 +551,10 @@ class SurroundDepthNode(Node):
         node would turn on, deaf. A new participant makes every subscription and timer anew.
         """
         topic = _topic_being_taken(error)
-        cause = f"executor error{f' on {topic}' if topic else ''}: {type(error).__name__}"
-        with self._lock:
-            self.drops[cause] += 1
+        cause = f"executor error{f' on {topic}' if topic else ''}: {type(error).__name__}: {error}"
         where = traceback.extract_tb(error.__traceback__)[-1]
-        self.get_logger().error(
-            f"{cause}: {error} (at {where.filename}:{where.lineno}): joining again with a new participant"
-        )
+        self.get_logger().error(f"{cause} (at {where.filename}:{where.lineno}): joining again with a new participant")
+        self.rejoin_policy.last_reason = cause
         self.rejoin_requested.set()
 
     def stop_work(self) -> None:
@@ -623,7 +621,7 @@ def rejoin(node: SurroundDepthNode, args: list[str]) -> SurroundDepthNode:
 def _spin_until_rejoin(node: SurroundDepthNode) -> None:
     """Spin until a rejoin is asked for or the context ends, with the executor watchdog armed at every turn.
 
-    An exception out of a turn is counted and logged, and asks for a rejoin (`executor_failed`).
+    An exception out of a turn is logged and asks for a rejoin (`executor_failed`).
     Seen under load after a peer's crash: a corrupt shared-memory sample sends Fast DDS's deserializer
     into an exception it never finishes unwinding, on the executor thread, holding the GIL: no Python
     thread can act. faulthandler's watchdog is a C thread: when the executor has not turned for
