@@ -76,7 +76,7 @@ def type_name(message_class: type) -> str:
     return f"{message_class.__module__.split('.')[0]}/msg/{message_class.__name__}"
 
 
-def compatible_publishers(endpoints: Iterable[Any], type_name: str, reliable: bool) -> int:
+def compatible_publishers(endpoints: Iterable[Any], message_type: str, reliable: bool) -> int:
     """How many of a topic's publishers in the ROS graph (rclpy `TopicEndpointInfo`) a subscription should match.
 
     Those of its type, and only reliable ones for a reliable subscription (a best-effort writer never
@@ -88,6 +88,6 @@ def compatible_publishers(endpoints: Iterable[Any], type_name: str, reliable: bo
     return sum(
         1
         for endpoint in endpoints
-        if endpoint.topic_type == type_name
+        if endpoint.topic_type == message_type
         and not (reliable and endpoint.qos_profile.reliability.name == "BEST_EFFORT")
     )
