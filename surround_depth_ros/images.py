@@ -2,22 +2,54 @@
 
 Decoding returns zero-copy views wherever the layout allows (rgb8 with any row padding) so that
 six 1600x900 images cost microseconds, not milliseconds; a conversion is made only where the
-pixels must change (bgr8 -> rgb, mono8 -> rgb). Both the node (rclpy messages) and the bag
-readers (rosbags messages) call these with the message's fields.
+pixels must change. Every other encoding is converted the way cv_bridge converts it to rgb8 (the
+same OpenCV colour conversion, the same 16 -> 8 bit scaling), with OpenCV, which releases the GIL
+while the node's decoder thread converts. Both the node (rclpy messages) and the bag readers
+(rosbags messages) call these with the message's fields.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-# encoding -> (channels, order of the RGB channels in memory, or None for grey)
-COLOR_ENCODINGS: dict[str, tuple[int, tuple[int, int, int] | None]] = {
-    "rgb8": (3, (0, 1, 2)),
-    "bgr8": (3, (2, 1, 0)),
-    "rgba8": (4, (0, 1, 2)),
-    "bgra8": (4, (2, 1, 0)),
-    "mono8": (1, None),
-}
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """How an encoding stores its pixels, and the OpenCV conversion cv_bridge applies to make rgb8 of it."""
+
+    channels: int  # samples per pixel in memory
+    bits: int  # 8 or 16 per sample
+    to_rgb: str | None  # name of the cv2.COLOR_* code, None when the samples already are R, G, B
+    tile: tuple[int, int] = (1, 1)  # (rows, columns) the image size must be a multiple of
+
+
+def _layouts() -> dict[str, ImageLayout]:
+    """Every decodable encoding: each colour order in 8 and 16 bits, Bayer mosaics and packed YUV 4:2:2."""
+    table = {}
+    for bits in (8, 16):
+        table |= {
+            f"rgb{bits}": ImageLayout(3, bits, None),
+            f"bgr{bits}": ImageLayout(3, bits, "COLOR_BGR2RGB"),
+            f"rgba{bits}": ImageLayout(4, bits, "COLOR_RGBA2RGB"),
+            f"bgra{bits}": ImageLayout(4, bits, "COLOR_BGRA2RGB"),
+            f"mono{bits}": ImageLayout(1, bits, "COLOR_GRAY2RGB"),
+        }
+        # ROS names a Bayer pattern by the 2x2 tile at the top left; OpenCV by the second and third pixels of
+        # the second row, so ROS's rggb is OpenCV's BG (cv_bridge's table; tested with a pure red scene).
+        for pattern, opencv in (("rggb", "BG"), ("bggr", "RG"), ("gbrg", "GR"), ("grbg", "GB")):
+            table[f"bayer_{pattern}{bits}"] = ImageLayout(1, bits, f"COLOR_Bayer{opencv}2RGB", (2, 2))
+    # Two pixels share one U and one V: yuv422 is U Y0 V Y1 (UYVY), yuv422_yuy2 is Y0 U Y1 V.
+    table["yuv422"] = ImageLayout(2, 8, "COLOR_YUV2RGB_UYVY", (1, 2))
+    table["yuv422_yuy2"] = ImageLayout(2, 8, "COLOR_YUV2RGB_YUY2", (1, 2))
+    return table
+
+
+ENCODINGS: dict[str, ImageLayout] = _layouts()
+_TILE_REASON = {(2, 2): "its 2x2 Bayer colour tile", (1, 2): "two pixels share one U and one V"}
+# cv_bridge's 16 -> 8 bit rule: convertTo with scale 255 / 65535, rounded to nearest (v / 257 rounded).
+_SCALE_16_TO_8 = 255.0 / 65535.0
 
 
 class ImageFormatError(ValueError):
@@ -31,34 +63,68 @@ class ImageFormatError(ValueError):
         self.cause = cause
 
 
-def decode_rgb(encoding: str, height: int, width: int, step: int, data: bytes | memoryview) -> np.ndarray:
-    """The image as H x W x 3 uint8 RGB; a view into `data` when it already is rgb8."""
-    if encoding not in COLOR_ENCODINGS:
+def _pixels(layout: ImageLayout, height: int, width: int, step: int, data: bytes | memoryview, big: bool) -> np.ndarray:
+    """The samples of `data` as H x W (x channels) in native byte order; a view unless bytes must be swapped."""
+    row_bytes = width * layout.channels * layout.bits // 8
+    rows = np.lib.stride_tricks.as_strided(
+        np.frombuffer(data, dtype=np.uint8), shape=(height, row_bytes), strides=(step, 1), writeable=False
+    )
+    if layout.bits == 16:
+        rows = rows.view(">u2" if big else "<u2")
+        if not (rows.dtype.isnative and rows.flags.aligned):  # other-endian, or an odd step or buffer address
+            rows = rows.astype(np.uint16)
+    return rows.reshape(height, width, layout.channels) if layout.channels > 1 else rows
+
+
+def decode_rgb(
+    encoding: str, height: int, width: int, step: int, data: bytes | memoryview, *, is_bigendian: bool = False
+) -> np.ndarray:
+    """The image as H x W x 3 uint8 RGB, as cv_bridge makes rgb8 of it; a view into `data` when it is rgb8.
+
+    `is_bigendian` (the message's field) gives the byte order of 16-bit samples; 8-bit data ignores it.
+    """
+    layout = ENCODINGS.get(encoding)
+    if layout is None:
         raise ImageFormatError(
-            f"unsupported encoding {encoding!r}: expected one of {sorted(COLOR_ENCODINGS)} "
-            "(publish colour images, e.g. set the camera driver's output to rgb8 or bgr8)",
+            f"unsupported encoding {encoding!r}: expected one of {', '.join(ENCODINGS)} "
+            "(publish camera images, e.g. set the camera driver's output to rgb8, bgr8 or its Bayer pattern)",
             "encoding",
         )
-    channels, order = COLOR_ENCODINGS[encoding]
     if height <= 0 or width <= 0:
         raise ImageFormatError(f"empty image: {width}x{height}", "size")
-    row_bytes = width * channels
-    if step < row_bytes:
-        raise ImageFormatError(f"step {step} is smaller than width x channels = {row_bytes} for {encoding}", "size")
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    if buffer.size < step * (height - 1) + row_bytes:
+    tile_rows, tile_columns = layout.tile
+    if height % tile_rows or width % tile_columns:
+        even = "width and height" if tile_rows == 2 else "width"
         raise ImageFormatError(
-            f"{encoding} {width}x{height} with step {step} needs {step * height} bytes, the message has {buffer.size}",
+            f"{encoding} needs an even {even} ({_TILE_REASON[layout.tile]}), the image is {width}x{height}", "size"
+        )
+    pixel_bytes = layout.channels * layout.bits // 8
+    row_bytes = width * pixel_bytes
+    if step < row_bytes:
+        raise ImageFormatError(
+            f"step {step} is smaller than width x bytes per pixel = {width} x {pixel_bytes} = {row_bytes} "
+            f"for {encoding}",
             "size",
         )
-    pixels = np.lib.stride_tricks.as_strided(
-        buffer, shape=(height, width, channels), strides=(step, channels, 1), writeable=False
-    )
-    if order is None:
-        return np.repeat(pixels, 3, axis=2)
-    if order == (0, 1, 2) and channels == 3:
+    size = memoryview(data).nbytes
+    if size < step * (height - 1) + row_bytes:
+        raise ImageFormatError(
+            f"{encoding} {width}x{height} with step {step} needs {step * height} bytes, the message has {size}",
+            "size",
+        )
+    pixels = _pixels(layout, height, width, step, data, bool(is_bigendian))
+    if layout.to_rgb is None and layout.bits == 8:
         return pixels
-    return np.ascontiguousarray(pixels[..., list(order)])
+    import cv2
+
+    if layout.bits == 16 and layout.tile != (2, 2):
+        # Moving channels commutes with scaling each sample: scale first and convert the smaller 8-bit image.
+        pixels = cv2.convertScaleAbs(pixels, alpha=_SCALE_16_TO_8)
+    if layout.to_rgb is not None:
+        pixels = cv2.cvtColor(pixels, getattr(cv2, layout.to_rgb))
+    if pixels.dtype == np.uint16:  # a 16-bit mosaic, demosaiced in 16 bits first as cv_bridge does
+        pixels = cv2.convertScaleAbs(pixels, alpha=_SCALE_16_TO_8)
+    return pixels
 
 
 def encode_rgb(image: np.ndarray, encoding: str = "rgb8") -> tuple[int, int, int, bytes]:

@@ -243,7 +243,7 @@ def stamp_ns(stamp: Any) -> int:
 
 def image_rgb(msg: Any) -> np.ndarray:
     """H x W x 3 RGB of an Image message (a view into its buffer when it is rgb8)."""
-    return decode_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+    return decode_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data, is_bigendian=bool(msg.is_bigendian))
 
 
 def camera_from_info(name: str, msg: Any, T_base_cam: np.ndarray) -> Camera:
