@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -154,6 +156,30 @@ def test_wrong_version_missing_file_and_foreign_file(saved, tmp_path):
     torch.save({"model": {"w": torch.zeros(2)}}, foreign)
     with pytest.raises(CheckpointError, match="not a surround_depth_ros student checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_a_directory_or_a_fifo_is_named_for_what_it_is_and_the_fifo_is_not_opened(tmp_path):
+    with pytest.raises(CheckpointError, match=r"is a directory, not a checkpoint file; check the path"):
+        load_checkpoint(tmp_path)
+    fifo = tmp_path / "student.pt"
+    os.mkfifo(fifo)
+    raised: list[BaseException] = []
+    loader = threading.Thread(target=lambda: raised.extend(_raised(load_checkpoint, fifo)), daemon=True)
+    loader.start()
+    loader.join(30)
+    if loader.is_alive():  # it opened the FIFO and waits for a writer: give it one that leaves at once
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("load_checkpoint opened the FIFO and blocked until a writer came")
+    assert isinstance(raised[0], CheckpointError)
+    assert "student.pt is not a regular file (a FIFO, device or socket)" in str(raised[0])
+
+
+def _raised(function, *args) -> list[BaseException]:  # noqa: ANN001 - any callable
+    try:
+        function(*args)
+    except Exception as error:  # noqa: BLE001 - handed to the test thread
+        return [error]
+    return []
 
 
 def test_empty_checkpoint_is_a_clear_error(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,10 @@ def test_the_installed_command_reports_a_usage_error_in_one_line(tmp_path):
             "surround-depth write-bag: error: DGP file {tmp}/absent does not exist",
         ),
         (
+            ["evaluate", "--checkpoint", "{tmp}", "--dataset", "synthetic", "--out", "{tmp}/out"],
+            "surround-depth evaluate: error: checkpoint {tmp} is a directory, not a checkpoint file",
+        ),
+        (
             ["write-bag", "--frames", "1", "--out", "{tmp}"],
             "surround-depth write-bag: error: bag {tmp} exists already; choose a new path or delete it",
         ),
@@ -60,6 +65,14 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     captured = capsys.readouterr()
     assert code == 2
     assert captured.err == message.format(tmp=tmp_path) + "\n"
+
+
+def test_evaluate_names_a_fifo_checkpoint_without_opening_it(tmp_path, capsys):
+    os.mkfifo(tmp_path / "student.pt")
+    argv = ["evaluate", "--checkpoint", tmp_path / "student.pt", "--dataset", "synthetic", "--out", tmp_path / "out"]
+    assert main([str(arg) for arg in argv]) == 2
+    message = f"checkpoint {tmp_path}/student.pt is not a regular file (a FIFO, device or socket)"
+    assert capsys.readouterr().err == f"surround-depth evaluate: error: {message}\n"
 
 
 def test_write_bag_rewrites_a_bag_through_the_source_registry(tmp_path, capsys):

@@ -12,6 +12,7 @@ load raises `CheckpointError` saying what is wrong and what to do.
 from __future__ import annotations
 
 import hashlib
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,11 +127,30 @@ def save_checkpoint(
     return checksum
 
 
+def checkpoint_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be a checkpoint file ("does not exist", "is a directory, ..."), None for a regular file.
+
+    Asks the file system only (stat, following links), never opens the path: opening a FIFO blocks until
+    something writes into it.
+    """
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "does not exist"
+    except OSError as error:  # e.g. a folder on the way that may not be searched, a loop of symbolic links
+        return f"cannot be examined ({error.strerror})"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a checkpoint file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a FIFO, device or socket)"
+    return None
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
     """The verified weights and info of a checkpoint, without building the model."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the path or train / export one first")
+    if problem := checkpoint_file_problem(path):
+        raise CheckpointError(f"checkpoint {path} {problem}; check the path or train / export one first")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); copy it again or re-save it from training")
     try:

@@ -154,14 +154,14 @@ def _print_comparison(comparison: dict, labels: tuple[str, str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surround_depth_ros.network.checkpoint import read_checkpoint
+    from surround_depth_ros.network.checkpoint import checkpoint_file_problem, read_checkpoint
     from surround_depth_ros.training.evaluate import evaluate_checkpoints, write_comparison, write_report
 
     checkpoints = [args.checkpoint, *([args.compare] if args.compare else [])]
     with usage_errors(ValueError, FileNotFoundError):  # a bag or dataset that cannot be scored: say why
         for checkpoint in checkpoints:
-            if not checkpoint.is_file():
-                raise ConfigError(f"checkpoint {checkpoint} does not exist")
+            if problem := checkpoint_file_problem(checkpoint):
+                raise ConfigError(f"checkpoint {checkpoint} {problem}")
         spec = _spec(args)
         caps = depth_caps(args.caps, args.dataset)
         source = _open_frames(args, spec, read_checkpoint(args.checkpoint)[1].input_size)
