@@ -1,4 +1,5 @@
-"""Geometry speed: lidar depth maps, cloud fusion, radar maps, each against a copy floor.
+"""Geometry speed: lidar depth maps, cloud fusion (camera-sized maps, and the network's maps coloured from the
+camera images as the node's default does), radar maps, each against a copy floor.
 
 The floor is a plain `np.copy` of an array the size of the output: no implementation can beat
 writing its result once, so the ratio says how far each step is from memory-bound.
@@ -69,12 +70,37 @@ def bench_fusion(rig: CameraRig, stride: int, rng: np.random.Generator, repeats:
                 f"  (rig geometry, once per rig: {setup:.0f} ms; pixels projected into a neighbour: "
                 f"{100 * fusion.geometry(K, T, sizes).window_fraction():.0f} % of a view)"
             )
-    budget = CloudFusion()
-    packed = budget.cloud(tensors[0], K, T, tensors[1], tensors[2])
-    ms = best_ms(lambda: budget.cloud(tensors[0], K, T, tensors[1], tensors[2]), repeats)
+    bench_budget_cloud(tensors[0], tensors[1], list(tensors[2]), rig, rig.intrinsics(), size, repeats)
+    # the node's default: the network's maps, coloured from the camera images through their own K
+    small = rig.scaled(224, 128)
+    net_depth = torch.from_numpy(np.stack(cylinder_depths(small, 20.0)))
+    net_conf = torch.from_numpy(rng.uniform(0, 1, net_depth.shape).astype(np.float32))
+    bench_budget_cloud(
+        net_depth, net_conf, list(tensors[2]), small, K, f"6 x 224x128 from {cam.width}x{cam.height}", repeats
+    )
+
+
+def bench_budget_cloud(
+    depth: torch.Tensor,
+    confidence: torch.Tensor,
+    images: list[torch.Tensor],
+    rig: CameraRig,
+    image_K: np.ndarray,
+    what: str,
+    repeats: int,
+) -> None:
+    """The pipeline's cloud stage at the default point budget (`CloudOptions().max_points`): fuse + filter + pack."""
+    K, T = rig.intrinsics(), rig.extrinsics()
+    fusion = CloudFusion()
+
+    def cloud() -> torch.Tensor:
+        return fusion.cloud(depth, K, T, confidence, images, image_K=image_K)
+
+    packed = cloud()
+    ms = best_ms(cloud, repeats)
+    sampled = len(fusion.geometry(K, T, [tuple(depth.shape[1:])] * len(K), [im.shape[:2] for im in images], image_K))
     report(
-        f"tensor fuse+filter+pack {size} budget {CloudOptions().max_points} (stride "
-        f"{budget.geometry(K, T, sizes).stride})",
+        f"cloud {what}, {sampled} px",
         ms,
         best_ms(lambda: np.copy(np.zeros(packed.numel(), np.uint8)), repeats),
     )
@@ -103,7 +129,7 @@ def main() -> None:
         best_ms(lambda: np.copy(out), args.repeats),
     )
 
-    for width, height, stride in ((640, 352, 1), (1600, 900, 2)):
+    for width, height, stride in ((640, 352, 1), (1600, 900, 2), (1936, 1216, 2)):
         bench_fusion(rig.scaled(width, height), stride, rng, args.repeats)
 
     sweeps = []

@@ -6,12 +6,16 @@ confidences; the two share no code beyond the projection helpers of `geometry`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from surround_depth_ros import geometry as g
 from surround_depth_ros.rig import CameraRig
+
+# A depth pixel's centre exactly on the edge between two image pixels takes the right / lower one.
+COLOR_TIE_PX = 1e-6
 
 
 @dataclass
@@ -40,6 +44,8 @@ def fuse_depth_maps(
     overlap: str = "keep_all",
     stride: int = 1,
     depth_tolerance: float = 0.1,
+    pixels: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    color_K: np.ndarray | None = None,
 ) -> FusedCloud:
     """One cloud in the rig's base frame from per-camera depth maps (0 or NaN = invalid).
 
@@ -48,7 +54,10 @@ def fuse_depth_maps(
     point's depth) and j is more confident, ties going to the lower camera index, so that
     overlapping regions appear once. A point that j sees occluded is kept: j has no say on it.
     Camera pairs that see nothing of each other on a coarse check (`CameraRig.overlap_matrix`
-    from 1 m outwards) are not compared. `stride` keeps every stride-th pixel in both directions.
+    from 1 m outwards) are not compared. `stride` keeps every stride-th pixel in both directions;
+    `pixels` (rows, columns per camera, row-major) names the sampled pixels instead. `colors` may
+    have any size: a point takes the colour of the image pixel it projects to through `color_K`
+    (N, 3, 3; default the camera's K scaled to its image's size), the nearest one, clamped to the image.
     """
     if overlap not in ("keep_all", "most_confident"):
         raise ValueError(f"overlap must be 'keep_all' or 'most_confident', got {overlap!r}")
@@ -65,11 +74,11 @@ def fuse_depth_maps(
                 f"camera {cam.name}: depth map is {depths[i].shape[1]}x{depths[i].shape[0]}, rig says "
                 f"{cam.width}x{cam.height} (use rig.scaled(width, height) for network-sized outputs)"
             )
-        for what, maps in (("color image", colors), ("confidence map", confidences)):
-            if maps is not None and np.shape(maps[i])[:2] != depths[i].shape:
-                raise ValueError(
-                    f"camera {cam.name}: {what} shape {np.shape(maps[i])} does not match depth {depths[i].shape}"
-                )
+        if confidences is not None and np.shape(confidences[i]) != depths[i].shape:
+            raise ValueError(
+                f"camera {cam.name}: confidence map shape {np.shape(confidences[i])} does not match depth "
+                f"{depths[i].shape}"
+            )
     conf_maps = [
         np.ones_like(d) if confidences is None else np.asarray(confidences[i], np.float32) for i, d in enumerate(depths)
     ]
@@ -79,12 +88,13 @@ def fuse_depth_maps(
     may_see = rig.overlap_matrix(depths=(1.0, 3.0, 10.0, 30.0, 100.0, 1000.0), grid=16) > 0
     parts: list[tuple[np.ndarray, ...]] = []
     for i, cam in enumerate(rig.cameras):
-        depth = depths[i][::stride, ::stride]
-        grid_width = depth.shape[1]
-        pixel = np.flatnonzero(_valid_depth(depth))  # index into the strided grid
-        z = depth.reshape(-1)[pixel]
-        rows, cols = (pixel // grid_width) * stride, (pixel % grid_width) * stride
-        conf = conf_maps[i][::stride, ::stride].reshape(-1)[pixel]
+        if pixels is None:
+            rows, cols = (a.reshape(-1) for a in np.mgrid[0 : cam.height : stride, 0 : cam.width : stride])
+        else:
+            rows, cols = pixels[i]
+        valid = np.flatnonzero(_valid_depth(depths[i][rows, cols]))
+        rows, cols = rows[valid], cols[valid]
+        z, conf = depths[i][rows, cols], conf_maps[i][rows, cols]
         homogeneous = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float32)
         rays = homogeneous @ np.linalg.inv(cam.K).astype(np.float32).T
         points = g.transform_points(cam.T_base_cam, rays * z[:, None])
@@ -105,11 +115,19 @@ def fuse_depth_maps(
                     j_wins = (c_j > conf[hit]) | ((c_j == conf[hit]) & (j < i))
                 drop[hit[same_surface & j_wins]] = True
             keep = np.flatnonzero(~drop)
-            pixel, points, conf = pixel[keep], points[keep], conf[keep]
+            rows, cols, points, conf = rows[keep], cols[keep], points[keep], conf[keep]
         if colors is None:
             rgb = np.zeros((len(points), 3), np.uint8)
         else:
-            rgb = np.ascontiguousarray(np.asarray(colors[i])[::stride, ::stride, :3]).reshape(-1, 3)[pixel]
+            image = np.asarray(colors[i])
+            height, width = image.shape[:2]
+            K_image = (
+                g.resize_intrinsics(cam.K, width / cam.width, height / cam.height) if color_K is None else color_K[i]
+            )
+            # every point of the pixel's ray projects to the same image pixel
+            ray = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float64) @ np.linalg.inv(cam.K).T
+            uv = np.floor(g.project_points(K_image, ray)[0] + 0.5 + COLOR_TIE_PX).astype(np.int64)
+            rgb = image[np.clip(uv[:, 1], 0, height - 1), np.clip(uv[:, 0], 0, width - 1), :3]
         parts.append((points, rgb.astype(np.uint8), np.full(len(points), i, np.int16), conf.astype(np.float32)))
     points, rgb, index, conf = (np.concatenate(column) for column in zip(*parts, strict=True))
     return FusedCloud(points.astype(np.float32).reshape(-1, 3), rgb.reshape(-1, 3), index, conf)

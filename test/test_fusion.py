@@ -1,4 +1,5 @@
-"""CloudFusion: the tensor cloud equals the numpy reference, points land on their pixels, budgets, packing, caching."""
+"""CloudFusion: the tensor cloud equals the numpy reference, points land on their pixels and take the colours of the
+image pixels they project to, budgets, packing, caching."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ import torch
 from fusion_reference import FusedCloud, cylinder_depths, fuse_depth_maps
 
 from surround_depth_ros import geometry as g
-from surround_depth_ros.core.fusion import CloudFusion, CloudOptions, FusedPoints, cloud_points, stride_for_budget
+from surround_depth_ros.core.fusion import (
+    CloudFusion,
+    CloudOptions,
+    FusedPoints,
+    cloud_points,
+    even_pixels,
+    pixel_counts,
+)
 from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE, fields_from_dtype, unpack_rgb
-from surround_depth_ros.rig import CameraRig, default_rig, resize_camera
+from surround_depth_ros.rig import Camera, CameraRig, default_rig, resize_camera
 
 ROOT = Path(__file__).resolve().parents[1]
 POINT_TOLERANCE_M = 1e-5  # "the same points": float32 rounding only
@@ -36,6 +44,43 @@ def assert_points_on_their_pixels(fused: FusedPoints, rig: CameraRig, depths: li
         rows, cols = np.divmod(pixel[mine], cam.width)
         np.testing.assert_allclose(uv, np.stack([cols, rows], axis=-1), atol=1e-3)
         np.testing.assert_allclose(z, depths[i][rows, cols], rtol=1e-5)
+
+
+def coded_image(height: int, width: int) -> np.ndarray:
+    """An RGB image whose colour names its pixel: R = u mod 256, G = v mod 256, B = 16 (u div 256) + v div 256."""
+    v, u = np.mgrid[0:height, 0:width]
+    return np.stack([u % 256, v % 256, u // 256 * 16 + v // 256], axis=-1).astype(np.uint8)
+
+
+def assert_colours_from_projected_pixels(
+    points: np.ndarray, rgb: np.ndarray, camera: np.ndarray, cameras: list[Camera]
+) -> None:
+    """Each point's colour (from `coded_image`s) is the source image's pixel nearest to where the point projects
+    through its camera's extrinsics and own K: at most half a pixel away along each axis."""
+    for i, cam in enumerate(cameras):
+        mine = camera == i
+        assert mine.any(), cam.name
+        uv, _ = g.project_points(cam.K, g.transform_points(g.invert_transform(cam.T_base_cam), points[mine]))
+        code = rgb[mine].astype(np.int64)
+        source = np.stack([code[:, 2] // 16 * 256 + code[:, 0], code[:, 2] % 16 * 256 + code[:, 1]], axis=-1)
+        assert np.abs(source - uv).max() <= 0.5 + 2e-3, cam.name
+
+
+def camera_ring(count: int, width: int, height: int) -> CameraRig:
+    """`count` copies of the default rig's front camera looking around the base, evenly spaced in yaw."""
+    front = default_rig().cameras[0]
+    return CameraRig(
+        tuple(
+            Camera(
+                f"camera_{k}",
+                front.width,
+                front.height,
+                front.K,
+                g.make_transform(g.rpy_to_matrix(0.0, 0.0, 2 * math.pi * k / count), np.zeros(3)) @ front.T_base_cam,
+            )
+            for k in range(count)
+        )
+    ).scaled(width, height)
 
 
 @pytest.fixture(scope="module")
@@ -97,33 +142,146 @@ def test_equals_the_reference_on_the_real_nuscenes_sample_with_the_shipped_stude
     assert len(reference) < 6 * 225 * 400  # the real overlaps were removed
 
     # at network resolution (the engine's device maps and scaled intrinsics): the same as the reference on the
-    # network-sized rig with the colours of the image pixels holding the depth pixels' centres
+    # network-sized rig with the colours of the camera-sized images
     maps = engine.infer_maps(frame.images, intrinsics=frame.rig.intrinsics())
     h, w = engine.input_size
     small = frame.rig.scaled(w, h)
     np.testing.assert_allclose(maps.K, small.intrinsics())
-    rows, cols = (np.arange(h) * 2 + 1) * 900 // (2 * h), (np.arange(w) * 2 + 1) * 1600 // (2 * w)
-    nearest = [image[rows][:, cols] for image in frame.images]
     net_depth, net_conf = maps.depth.numpy(), maps.confidence.numpy()
     reference = fuse_depth_maps(
-        list(net_depth), small, colors=nearest, confidences=list(net_conf), overlap="most_confident"
+        list(net_depth), small, colors=frame.images, confidences=list(net_conf), overlap="most_confident"
     )
     fused = CloudFusion(CloudOptions(max_points=6 * h * w)).fuse(
-        maps.depth, maps.K, small.extrinsics(), maps.confidence, maps.images
+        maps.depth, maps.K, small.extrinsics(), maps.confidence, maps.images, image_K=frame.rig.intrinsics()
     )
     assert_same_cloud(fused, reference)
     assert_points_on_their_pixels(fused, small, list(net_depth))
 
 
-@pytest.mark.parametrize("size", [(900, 1600), (1216, 1936), (64, 112)])
-def test_the_budget_picks_the_smallest_stride_that_fits(size):
-    for budget in (200_000, 50_000, 6):
-        stride = stride_for_budget([size] * 6, budget)
-        count = 6 * math.ceil(size[0] / stride) * math.ceil(size[1] / stride)
-        assert count <= budget
-        if stride > 1:
-            assert 6 * math.ceil(size[0] / (stride - 1)) * math.ceil(size[1] / (stride - 1)) > budget
-    assert stride_for_budget([size] * 6, 10**9) == 1
+def test_colours_of_maps_placed_as_the_canonical_camera_come_from_the_pixels_the_points_project_to():
+    """Maps at the network's size of cameras whose focal lengths differ from the trained rig's: those the network saw
+    placed inside a border (a longer focal length) or resized plainly. Every point takes the colour of the camera
+    image's pixel it projects to through the camera's own K, as the reference says, not the pixel a plain resize
+    would put there (20 px off and more for the placed camera)."""
+    from surround_depth_ros.inference.engine import canonical_placement
+
+    h, w = 128, 224
+    trained = default_rig()
+    cameras = list(trained.cameras)
+    cameras[0] = Camera("long", 1600, 900, cameras[0].K @ np.diag([1.7, 1.6, 1.0]), cameras[0].T_base_cam)
+    cameras[3] = Camera("wide", 1936, 1216, cameras[3].K @ np.diag([0.8, 0.8, 1.0]), cameras[3].T_base_cam)
+    source = CameraRig(tuple(cameras))
+    placements = [
+        canonical_placement(c.K, (c.height, c.width), resize_camera(t, w, h).K, (h, w))
+        for c, t in zip(source.cameras, trained.cameras, strict=True)
+    ]
+    assert not placements[0].fills((h, w)) and placements[3].fills((h, w))
+    maps = CameraRig(tuple(Camera(c.name, w, h, p.K, c.T_base_cam) for c, p in zip(cameras, placements, strict=True)))
+    depths = cylinder_depths(maps, 15.0)
+    for depth, (top, left, height, width, _) in zip(depths, placements, strict=True):
+        border = np.ones((h, w), bool)
+        border[top : top + height, left : left + width] = False
+        depth[border] = np.nan  # as `DepthEngine.mask` leaves it
+    images = [coded_image(c.height, c.width) for c in cameras]
+    fused = CloudFusion(CloudOptions(overlap="keep_all", max_points=6 * h * w)).fuse(
+        depths, maps.intrinsics(), maps.extrinsics(), images=images, image_K=source.intrinsics()
+    )
+    points, rgb, camera = (t.numpy() for t in (fused.points, fused.rgb, fused.camera))
+    assert_colours_from_projected_pixels(points, rgb, camera, cameras)
+    reference = fuse_depth_maps(depths, maps, colors=images, color_K=source.intrinsics())
+    assert_same_cloud(fused, reference)
+
+
+@pytest.mark.parametrize("resolution", ["network", "camera"])
+def test_the_pipeline_colours_every_point_from_its_source_pixel_on_the_real_ddad_rig(shared_data_path, resolution):
+    """The DDAD calibration (CAMERA_01 at 1.8x the trained focal length is placed inside a border, the other two fill
+    the input) with images whose colours name their pixels: through the node's pipeline, every cloud point's colour
+    is the image pixel nearest to where the point projects through its camera's extrinsics and CameraInfo K."""
+    from surround_depth_ros.core.params import settings_from_values
+    from surround_depth_ros.core.pipeline import pipeline_from_settings
+    from surround_depth_ros.datasets.ddad import rig_from_dgp
+    from surround_depth_ros.frameset import FrameSet
+
+    rig = rig_from_dgp(next(shared_data_path("ddad_dgp_sample", "scene_01", "calibration").glob("*.json")))
+    images = [coded_image(c.height, c.width) for c in rig.cameras]
+    values = {"cameras": rig.camera_names, "backend": "torch", "device": "cpu", "depth_resolution": resolution}
+    pipeline = pipeline_from_settings(settings_from_values(values))
+    outputs = pipeline.process(FrameSet(rig, images, np.zeros(3)))
+    if resolution == "network":  # CAMERA_01's maps are not a plain resize of its image
+        h, w = pipeline.engine.input_size
+        assert np.abs(outputs.cameras[0].K - resize_camera(rig.cameras[0], w, h).K).max() > 10
+    cloud = outputs.cloud
+    points = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=-1).astype(np.float64)
+    assert pipeline.camera_ids == rig.camera_names  # the cloud's camera field is the rig's index
+    assert_colours_from_projected_pixels(points, unpack_rgb(cloud["rgb"]), cloud["camera"], list(rig.cameras))
+
+
+@pytest.mark.parametrize("size", [(128, 224), (900, 1600), (1216, 1936)])
+def test_the_budget_is_used_to_the_last_point_and_grows_with_budget_and_cameras(size):
+    """The pixels a budget samples: min(budget, all), so never over it and never fewer with a larger budget or more
+    cameras (a stride sampled 8 x 128x224 = 229k pixels with 57k for a 200k budget, 7 with 50k, 6 with 172k)."""
+    h, w = size
+    budgets = (1, 5, 1000, 7_777, 20_000, 50_000, 100_000, 172_032, 200_000, 229_376, 1_000_000, 50_000_000)
+    for budget in budgets:
+        used = [sum(pixel_counts([size] * n, budget)) for n in range(1, 9)]
+        assert used == [min(budget, n * h * w) for n in range(1, 9)]
+        for n in range(1, 9):
+            counts = pixel_counts([size] * n, budget)
+            assert max(counts) - min(counts) <= 1  # equal maps, equal shares
+    mixed = [(900, 1600), (1216, 1936), (128, 224)]
+    areas = [a * b for a, b in mixed]
+    counts = pixel_counts(mixed, 100_000)
+    assert sum(counts) == 100_000  # shared in proportion to the areas: the same density in every map
+    np.testing.assert_allclose(np.divide(counts, areas), 100_000 / sum(areas), rtol=1e-3)
+
+
+def test_eight_cameras_at_the_network_size_keep_the_budget():
+    """Issue 22 item 10: 8 x 128x224 is 229k pixels, over the 200k budget; the cloud keeps all 200k of them to fuse,
+    more than six cameras' 172k."""
+    clouds = {}
+    for n in (6, 7, 8):
+        rig = camera_ring(n, 224, 128)
+        fusion = CloudFusion(CloudOptions(overlap="keep_all"))
+        geometry = fusion.geometry(rig.intrinsics(), rig.extrinsics(), [(128, 224)] * n)
+        assert len(geometry) == min(200_000, n * 128 * 224)
+        clouds[n] = len(fusion.fuse(np.stack(cylinder_depths(rig, 20.0)), rig.intrinsics(), rig.extrinsics()).points)
+    assert clouds[6] < clouds[7] == clouds[8] == 200_000
+
+
+@pytest.mark.parametrize("size", [(128, 224), (900, 1600), (1216, 1936), (9, 16), (1, 5)])
+def test_budget_pixels_spread_evenly_over_the_map(size):
+    """Equally spaced rows holding equal shares (within one) at equally spaced columns, rows about as far apart as
+    columns: no gap along either axis over the ceiling of its step, edges at most half a step away."""
+    h, w = size
+    for count in sorted({1, 2, 7, 100, 1000, 25_000, 33_333, h * w // 2, h * w - 1, h * w} & set(range(1, h * w + 1))):
+        rows, cols = even_pixels(h, w, count)
+        assert len(rows) == count and rows.dtype == cols.dtype == np.int64
+        flat = rows * w + cols
+        assert (np.diff(flat) > 0).all() and flat[0] >= 0 and flat[-1] < h * w  # distinct, row-major, inside
+        chosen, per_row = np.unique(rows, return_counts=True)
+        assert per_row.max() - per_row.min() <= 1
+        for positions, length, step in (
+            (chosen, h, h / len(chosen)),
+            *((cols[rows == row], w, w / len(cols[rows == row])) for row in chosen[:: max(1, len(chosen) // 7)]),
+        ):
+            assert np.diff(positions).max(initial=0) <= math.ceil(step)
+            assert positions[0] <= step / 2 and length - 1 - positions[-1] <= step / 2
+        if 100 <= count <= h * w // 2 and min(h, w) > 100:
+            assert 0.8 < (h / len(chosen)) / (w / per_row.min()) < 1.25, count
+        np.testing.assert_array_equal(even_pixels(h, w, count)[1], cols)  # the same every call: no shimmer
+
+
+def test_budget_sampling_equals_the_reference(synthetic):
+    rig, depths, confidences, colors = synthetic
+    counts = pixel_counts([(90, 160)] * 6, 30_000)
+    pixels = [even_pixels(90, 160, count) for count in counts]
+    reference = fuse_depth_maps(
+        depths, rig, colors=colors, confidences=confidences, overlap="most_confident", pixels=pixels
+    )
+    fusion = CloudFusion(CloudOptions(max_points=30_000))
+    fused = fusion.fuse(np.stack(depths), rig.intrinsics(), rig.extrinsics(), np.stack(confidences), np.stack(colors))
+    assert_same_cloud(fused, reference)
+    assert_points_on_their_pixels(fused, rig, depths)
 
 
 def test_default_cloud_stays_under_ten_megabytes_at_both_camera_sizes():
@@ -181,6 +339,10 @@ def test_rig_geometry_is_cached_until_the_rig_changes(synthetic):
     high = fusion.fuse(np.stack(depths), K, moved).points
     np.testing.assert_allclose(high[:, 2] - low[:, 2], 0.5, atol=1e-5)
     assert fusion.geometry(K, moved, [(45, 80)] * 6) is not fusion.geometry(K, moved, [(90, 160)] * 6)
+    same = fusion.geometry(K, moved, [(90, 160)] * 6, [(900, 1600)] * 6)
+    assert fusion.geometry(K, moved, [(90, 160)] * 6, [(900, 1600)] * 6) is same
+    zoomed = K @ np.diag([1.5, 1.5, 1.0])  # the images' own K differs from the scaled maps' K: other colour pixels
+    assert fusion.geometry(K, moved, [(90, 160)] * 6, [(900, 1600)] * 6, zoomed) is not same
 
 
 def test_bad_options_and_inputs_are_clear_errors():
@@ -266,6 +428,16 @@ def test_reference_keeps_points_another_camera_sees_occluded():
     fused = fuse_depth_maps(depths, rig, overlap="most_confident")
     assert np.count_nonzero(fused.camera_index == 1) == 160 * 90
     assert np.count_nonzero(fused.camera_index == 0) == 160 * 90  # none of CAM_FRONT's points is dropped
+
+
+def test_reference_colours_of_images_at_another_size_follow_the_resize_convention():
+    """Maps at a third of the images' size: the image pixel holding each depth pixel's centre, c' = 3 c + 1."""
+    rig = default_rig().scaled(160, 90)
+    images = [coded_image(270, 480) for _ in rig.cameras]
+    cloud = fuse_depth_maps(cylinder_depths(rig, 15.0), rig, colors=images, stride=7)
+    code = cloud.rgb.astype(np.int64)
+    u, v = code[:, 2] // 16 * 256 + code[:, 0], code[:, 2] % 16 * 256 + code[:, 1]
+    assert set(np.unique(u % 21)) == {1} and set(np.unique(v % 21)) == {1}  # depth pixels 0, 7, 14: image 1, 22, 43
 
 
 def test_reference_stride_and_errors():

@@ -10,8 +10,12 @@ because:
   the other's image at all, with the interval of depths at which it does; per set a point is
   projected into the other camera only when its depth lies in that interval, and the pairs that
   share a target camera are projected together (six groups of ops for a ring, not twelve);
-- a point budget (`CloudOptions.max_points`) picks the pixel stride at any camera size, so a
-  1936x1216 rig costs what a 1600x900 one does.
+- a point budget (`CloudOptions.max_points`) samples min(budget, all) depth pixels spread evenly
+  over every map (`pixel_counts`, `even_pixels`), so a 1936x1216 rig costs what a 1600x900 one
+  does, and more cameras or a larger budget never give fewer points;
+- a point's colour is the image pixel it projects to through the image's own intrinsics, which
+  for a pinhole camera depends on the depth pixel only, so it is looked up once per rig too: the
+  network's maps of a camera placed as the canonical camera are not a plain resize of its image.
 The per-point float32 arithmetic is written in the reference's order, so on the CPU both give the
 same bits. Python loops run over cameras and camera pairs only, never over pixels.
 """
@@ -39,6 +43,10 @@ PAIR_CHECK_GRID = 16
 # Slack of the cached pair windows, so that float32 rounding per set never leaves a point out of them.
 WINDOW_MARGIN_PX = 1.0
 WINDOW_MARGIN_DEPTH = 1e-4  # relative
+# A depth pixel's centre can fall exactly on an edge between image pixels (224 network columns over
+# 1600 image columns put every 7th there): it takes the right / lower pixel, as integer resize
+# arithmetic does, whatever the last bit of the float64 projection says.
+COLOR_TIE_PX = 1e-6
 # sensor_msgs/PointField never says "little-endian": packing writes native ints and floats.
 assert np.little_endian, "the packed cloud layout assumes a little-endian host"
 
@@ -49,9 +57,9 @@ Maps = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
 class CloudOptions:
     """How per-camera depth maps become one cloud.
 
-    `overlap` "most_confident" keeps each surface seen by two cameras once; the sampling `stride`
-    (pixels of the depth maps, both directions) is the smallest whose grid holds at most
-    `max_points` points unless given; points farther than `max_range_m` from the base origin or
+    `overlap` "most_confident" keeps each surface seen by two cameras once; `stride` samples every
+    n-th pixel of the depth maps in both directions; without it, `max_points` pixels (or all, when
+    fewer) are spread evenly over the maps; points farther than `max_range_m` from the base origin or
     less confident than `min_confidence` are dropped; `voxel_size_m` > 0 keeps the first point of
     each voxel. `depth_tolerance` (relative) decides when two cameras see the same surface.
     """
@@ -73,16 +81,57 @@ class CloudOptions:
             raise ValueError(f"stride must be >= 1 or None (from max_points), got {self.stride}")
 
 
-def stride_for_budget(sizes: Sequence[tuple[int, int]], max_points: int) -> int:
-    """The smallest stride whose sampled grids over maps of (height, width) hold at most `max_points` pixels."""
+def pixel_counts(sizes: Sequence[tuple[int, int]], max_points: int) -> tuple[int, ...]:
+    """How many pixels of each map of (height, width) the cloud samples: all when they fit `max_points`, else shares
+    of exactly `max_points` in proportion to each map's area (the largest remainders get the last few).
 
-    def count(stride: int) -> int:
-        return sum(math.ceil(h / stride) * math.ceil(w / stride) for h, w in sizes)
+    The cloud then uses min(max_points, all pixels) depth pixels, which never falls when the
+    budget or the number of cameras grows (a stride jumps from 1 to 2 and loses 3/4 of them).
+    """
+    areas = [h * w for h, w in sizes]
+    total = sum(areas)
+    if total <= max_points:
+        return tuple(areas)
+    shares = [max_points * area for area in areas]  # / total: kept as integers, so the split is exact
+    counts = [share // total for share in shares]
+    by_remainder = sorted(range(len(areas)), key=lambda i: (-(shares[i] % total), i))
+    for i in by_remainder[: max_points - sum(counts)]:
+        counts[i] += 1
+    return tuple(counts)
 
-    stride = max(1, math.floor(math.sqrt(sum(h * w for h, w in sizes) / max_points)))
-    while count(stride) > max_points and stride < max(max(size) for size in sizes):
-        stride += 1
-    return stride
+
+def even_pixels(height: int, width: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns (int64, row-major) of `count` pixels spread evenly over a height x width map.
+
+    About sqrt(count * height / width) rows, equally spaced, each holding its share of `count`
+    (they differ by at most one) at equally spaced columns, every position at the centre of its
+    interval: rows and columns are about as far apart, the largest gap along either axis is the
+    ceiling of its step, and the choice depends on the three numbers alone, so it never shimmers.
+    """
+    if count >= height * width:
+        return np.divmod(np.arange(height * width, dtype=np.int64), width)
+    n_rows = min(height, count, max(-(-count // width), round(math.sqrt(count * height / width))))
+    row = np.arange(n_rows, dtype=np.int64)
+    first = row * count // n_rows  # the row's first pixel in the output
+    per_row = (row + 1) * count // n_rows - first
+    of = np.repeat(row, per_row)
+    within = np.arange(count, dtype=np.int64) - first[of]
+    return (2 * of + 1) * height // (2 * n_rows), (2 * within + 1) * width // (2 * per_row[of])
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which depth pixels the cloud uses: every `stride`-th row and column, or `counts[i]` spread evenly over map i."""
+
+    stride: int = 1
+    counts: tuple[int, ...] | None = None
+
+    def pixels(self, index: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and columns (int64, row-major) of map `index`'s sampled pixels."""
+        if self.counts is not None:
+            return even_pixels(height, width, self.counts[index])
+        rows, cols = np.meshgrid(np.arange(0, height, self.stride), np.arange(0, width, self.stride), indexing="ij")
+        return rows.reshape(-1), cols.reshape(-1)
 
 
 class FusedPoints(NamedTuple):
@@ -156,9 +205,11 @@ def _depth_interval(a: np.ndarray, b: np.ndarray, width: int, height: int) -> tu
 
 
 class RigGeometry:
-    """Everything the cloud needs that depends only on the rig, the map sizes and the stride.
+    """Everything the cloud needs that depends only on the rig, the map and image sizes and the sampling.
 
-    Built once and reused until intrinsics, extrinsics or sizes change (`matches`).
+    Built once and reused until intrinsics, extrinsics, sizes or sampling change (`matches`).
+    `image_K` (N, 3, 3) are the colour images' intrinsics (a camera's own CameraInfo K, while `K`
+    may be that of the network's maps of it).
     """
 
     def __init__(
@@ -167,11 +218,13 @@ class RigGeometry:
         T_base_cam: np.ndarray,
         sizes: Sequence[tuple[int, int]],
         image_sizes: Sequence[tuple[int, int]],
-        stride: int,
+        image_K: np.ndarray,
+        sampling: Sampling,
         device: torch.device,
     ) -> None:
         self.K, self.T_base_cam = np.array(K, np.float64), np.array(T_base_cam, np.float64)
-        self.sizes, self.image_sizes, self.stride = tuple(sizes), tuple(image_sizes), stride
+        self.image_K = np.array(image_K, np.float64)
+        self.sizes, self.image_sizes, self.sampling = tuple(sizes), tuple(image_sizes), sampling
         self.device = device
         cameras = [Camera(f"camera_{i}", w, h, self.K[i], self.T_base_cam[i]) for i, (h, w) in enumerate(self.sizes)]
         self.rig = CameraRig(tuple(cameras))
@@ -179,20 +232,21 @@ class RigGeometry:
         self.slots: list[_CameraSlot] = []
         depth_offset = start = 0
         for i, ((h, w), (image_h, image_w)) in enumerate(zip(self.sizes, self.image_sizes, strict=True)):
-            rows = torch.arange(0, h, stride, dtype=torch.int64, device=device)
-            cols = torch.arange(0, w, stride, dtype=torch.int64, device=device)
-            grid_r, grid_c = (g.reshape(-1) for g in torch.meshgrid(rows, cols, indexing="ij"))
+            rows, cols = sampling.pixels(i, h, w)
+            grid_r, grid_c = torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
             local.append(grid_r * w + grid_c)
             pixel.append(local[-1] + depth_offset)
-            # the image pixel holding the depth pixel's centre (the same pixel when the sizes agree)
-            image_r, image_c = ((2 * grid_r + 1) * image_h) // (2 * h), ((2 * grid_c + 1) * image_w) // (2 * w)
-            color.append(image_r * image_w + image_c)
             camera.append(torch.full_like(grid_r, i))
             K_inv = np.linalg.inv(self.K[i])
             ones = torch.ones_like(grid_r, dtype=torch.float32)
             rays.append(torch.stack(_affine_rows(K_inv.astype(np.float32), grid_c.float(), grid_r.float(), ones)))
-            homogeneous = np.stack([grid_c.cpu().numpy(), grid_r.cpu().numpy(), np.ones(len(grid_r))], axis=-1)
-            rays64.append(homogeneous @ K_inv.T)
+            rays64.append(np.stack([cols, rows, np.ones(len(rows))], axis=-1) @ K_inv.T)
+            # The image pixel every point of the ray projects to through the image's own K (a pinhole camera's
+            # projection does not depend on the depth): nearest, ties to the right / lower, clamped to the image.
+            uv = geometry.project_points(self.image_K[i], rays64[-1])[0] + 0.5 + COLOR_TIE_PX
+            image_c = np.clip(np.floor(uv[:, 0]), 0, image_w - 1).astype(np.int64)
+            image_r = np.clip(np.floor(uv[:, 1]), 0, image_h - 1).astype(np.int64)
+            color.append(torch.as_tensor(image_r * image_w + image_c, device=device))
             T32 = self.T_base_cam[i].astype(np.float32)
             end = start + len(grid_r)
             self.slots.append(
@@ -258,12 +312,14 @@ class RigGeometry:
         T_base_cam: np.ndarray,
         sizes: Sequence[tuple[int, int]],
         image_sizes: Sequence[tuple[int, int]],
-        stride: int,
+        image_K: np.ndarray,
+        sampling: Sampling,
     ) -> bool:
         return (
-            (self.sizes, self.image_sizes, self.stride) == (tuple(sizes), tuple(image_sizes), stride)
+            (self.sizes, self.image_sizes, self.sampling) == (tuple(sizes), tuple(image_sizes), sampling)
             and np.array_equal(self.K, K)
             and np.array_equal(self.T_base_cam, T_base_cam)
+            and np.array_equal(self.image_K, image_K)
         )
 
 
@@ -300,16 +356,34 @@ class CloudFusion:
         T_base_cam: np.ndarray,
         sizes: Sequence[tuple[int, int]],
         image_sizes: Sequence[tuple[int, int]] | None = None,
+        image_K: np.ndarray | None = None,
     ) -> RigGeometry:
-        """The cached rig geometry for these cameras and depth map sizes (height, width), rebuilt on change."""
+        """The cached rig geometry for these cameras and depth map sizes (height, width), rebuilt on change.
+
+        `image_K` (N, 3, 3): the colour images' intrinsics; default, each map's K scaled to its image's size.
+        """
         K, T_base_cam = np.asarray(K, np.float64).reshape(-1, 3, 3), np.asarray(T_base_cam, np.float64)
         T_base_cam = T_base_cam.reshape(-1, 4, 4)
         if not len(K) == len(T_base_cam) == len(sizes):
             raise ValueError(f"{len(sizes)} depth maps, {len(K)} intrinsics and {len(T_base_cam)} extrinsics")
         image_sizes = list(sizes) if image_sizes is None else list(image_sizes)
-        stride = self.options.stride or stride_for_budget(sizes, self.options.max_points)
-        if self._geometry is None or not self._geometry.matches(K, T_base_cam, sizes, image_sizes, stride):
-            self._geometry = RigGeometry(K, T_base_cam, sizes, image_sizes, stride, self.device)
+        if image_K is None:
+            image_K = np.stack(
+                [
+                    geometry.resize_intrinsics(k, image_w / w, image_h / h)
+                    for k, (h, w), (image_h, image_w) in zip(K, sizes, image_sizes, strict=True)
+                ]
+            )
+        image_K = np.asarray(image_K, np.float64).reshape(-1, 3, 3)
+        if len(image_K) != len(K):
+            raise ValueError(f"{len(K)} depth maps' intrinsics and {len(image_K)} images' intrinsics")
+        sampling = (
+            Sampling(stride=self.options.stride)
+            if self.options.stride
+            else Sampling(counts=pixel_counts(sizes, self.options.max_points))
+        )
+        if self._geometry is None or not self._geometry.matches(K, T_base_cam, sizes, image_sizes, image_K, sampling):
+            self._geometry = RigGeometry(K, T_base_cam, sizes, image_sizes, image_K, sampling, self.device)
         return self._geometry
 
     def fuse(
@@ -319,15 +393,18 @@ class CloudFusion:
         T_base_cam: np.ndarray,
         confidence: Maps | None = None,
         images: Maps | None = None,
+        image_K: np.ndarray | None = None,
     ) -> FusedPoints:
         """The numpy reference (`test/fusion_reference.py`) on tensors: back-projection and overlap removal, no filters.
 
         `depth` (N, h, w) or a list of (h, w) (metres, NaN or 0 = none) with `K` (N, 3, 3) at that
         resolution and `T_base_cam` (N, 4, 4); `confidence` like depth; `images` (N, H, W, 3) uint8 (or a list)
-        at any size (a point takes the colour of the image pixel holding its depth pixel's centre).
+        at any size, with their intrinsics `image_K` (N, 3, 3; default: `K` scaled to the image's size,
+        a plain resize). A point takes the colour of the image pixel it projects to: for maps of a
+        camera the network saw through a canonical placement, only the camera's own K says where that is.
         """
         with torch_threads(self.threads):
-            return self._fuse(depth, K, T_base_cam, confidence, images)
+            return self._fuse(depth, K, T_base_cam, confidence, images, image_K)
 
     def _fuse(
         self,
@@ -336,13 +413,15 @@ class CloudFusion:
         T_base_cam: np.ndarray,
         confidence: Maps | None,
         images: Maps | None,
+        image_K: np.ndarray | None,
         limits: bool = False,
     ) -> FusedPoints:
         """`fuse`; with `limits`, the range and confidence limits too, before the points are gathered."""
         flat_depth, sizes = _flatten(depth)
         flat_depth = flat_depth.to(self.device, torch.float32)
         images = None if images is None else [torch.as_tensor(image) for image in images]
-        rig = self.geometry(K, T_base_cam, sizes, None if images is None else [im.shape[:2] for im in images])
+        image_sizes = None if images is None else [im.shape[:2] for im in images]
+        rig = self.geometry(K, T_base_cam, sizes, image_sizes, None if images is None else image_K)
         if confidence is None:
             flat_conf = torch.ones_like(flat_depth)
         else:
@@ -478,6 +557,7 @@ class CloudFusion:
         confidence: Maps | None = None,
         images: Maps | None = None,
         camera_ids: Sequence[int] | None = None,
+        image_K: np.ndarray | None = None,
     ) -> torch.Tensor:
         """fuse + filter + pack: the cloud's bytes on the device (see `fuse` for the arguments).
 
@@ -485,7 +565,7 @@ class CloudFusion:
         are never copied.
         """
         with torch_threads(self.threads):
-            fused = self._fuse(depth, K, T_base_cam, confidence, images, limits=True)
+            fused = self._fuse(depth, K, T_base_cam, confidence, images, image_K, limits=True)
             return self._pack(self._voxel(fused), camera_ids, None)
 
 

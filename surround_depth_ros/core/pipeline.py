@@ -31,7 +31,7 @@ from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.rig import Camera, CameraRig, resize_camera
 from surround_depth_ros.threads import torch_threads
 
-# The cloud a pipeline makes unless told otherwise: `fusion.CloudOptions`' point budget picks the stride.
+# The cloud a pipeline makes unless told otherwise: `fusion.CloudOptions`' point budget picks the pixels.
 DEFAULT_CLOUD = CloudOptions()
 DEFAULT_CHECKPOINT = ("models", "student_default.pt")  # the shipped student, inside the package
 # The keys of `DepthOutputs.timings_ms`, in processing order, each always present (0 when the stage did not
@@ -226,8 +226,10 @@ class SurroundDepthPipeline:
         if self.fusion is not None:
             K_maps = np.stack([c.K for c in cameras])
             camera_ids = [index % 256 for index in self._camera_ids(rig)]  # uint8 field: -1 (not listed) is 255
-            colors = [uploaded[slot] for slot in slots]
-            maps.append(self.fusion.cloud(depth, K_maps, rig.extrinsics(), confidence, colors, camera_ids))
+            colors = [uploaded[slot] for slot in slots]  # with their own K: the maps' may be a canonical placement's
+            maps.append(
+                self.fusion.cloud(depth, K_maps, rig.extrinsics(), confidence, colors, camera_ids, rig.intrinsics())
+            )
             clock.mark("cloud")
         host = host_arrays(maps)  # one copy from a GPU (it waits for the device)
         clock.mark("host_copy")
