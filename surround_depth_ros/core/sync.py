@@ -5,29 +5,47 @@ anchor camera or optional radar inputs, and drops without saying why. This polic
 timestamps alone (integer nanoseconds, message time), so the node, the bag reader and the unit
 tests drive it identically, and every message it does not use is counted by cause.
 
-The guarantee: **a message only ever joins the set of the capture instant it is nearest to.**
-The anchor camera's messages are the instants. A camera's message at stamp t (minus its
-expected firing offset) belongs to anchor a only when it lies in a's *slot*: nearer to a than
-to the previous and the next instant, and within `window_s`. Instants whose anchor message was
-lost still count, at a + the anchor period measured from its stream. So a lost, late or
+The guarantee: **a set never holds two capture instants, from the first set of a stream on.**
+The anchor camera's messages are the instants. Every other camera fires at its own offset from
+the anchor (nuScenes cameras fire 0-45 ms apart at 12 Hz, as the lidar sweeps past them); its
+message at stamp t belongs to the instant nearest t - offset, within `window_s`. Instants whose
+anchor message was lost still count, one period after the previous one. So a lost, late or
 duplicated message can make a camera missing from a set, never move it to a neighbouring frame.
 
-How a set is decided. A camera's candidate (its in-slot message nearest to the anchor) is final
-when nothing nearer can come: it lies within half that camera's spacing of the anchor, or the
-camera's stream has moved past it. A camera is missing once its stream has passed the slot by
-one more period (so a message swapped with its successor in transit still makes it), or when
-message time passes `anchor + wait_s`. A set whose cameras are all final is emitted at once;
-else, after `wait_s`, it is emitted partial or dropped by policy. Sets are decided in anchor
-order, and a decided set consumes every message in or before its slot, so no message serves
-two sets. Radar sweeps never hold a set back: a set takes the sweeps that have arrived when it
-is decided, and a sweep may serve several sets (accumulation over K sweeps).
+Where the offsets come from. `offsets_s` gives them; the others are learned from the stream,
+never from a guessed pairing. The period is the recurring gap between any camera's successive
+stamps (lost frames make longer gaps, which are ignored). Each camera's phase is its stamps'
+place within the anchor's period (a circular mean over its recent messages). On the circle of
+one period the rig's phases lie on an arc, and the widest gap between neighbouring phases is
+where one capture ends and the next begins: each camera's offset is its place on that arc
+relative to the anchor. This is message_filters' criterion (the set of least spread) settled
+once for the rig instead of per set, and it is exact whenever the cameras fire within half a
+period less the stamp jitter. A layout whose widest gap is not clearly the widest (a camera as
+near the anchor's previous frame as to its own) is ambiguous: those cameras stay unplaced, out
+of the sets and named by `unplaced()`, until `offsets_s` says where they fire. Once placed, a
+camera's offset follows the median lag of its matched messages, so slow drift is tracked.
+
+How a set is decided. Until the period is known and a camera is placed, sets wait; after
+`wait_s` they go without the unplaced cameras, never with a guessed frame. A camera's
+candidate (its in-slot message nearest to the instant) is final when nothing nearer can come:
+it lies within half that camera's spacing of the instant, or the camera's stream has moved
+past it. A camera is missing once its stream has passed the slot (each input's messages arrive
+in stamp order, as DDS delivers a writer's samples and a bag is read; a message older than one
+already decided is counted `out_of_order`), or when message time passes `anchor + wait_s`. A
+set whose cameras are all final is emitted at once. Sets are decided in anchor order, and a
+decided set consumes every message in or before its slot, so no message serves two sets. Radar
+sweeps never hold a set back: a set takes the sweeps that have arrived when it is decided, and
+a sweep may serve several sets (accumulation over K sweeps).
 
 Clock sanity. "Message time now" is the median of the cameras' newest stamps, so one sensor
-with a skewed clock can neither decide sets early nor expire the others' messages: a stamp
-farther than `max_skew_s` from that consensus is rejected and counted for its input alone.
-When most cameras agree on a new time (a bag looped, the clock was stepped), that is a clock
-jump: state is reset. A jump back of the anchor by more than 1.5 anchor periods (a short bag
-looping) is a reset too; smaller steps back are late messages.
+with a skewed clock can neither decide sets early nor expire the others' messages. A stamp
+farther than `max_skew_s` behind that consensus is rejected for its input alone
+(`clock_skew`), unless most cameras moved back there too: a bag looped or the clock stepped
+back, and state is reset (`clock_jump_reset`; also when the anchor steps back by more than 1.5
+periods). A stamp as far *ahead* is held until the others show which it is: when most cameras
+follow, every input paused and resumed, and the held messages are used; a camera whose clock
+runs ahead stays alone, and its held messages count as `clock_skew`. A stamp of zero (a driver
+that never sets header.stamp) is rejected as `zero_stamp`.
 
 Not thread-safe: its owner (`FrameAssembler`) serializes calls.
 """
@@ -35,6 +53,7 @@ Not thread-safe: its owner (`FrameAssembler`) serializes calls.
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
@@ -49,13 +68,15 @@ COUNTERS = (
     "accepted",  # complete sets emitted
     "partial",  # sets emitted with cameras missing (policy "partial")
     "missing_camera",  # sets dropped because cameras were missing (policy "drop"); per camera: sets that lacked it
+    "unplaced_camera",  # per camera: sets decided while its firing offset was not known
     "dropped_with_set",  # messages of the cameras that were there, in a set dropped for missing cameras
     "out_of_window",  # camera messages no set took (no anchor at their instant, or a nearer message won)
     "duplicate_stamp",  # a stamp seen before on the same input
     "out_of_order",  # too late: could only belong to sets already decided
     "buffer_overflow",  # evicted from a full buffer before use
+    "zero_stamp",  # header.stamp of zero: the driver does not stamp its messages
     "clock_skew",  # stamp far from the other inputs' consensus time: rejected
-    "clock_jump_reset",  # time jumped (a looping bag, a stepped clock): state was reset
+    "clock_jump_reset",  # time jumped back (a looping bag, a stepped clock): state was reset
     "cleared_by_reset",  # messages waiting in buffers when a reset happened
 )
 
@@ -81,6 +102,46 @@ def _ns(seconds: float, what: str, minimum: float = 0.0) -> int:
     if not seconds >= minimum:  # also rejects NaN
         raise ValueError(f"{what} must be >= {minimum} s, got {seconds}")
     return round(seconds * 1e9)
+
+
+def circular_phase(stamps: Sequence[int], anchors: Sequence[int], period: int) -> tuple[float, float]:
+    """(phase, spread) in ns: where `stamps` fall within the period after their nearest anchor stamp.
+
+    The phase is a circular mean, so stamps on both sides of the wrap average correctly; the
+    spread is the circular standard deviation (0 for one stamp; large for stamps of another rate).
+    `anchors` must be sorted and non-empty.
+    """
+    x = y = 0.0
+    for stamp in stamps:
+        i = bisect.bisect(anchors, stamp)
+        nearest = min(anchors[max(i - 1, 0) : i + 1], key=lambda a: abs(stamp - a))
+        angle = 2 * math.pi * ((stamp - nearest) % period) / period
+        x, y = x + math.cos(angle), y + math.sin(angle)
+    length = min(1.0, math.hypot(x, y) / len(stamps))
+    spread = math.sqrt(-2 * math.log(length)) if length > 0 else math.inf
+    return (math.atan2(y, x) % (2 * math.pi)) * period / (2 * math.pi), spread * period / (2 * math.pi)
+
+
+def rig_layout(phases: Mapping[str, tuple[float, float]], anchor: str, period: int) -> dict[str, float] | None:
+    """Each camera's offset from the anchor (ns) on the most compact arc of their phases; None when ambiguous.
+
+    The widest gap between neighbouring phases on the circle separates one capture from the next;
+    it must be wider than every other gap by twice the largest spread plus 1 % of the period (so
+    that rounding never decides a tie), or the layout is not known.
+    """
+    order = sorted(phases, key=lambda name: phases[name][0])
+    if len(order) < 2:
+        return {name: 0.0 for name in order}
+    places = [phases[name][0] for name in order]
+    gaps = [after - before for before, after in zip(places, places[1:] + [places[0] + period], strict=True)]
+    widest = max(range(len(gaps)), key=gaps.__getitem__)
+    others = gaps[:widest] + gaps[widest + 1 :]
+    margin = 2 * max(spread for _, spread in phases.values()) + period / 100
+    if not gaps[widest] - max(others) > margin:
+        return None
+    start = phases[order[(widest + 1) % len(order)]][0]  # the first camera to fire in a capture
+    origin = (phases[anchor][0] - start) % period
+    return {name: (phase - start) % period - origin for name, (phase, _) in phases.items()}
 
 
 class FrameSetSynchronizer:
@@ -135,6 +196,9 @@ class FrameSetSynchronizer:
             raise ValueError(f"offsets_s names unknown cameras {unknown}; cameras are {cameras}")
         if offsets.get(anchor, 0.0) != 0.0:
             raise ValueError(f"the anchor camera {anchor!r} has offset 0 by definition, got {offsets[anchor]}")
+        for name, value in offsets.items():
+            if not abs(value) < 1.0:  # also rejects NaN
+                raise ValueError(f"offsets_s[{name!r}] must be a finite offset under 1 s, got {value}")
 
         self.camera_names, self.radar_names, self.anchor = cameras, radars, anchor
         self.missing_camera_policy = missing_camera_policy
@@ -146,55 +210,72 @@ class FrameSetSynchronizer:
         self._radar_tolerance = _ns(radar_tolerance_s, "radar_tolerance_s")
         self._radar_sweeps = radar_sweeps
         self._max_skew = _ns(max_skew_s, "max_skew_s", minimum=1e-3)
-        self._offsets = {name: round(float(offsets.get(name, 0.0)) * 1e9) for name in cameras}
+        # The rig's rhythm, kept across resets: a looping bag or a stepped clock does not change the sensors.
+        self._offset: dict[str, int | None] = {name: None for name in cameras}
+        self._offset.update({name: round(float(value) * 1e9) for name, value in offsets.items()})
+        self._offset[anchor] = 0
+        self._lags: dict[str, deque[int]] = {name: deque(maxlen=16) for name in cameras}  # matched stamp - anchor
+        self._gaps: dict[str, deque[int]] = {name: deque(maxlen=2 * buffer_size) for name in cameras}
+        self._unplaced: dict[str, str] = {}  # camera -> why its offset is not known yet
         self._counts: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._buffers: dict[str, deque[Stamped]] = {name: deque() for name in cameras + radars}
+        self._held: dict[str, deque[Stamped]] = {name: deque() for name in cameras + radars}  # stamps far ahead
         self._recent: dict[str, deque[int]] = {name: deque(maxlen=2 * buffer_size) for name in cameras + radars}
-        self._gaps: dict[str, deque[int]] = {name: deque(maxlen=buffer_size) for name in cameras + radars}
-        self._seen: dict[str, int] = {}  # newest stamp offered per camera, accepted or not (clock-jump votes)
-        self._lags: dict[str, deque[int]] = {name: deque(maxlen=16) for name in cameras}  # matched stamp - anchor
-        self._spacing: dict[str, int] = {}
-        self._shift: dict[str, int] = dict.fromkeys(self._offsets, 0)
-        self._anchor_stamps: list[int] = []  # recent anchor stamps, sorted
-        self._anchor_gaps: deque[int] = deque(maxlen=2 * buffer_size)  # between stamp-order neighbours
+        self._stamps: dict[str, list[int]] = {name: [] for name in cameras}  # recent accepted stamps, sorted
+        self._releasing = False  # offering held messages again: they cannot release others
+        self._period: tuple[int] | None = None  # cached (period_ns,) while the gaps do not change
         self.reset()
 
     # ------------------------------------------------------------------ input
 
     def reset(self) -> None:
-        """Forget every buffered message and where time stands (counters and the rig's rhythm are kept).
-
-        The rhythm (message spacings, the anchor's period, each camera's firing lag) survives a
-        loop or a clock step: the sensors did not change, only the stamps.
-        """
-        for name, buffer in self._buffers.items():
-            self._count("cleared_by_reset", name, len(buffer))
-        for store in (*self._buffers.values(), *self._recent.values()):
+        """Forget every buffered message and where time stands (counters and the rig's rhythm are kept)."""
+        for name in self._buffers:
+            self._count("cleared_by_reset", name, len(self._buffers[name]) + len(self._held[name]))
+        for store in (*self._buffers.values(), *self._held.values(), *self._recent.values(), *self._stamps.values()):
             store.clear()
-        self._seen.clear()
+        self._seen: dict[str, int] = {}  # newest stamp offered per camera, accepted or not (clock votes)
         self._newest: dict[str, int] = {}
-        self._anchor_stamps.clear()
         self._last_decided: int | None = None
         self._decided_until: int | None = None  # end of the last decided slot, in anchor time
 
     def add_camera(self, name: str, stamp_ns: int, item: Any) -> bool:  # noqa: ANN401 - opaque payload
-        """Buffer one camera message; False when it was rejected (and counted)."""
-        if name not in self._offsets:
+        """Buffer one camera message; False when it was rejected (counted) or held (see the module docstring)."""
+        if name not in self._offset:
             raise KeyError(f"unknown camera {name!r}; the synchronizer knows cameras {self.camera_names}")
         return self._add(name, int(stamp_ns), item, radar=False)
 
     def add_radar(self, name: str, stamp_ns: int, item: Any) -> bool:  # noqa: ANN401 - opaque payload
-        """Buffer one radar sweep; False when it was rejected (and counted)."""
+        """Buffer one radar sweep; False when it was rejected (counted) or held."""
         if name not in self.radar_names:
             raise KeyError(f"unknown radar {name!r}; the synchronizer knows radars {self.radar_names}")
         return self._add(name, int(stamp_ns), item, radar=True)
 
     def _add(self, name: str, stamp: int, item: Any, radar: bool) -> bool:  # noqa: ANN401
-        if not self._clock_accepts(name, stamp, radar):
+        if stamp == 0:
+            self._count("zero_stamp", name)
             return False
-        if name == self.anchor and name in self._newest and stamp < self._newest[name] - self._jump_back_limit():
+        verdict = self._clock_verdict(name, stamp, radar)
+        if verdict == "hold":
+            self._hold(name, stamp, item)
+            return False
+        held = [] if verdict == "ok" or self._releasing else self._take_held()
+        if verdict == "back":
+            self.reset()  # most cameras agree on an earlier time: a bag looped, the clock stepped back
+            self._count("clock_jump_reset")
+        elif name == self.anchor and name in self._newest and stamp < self._newest[name] - self._jump_back_limit():
             self.reset()  # the anchor went back by more than a frame: a (short) bag looped
             self._count("clock_jump_reset")
+        accepted = self._buffer(name, stamp, item, radar)
+        self._releasing = True  # the held messages follow the majority to the new time, oldest first
+        try:
+            for held_stamp, held_name, held_item in held:
+                self._add(held_name, held_stamp, held_item, radar=held_name in self.radar_names)
+        finally:
+            self._releasing = False
+        return accepted
+
+    def _buffer(self, name: str, stamp: int, item: Any, radar: bool) -> bool:  # noqa: ANN401
         if stamp in self._recent[name]:
             self._count("duplicate_stamp", name)
             return False
@@ -202,12 +283,8 @@ class FrameSetSynchronizer:
             self._count("out_of_order", name)
             return False
         self._recent[name].append(stamp)
-        if name == self.anchor:
-            self._note_anchor(stamp)
-        if name in self._newest and stamp > self._newest[name]:
-            self._gaps[name].append(stamp - self._newest[name])
-            if len(self._gaps[name]) >= 2:  # one gap may span a lost message
-                self._spacing[name] = min(self._gaps[name])
+        if not radar:
+            self._note_stamp(name, stamp)
         self._newest[name] = max(stamp, self._newest.get(name, stamp))
         buffer = self._buffers[name]
         if len(buffer) >= self.buffer_size:
@@ -223,31 +300,45 @@ class FrameSetSynchronizer:
             bisect.insort(buffer, (stamp, item), key=_STAMP)
         return True
 
-    def _clock_accepts(self, name: str, stamp: int, radar: bool) -> bool:
-        """False (counted) for a stamp far from the consensus time, unless most cameras moved there: a jump."""
+    def _clock_verdict(self, name: str, stamp: int, radar: bool) -> str:
+        """ "ok"; "hold" a stamp far from the others' time; "ahead" or "back" when most cameras moved there."""
         if not radar:
             self._seen[name] = stamp
         now = self.now(excluding=name)
         if now is None or abs(stamp - now) <= self._max_skew:
-            return True
+            return "ok"
         voters = [] if radar else [s for s in self._seen.values() if abs(s - stamp) <= self._max_skew]
         if 2 * len(voters) <= len(self._seen):
-            self._count("clock_skew", name)
-            return False
-        self.reset()  # most cameras agree on a time far from the old one: the clock jumped
-        self._count("clock_jump_reset")
-        return True
+            return "hold"
+        return "ahead" if stamp > now else "back"
+
+    def _hold(self, name: str, stamp: int, item: Any) -> None:  # noqa: ANN401
+        """Keep a stamp far from the others' time until they show whether time moved (a pause, a loop) or not."""
+        held = self._held[name]
+        if len(held) >= self.buffer_size:
+            held.popleft()
+            self._count("clock_skew", name)  # the others never followed: this clock is off
+        held.append((stamp, item))
+
+    def _take_held(self) -> list[tuple[int, str, Any]]:
+        """Every held message, oldest first, as (stamp, input, item); the holds are emptied."""
+        held = sorted(((s, n, i) for n, q in self._held.items() for s, i in q), key=itemgetter(0))
+        for queue in self._held.values():
+            queue.clear()
+        return held
 
     def _jump_back_limit(self) -> int:
-        period = self._anchor_period()
+        period = self.period_ns()
         return self._max_skew if period is None else min(self._max_skew, 3 * period // 2)
 
-    def _note_anchor(self, stamp: int) -> None:
-        stamps = self._anchor_stamps
+    def _note_stamp(self, name: str, stamp: int) -> None:
+        """Keep the camera's recent stamps sorted, and the gaps to their neighbours (immune to reordering)."""
+        stamps = self._stamps[name]
         index = bisect.bisect(stamps, stamp)
-        self._anchor_gaps.extend(abs(stamp - stamps[i]) for i in (index - 1, index) if 0 <= i < len(stamps))
+        self._gaps[name].extend(abs(stamp - stamps[i]) for i in (index - 1, index) if 0 <= i < len(stamps))
         stamps.insert(index, stamp)
         del stamps[: -2 * self.buffer_size]
+        self._period = None  # recomputed from the new gaps when asked
 
     def _is_late(self, name: str, stamp: int, radar: bool) -> bool:
         """Whether the message can only belong to sets already decided."""
@@ -255,23 +346,38 @@ class FrameSetSynchronizer:
             return False
         if radar:  # a sweep serves every anchor after it within radar_window
             return stamp <= self._last_decided - self._radar_window
-        return self._relative(name, stamp) <= self._decided_until
+        offset = self._offset[name]
+        return offset is not None and stamp - offset <= self._decided_until
 
-    def _relative(self, name: str, stamp: int) -> int:
-        """A camera's stamp in anchor time: minus its configured offset and its learned firing lag."""
-        return stamp - self._offsets[name] - self._shift[name]
+    def _place(self) -> None:
+        """Learn the offsets of the cameras not placed yet from the stream's phases (see the module docstring)."""
+        period, anchors = self.period_ns(), self._stamps[self.anchor]
+        if period is None or not anchors:
+            return
+        phases = {
+            name: (offset % period, 0.0) if offset is not None else circular_phase(self._stamps[name], anchors, period)
+            for name, offset in self._offset.items()
+            if offset is not None or self._stamps[name]
+        }
+        layout = rig_layout(phases, self.anchor, period)
+        for name in phases:
+            if self._offset[name] is not None:
+                continue
+            if layout is None:
+                self._unplaced[name] = (
+                    "its firing offset is ambiguous: its frames lie about as near the anchor's previous frame as "
+                    "to its own; give it in the sync_offsets parameter"
+                )
+            else:
+                self._offset[name] = round(layout[name])
+                self._unplaced.pop(name, None)
 
     def _learn_lag(self, name: str, lag: int) -> None:
-        """Track where a camera's matched messages sit around the anchor, so slots centre on its firing time.
-
-        The shift is bounded by a quarter period: it can follow a camera that fires 30 ms after the
-        anchor, never walk a camera over to a neighbouring frame.
-        """
-        lags, period = self._lags[name], self._anchor_period()
+        """Follow a placed camera's firing time by the median lag of its matched messages (tracks drift)."""
+        lags = self._lags[name]
         lags.append(lag)
-        if period is not None and len(lags) >= 3:
-            bound = period // 4
-            self._shift[name] = max(-bound, min(bound, round(statistics.median(lags))))
+        if len(lags) >= 3:
+            self._offset[name] = round(statistics.median(lags))
 
     def _count(self, kind: str, name: str | None = None, times: int = 1) -> None:
         if times:
@@ -283,35 +389,60 @@ class FrameSetSynchronizer:
 
     def now(self, excluding: str | None = None) -> int | None:
         """Message time now: the median of the cameras' newest stamps (robust to one skewed clock)."""
-        newest = [stamp for name, stamp in self._newest.items() if name != excluding and name in self._offsets]
+        newest = [stamp for name, stamp in self._newest.items() if name != excluding and name in self._offset]
         return statistics.median_low(newest) if newest else None
 
-    def _anchor_period(self) -> int | None:
-        """The anchor's frame period: the smallest recent gap between neighbouring stamps.
+    def period_ns(self) -> int | None:
+        """The cameras' frame period: the median of the shortest cluster of gaps that recurs.
 
-        Gaps are taken between neighbours in stamp order (immune to reordering in transit), and the
-        smallest one ignores the double gaps of lost frames; they outlive a reset, as the rig's rate does.
+        Gaps are between neighbouring stamps of each camera. A cluster is the gaps within 25 % above
+        its shortest; the first holding a quarter of all gaps, two of them from one camera, is the
+        period. So lost frames (longer gaps), a stray stamp (one odd short gap) and a pause of every
+        input (one long gap per camera) do not move it. Gaps outlive a reset, as the rig's rate does.
         """
-        return min(self._anchor_gaps) if len(self._anchor_gaps) >= 2 else None
+        if self._period is None:
+            pooled = sorted((gap, name) for name in self.camera_names for gap in self._gaps[name] if gap > 0)
+            gaps = [gap for gap, _ in pooled]
+            need = max(2, len(gaps) // 4)
+            for i, shortest in enumerate(gaps):
+                cluster = pooled[i : bisect.bisect_left(gaps, 1.25 * shortest)]
+                if len(cluster) >= need and max(Counter(name for _, name in cluster).values()) >= 2:
+                    self._period = (cluster[len(cluster) // 2][0],)
+                    break
+            else:
+                return None
+        return self._period[0]
 
     # ------------------------------------------------------------------ output
 
-    def poll(self, now_stamp_ns: int | None = None) -> list[SyncedSet]:
-        """Sets decided so far, in anchor order. `now_stamp_ns` defaults to the consensus message time."""
+    def poll(self, now_stamp_ns: int | None = None, stream_ended: bool = False) -> list[SyncedSet]:
+        """Sets decided so far, in anchor order. `now_stamp_ns` defaults to the consensus message time.
+
+        `stream_ended` (no more messages are coming: a bag's end, the node's stall timer) lets a
+        stream too short to show its period pair each camera's nearest message, as message_filters
+        would: a single keyframe has no rhythm to learn from.
+        """
         now = self.now() if now_stamp_ns is None else int(now_stamp_ns)
         decided: list[SyncedSet] = []
         anchors = self._buffers[self.anchor]
-        period = self._anchor_period()
+        period = self.period_ns()
+        if anchors and any(self._offset[name] is None for name in self._others):
+            self._place()
+        guess = stream_ended and period is None
+        offsets = {name: 0 if offset is None and guess else offset for name, offset in self._offset.items()}
         while anchors:
             anchor_stamp, anchor_item = anchors[0]
             low, high, bounded = self._slot(anchor_stamp, anchors[1][0] if len(anchors) > 1 else None, period)
-            choice = {name: self._candidate(name, anchor_stamp, low, high, bounded, period) for name in self._others}
+            choice = {
+                name: self._candidate(name, offsets[name], anchor_stamp, low, high, bounded, stream_ended)
+                for name in self._others
+            }
             settled = bounded and all(final for _, final in choice.values())
             if not settled and (now is None or now - anchor_stamp <= self._wait):
                 break
             anchors.popleft()
             chosen = {name: c for name, (c, _) in choice.items()}
-            synced = self._decide(anchor_stamp, anchor_item, high if bounded else None, chosen)
+            synced = self._decide(anchor_stamp, anchor_item, high if bounded else None, chosen, offsets)
             if synced is not None:
                 decided.append(synced)
         if now is not None:
@@ -321,18 +452,21 @@ class FrameSetSynchronizer:
 
     def flush(self) -> list[SyncedSet]:
         """End of stream: decide every waiting set and count what is left as unused."""
-        decided = self.poll(now_stamp_ns=2**62)
+        decided = self.poll(now_stamp_ns=2**62, stream_ended=True)
         for name in self._others:
             self._count("out_of_window", name, len(self._buffers[name]))
             self._buffers[name].clear()
+        for name, held in self._held.items():
+            self._count("clock_skew", name, len(held))
+            held.clear()
         return decided
 
     def _slot(self, anchor_stamp: int, next_anchor: int | None, period: int | None) -> tuple[int, int, bool]:
         """(low, high]: the anchor-relative stamps nearer to this instant than to its neighbours.
 
-        The third value says whether the neighbouring instants are known, which needs the
-        anchor's period (three anchor stamps): before that, a buffered next anchor may be two
-        frames ahead when one is still in transit, so only `window_s` bounds the slot.
+        The third value says whether the neighbouring instants are known, which needs the period:
+        before that, a buffered next anchor may be two frames ahead when one is still in transit,
+        so only `window_s` bounds the slot.
         """
         previous = self._last_decided
         if period is not None:
@@ -347,16 +481,19 @@ class FrameSetSynchronizer:
         return low, high, period is not None
 
     def _candidate(
-        self, name: str, anchor_stamp: int, low: int, high: int, bounded: bool, period: int | None
+        self, name: str, offset: int | None, anchor_stamp: int, low: int, high: int, bounded: bool, ended: bool
     ) -> tuple[int | None, bool]:
         """Index of `name`'s in-slot message nearest to the anchor, and whether no later message could change it.
 
-        In an unbounded slot a far candidate may belong to the next instant: such a set waits for
-        that instant to be known (or for `wait_s`).
+        An unplaced camera has no candidate: final (missing) once its layout was found ambiguous or
+        the stream ended, else it waits to be placed. In an unbounded slot a far candidate may
+        belong to the next instant: such a set waits for that instant to be known (or for `wait_s`).
         """
+        if offset is None:
+            return None, ended or name in self._unplaced
         best, best_distance = None, 0
         for index, (stamp, _) in enumerate(self._buffers[name]):
-            relative = self._relative(name, stamp)
+            relative = stamp - offset
             if relative > high:
                 break
             distance = abs(relative - anchor_stamp)
@@ -365,39 +502,51 @@ class FrameSetSynchronizer:
         newest = self._newest.get(name)
         if newest is None:
             return best, False
-        newest = self._relative(name, newest)
+        newest -= offset
         if best is not None:
-            near = 2 * best_distance < self._spacing.get(name, 0)
+            near = 2 * best_distance < self._spacing(name)
             return best, near or (bounded and newest >= anchor_stamp + best_distance)
-        margin = self._spacing.get(name, period if period is not None else self._window)
-        return None, newest >= high + margin
+        return None, bounded and newest > high
+
+    def _spacing(self, name: str) -> int:
+        """The camera's own smallest gap between stamps (its rate), else the rig's period, else 0."""
+        gaps = self._gaps[name]
+        return min(gaps) if len(gaps) >= 2 else (self.period_ns() or 0)
 
     def _decide(
         self,
         anchor_stamp: int,
-        anchor_item: Any,
+        anchor_item: Any,  # noqa: ANN401
         high: int | None,
-        chosen: dict[str, int | None],  # noqa: ANN401
+        chosen: dict[str, int | None],
+        offsets: dict[str, int | None],
     ) -> SyncedSet | None:
-        """Emit or drop the set; `high` ends its slot, None when the next instant is unknown (start of a stream)."""
+        """Emit or drop the set; `high` ends its slot, None when the next instant is unknown (start of a stream).
+
+        `offsets` are those the candidates were chosen with (None: unplaced, its messages left alone).
+        """
         if high is None:  # consume only what the set used: later messages may be the next instant's
-            used = [self._relative(n, self._buffers[n][i][0]) for n, i in chosen.items() if i is not None]
+            used = [self._buffers[n][i][0] - offsets[n] for n, i in chosen.items() if i is not None]
             high = max([anchor_stamp, *used])
         self._last_decided, self._decided_until = anchor_stamp, high
         cameras: dict[str, Stamped] = {self.anchor: (anchor_stamp, anchor_item)}
         missing = []
         for name in self._others:
-            buffer, index = self._buffers[name], chosen[name]
+            buffer, index, offset = self._buffers[name], chosen[name], offsets[name]
             if index is None:
                 missing.append(name)
                 self._counts["missing_camera:" + name] += 1
+                if offset is None:
+                    self._count("unplaced_camera", name)
+                    continue  # where its messages belong is not known: they wait, or expire
             else:
                 cameras[name] = buffer[index]
                 del buffer[index]
-                self._learn_lag(name, cameras[name][0] - self._offsets[name] - anchor_stamp)
+                if self._offset[name] is not None:
+                    self._learn_lag(name, cameras[name][0] - anchor_stamp)
             # Whatever else lies in or before this slot can serve no later set.
             unused = 0
-            while buffer and self._relative(name, buffer[0][0]) <= high:
+            while buffer and buffer[0][0] - offset <= high:
                 buffer.popleft()
                 unused += 1
             self._count("out_of_window", name, unused)
@@ -439,6 +588,14 @@ class FrameSetSynchronizer:
     def stats(self) -> dict[str, int]:
         """Counters by cause (see COUNTERS), plus "kind:name" per input."""
         return dict(self._counts)
+
+    def offsets_s(self) -> dict[str, float | None]:
+        """Each camera's firing offset from the anchor in seconds (given or learned), None while unplaced."""
+        return {name: None if offset is None else offset / 1e9 for name, offset in self._offset.items()}
+
+    def unplaced(self) -> dict[str, str]:
+        """Cameras whose firing offset the stream has not settled, and why: they are left out of the sets."""
+        return dict(self._unplaced)
 
     def oldest_pending_ns(self) -> int | None:
         """Stamp of the oldest anchor still waiting for its cameras; None when none waits."""
