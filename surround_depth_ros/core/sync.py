@@ -26,7 +26,8 @@ of the sets and named by `unplaced()`, until `offsets_s` says where they fire. O
 camera's offset follows the median lag of its matched messages, so slow drift is tracked.
 
 How a set is decided. Until the period is known and a camera is placed, sets wait; after
-`wait_s` they go without the unplaced cameras, never with a guessed frame. A camera's
+`wait_s` (plus `max_skew_s` while the period is unknown: a stream of sparse keyframes shows its
+rate only at its third frame) they go without the unplaced cameras, never with a guessed frame. A camera's
 candidate (its in-slot message nearest to the instant) is final when nothing nearer can come:
 it lies within half that camera's spacing of the instant, or the camera's stream has moved
 past it. A camera is missing once its stream has passed the slot (each input's messages arrive
@@ -438,7 +439,7 @@ class FrameSetSynchronizer:
                 for name in self._others
             }
             settled = bounded and all(final for _, final in choice.values())
-            if not settled and (now is None or now - anchor_stamp <= self._wait):
+            if not settled and (now is None or now - anchor_stamp <= self._patience()):
                 break
             anchors.popleft()
             chosen = {name: c for name, (c, _) in choice.items()}
@@ -508,6 +509,11 @@ class FrameSetSynchronizer:
             return best, near or (bounded and newest >= anchor_stamp + best_distance)
         return None, bounded and newest > high
 
+    def _patience(self) -> int:
+        """How long (message time) a set waits for its cameras: `wait_s`, and `max_skew_s` more while the rate is
+        unknown (a sparse stream, keyframes at 1-2 Hz: its rate places the cameras that `wait_s` would leave out)."""
+        return self._wait + (self._max_skew if self.period_ns() is None else 0)
+
     def _spacing(self, name: str) -> int:
         """The camera's own smallest gap between stamps (its rate), else the rig's period, else 0."""
         gaps = self._gaps[name]
@@ -576,7 +582,7 @@ class FrameSetSynchronizer:
         if name == self.anchor or now is None:
             return  # anchors leave through poll's decisions
         radar = name in self.radar_names
-        horizon = now - self._wait - (self._radar_window if radar else self._window)
+        horizon = now - self._patience() - (self._radar_window if radar else self._window)
         buffer = self._buffers[name]
         while buffer and buffer[0][0] < horizon:
             buffer.popleft()
