@@ -5,6 +5,10 @@ to 20 ms of transport delay, 5 radars at 13 Hz), each message added and followed
 the node does. Floor: the same loop storing each message in a dict (the least any buffer does).
 Lookups: a 3-link static chain and a chain through an interpolated dynamic edge. Floor: one 4x4
 matrix product (a lookup multiplies at least two).
+TF messages of 100, 1,000 and 10,000 transforms (a wide tree on /tf, a deep chain on /tf_static) through
+the node's path: rclpy message -> `transform_batch` -> `FrameAssembler.add_transforms`, with the node's
+frame limit and without one. Floor: the same arrays turned into 4x4 matrices by plain vectorised numpy
+(the least any buffer does with the numbers). rclpy's own deserialization, before all this, is shown apart.
 
     PYTHONPATH=. python benchmarks/bench_sync.py [--seconds 3600]
 """
@@ -15,10 +19,12 @@ import argparse
 import time
 
 import numpy as np
+from timing import best_ms
 from tqdm import tqdm
 
+from surround_depth_ros.core.assembler import FrameAssembler
 from surround_depth_ros.core.sync import FrameSetSynchronizer
-from surround_depth_ros.core.transforms import TransformBuffer
+from surround_depth_ros.core.transforms import MAX_FRAMES, TransformBuffer
 from surround_depth_ros.geometry import make_transform, rpy_to_matrix
 
 CAMERAS = ["CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT"]
@@ -78,6 +84,39 @@ def best_us(function, repeats: int = 5, number: int = 2000) -> float:
     return 1e6 * min(times)
 
 
+def bench_tf_message(n: int, shape: str, edges: list[tuple[str, str]], static: bool) -> None:
+    """One TF message of `edges` into an empty buffer and the next one after it (ms, best of 3), against the floor."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from tf2_msgs.msg import TFMessage
+
+    from surround_depth_ros.ros.messages import MESSAGES, transform_batch
+
+    T = np.eye(4)
+    T[:3, 3] = [0.1, 0.2, 0.3]
+    first, later = (MESSAGES.tf_message([MESSAGES.transform(T, p, c, t) for p, c in edges]) for t in (1, 2))
+    then = first if static else later  # /tf_static publishers re-send the same message; /tf has new stamps
+    batch = transform_batch(first.transforms)
+    q, t = batch.rotations, batch.translations
+    floor = best_ms(lambda: np.concatenate([q / np.linalg.norm(q, axis=1, keepdims=True), t], axis=1), 3)
+    raw = serialize_message(first)
+    rclpy_ms = best_ms(lambda: deserialize_message(raw, TFMessage), 3)
+    for max_frames, label in ((MAX_FRAMES, f"limit {MAX_FRAMES:,}"), (1_000_000, "no limit")):
+
+        def into_empty(max_frames: int = max_frames) -> FrameAssembler:
+            assembler = FrameAssembler(["CAM_FRONT"], transforms=TransformBuffer(max_frames=max_frames))
+            assembler.add_transforms(transform_batch(first.transforms), static)
+            return assembler
+
+        empty_ms = best_ms(into_empty, 3)
+        filled = into_empty()
+        next_ms = best_ms(lambda a=filled: a.add_transforms(transform_batch(then.transforms), static), 3)
+        print(
+            f"  {n:6,} {shape:<25} {label:<12} {empty_ms:7.2f} then {next_ms:7.2f}   "
+            f"floor (normalise + stack the arrays) {floor:6.3f}   ratio {next_ms / floor:5.1f}   "
+            f"(rclpy's deserialization before it: {rclpy_ms:6.1f})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3600.0, help="message time to simulate")
@@ -118,6 +157,10 @@ def main() -> None:
         f"transform lookup, 4 links, 1 interpolated:    {dynamic:7.2f} us   floor (4x4 matmul) {matmul:5.2f} us   "
         f"ratio {dynamic / matmul:6.1f}"
     )
+    print("TF messages through the node's path, ms per message (best of 3): into an empty buffer, then the next one")
+    for n in (100, 1_000, 10_000):
+        bench_tf_message(n, "wide tree on /tf", [("base_link", f"w{i}") for i in range(n)], static=False)
+        bench_tf_message(n, "deep chain on /tf_static", [(f"f{i}", f"f{i + 1}") for i in range(n)], static=True)
 
 
 if __name__ == "__main__":

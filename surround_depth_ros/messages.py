@@ -10,12 +10,13 @@ Reading only touches attributes, so the readers are plain functions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from surround_depth_ros import geometry, pointcloud
+from surround_depth_ros.core.transforms import TransformBatch
 from surround_depth_ros.images import decode_rgb, encode_rgb
 from surround_depth_ros.rig import Camera
 
@@ -262,6 +263,23 @@ def cloud_points(msg: Any) -> np.ndarray:
     return pointcloud.cloud_to_array(
         msg.fields, msg.point_step, msg.width, msg.height, msg.row_step, msg.data, bool(msg.is_bigendian)
     )
+
+
+def transform_batch(transforms: Sequence[Any]) -> TransformBatch:
+    """The TransformStamped of a TFMessage as arrays, in one pass over the messages (for `set_transforms`).
+
+    Reading the fields is all the per-transform work: checks and normalisation run on the arrays.
+    """
+    parents, children, stamps, values = [], [], [], []
+    for t in transforms:
+        header, transform = t.header, t.transform
+        r, v = transform.rotation, transform.translation
+        parents.append(header.frame_id)
+        children.append(t.child_frame_id)
+        stamps.append(header.stamp.sec * NS + header.stamp.nanosec)
+        values.append((r.w, r.x, r.y, r.z, v.x, v.y, v.z))
+    array = np.array(values, dtype=np.float64).reshape(-1, 7)
+    return TransformBatch(parents, children, np.array(stamps, dtype=np.int64), array[:, :4], array[:, 4:])
 
 
 def transform_matrix(transform: Any) -> np.ndarray:

@@ -162,7 +162,7 @@ def _node_path_sets(bag, settings: params.NodeSettings) -> list[FrameSet]:
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
 
-    from surround_depth_ros.ros.messages import image_rgb, matrix_from_transform, message_class, stamp_ns
+    from surround_depth_ros.ros.messages import image_rgb, message_class, stamp_ns, transform_batch
 
     assembler = assembler_from_settings(settings, [])
     sets = []
@@ -171,14 +171,7 @@ def _node_path_sets(bag, settings: params.NodeSettings) -> list[FrameSet]:
             msg = deserialize_message(raw, message_class(connection.msgtype))
             topic, camera = connection.topic, connection.topic.strip("/").split("/")[0]
             if topic in ("/tf", "/tf_static"):
-                for t in msg.transforms:
-                    assembler.add_transform(
-                        t.header.frame_id,
-                        t.child_frame_id,
-                        matrix_from_transform(t.transform),
-                        stamp_ns(t.header.stamp),
-                        topic == "/tf_static",
-                    )
+                assembler.add_transforms(transform_batch(msg.transforms), topic == "/tf_static")
             elif topic.endswith("/camera_info"):
                 K = np.asarray(msg.k, np.float64).reshape(3, 3)
                 assembler.set_intrinsics(camera, Intrinsics(K, msg.width, msg.height, msg.header.frame_id))

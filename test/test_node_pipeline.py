@@ -495,3 +495,56 @@ def test_depth_at_network_resolution_with_its_scaled_camera_info(tmp_path, check
         pixels = np.rint(uv).astype(int)
         assert np.abs(uv - pixels).max() < 2e-3, camera.name
         np.testing.assert_allclose(z, _depth(msg)[pixels[:, 1], pixels[:, 0]], rtol=1e-4)
+
+
+def _tf_bytes(edges, stamp_ns: int) -> bytes:
+    """A serialized TFMessage of (parent, child) edges, each 0.1 m along x: built once, published as it is."""
+    from rclpy.serialization import serialize_message
+
+    from surround_depth_ros.ros.messages import MESSAGES
+
+    T = np.eye(4)
+    T[0, 3] = 0.1
+    return serialize_message(MESSAGES.tf_message([MESSAGES.transform(T, p, c, stamp_ns) for p, c in edges]))
+
+
+def test_a_10000_frame_tf_tree_leaves_the_node_serving(tmp_path, checkpoint, rig):
+    """Issue 22 item 4: a 10,000-frame chain on /tf_static (latched, so every respawn got it again) kept the
+    executor in a quadratic loop check until the watchdog ended the node, and a 10,000-frame tree on /tf at 2 Hz
+    cost seconds per message with no diagnostics meanwhile. Now the node keeps publishing depth for every camera
+    and diagnostics that name the frame-limit rejection, and stops cleanly."""
+    from tf2_msgs.msg import TFMessage
+
+    n = 10_000
+    chain = _tf_bytes([(f"f{i}", f"f{i + 1}") for i in range(n)], 0)
+    wide = _tf_bytes([("base_link", f"w{i}") for i in range(n)], T0)
+    node, client, out, pub = _start(tmp_path, checkpoint, rig)
+    try:
+        pub.publish_tf()  # the rig first: its frames are in before the flood fills the frame limit
+        pub.tf_static.publish(chain)
+        tf = client.node.create_publisher(TFMessage, "/tf", 10)
+        client.wait_for(lambda: tf.get_subscription_count() > 0, 60, "the node's /tf subscription")
+        diagnostics_before = len(out.diagnostics)
+        flood_start = T0 + 1_000_000_000
+
+        def served() -> bool:
+            after = [sum(_ns(m.header.stamp) >= flood_start for m in out.depth[c]) for c in rig.camera_names]
+            pipeline = out.status("pipeline")
+            return (
+                min(after) >= 2
+                and len(out.diagnostics) >= diagnostics_before + 8
+                and int(pipeline.get("dropped: transforms ignored (frame limit)", 0)) >= 2 * (n - 1000)
+            )
+
+        deadline = time.monotonic() + 180
+        for k in itertools.count(10):
+            if served():
+                break
+            assert time.monotonic() < deadline, f"timed out: {out.status('pipeline')}"
+            if k % 5 == 0:
+                tf.publish(wide)  # 2 Hz, between camera frames at 10 Hz
+            _drive(pub, range(k, k + 1))
+        assert node.process.poll() is None
+    finally:
+        _stop(node, client)
+    assert "/tf_static: " in node.output and "frame limit (parameter tf_max_frames)" in node.output

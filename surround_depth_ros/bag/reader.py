@@ -35,7 +35,7 @@ from surround_depth_ros.core.assembler import Intrinsics, assembler_from_setting
 from surround_depth_ros.core.transforms import TransformBuffer, TransformError
 from surround_depth_ros.frameset import FrameSet, PointSweep
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
-from surround_depth_ros.messages import camera_from_info, cloud_points, image_rgb, stamp_ns, transform_matrix
+from surround_depth_ros.messages import camera_from_info, cloud_points, image_rgb, stamp_ns, transform_batch
 from surround_depth_ros.rig import Camera, CameraRig, Radar
 
 
@@ -44,8 +44,9 @@ class BagFormatError(ValueError):
 
 
 class RosbagReader:
-    """The FrameSets of a bag, a `FrameSource`: `rig`, `len()` (an estimate, see `__len__`), `T_base_lidar`, and
-    after a pass `dropped` (images in no set), `sync_stats`.
+    """The FrameSets of a bag, a `FrameSource`: `rig`, `len()` (an estimate, see `__len__`), `T_base_lidar`,
+    `transforms_ignored` (TF the node would ignore too, by cause), and after a pass `dropped` (images in no set),
+    `sync_stats`.
 
     During a pass `camera_info` holds each camera's latest CameraInfo message (what the node republishes
     with its depth). Without `topic_names` the topics are the patterns of `settings` (the node's defaults).
@@ -70,6 +71,7 @@ class RosbagReader:
         self.complete = complete
         self.camera_info: dict[str, Any] = {}
         self.rejected: Counter[str] = Counter()  # "camera: cause" -> undecodable images
+        self.transforms_ignored: Counter[str] = Counter()  # cause -> transforms of /tf and /tf_static
         self.max_camera_skew_ns = max_camera_skew_ns
         self.radar_sweeps = radar_sweeps
         self.sweep_slack_ns = sweep_slack_ns
@@ -115,13 +117,12 @@ class RosbagReader:
             yield connection.topic, connection.msgtype, TYPESTORE.deserialize_cdr(raw, connection.msgtype)
 
     def _transforms(self, reader: Reader) -> TransformBuffer:
-        """/tf_static and the whole /tf history of the bag (poses are interpolated, never extrapolated)."""
-        buffer = TransformBuffer(cache_s=reader.duration / 1e9 + 1.0)
+        """/tf_static and the whole /tf history of the bag (poses are interpolated, never extrapolated), with the
+        node's frame limit."""
+        buffer = TransformBuffer(cache_s=reader.duration / 1e9 + 1.0, max_frames=self.settings.tf_max_frames)
         for topic, _, msg in self._messages(reader, [topics.TF_STATIC_TOPIC, topics.TF_TOPIC]):
-            for t in msg.transforms:
-                static = topic == topics.TF_STATIC_TOPIC
-                stamp = stamp_ns(t.header.stamp)
-                buffer.set_transform(t.header.frame_id, t.child_frame_id, transform_matrix(t.transform), stamp, static)
+            report = buffer.set_transforms(transform_batch(msg.transforms), static=topic == topics.TF_STATIC_TOPIC)
+            self.transforms_ignored.update(report.ignored())
         return buffer
 
     def _extrinsic(self, frame: str, base_frame: str | None = None) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from surround_depth_ros import schema
+from surround_depth_ros.core.transforms import MAX_FRAMES
 from surround_depth_ros.images import DEFAULT_MAX_IMAGE_PIXELS
 from surround_depth_ros.schema import setting
 
@@ -136,6 +137,22 @@ class NodeSettings:
         check=_pattern("radar", "{radar}/points"),
     )
     base_frame: str = setting("base_link", description="Frame of the fused cloud and of the rig extrinsics (REP 103).")
+    tf_wait_s: float = setting(
+        0.1,
+        description="How long (message time) a frame set waits for a camera's transform that has not arrived yet "
+        "(a camera on a moving mount, its /tf just after its image), as tf2_ros's MessageFilter waits; 0: decide "
+        "at once. At most 1 s, the wall-clock silence after which a stream counts as ended.",
+        low=0.0,
+        high=1.0,
+    )
+    tf_max_frames: int = setting(
+        MAX_FRAMES,
+        description="Most TF frames kept; transforms that would add more are ignored and counted on /diagnostics. "
+        "A vehicle has tens of frames and tf2 refuses chains deeper than 1000; the limit bounds memory and the "
+        "cost of a lookup in a tree that grows without end (a huge URDF, a swarm on one /tf).",
+        low=10,
+        high=100_000,
+    )
     checkpoint: str = setting(
         "",
         description="Student checkpoint (.pt); empty: the default student shipped in the package "

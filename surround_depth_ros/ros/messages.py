@@ -12,7 +12,14 @@ from __future__ import annotations
 import array
 import importlib
 
-from surround_depth_ros.messages import MessageKit, camera_from_info, cloud_points, image_rgb, stamp_ns
+from surround_depth_ros.messages import (
+    MessageKit,
+    camera_from_info,
+    cloud_points,
+    image_rgb,
+    stamp_ns,
+    transform_batch,
+)
 from surround_depth_ros.messages import transform_matrix as matrix_from_transform
 
 
@@ -48,4 +55,5 @@ __all__ = [
     "matrix_from_transform",
     "message_class",
     "stamp_ns",
+    "transform_batch",
 ]

@@ -11,11 +11,14 @@ being served.
 Threads and who owns what: the executor runs callbacks and timers; image callbacks only check
 the declared size and queue the message, so a slow decode never holds up /tf, CameraInfo or the
 other cameras; the decoder thread decodes (OpenCV releases the GIL), checks and hands images to
-the assembler; the worker owns the pipeline and its engine (a clock reset reaches it as a request,
-`_reset_requested`, never as a call from a callback). The assembler locks itself. `_lock` guards
-the node's own shared state: the CameraInfo messages kept for republishing, the input health
-counters, the drop counters and the timing windows, written by callbacks, the decoder and the
-worker and read by the diagnostics timer.
+the assembler; TF callbacks take their messages serialized and queue them for the TF thread, which
+deserializes and stores them, so a 10,000-frame message never holds up the timers or images (nor
+makes the executor watchdog take a busy node for a stuck one); the worker owns the pipeline and
+its engine (a clock reset reaches it as a request, `_reset_requested`, never as a call from a
+callback). The assembler locks itself. `_lock` guards the node's own shared state: the CameraInfo
+messages kept for republishing, the input health counters, the drop counters and the timing
+windows, written by callbacks, the decoder, the TF thread and the worker and read by the
+diagnostics timer.
 
 Started by `ros2 run surround_depth_ros surround_depth_node`, `ros2 launch surround_depth_ros
 surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args --params-file F`.
@@ -44,6 +47,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
+from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64
@@ -56,6 +60,7 @@ from surround_depth_ros.core.health import InputHealth, Level, OutputWatchdog, R
 from surround_depth_ros.core.mailbox import LatestMailbox
 from surround_depth_ros.core.params import NODE_NAME
 from surround_depth_ros.core.pipeline import STAGES, StartupError, SurroundDepthPipeline, pipeline_from_settings
+from surround_depth_ros.core.transforms import FRAME_LIMIT
 from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
 from surround_depth_ros.messages import depth_output_messages
 from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
@@ -65,7 +70,7 @@ from surround_depth_ros.ros.dds import (
     type_name,
     use_large_image_transport,
 )
-from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, matrix_from_transform, stamp_ns
+from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, stamp_ns, transform_batch
 from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
 
 TF_STATIC_QOS = QoSProfile(
@@ -76,6 +81,8 @@ STALL_S = 1.0
 # Images waiting for the decoder, per camera: a second of frames at 12 Hz. Beyond that the decoder cannot
 # keep up; the oldest image is dropped and counted, so the queue never grows latency without bound.
 DECODE_QUEUE_PER_CAMERA = 12
+# TF messages waiting for the TF thread beyond which the oldest /tf ones are dropped: the /tf subscription's depth.
+TF_BACKLOG = 100
 # Seconds without a turn of the executor (it turns at least every 0.25 s) after which the process ends (exit 1).
 EXECUTOR_STUCK_S = 15.0
 
@@ -95,6 +102,8 @@ class SurroundDepthNode(Node):
         self._mailbox: LatestMailbox[tuple[float, AssembledSet]] = LatestMailbox()
         self._worker: threading.Thread | None = None
         self._decoder: threading.Thread | None = None
+        self._tf_thread: threading.Thread | None = None
+        self._tf_queue: queue.Queue = queue.Queue()
         self._destroyed = False
         s = self.settings = declare_and_read(self)
         self.cameras: list[str] = list(s.cameras)
@@ -138,6 +147,8 @@ class SurroundDepthNode(Node):
         self.create_timer(0.05, self._poll_stalled, clock=steady)
         self.create_timer(0.5, self._check_rejoin, clock=steady)
         self._decoder = threading.Thread(target=self._decode_loop, name="surround_depth_decoder", daemon=True)
+        self._tf_thread = threading.Thread(target=self._tf_loop, name="surround_depth_tf", daemon=True)
+        self._tf_thread.start()
         self._decoder.start()
         self._worker = threading.Thread(target=self._work, name="surround_depth_inference", daemon=True)
         self._worker.start()
@@ -194,8 +205,9 @@ class SurroundDepthNode(Node):
             )
             for radar in self.radars
         }
-        self.create_subscription(TFMessage, "/tf_static", partial(self._on_tf, static=True), TF_STATIC_QOS)
-        self.create_subscription(TFMessage, "/tf", partial(self._on_tf, static=False), 100)
+        # Serialized: rclpy alone takes about 0.15 s to make the objects of 10,000 transforms; the TF thread does.
+        self.create_subscription(TFMessage, "/tf_static", partial(self._on_tf, static=True), TF_STATIC_QOS, raw=True)
+        self.create_subscription(TFMessage, "/tf", partial(self._on_tf, static=False), TF_BACKLOG, raw=True)
 
     def _create_publishers(self) -> None:
         # Keyed by topic as `bag.messages.depth_output_messages` names them, so run-bag writes what is published here.
@@ -308,7 +320,7 @@ class SurroundDepthNode(Node):
         problems = camera_model_problems(camera, msg.k, msg.p, msg.d, msg.distortion_model, msg.width, msg.height)
         if problems:
             # The camera is excluded until a valid CameraInfo comes: its last good model would hide the fault.
-            self.assembler.forget_intrinsics(camera)
+            self.assembler.forget_intrinsics(camera, "; ".join(problems))
             self._reject(camera, "camera_info invalid", f"{camera}: " + "; ".join(problems))
             return
         with self._lock:
@@ -328,22 +340,49 @@ class SurroundDepthNode(Node):
         )
         self._hand_over(self.assembler.poll())
 
-    def _on_tf(self, msg: TFMessage, static: bool) -> None:
-        for t in msg.transforms:
-            try:
-                self.assembler.add_transform(
-                    t.header.frame_id,
-                    t.child_frame_id,
-                    matrix_from_transform(t.transform),
-                    stamp_ns(t.header.stamp),
-                    static,
-                )
-            except ValueError as error:
+    def _on_tf(self, raw: bytes, static: bool) -> None:
+        """Queue a serialized TF message for the TF thread: the executor never waits on a large tree."""
+        self._tf_queue.put((raw, static))
+
+    def _tf_loop(self) -> None:
+        """The TF thread: deserialize and store queued TF messages, in arrival order, until `None` arrives.
+
+        Behind by more than TF_BACKLOG messages, it drops the oldest /tf ones, counted, as the subscription's
+        own depth would (never /tf_static, latched once). No message can stop it.
+        """
+        while (item := self._tf_queue.get()) is not None:
+            raw, static = item
+            topic = "/tf_static" if static else "/tf"
+            if not static and self._tf_queue.qsize() > TF_BACKLOG:
                 with self._lock:
-                    self.drops["bad transform"] += 1
-                self.get_logger().error(
-                    f"ignoring transform {t.header.frame_id} -> {t.child_frame_id}: {error}", throttle_duration_sec=5.0
-                )
+                    self.drops["TF thread busy (oldest /tf message dropped)"] += 1
+                continue
+            try:
+                self._store_tf(deserialize_message(raw, TFMessage), topic)
+            except Exception as error:  # noqa: BLE001 - one message must not stop the TF thread
+                with self._lock:
+                    self.drops[f"{topic} message unusable"] += 1
+                self.get_logger().error(f"{topic}: cannot use this message: {error!r}", throttle_duration_sec=5.0)
+
+    def _store_tf(self, msg: TFMessage, topic: str) -> None:
+        """Store a whole TF message in one pass (`TransformBuffer.set_transforms`: its cost grows with the message,
+        not with the tree); what the buffer ignored is counted and logged by cause, once per message (at most
+        every 5 s per cause), never per transform; a set held for a transform may go now."""
+        report = self.assembler.add_transforms(transform_batch(msg.transforms), topic == "/tf_static")
+        now = time.monotonic()
+        with self._lock:
+            for cause, count in report.ignored().items():
+                self.drops[f"transforms ignored ({cause})"] += count
+            due = [cause for cause in report.counts if now - self._last_logged.get((topic, cause), -np.inf) >= 5.0]
+            self._last_logged.update(dict.fromkeys(((topic, cause) for cause in due), now))
+        for cause in due:
+            hint = " (parameter tf_max_frames)" if cause == FRAME_LIMIT else ""
+            self.get_logger().warning(
+                f"{topic}: {report.counts[cause]} of {len(msg.transforms)} transforms: {cause}{hint}, "
+                f"e.g. {report.first[cause]}"
+            )
+        if self.assembler.holding():
+            self._hand_over(self.assembler.poll())
 
     def _poll_stalled(self) -> None:
         """Decide the waiting set when every input has been silent for STALL_S of wall time.
@@ -354,19 +393,21 @@ class SurroundDepthNode(Node):
         sets still want, and the cameras' clocks need not agree with this computer's.
 
         Under load the executor can be late, with messages received but not yet taken or decoded: a
-        stall must be seen with the decoder idle, and again on the next poll, after the executor has
-        run the subscriptions that were ready together with this timer.
+        stall must be seen with the decoder and the TF thread idle, and again on the next poll, after
+        the executor has run the subscriptions that were ready together with this timer. Sets held for
+        a transform go then too: STALL_S is longer than any tf_wait_s.
         """
         pending = self.assembler.oldest_pending_ns()
         arrival = self._last_arrival
         stalled = pending is not None and arrival is not None and time.monotonic() - arrival > STALL_S
-        if not (stalled and self._decode_queue.empty()):
+        if not (stalled and self._decode_queue.empty() and self._tf_queue.empty()):
             self._stall_seen = False
         elif not self._stall_seen:
             self._stall_seen = True
         else:
             self._stall_seen = False
-            self._hand_over(self.assembler.poll(pending + int(1e9 * self.settings.sync_wait_s) + 1))
+            now = pending + int(1e9 * self.settings.sync_wait_s) + 1
+            self._hand_over(self.assembler.poll(now, stream_stalled=True))
 
     def _hand_over(self, sets: list[AssembledSet]) -> None:
         """Keep only the newest set for the worker; on a clock jump, ask it to forget temporal state."""
@@ -571,6 +612,10 @@ class SurroundDepthNode(Node):
     def destroy_node(self) -> None:
         """Idempotent: a signal during a rejoin may find the old node destroyed already."""
         self.stop_work()
+        if self._tf_thread is not None:
+            self._tf_queue.put(None)  # after what is queued
+            self._tf_thread.join(timeout=10)
+            self._tf_thread = None
         if not self._destroyed:
             self._destroyed = True
             super().destroy_node()
