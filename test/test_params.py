@@ -93,6 +93,12 @@ def test_readme_table_and_shipped_yaml_are_generated_from_the_declaration():
         ("image_topic", "{camera}/2d", "image_topic: '{camera}/2d' is not a valid topic pattern: token '2d'"),
         ("cameras", ["9CAM"], "cameras: '9CAM' is not a valid ROS name: use letters, digits and underscores"),
         ("cameras", ["CAM BACK"], "cameras: 'CAM BACK' is not a valid ROS name"),
+        ("sync_offsets", ["CAM_BACK:0.02"], "sync_offsets: 'CAM_BACK:0.02' is not CAMERA=SECONDS"),
+        ("sync_offsets", ["CAM_BACK=2"], "sync_offsets: 'CAM_BACK=2' is not CAMERA=SECONDS with |SECONDS| < 1"),
+        ("sync_offsets", ["CAM_BACK=nan"], "sync_offsets: 'CAM_BACK=nan' is not CAMERA=SECONDS"),
+        ("sync_offsets", ["CAM_BACK=0.01", "CAM_BACK=0.02"], "sync_offsets: 'CAM_BACK' is given twice"),
+        ("sync_offsets", ["CAM_TOP=0.01"], "sync_offsets: ['CAM_TOP'] are not cameras"),
+        ("sync_offsets", ["CAM_FRONT=0.01"], "sync_offsets: the anchor camera 'CAM_FRONT' fires at 0 by definition"),
     ],
 )
 def test_each_mistake_is_named(name, value, problem):
@@ -204,3 +210,24 @@ def test_params_command_prints_and_writes_the_generated_text(tmp_path, capsys):
     (tmp_path / "plain.md").write_text("no markers")
     assert main(["params", "--markdown", "--write", str(tmp_path / "plain.md")]) == 2
     assert "no block between" in capsys.readouterr().err
+
+
+def test_firing_offsets_reach_the_synchronizer():
+    """sync_offsets places a camera the stream alone cannot: one firing half a period after the anchor."""
+    from surround_depth_ros.core.assembler import assembler_from_settings
+
+    settings = settings_from_values({"cameras": ["A", "B"], "sync_offsets": ["B=0.0415"]})
+    assert settings.firing_offsets() == {"B": 0.0415}
+    sync = assembler_from_settings(settings).sync
+    period, t0 = 83_333_333, 10**18
+    for k in range(6):
+        sync.add_camera("A", t0 + k * period, ("A", k))
+        sync.add_camera("B", t0 + k * period + 41_500_000, ("B", k))
+    sets = sync.poll() + sync.flush()
+    assert [[item[1] for _, item in s.cameras.values()] for s in sets] == [[k, k] for k in range(6)]
+    unknown = assembler_from_settings(settings_from_values({"cameras": ["A", "B"]})).sync
+    for k in range(6):
+        unknown.add_camera("A", t0 + k * period, ("A", k))
+        unknown.add_camera("B", t0 + k * period + 41_500_000, ("B", k))
+    sets = unknown.poll() + unknown.flush()
+    assert "B" in unknown.unplaced() and all(s.cameras.keys() == {"A"} for s in sets)  # ambiguous: left out

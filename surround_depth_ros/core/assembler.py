@@ -161,9 +161,14 @@ class FrameAssembler:
             return {**self.sync.stats(), **{f"left out ({k})": v for k, v in self.left_out.items()}}
 
     def waiting(self) -> dict[str, str]:
-        """Cameras whose latest images were left out for missing geometry, and why (until one makes it in)."""
+        """Cameras left out of the sets, and why: unplaced by the synchronizer, or their last image lacked geometry."""
         with self._lock:
-            return dict(self._waiting)
+            return {**self.sync.unplaced(), **self._waiting}
+
+    def firing_offsets_s(self) -> dict[str, float | None]:
+        """Each camera's firing offset after the anchor, given or learned (None while unplaced)."""
+        with self._lock:
+            return self.sync.offsets_s()
 
     def clock_resets(self) -> int:
         """How many times time jumped back or stepped: the owner resets temporal state on a change."""
@@ -316,5 +321,6 @@ def assembler_from_settings(
         radar_sweeps=settings.radar_sweeps,
         missing_camera_policy=settings.missing_camera_policy,
         buffer_size=settings.sync_buffer_size,
+        offsets_s=settings.firing_offsets(),
         **{"max_skew_s": settings.sync_max_skew_s, **overrides},
     )

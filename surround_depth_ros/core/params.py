@@ -10,6 +10,7 @@ value and what is allowed, so that a user fixes a parameters file in one go.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import string
 import sys
@@ -79,6 +80,28 @@ def pattern_problems(pattern: str, placeholder: str, example: str) -> list[str]:
         return [f"{pattern!r} lacks {field}, so every {placeholder} would share one topic; {hint}"]
     problem = topic_problem(pattern.replace(field, "NAME"))
     return [f"{pattern!r} is not a valid topic pattern: {problem}"] if problem else []
+
+
+def parse_offsets(entries: tuple[str, ...]) -> tuple[dict[str, float], list[str]]:
+    """`("CAM_BACK=0.025", ...)` -> ({camera: seconds}, problems): firing offsets after the anchor camera."""
+    offsets, problems = {}, []
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        try:
+            seconds = float(value) if sep else math.nan
+        except ValueError:
+            seconds = math.nan
+        if not name.strip() or not abs(seconds) < 1.0:
+            problems.append(f"{entry!r} is not CAMERA=SECONDS with |SECONDS| < 1, e.g. 'CAM_BACK=0.025'")
+        elif name.strip() in offsets:
+            problems.append(f"{name.strip()!r} is given twice")
+        else:
+            offsets[name.strip()] = seconds
+    return offsets, problems
+
+
+def _offsets_problems(entries: tuple[str, ...]) -> list[str]:
+    return parse_offsets(entries)[1]
 
 
 def _pattern(placeholder: str, example: str) -> functools.partial[list[str]]:
@@ -188,6 +211,13 @@ class NodeSettings:
         low=0.0,
         high=5.0,
     )
+    sync_offsets: tuple[str, ...] = setting(
+        (),
+        description="Where cameras fire after the anchor, as CAMERA=SECONDS (e.g. CAM_BACK=0.025, negative: "
+        "before it); others are learned from the stream's phases. Give them for a rig whose cameras fire about "
+        "half a period apart, where the stream cannot tell a camera's own frame from the next one.",
+        check=_offsets_problems,
+    )
     sync_max_skew_s: float = setting(
         1.0,
         description="A stamp farther than this from the other cameras' time is rejected for its input alone (a "
@@ -228,15 +258,16 @@ class NodeSettings:
     )
     cloud_max_points: int = setting(
         200_000,
-        description="Point budget of the fused cloud: the pixel stride is the smallest whose samples fit it, at "
-        "any camera size (200k points: 4.8 MB a set).",
+        description="Point budget of the fused cloud: this many depth pixels (all, when there are fewer) spread "
+        "evenly over the cameras' maps in proportion to their areas, at any camera size, so more cameras or a "
+        "larger budget never give fewer points (200k points: 4.8 MB a set).",
         low=1000,
         high=50_000_000,
     )
     cloud_stride: int = setting(
         0,
-        description="Keep every n-th pixel of the depth maps in both directions for the cloud; 0: from "
-        "cloud_max_points.",
+        description="Keep every n-th pixel of the depth maps in both directions for the cloud; 0: spread "
+        "cloud_max_points pixels evenly instead.",
         low=0,
         high=32,
     )
@@ -276,6 +307,17 @@ class NodeSettings:
         shared = sorted(set(cameras or ()) & set(radars or ()))
         if shared:
             yield "radars", f"{shared} are also camera names; every sensor needs a name of its own"
+        offsets, _ = parse_offsets(values.get("sync_offsets") or ())
+        unknown = sorted(set(offsets) - set(cameras or ()))
+        if cameras is not None and unknown:
+            yield "sync_offsets", f"{unknown} are not cameras; cameras are {list(cameras)}"
+        anchor = anchor or (cameras[0] if cameras else "")
+        if offsets.get(anchor, 0.0) != 0.0:
+            yield "sync_offsets", f"the anchor camera {anchor!r} fires at 0 by definition, got {offsets[anchor]}"
+
+    def firing_offsets(self) -> dict[str, float]:
+        """`sync_offsets` as {camera: seconds after the anchor}."""
+        return parse_offsets(self.sync_offsets)[0]
 
 
 PARAMETERS = schema.entries(NodeSettings)

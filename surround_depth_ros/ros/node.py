@@ -26,6 +26,7 @@ surround_depth.launch.py`, or `python -m surround_depth_ros.ros.node --ros-args 
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import queue
@@ -81,6 +82,9 @@ STALL_S = 1.0
 # Images waiting for the decoder, per camera: a second of frames at 12 Hz. Beyond that the decoder cannot
 # keep up; the oldest image is dropped and counted, so the queue never grows latency without bound.
 DECODE_QUEUE_PER_CAMERA = 12
+# Seconds a stop (Ctrl-C, SIGTERM) waits for the frame set in hand before leaving it: a user expects the node
+# to go at once, and launch escalates to SIGTERM after 5 s. A forward pass cannot be interrupted.
+STOP_WAIT_S = 1.0
 # TF messages waiting for the TF thread beyond which the oldest /tf ones are dropped: the /tf subscription's depth.
 TF_BACKLOG = 100
 # Seconds without a turn of the executor (it turns at least every 0.25 s) after which the process ends (exit 1).
@@ -301,6 +305,14 @@ class SurroundDepthNode(Node):
 
         Other refusals (a duplicate, a message too late) are the synchronizer's ordinary business, counted there.
         """
+        if stamp == 0:
+            self._reject(
+                name,
+                "zero stamp",
+                f"{name}: header.stamp is 0: the driver does not stamp its messages, so they cannot be synchronized "
+                "(set the driver's time stamping, e.g. its use_sim_time or hardware/system clock option)",
+            )
+            return
         skewed = 0 if accepted else self.assembler.stats().get(f"clock_skew:{name}", 0)
         with self._lock:
             if skewed <= self._skewed[name]:
@@ -505,6 +517,7 @@ class SurroundDepthNode(Node):
         sync = {f"sync {k}": v for k, v in self.assembler.stats().items() if v}
         binding = self.pipeline.binding
         memory = {f"memory: {k} MB": f"{v:.1f}" for k, v in memory_mb().items()}  # reads /proc: outside the lock
+        offsets = self.assembler.firing_offsets_s()
         with self._lock:
             values = {
                 "preset": engine.config.name,
@@ -519,6 +532,10 @@ class SurroundDepthNode(Node):
                 "DDS rejoins (new participant: inputs with publishers but unheard, stale shared-memory ports, or "
                 "a message rclpy could not take)": self.rejoin_policy.rejoins,
                 "last rejoin": self.rejoin_policy.last_reason or "none",
+                "camera firing offsets after the anchor, ms (given or learned)": ", ".join(
+                    f"{name} {'unplaced' if offset is None else f'{1000 * offset:.1f}'}"
+                    for name, offset in offsets.items()
+                ),
                 **sync,
                 **{f"dropped: {k}": v for k, v in sorted(self.drops.items())},
                 **memory,
@@ -546,11 +563,21 @@ class SurroundDepthNode(Node):
         if anchor:
             level, message = Level.WARN, anchor
         if stalled:
-            level, message = Level.ERROR, stalled + (f" ({message})" if level == Level.WARN else "")
+            why = self._rejections_now(time.monotonic())
+            level, message = Level.ERROR, stalled + (f" ({message})" if level == Level.WARN else "") + why
             self.get_logger().error(stalled, throttle_duration_sec=10.0)
         if self._binding_error:
             level, message = Level.ERROR, f"cameras cannot be bound to the model: {self._binding_error}"
         return self._status("pipeline", "surround_depth", level, message, values)
+
+    def _rejections_now(self, now: float) -> str:
+        """Why the inputs are refused, from each one's latest error in its window: "" when none is."""
+        with self._lock:
+            errors = [h.last_error for h in self.health.values() if now - h.last_error_time <= h.window_s]
+        if not errors:
+            return ""
+        more = f"; and {len(errors) - 1} more input(s) refused" if len(errors) > 1 else ""
+        return f": inputs are refused: {errors[0]}{more}"
 
     def _output_stall(self, now: float) -> tuple[str, str]:
         """The output watchdog's verdict on the cameras sending now (see `OutputWatchdog`)."""
@@ -598,16 +625,25 @@ class SurroundDepthNode(Node):
         self.rejoin_policy.last_reason = cause
         self.rejoin_requested.set()
 
-    def stop_work(self) -> None:
-        """Finish the set in hand, stop the decoder and the worker: they use the pipeline, which a rejoin hands on."""
+    def stop_work(self, timeout_s: float = 10.0) -> bool:
+        """Stop the decoder (images still queued are dropped) and the worker, letting it finish the set in hand
+        within `timeout_s`: they use the pipeline, which a rejoin hands on. False when the worker is still busy.
+        Only the first call waits: `destroy_node` (also called by rclpy's shutdown) does not wait again."""
+        if self._mailbox.closed:
+            return self._decoder is None and self._worker is None
         self._mailbox.close()
+        deadline = time.monotonic() + timeout_s
         if self._decoder is not None:
-            self._decode_queue.put(None)  # after what is queued: the decoder finishes those first
-            self._decoder.join(timeout=10)
-            self._decoder = None
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._decode_queue.get_nowait()
+            self._decode_queue.put(None)  # the executor no longer turns: nothing refills the queue
+            self._decoder.join(timeout=max(0.0, deadline - time.monotonic()))
+            self._decoder = None if not self._decoder.is_alive() else self._decoder
         if self._worker is not None:
-            self._worker.join(timeout=10)
-            self._worker = None
+            self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
+            self._worker = None if not self._worker.is_alive() else self._worker
+        return self._decoder is None and self._worker is None
 
     def destroy_node(self) -> None:
         """Idempotent: a signal during a rejoin may find the old node destroyed already."""
@@ -713,7 +749,7 @@ def main(args: list[str] | None = None) -> int:
         node.get_logger().info(
             f"Fast DDS profile for large images: {profile} (set FASTDDS_DEFAULT_PROFILES_FILE to choose)"
         )
-    rejoined = False
+    rejoined = abandoned = False
     try:
         while True:
             _spin_until_rejoin(node)
@@ -725,13 +761,21 @@ def main(args: list[str] | None = None) -> int:
         pass
     finally:
         if node is not None:
+            # A worker inside a forward pass, which cannot be interrupted, is left rather than keep the user (or
+            # launch, which escalates to SIGTERM after 5 s) waiting; the set in hand is not published.
+            abandoned = not node.stop_work(STOP_WAIT_S)
+            if abandoned:
+                node.get_logger().warning(
+                    f"stopped during inference: the frame set in hand is dropped (waited {STOP_WAIT_S} s)"
+                )
             context = node.context
-            node.destroy_node()
+            node.destroy_node()  # DDS says goodbye: no stale shared-memory port for the next start
             rclpy.try_shutdown(context=context)
-    if rejoined:
+    if rejoined or abandoned:
         # A participant left on a regenerated shared-memory port keeps a Fast DDS thread that aborts the
-        # process in its static destructors ("terminate called without an active exception"). Everything
-        # of ours is shut down by now: leave without them, with the exit code a clean stop has.
+        # process in its static destructors ("terminate called without an active exception"); an abandoned
+        # forward pass would hold the interpreter's exit. Everything else of ours is shut down by now:
+        # leave without them, with the exit code a clean stop has.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
