@@ -21,6 +21,7 @@ import yaml
 from surround_depth_ros import geometry, schema
 from surround_depth_ros.resources import packaged_file
 from surround_depth_ros.schema import SchemaError, setting
+from surround_depth_ros.yaml_file import YamlFileError, load_yaml
 
 
 def _as_matrix(value: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -355,11 +356,11 @@ def load_rig(path: str | os.PathLike) -> CameraRig:
     """Read a rig YAML file (format in `RIG_FILE_HELP` and docs/rig_and_geometry.md)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"rig file {path} does not exist") from error
-    except yaml.YAMLError as error:
-        raise RigFileError(f"{path}: not valid YAML: {error}") from error
+    except YamlFileError as error:
+        raise RigFileError(str(error)) from error
     return rig_from_dict(data, str(path))
 
 

@@ -17,7 +17,19 @@ PACKAGE = "surround_depth_ros"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "base",
-        frozenset({"resources", "atomic_file", "threads", "images", "metrics", "geometry", "teacher_output", "schema"}),
+        frozenset(
+            {
+                "resources",
+                "atomic_file",
+                "yaml_file",
+                "threads",
+                "images",
+                "metrics",
+                "geometry",
+                "teacher_output",
+                "schema",
+            }
+        ),
     ),
     ("sensors", frozenset({"rig", "frameset", "radar", "pointcloud", "visualize"})),
     ("model", frozenset({"network", "losses", "teachers", "inference"})),

@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from surround_depth_ros.tools.errors import usage_errors
 from surround_depth_ros.training.config import ConfigError, load_config
+from surround_depth_ros.yaml_file import YamlFileError, parse_yaml
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -22,7 +21,10 @@ def parse_overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE (e.g. optimizer.steps=50), got {item!r}")
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = parse_yaml(value, f"--set {key}")
+        except YamlFileError as error:
+            raise ConfigError(str(error)) from error
     return overrides
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from surround_depth_ros import schema
 from surround_depth_ros.schema import setting
@@ -31,6 +30,7 @@ from surround_depth_ros.training.config import (
     apply_overrides,
     config_from_dict,
 )
+from surround_depth_ros.yaml_file import YamlFileError, load_yaml
 
 TABLE_METRICS = (("abs_rel", "AbsRel"), ("rmse", "RMSE (m)"), ("a1", "delta1"))
 
@@ -121,9 +121,11 @@ def load_ablation_config(path: str | Path, overrides: Mapping[str, Any] | None =
     `overrides` ({"optimizer.steps": 10, ...}) replace keys of the base `training` config before validation."""
     source = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = load_yaml(path)
     except FileNotFoundError as error:
         raise ConfigError(f"ablation config {path} does not exist") from error
+    except YamlFileError as error:
+        raise ConfigError(str(error)) from error
     if isinstance(data, Mapping) and isinstance(data.get("training"), Mapping):
         data = {**data, "training": apply_overrides(data["training"], overrides or {}, f"{source}: training")}
     config = schema.build(AblationConfig, data, source, ConfigError)

@@ -9,6 +9,7 @@ data preparation, not after.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import os
@@ -17,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from surround_depth_ros import schema
 from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.losses import build_losses
 from surround_depth_ros.network.student import PRESETS, StudentConfig
 from surround_depth_ros.schema import SchemaError, setting
+from surround_depth_ros.yaml_file import YamlFileError, load_yaml
 
 TEACHER_TYPES = ("own_family", "depth_anything")
 DEVICES = ("auto", "cpu", "cuda")
@@ -252,11 +252,11 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
     """Read a training YAML; `overrides` ({"optimizer.steps": 10, ...}) replace keys before validation."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path)
     except FileNotFoundError as error:
         raise ConfigError(f"training config {path} does not exist") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    except YamlFileError as error:
+        raise ConfigError(str(error)) from error
     data = apply_overrides(data, overrides or {}, str(path))
     return config_from_dict(data, str(path))
 
@@ -265,7 +265,7 @@ def apply_overrides(data: Any, overrides: Mapping[str, Any], source: str = "conf
     """A copy of the parsed YAML with dotted keys replaced (`optimizer.steps` -> data["optimizer"]["steps"])."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    result = yaml.safe_load(yaml.safe_dump(dict(data)))
+    result = copy.deepcopy(dict(data))
     for dotted, value in overrides.items():
         node = result
         parts = dotted.split(".")
