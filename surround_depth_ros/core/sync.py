@@ -224,7 +224,7 @@ class FrameSetSynchronizer:
         self._recent: dict[str, deque[int]] = {name: deque(maxlen=2 * buffer_size) for name in cameras + radars}
         self._stamps: dict[str, list[int]] = {name: [] for name in cameras}  # recent accepted stamps, sorted
         self._releasing = False  # offering held messages again: they cannot release others
-        self._period: tuple[int] | None = None  # cached (period_ns,) while the gaps do not change
+        self._period: tuple[int | None] | None = None  # cached (period_ns or None,) until new gaps come
         self.reset()
 
     # ------------------------------------------------------------------ input
@@ -339,7 +339,8 @@ class FrameSetSynchronizer:
         self._gaps[name].extend(abs(stamp - stamps[i]) for i in (index - 1, index) if 0 <= i < len(stamps))
         stamps.insert(index, stamp)
         del stamps[: -2 * self.buffer_size]
-        self._period = None  # recomputed from the new gaps when asked
+        if name == self.anchor or self._period == (None,):
+            self._period = None  # estimated anew when asked: at the anchor's rate once known (it is costly)
 
     def _is_late(self, name: str, stamp: int, radar: bool) -> bool:
         """Whether the message can only belong to sets already decided."""
@@ -402,17 +403,19 @@ class FrameSetSynchronizer:
         input (one long gap per camera) do not move it. Gaps outlive a reset, as the rig's rate does.
         """
         if self._period is None:
-            pooled = sorted((gap, name) for name in self.camera_names for gap in self._gaps[name] if gap > 0)
-            gaps = [gap for gap, _ in pooled]
-            need = max(2, len(gaps) // 4)
-            for i, shortest in enumerate(gaps):
-                cluster = pooled[i : bisect.bisect_left(gaps, 1.25 * shortest)]
-                if len(cluster) >= need and max(Counter(name for _, name in cluster).values()) >= 2:
-                    self._period = (cluster[len(cluster) // 2][0],)
-                    break
-            else:
-                return None
+            self._period = (self._estimate_period(),)
         return self._period[0]
+
+    def _estimate_period(self) -> int | None:
+        pooled = sorted((gap, name) for name in self.camera_names for gap in self._gaps[name] if gap > 0)
+        gaps = [gap for gap, _ in pooled]
+        need = max(2, len(gaps) // 4)
+        for i, shortest in enumerate(gaps):
+            cluster = pooled[i : bisect.bisect_left(gaps, 1.25 * shortest)]
+            names = [name for _, name in cluster]
+            if len(cluster) >= need and len(set(names)) < len(names):
+                return cluster[len(cluster) // 2][0]
+        return None
 
     # ------------------------------------------------------------------ output
 
