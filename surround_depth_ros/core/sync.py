@@ -422,9 +422,9 @@ class FrameSetSynchronizer:
     def poll(self, now_stamp_ns: int | None = None, stream_ended: bool = False) -> list[SyncedSet]:
         """Sets decided so far, in anchor order. `now_stamp_ns` defaults to the consensus message time.
 
-        `stream_ended` (no more messages are coming: a bag's end, the node's stall timer) lets a
-        stream too short to show its period pair each camera's nearest message, as message_filters
-        would: a single keyframe has no rhythm to learn from.
+        `stream_ended` (no more messages are coming: a bag's end, the node's stall timer) decides
+        every waiting set, and lets a stream too short to show its period pair each camera's
+        nearest message, as message_filters would: a single keyframe has no rhythm to learn from.
         """
         now = self.now() if now_stamp_ns is None else int(now_stamp_ns)
         decided: list[SyncedSet] = []
@@ -442,7 +442,7 @@ class FrameSetSynchronizer:
                 for name in self._others
             }
             settled = bounded and all(final for _, final in choice.values())
-            if not settled and (now is None or now - anchor_stamp <= self._patience()):
+            if not (settled or stream_ended) and (now is None or now - anchor_stamp <= self._patience()):
                 break
             anchors.popleft()
             chosen = {name: c for name, (c, _) in choice.items()}
