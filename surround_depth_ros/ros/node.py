@@ -397,11 +397,12 @@ class SurroundDepthNode(Node):
             self._hand_over(self.assembler.poll())
 
     def _poll_stalled(self) -> None:
-        """Decide the waiting set when every input has been silent for STALL_S of wall time.
+        """Decide the waiting sets when every input has been silent for STALL_S of wall time.
 
         While messages flow, message time decides (a silent camera is outwaited by the others'
-        stamps); only the end of a stream needs the wall clock. Message time is then moved just
-        far enough to decide the oldest waiting set: further would expire radar sweeps that later
+        stamps); only the end of a stream needs the wall clock. The synchronizer is told the stream
+        ended (every waiting set is decided, a one-frame stream is paired nearest-first) at a message
+        time just past the oldest waiting set's wait: further would expire radar sweeps that later
         sets still want, and the cameras' clocks need not agree with this computer's.
 
         Under load the executor can be late, with messages received but not yet taken or decoded: a
