@@ -8,7 +8,9 @@ input (default preset, random weights: the cost is the same):
   path     upload (pinned) + resize + forward (normalising inside) + focal scale + mask + cloud fusion at the
            default point budget + one device-to-host copy of depth, confidence and the packed cloud
 then path sets/s and path / forward, and the largest depth / confidence error against torch fp32.
-Median of --iters CUDA-synchronised runs after warm-up.
+Median of --iters CUDA-synchronised runs after `DepthEngine.warm_up` (its seconds are printed: the
+first run's work, e.g. the TensorRT execution provider's engine build). Each case also checks the
+GPU path's guards and stops with an AssertionError when one fails (`check_gpu_path`).
 
     .venv/bin/python benchmarks/bench_gpu.py [--preset default] [--iters 30] [--no-compile]
 """
@@ -58,6 +60,44 @@ def median_ms(function: Callable[[], object], iters: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def check_gpu_path(
+    engine: DepthEngine, images: list[np.ndarray], inputs: tuple, outputs: tuple, precision: str
+) -> None:
+    """The guards of the GPU path, each against a stream kept busy so that a missing one shows.
+
+    - Pinned staging buffers are reused: a second upload must not overwrite the first one's copy while it is
+      still queued (StagingBuffer waits for the copy's event).
+    - Upload, preprocessing and ONNX Runtime's run call no synchronizing CUDA operation
+      (`torch.cuda.set_sync_debug_mode("error")` raises on one).
+    - ONNX Runtime runs on its own stream ordered after torch's by a stream wait (no torch.cuda.synchronize):
+      inputs written behind a busy stream must be what it reads.
+    """
+    busy = 2**28  # GPU clock cycles, about 0.15 s
+    others = [np.ascontiguousarray(image[::-1]) for image in images]
+    torch.cuda._sleep(busy)
+    first = engine.upload(images)
+    engine.upload(others)
+    for got, want in zip(first, images, strict=True):
+        if not torch.equal(got.cpu(), torch.from_numpy(want)):
+            raise AssertionError("a reused staging buffer was overwritten while its copy to the GPU was queued")
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        engine.network_images(engine.upload(images))
+        engine.network_images(engine.upload(others))
+        if engine.backend_name == "onnxruntime":
+            engine.backend.run(inputs)
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    if engine.backend_name == "onnxruntime":
+        delayed = [torch.empty_like(x) for x in inputs]
+        torch.cuda._sleep(busy)
+        for target, x in zip(delayed, inputs, strict=True):
+            target.copy_(x)  # queued behind the busy stream
+        if not within_tolerance(output_errors(outputs, engine.backend.run(tuple(delayed))), precision):
+            raise AssertionError("ONNX Runtime read its inputs before torch's stream had written them")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default")
@@ -86,7 +126,10 @@ def main() -> int:
         f"{torch.cuda.get_device_name()}, torch {torch.__version__}, preset {config.name}, 6 x 1600x900 cameras "
         f"-> 6 x {config.input_width}x{config.input_height} network input; median of {args.iters}"
     )
-    print(f"{'case':36} {'forward ms':>10} {'path ms':>8} {'sets/s':>7} {'path/fwd':>8}  accuracy vs torch fp32")
+    print(
+        f"{'case':36} {'warm-up s':>9} {'forward ms':>10} {'path ms':>8} {'sets/s':>7} {'path/fwd':>8}  "
+        "accuracy vs torch fp32"
+    )
     reference = None
     with tempfile.TemporaryDirectory() as cache:
         checkpoint = Path(cache) / "student.pt"
@@ -103,9 +146,11 @@ def main() -> int:
                 continue
             if compile_module:
                 engine.backend.module = torch.compile(engine.backend.module, mode="reduce-overhead")
+            warm_up = engine.warm_up()
             fusion = CloudFusion(device=engine.device)
             inputs = engine.preprocess(images)
             outputs = engine.backend.run(inputs)
+            check_gpu_path(engine, images, inputs, outputs, precision)
             reference = reference or outputs
             errors = output_errors(reference, outputs)
             verdict = "OK" if within_tolerance(errors, precision) else "OFF"
@@ -118,9 +163,9 @@ def main() -> int:
             forward = median_ms(lambda engine=engine, inputs=inputs: engine.backend.run(inputs), args.iters)
             whole = median_ms(path, args.iters)
             print(
-                f"{label:36} {forward:10.2f} {whole:8.2f} {1000 / whole:7.1f} {whole / forward:8.2f}  depth rel. "
-                f"{errors['depth']:.1e} (tol {TOLERANCES[precision]['depth']:.0e}) conf {errors['confidence']:.1e} "
-                f"{verdict}"
+                f"{label:36} {warm_up:9.1f} {forward:10.2f} {whole:8.2f} {1000 / whole:7.1f} {whole / forward:8.2f}  "
+                f"depth rel. {errors['depth']:.1e} (tol {TOLERANCES[precision]['depth']:.0e}) "
+                f"conf {errors['confidence']:.1e} {verdict}"
             )
             del engine, fusion
             torch.cuda.empty_cache()

@@ -203,25 +203,6 @@ def test_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert target.read_bytes() == b"new" and len(list(target.parent.iterdir())) == 1
 
 
-def test_truncated_cached_onnx_is_rebuilt_with_a_warning(saved, tmp_path, caplog):
-    """A cache entry cut short (by a copy, or by an old in-place writer that was killed) is never fatal."""
-    pytest.importorskip("onnxruntime")
-    from surround_depth_ros.inference.engine import DepthEngine
-
-    path, _ = saved
-    cache = tmp_path / "cache"
-    images = [np.full((900, 1600, 3), 40 * i, np.uint8) for i in range(N)]
-    expected = DepthEngine(path, backend="onnxruntime", device="cpu", cache_dir=cache).infer(images)
-    (onnx_file,) = cache.glob("*.onnx")
-    onnx_file.write_bytes(onnx_file.read_bytes()[: onnx_file.stat().st_size // 3])
-    with caplog.at_level("WARNING"):
-        engine = DepthEngine(path, backend="onnxruntime", device="cpu", cache_dir=cache)
-    assert f"cached ONNX file {onnx_file} is unusable" in caplog.text and "exporting it again" in caplog.text
-    for before, after in zip(expected, engine.infer(images), strict=True):
-        np.testing.assert_array_equal(before.depth, after.depth)
-    assert [p.name for p in cache.iterdir()] == [onnx_file.name]  # no temporary left behind
-
-
 def test_config_that_does_not_fit_the_weights(saved):
     path, _ = saved
     _resave(path, lambda p: p["config"].update(n_bins=32))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import torch.nn.functional as F
 from surround_depth_ros import geometry
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
 from surround_depth_ros.inference.engine import Placement, auto_backend
+from surround_depth_ros.inference.onnx_backend import provider_options
+from surround_depth_ros.inference.staging import StagingBuffer
 from surround_depth_ros.network import MEAN, PRESETS, ImageNormalisation, SurroundDepthStudent
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import save_checkpoint
@@ -315,3 +318,67 @@ def test_thread_settings_keep_backends_from_fighting_over_cores(model, tmp_path)
     options = onnx_engine.backend.session.get_session_options()
     assert options.intra_op_num_threads == 2
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_onnx_runtime_gets_the_stream_to_run_on_and_a_per_gpu_engine_folder():
+    """What ONNX Runtime is given on CUDA (built here without a GPU): torch's stream for every CUDA provider, so
+    the backend orders runs with stream waits rather than torch.cuda.synchronize before each."""
+    assert provider_options("cpu", 0, "fp32", None, None) == ["CPUExecutionProvider"]
+    stream = {"device_id": "1", "has_user_compute_stream": "1", "user_compute_stream": "94011"}
+    assert provider_options("cuda", 1, "fp32", 94011, None) == [
+        ("CUDAExecutionProvider", stream),
+        "CPUExecutionProvider",
+    ]
+    folder = Path("/cache/tensorrt_ep/NVIDIA-H200_ort1.22.0")
+    (trt, options), cuda, cpu = provider_options("tensorrt", 1, "fp16", 94011, folder)
+    assert (
+        trt == "TensorrtExecutionProvider"
+        and cuda == ("CUDAExecutionProvider", stream)
+        and cpu == "CPUExecutionProvider"
+    )
+    assert options == stream | {
+        "trt_fp16_enable": "1",
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": str(folder),
+    }
+    assert provider_options("tensorrt", 0, "fp32", 94011, None)[0][1]["trt_fp16_enable"] == "0"
+
+
+def test_a_staging_buffer_on_the_cpu_is_the_buffer_itself_and_never_waits():
+    """The CUDA branch (pinned memory, an event per copy that `host` waits for before reuse) runs in
+    benchmarks/bench_gpu.py, which checks that a second upload cannot overwrite a copy still queued."""
+    staging = StagingBuffer((2, 4, 5, 3), torch.device("cpu"))
+    host = staging.host()
+    assert host.shape == (2, 4, 5, 3) and host.dtype == torch.uint8 and not host.is_pinned()
+    host.fill_(7)
+    assert staging.upload() is host and staging.host() is host  # no copy, no event to wait for
+    assert (staging.upload() == 7).all()
+
+
+def test_warm_up_runs_at_start_up_and_again_for_a_new_rig(model, tmp_path, caplog):
+    engine = DepthEngine(model, backend="onnxruntime", device="cpu", cache_dir=tmp_path, adjacency=ring_adjacency(N))
+    with caplog.at_level("INFO"):
+        assert engine.warm_up() > 0
+    assert "warming up the onnxruntime back-end on cpu" in caplog.text and "back-end ready in" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert engine.set_adjacency([(3, 5)])
+    assert "back-end ready in" in caplog.text  # a warmed engine warms the back-end it builds for a new rig
+    cold = DepthEngine(model, backend="torch", device="cpu")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        cold.set_adjacency([(3, 5)])
+    assert "warming up" not in caplog.text  # not asked to: the tools and tests build engines without it
+
+
+def test_the_pipeline_warms_its_engine_up_before_it_is_handed_to_the_node(tmp_path, monkeypatch, caplog):
+    """pipeline_from_settings runs in the node's constructor before any subscription is made (ros/node.py)."""
+    from surround_depth_ros.core.params import settings_from_values
+    from surround_depth_ros.core.pipeline import pipeline_from_settings
+
+    monkeypatch.setenv("SURROUND_DEPTH_CACHE", str(tmp_path))
+    values = {"cameras": [f"CAM_{i}" for i in range(N)], "backend": "onnxruntime", "device": "cpu"}
+    with caplog.at_level("INFO"):
+        pipeline = pipeline_from_settings(settings_from_values(values))
+    assert pipeline.engine.backend_name == "onnxruntime"
+    assert "depth engine: onnxruntime back-end ready in" in caplog.text

@@ -303,6 +303,14 @@ def pipeline_from_settings(settings: NodeSettings) -> SurroundDepthPipeline:
             f"{checkpoint} has {engine.n_views} camera slots, the parameters list {len(settings.cameras)} "
             f"cameras: list at most {engine.n_views} (cameras are bound to slots by where TF says they look)"
         )
+    # First-run work (ONNX Runtime's TensorRT provider builds its engine: minutes) happens here, logged with
+    # progress, before the node subscribes, not in the worker on the first frame set.
+    try:
+        engine.warm_up()
+    except Exception as error:  # noqa: BLE001 - CUDA, TensorRT and ONNX Runtime's own types (not RuntimeError) alike
+        raise StartupError(
+            f"the depth model {checkpoint} fails its first run on the {engine.backend_name} back-end: {error}"
+        ) from error
     cloud = None
     if settings.publish_cloud:
         cloud = CloudOptions(

@@ -1,11 +1,15 @@
-"""What every inference backend offers, and the error for one that cannot run here."""
+"""What every inference backend offers, the error for one that cannot run here, and progress for long steps."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 import torch
+from tqdm import tqdm
 
 if TYPE_CHECKING:
     from surround_depth_ros.network.student import ExportableStudent
@@ -56,3 +60,25 @@ def neighbour_digest(module: ExportableStudent) -> str:
         digest.update(str(tuple(buffer.shape)).encode())
         digest.update(buffer.cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def elapsed_progress(description: str, delay_s: float = 1.0) -> Iterator[None]:
+    """A tqdm line showing the elapsed time while a step with no progress of its own runs (a TensorRT build).
+
+    Shown only once the step has taken `delay_s`, so that a warm-up of milliseconds prints nothing.
+    """
+    done = threading.Event()
+    with tqdm(total=None, desc=description, bar_format="{desc}: {elapsed} elapsed", delay=delay_s) as bar:
+
+        def tick() -> None:
+            while not done.wait(1.0):
+                bar.update(0)  # redraws once `delay_s` has passed
+
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()

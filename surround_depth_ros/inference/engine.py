@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
+import time
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from surround_depth_ros.geometry import resize_intrinsics
-from surround_depth_ros.inference.backend import GRAPH_INPUT, Backend, neighbour_digest
+from surround_depth_ros.inference.backend import Backend, elapsed_progress
+from surround_depth_ros.inference.cache import default_cache_dir
+from surround_depth_ros.inference.staging import StagingBuffer
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import load_checkpoint, weights_checksum
 from surround_depth_ros.network.student import MEAN, ExportableStudent, SurroundDepthStudent
@@ -36,11 +38,6 @@ RESOLUTIONS = ("network", "camera")
 # On the CPU, auto picks ONNX Runtime when installed: it ran the default preset about 2x faster than
 # eager torch (benchmarks/bench_network.py; numbers in docs/student_network.md).
 CPU_BACKENDS = ("onnxruntime", "torch")
-
-
-def default_cache_dir() -> Path:
-    """Where exported ONNX files and TensorRT engines are kept ($SURROUND_DEPTH_CACHE overrides)."""
-    return Path(os.environ.get("SURROUND_DEPTH_CACHE", "~/.cache/surround_depth_ros")).expanduser()
 
 
 class DepthResult(NamedTuple):
@@ -188,7 +185,8 @@ class DepthEngine:
         self._backend_options = (precision, onnx_provider, channels_last, threads)
         self.backend = self._build_backend(self.module, *self._backend_options)
         self.min_confidence = min_confidence
-        self._staging: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._staging: dict[tuple[int, int, int], StagingBuffer] = {}
+        self._warm = False  # warm_up was called: a backend rebuilt for a new adjacency is warmed too
         self._border = torch.tensor(MEAN).view(3, 1, 1).to(self.device)
         self._previous: torch.Tensor | None = None
         h, w = self.input_size
@@ -215,11 +213,8 @@ class DepthEngine:
             from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, cached_onnx, pick_provider
 
             pick_provider(self.device, onnx_provider)  # fail before a long export when the provider is absent
-            h, w = self.input_size
             # The neighbour table is a constant of the graph: one file per weights, shape and adjacency.
-            shape = f"{self.n_views}x{h}x{w}"
-            name = f"student_{GRAPH_INPUT}_{self.checksum[:16]}_{shape}_{neighbour_digest(module)[:12]}.onnx"
-            path = cached_onnx(module, self.cache_dir / name)
+            path = cached_onnx(module, self.cache_dir, self.checksum)
             return OnnxRuntimeBackend(path, self.device, precision, onnx_provider, self.cache_dir, threads)
         from surround_depth_ros.inference.tensorrt_backend import TensorRTBackend
 
@@ -239,11 +234,35 @@ class DepthEngine:
             return False
         table = torch.tensor(sorted(pairs), dtype=torch.long).reshape(-1, 2)
         module = ExportableStudent(self.module.model, table, self.n_views, self.input_size)  # a bad pair fails here
-        self.backend = self._build_backend(module, *self._backend_options)
-        self.module, self.adjacency = module, pairs
+        backend = self._build_backend(module, *self._backend_options)
+        if self._warm:
+            self._warm_up(backend, module)
+        self.backend, self.module, self.adjacency = backend, module, pairs
         self.reset()
         LOG.info("depth engine: cross-view attention over the live rig's pairs %s", sorted(pairs))
         return True
+
+    def warm_up(self) -> float:
+        """Run the network once on example inputs now, so that the first frame set does not pay for first-run work.
+
+        What a back-end does on its first run: ONNX Runtime's TensorRT provider builds (or loads)
+        its engine, minutes on a first start; CUDA loads its kernels and cuDNN chooses algorithms.
+        Called at start-up (`pipeline_from_settings`, before the node subscribes); afterwards
+        `set_adjacency` warms the back-end it builds for a new rig before using it. Returns seconds.
+        """
+        self._warm = True
+        return self._warm_up(self.backend, self.module)
+
+    def _warm_up(self, backend: Backend, module: ExportableStudent) -> float:
+        LOG.info("depth engine: warming up the %s back-end on %s", backend.name, self.device)
+        started = time.perf_counter()
+        with elapsed_progress(f"warming up the {backend.name} back-end"):
+            backend.run(module.example_inputs(device=self.device))
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # the first run's work is done here, not in the first frame set
+        elapsed = time.perf_counter() - started
+        LOG.info("depth engine: %s back-end ready in %.1f s", backend.name, elapsed)
+        return elapsed
 
     def reset(self) -> None:
         """Forget the previous frame (temporal models): call on a jump in time or a new sequence."""
@@ -253,7 +272,7 @@ class DepthEngine:
         """The camera images (N HxWx3 uint8 RGB) on the engine's device, each copied once as uint8.
 
         On the CPU these are views of the arrays; on CUDA they pass through pinned staging memory
-        (kept per image size) so that the copy to the GPU is asynchronous.
+        (kept per image size, `StagingBuffer`) so that the copy to the GPU is asynchronous.
         """
         if len(images) != self.n_views:
             raise ValueError(f"expected {self.n_views} camera images, got {len(images)}")
@@ -270,11 +289,12 @@ class DepthEngine:
         for size, indices in _size_groups([im.shape[:2] for im in images]).items():
             key = (len(indices), *size)
             if key not in self._staging:
-                self._staging[key] = torch.empty((*key, 3), dtype=torch.uint8).pin_memory()
+                self._staging[key] = StagingBuffer((*key, 3), self.device)
             staging = self._staging[key]
+            host = staging.host()  # waits, if need be, until the previous set's copy out of it has run
             for slot, i in enumerate(indices):
-                staging[slot].numpy()[...] = images[i]
-            on_device = staging.to(self.device, non_blocking=True)
+                host[slot].numpy()[...] = images[i]
+            on_device = staging.upload()
             for slot, i in enumerate(indices):
                 uploaded[i] = on_device[slot]
         return uploaded

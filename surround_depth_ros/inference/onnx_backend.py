@@ -3,6 +3,10 @@
 Export uses the TorchScript-based `torch.onnx.export(dynamo=False)` at opset 17: it needs no
 extra package (the dynamo exporter needs onnxscript) and handles every op of the student.
 Shapes are static: the file is built for one number of views and one input size.
+
+The exported file is a cache entry keyed and verified by content (`inference.cache`). On CUDA,
+ONNX Runtime runs on a CUDA stream of torch's (`user_compute_stream`), ordered after the work that
+made its inputs by a stream wait, so no run waits for the whole device.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ import numpy as np
 import torch
 
 from surround_depth_ros.atomic_file import atomic_path
-from surround_depth_ros.inference.backend import BackendUnavailable, check_precision, require_cuda
+from surround_depth_ros.inference.backend import (
+    GRAPH_INPUT,
+    BackendUnavailable,
+    check_precision,
+    neighbour_digest,
+    require_cuda,
+)
+from surround_depth_ros.inference.cache import cache_entry, ensure_cache_dir, entry_problem, name_part
 from surround_depth_ros.network.student import ExportableStudent
 from surround_depth_ros.threads import available_cores
 
@@ -59,32 +70,37 @@ def export_onnx(module: ExportableStudent, path: str | Path, inputs: tuple[torch
     return path
 
 
-def onnx_file_problem(path: str | Path) -> str | None:
-    """Why the ONNX file at `path` cannot be used (truncated, not ONNX, invalid), or None when it can."""
-    import onnx
+def onnx_cache_key(module: ExportableStudent, checksum: str) -> dict:
+    """What an exported graph of `module` depends on: its input convention, opset, weights, neighbour table, shapes."""
+    return {
+        "graph_input": GRAPH_INPUT,
+        "opset": ONNX_OPSET,
+        "checksum": checksum,
+        "neighbours": neighbour_digest(module),
+        "input_shapes": [list(x.shape) for x in module.example_inputs()],
+    }
 
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception as error:  # noqa: BLE001 - protobuf decode errors, ValidationError, OSError alike
-        return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
-    return None
 
+def cached_onnx(module: ExportableStudent, cache_dir: Path, checksum: str) -> Path:
+    """The verified ONNX file of `module` (weights `checksum`) in `cache_dir`: exported when absent or unusable.
 
-def cached_onnx(module: ExportableStudent, path: str | Path) -> Path:
-    """The ONNX file of `module` at `path`: exported when missing, exported again when unusable.
-
-    A cache entry can be damaged outside this process (a copy cut short, an older version that
-    wrote in place and was killed); it is rebuilt with a warning, never trusted, never fatal.
+    One file per weights, shape and adjacency. A file that does not verify against its sidecar
+    (another model's graph copied over it, a copy cut short, no sidecar) is exported again with a
+    warning, never trusted and never fatal.
     """
-    path = Path(path)
-    if not path.is_file():
-        LOG.info("exporting the model to %s", path)
-    else:
-        problem = onnx_file_problem(path)
-        if problem is None:
-            return path
+    key = onnx_cache_key(module, checksum)
+    _, n_views, _, height, width = key["input_shapes"][0]
+    path = cache_dir / f"student_{GRAPH_INPUT}_{checksum[:16]}_{n_views}x{height}x{width}_{key['neighbours'][:12]}.onnx"
+    problem = entry_problem(path, key)
+    if problem is None:
+        return path
+    if path.exists():
         LOG.warning("cached ONNX file %s is unusable (%s): exporting it again", path, problem)
-    return export_onnx(module, path, module.example_inputs())
+    else:
+        LOG.info("exporting the model to %s", path)
+    with cache_entry(path, key) as tmp:
+        export_onnx(module, tmp, module.example_inputs())
+    return path
 
 
 def pick_provider(device: torch.device, provider: str | None) -> str:
@@ -107,6 +123,29 @@ def pick_provider(device: torch.device, provider: str | None) -> str:
     raise BackendUnavailable(
         f"ONNX Runtime here offers {available}, none for CUDA; pip install onnxruntime-gpu or use device='cpu'"
     )
+
+
+def provider_options(
+    provider: str, device_index: int, precision: str, stream: int | None, trt_cache: Path | None
+) -> list[str | tuple[str, dict[str, str]]]:
+    """ONNX Runtime's `providers` list for our provider name, in order of preference, CPU last.
+
+    On CUDA (`stream`: a cudaStream_t handle, not 0) the CUDA and TensorRT providers run on that
+    stream (`user_compute_stream`), so the caller orders them against torch with stream waits instead
+    of `torch.cuda.synchronize`. `trt_cache`: where the TensorRT provider keeps its engines (None: no cache).
+    """
+    cuda = {"device_id": str(device_index)}
+    if stream:
+        cuda |= {"has_user_compute_stream": "1", "user_compute_stream": str(stream)}
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    if provider == "cuda":
+        return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
+    trt = cuda | {"trt_fp16_enable": "1" if precision == "fp16" else "0"}
+    if trt_cache is not None:
+        trt |= {"trt_engine_cache_enable": "1", "trt_engine_cache_path": str(trt_cache)}
+    # Nodes TensorRT cannot take run on the CUDA provider, on the same device and stream.
+    return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
 
 
 class OnnxRuntimeBackend:
@@ -135,14 +174,22 @@ class OnnxRuntimeBackend:
                 f"the onnxruntime backend runs fp32, or fp16 through the TensorRT provider; got {precision} with "
                 f"provider {self.provider!r}: use precision 'fp32' or the torch / tensorrt backend"
             )
-        providers: list = ["CPUExecutionProvider"]
-        if self.provider == "cuda":
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device.index or 0}))
-        if self.provider == "tensorrt":
-            trt_options = {"device_id": self.device.index or 0, "trt_fp16_enable": precision == "fp16"}
-            if cache_dir is not None:
-                trt_options |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)}
-            providers[:0] = [("TensorrtExecutionProvider", trt_options), ("CUDAExecutionProvider", {})]
+        self.stream: torch.cuda.Stream | None = None
+        index, trt_cache = 0, None
+        if self.device.type == "cuda":
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            self.device = torch.device("cuda", index)
+            # A stream of torch's own, not the legacy default stream: ONNX Runtime takes handle 0 for "none given"
+            # and would run on a stream of its own again.
+            self.stream = torch.cuda.Stream(index)
+            if self.provider == "tensorrt" and cache_dir is not None:
+                # ONNX Runtime names its engines by the ONNX file's name, graph and compute capability only: a folder
+                # per GPU model and ONNX Runtime release keeps GPUs of one architecture from sharing engines.
+                gpu = name_part(torch.cuda.get_device_name(index))
+                trt_cache = Path(cache_dir) / "tensorrt_ep" / f"{gpu}_ort{ort.__version__}"
+                ensure_cache_dir(trt_cache)
+        stream = self.stream.cuda_stream if self.stream is not None else None
+        providers = provider_options(self.provider, index, precision, stream, trt_cache)
         options = ort.SessionOptions()
         # An explicit thread count (default: the cores this process may use) and no spinning: spinning
         # threads keep a core busy after each run and slowed the torch post-processing that follows
@@ -162,13 +209,18 @@ class OnnxRuntimeBackend:
             }
             return tuple(torch.from_numpy(o) for o in self.session.run(None, feeds))
         binding = self.session.io_binding()
-        index = self.device.index or 0
+        index = self.device.index
         inputs = [x.to(self.device).float().contiguous() for x in inputs]
         for name, x in zip(self.input_names, inputs, strict=True):
             binding.bind_input(name, "cuda", index, np.float32, tuple(x.shape), x.data_ptr())
+            x.record_stream(self.stream)  # its memory is not handed out again before ONNX Runtime has read it
         outputs = [torch.empty(shape, dtype=torch.float32, device=self.device) for _, shape in self.outputs]
         for (name, shape), y in zip(self.outputs, outputs, strict=True):
             binding.bind_output(name, "cuda", index, np.float32, shape, y.data_ptr())
-        torch.cuda.synchronize(self.device)  # ONNX Runtime reads the inputs on its own stream
+        # ONNX Runtime runs on self.stream: after the work queued so far on the caller's stream (which made the
+        # inputs), and before what the caller queues next; waits on the device, none on the host.
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)
         self.session.run_with_iobinding(binding)
+        current.wait_stream(self.stream)
         return tuple(outputs)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from surround_depth_ros.inference.backend import BackendUnavailable
-from surround_depth_ros.inference.engine import default_cache_dir
+from surround_depth_ros.inference.cache import default_cache_dir
 from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import load_checkpoint, weights_checksum
