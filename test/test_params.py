@@ -231,3 +231,36 @@ def test_firing_offsets_reach_the_synchronizer():
         unknown.add_camera("B", t0 + k * period + 41_500_000, ("B", k))
     sets = unknown.poll() + unknown.flush()
     assert "B" in unknown.unplaced() and all(s.cameras.keys() == {"A"} for s in sets)  # ambiguous: left out
+
+
+BILLION_LAUGHS = """\
+/**:
+  ros__parameters:
+    a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+    b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+    c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+    d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+    e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+    f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+    g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+    h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+    cameras: [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def test_an_alias_bomb_params_file_is_refused_at_once(tmp_path, capsys):
+    """Billion laughs: 9^9 strings once expanded. The tools' reader and the node (rcl's parser) refuse aliases."""
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BILLION_LAUGHS)
+    with pytest.raises(ValueError, match=r"bomb\.yaml.*alias \*a is refused"):
+        settings_from_file(bomb)
+    from surround_depth_ros.tools.cli import main
+
+    assert main(["run-bag", str(tmp_path / "no_bag"), "--params", str(bomb), "--out", str(tmp_path / "out")]) == 2
+    assert "alias *a is refused" in capsys.readouterr().err
+    pytest.importorskip("rclpy")
+    from ros_harness import NodeProcess
+
+    node = NodeProcess(bomb)
+    assert node.wait() == 2, node.output
+    assert "Will not support aliasing" in node.output and "Traceback" not in node.output, node.output

@@ -26,6 +26,7 @@ from surround_depth_ros import schema
 from surround_depth_ros.core.transforms import MAX_FRAMES
 from surround_depth_ros.images import DEFAULT_MAX_IMAGE_PIXELS
 from surround_depth_ros.schema import setting
+from surround_depth_ros.yaml_file import load_yaml
 
 NODE_NAME = "surround_depth"
 
@@ -347,7 +348,7 @@ def settings_from_values(values: Mapping[str, Any], source: str = "invalid param
 
 def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Any]:
     """The values a ROS params file gives this node: `/**` first, then sections naming the node."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = load_yaml(path) or {}
     values: dict[str, Any] = {}
     for section, content in data.items():
         if section == "/**" or section.rstrip("/").split("/")[-1] == node_name:

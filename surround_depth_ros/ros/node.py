@@ -46,6 +46,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from rclpy.serialization import deserialize_message
@@ -734,7 +735,11 @@ def main(args: list[str] | None = None) -> int:
     """
     args = sys.argv if args is None else args
     profile = use_large_image_transport()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except rclpy_implementation.RCLError as error:  # rcl refuses a params file it cannot parse, or with aliases
+        print(f"[{NODE_NAME}] invalid arguments: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
