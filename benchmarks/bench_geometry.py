@@ -24,7 +24,7 @@ from surround_depth_ros.rig import CameraRig, default_rig
 
 
 def report(name: str, ms: float, floor_ms: float) -> None:
-    print(f"{name:<52} {ms:9.2f} ms   floor {floor_ms:7.3f} ms   ratio {ms / floor_ms:8.1f}")
+    print(f"{name:<60} {ms:9.2f} ms   floor {floor_ms:7.3f} ms   ratio {ms / floor_ms:8.1f}")
 
 
 def lidar_like_points(count: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,21 +89,25 @@ def bench_budget_cloud(
     what: str,
     repeats: int,
 ) -> None:
-    """The pipeline's cloud stage at the default point budget (`CloudOptions().max_points`): fuse + filter + pack."""
+    """The pipeline's cloud stage at the default point budget (`CloudOptions().max_points`): fuse + filter + pack,
+    without voxels (the node's default) and with 0.2 m ones."""
     K, T = rig.intrinsics(), rig.extrinsics()
-    fusion = CloudFusion()
+    for voxel in (0.0, 0.2):
+        fusion = CloudFusion(CloudOptions(voxel_size_m=voxel))
 
-    def cloud() -> torch.Tensor:
-        return fusion.cloud(depth, K, T, confidence, images, image_K=image_K)
+        def cloud(fusion: CloudFusion = fusion) -> torch.Tensor:
+            return fusion.cloud(depth, K, T, confidence, images, image_K=image_K)
 
-    packed = cloud()
-    ms = best_ms(cloud, repeats)
-    sampled = len(fusion.geometry(K, T, [tuple(depth.shape[1:])] * len(K), [im.shape[:2] for im in images], image_K))
-    report(
-        f"cloud {what}, {sampled} px",
-        ms,
-        best_ms(lambda: np.copy(np.zeros(packed.numel(), np.uint8)), repeats),
-    )
+        size = cloud().numel()
+        ms = best_ms(cloud, repeats)
+        sampled = len(
+            fusion.geometry(K, T, [tuple(depth.shape[1:])] * len(K), [im.shape[:2] for im in images], image_K)
+        )
+        report(
+            f"cloud {what}, {sampled} px" + (f", {voxel} m voxels" if voxel else ""),
+            ms,
+            best_ms(lambda n=size: np.copy(np.zeros(n, np.uint8)), repeats),
+        )
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from fusion_reference import FusedCloud, cylinder_depths, fuse_depth_maps
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from surround_depth_ros import geometry as g
 from surround_depth_ros.core.fusion import (
@@ -324,6 +326,129 @@ def test_range_confidence_and_voxel_filters(synthetic):
     _, first = np.unique(cells, axis=0, return_index=True)
     np.testing.assert_array_equal(kept.points.numpy(), points[within][np.sort(first)])
     assert 0 < len(kept.points) < within.sum() < len(points)
+
+
+# Every branch of the cloud: overlap removal, the range and confidence limits, voxels, stride or budget.
+CLOUD_OPTIONS = [
+    CloudOptions(),
+    CloudOptions(overlap="keep_all", stride=3, max_range_m=30.0),
+    CloudOptions(max_points=30_000, max_range_m=30.0, min_confidence=0.25, voxel_size_m=0.5),
+    CloudOptions(overlap="keep_all", stride=1, voxel_size_m=2.0),
+    CloudOptions(max_range_m=1.0, voxel_size_m=0.5),  # nothing within range: an empty cloud
+]
+
+
+@pytest.mark.parametrize("options", CLOUD_OPTIONS, ids=range(len(CLOUD_OPTIONS)))
+def test_the_cloud_packs_every_pixel_and_cuts_to_fuse_filter_pack(synthetic, options):
+    """`packed` holds a row for every sampled pixel, the cloud's first: `cloud` cuts them, and they are the bytes of
+    fuse, filter and pack one after the other (each compacting its points), in input order."""
+    rig, depths, confidences, colors = synthetic
+    near = [np.where(np.arange(160) < 80, d, 2 * d).astype(np.float32) for d in depths]  # half the view at 40 m
+    args = (np.stack(near), rig.intrinsics(), rig.extrinsics(), np.stack(confidences), np.stack(colors))
+    fusion = CloudFusion(options)
+    ids = [9, 8, 7, 6, 5, 4]
+    rows, count = fusion.packed(*args, ids)
+    cloud = fusion.cloud(*args, ids)
+    assert len(rows) == len(fusion.geometry(rig.intrinsics(), rig.extrinsics(), [(90, 160)] * 6)) * 24
+    torch.testing.assert_close(cloud, rows[: int(count) * 24], rtol=0, atol=0)
+    torch.testing.assert_close(cloud, fusion.pack(fusion.filter(fusion.fuse(*args)), ids), rtol=0, atol=0)
+    assert (len(cloud) == 0) == (options.max_range_m < 20)
+    nothing = np.full_like(args[0], np.nan)
+    assert len(fusion.cloud(nothing, *args[1:])) == len(fusion.filter(fusion.fuse(nothing, *args[1:])).points) == 0
+
+
+class HostReads(TorchDispatchMode):
+    """Fails, naming the op, on every aten op that needs tensor data on the host or host memory on the device.
+
+    With meta tensors, which have shapes but no data, the ops that need the data raise anyway; this names them.
+    A tensor made on the device from Python data (`torch.as_tensor(list, device=...)`) is no op here; one made on
+    the host and copied (`torch.tensor(list).to(device)`, `torch.as_tensor(array, device=...)`) is.
+    """
+
+    DATA_DEPENDENT = {
+        torch.ops.aten.nonzero,  # a size only the data gives
+        torch.ops.aten.masked_select,
+        torch.ops.aten._unique2,
+        torch.ops.aten.unique_dim,
+        torch.ops.aten.unique_consecutive,
+        torch.ops.aten._local_scalar_dense,  # .item(), int(), float(), bool()
+    }
+    INDEXING = {torch.ops.aten.index, torch.ops.aten.index_put, torch.ops.aten.index_put_}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if func.overloadpacket in self.DATA_DEPENDENT:
+            raise AssertionError(f"{func} needs the data on the host: a host sync on CUDA")
+        if func.overloadpacket in self.INDEXING and any(t.dtype == torch.bool for t in tensors[1:]):
+            raise AssertionError(f"{func} with a boolean mask: a nonzero, a host sync on CUDA")
+        if any(t.device.type == "cpu" and t.dim() > 0 for t in tensors):  # a 0-d one is a Python number
+            raise AssertionError(f"{func} takes host memory: on CUDA a copy that waits for the device")
+        return func(*args, **kwargs)
+
+
+def meta_cloud_inputs(rig: CameraRig, image_size: tuple[int, int]) -> tuple[object, ...]:
+    """`CloudFusion.packed`'s arguments as meta tensors: depth, K, T, confidence, images, camera ids, images' K."""
+    h, w = rig.cameras[0].height, rig.cameras[0].width
+    image_h, image_w = image_size
+    maps = torch.empty((6, h, w), device="meta")
+    images = [torch.empty((image_h, image_w, 3), dtype=torch.uint8, device="meta") for _ in rig.cameras]
+    image_K = rig.scaled(image_w, image_h).intrinsics()
+    return maps, rig.intrinsics(), rig.extrinsics(), torch.empty_like(maps), images, [3, 5, 7, 9, 11, 13], image_K
+
+
+@pytest.fixture(scope="module")
+def gpu_sync_check():
+    """benchmarks/gpu_sync_check.py, the check a CUDA machine runs under `torch.cuda.set_sync_debug_mode("error")`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT / "benchmarks"))
+        import gpu_sync_check
+
+        yield gpu_sync_check
+
+
+@pytest.mark.parametrize("options", CLOUD_OPTIONS, ids=range(len(CLOUD_OPTIONS)))
+def test_the_cloud_reaches_its_packed_rows_without_a_host_sync(gpu_sync_check, options):
+    """Issue 23 item 11: from depth maps to packed rows, the cloud never needs data on the host, so a GPU runs ahead.
+
+    It runs on meta tensors, which have shapes and no data: every op whose output size only the data
+    gives (nonzero, masked_select, boolean indexing, unique), and every value read into Python (.item(),
+    int(), bool(), .tolist(), .cpu(), .numpy()) raises there, and these are what make CUDA wait for the
+    device. `HostReads` names such an op and also fails on host memory handed to an op (a copy from the
+    host waits for the device too). A CPU run cannot show this (its syncs are free), and
+    `torch.cuda.set_sync_debug_mode` needs CUDA: the same function, `cloud_without_host_sync` of
+    benchmarks/gpu_sync_check.py, runs under it there. The guard is live: it stops `cloud`, which reads
+    the point count (the one sync, inherent: the message's size), and `fuse`, which compacts with it.
+    """
+    fusion = CloudFusion(options, device="meta")
+    for rig, image_size in ((default_rig().scaled(160, 90), (900, 1600)), (default_rig().scaled(224, 128), (90, 160))):
+        inputs = meta_cloud_inputs(rig, image_size)
+        rows, count = gpu_sync_check.cloud_without_host_sync(fusion, *inputs, guard=HostReads)
+        depth, K, T, confidence, images, ids, image_K = inputs
+        sampled = len(fusion.geometry(K, T, [depth.shape[1:]] * 6, [image_size] * 6, image_K))  # cached: no rebuild
+        assert rows.device.type == count.device.type == "meta"
+        assert rows.shape == (sampled * 24,) and count.shape == () and count.dtype == torch.int64
+        with HostReads(), pytest.raises(AssertionError, match="takes host memory"):  # new ids: copied once
+            fusion.packed(depth, K, T, confidence, images, ids[::-1], image_K)
+        with HostReads(), pytest.raises(AssertionError, match="_local_scalar_dense.* needs the data on the host"):
+            fusion.cloud(*inputs)
+        with HostReads(), pytest.raises(AssertionError, match="_local_scalar_dense.* needs the data on the host"):
+            fusion.fuse(depth, K, T, confidence, images, image_K)
+
+
+def test_the_host_read_guard_names_the_ops_that_made_the_cloud_wait():
+    """The ops the cloud had (about 20 host syncs a set on CUDA): each one stops `HostReads` on meta tensors."""
+    points, keep = torch.empty((3, 100), device="meta"), torch.empty(100, dtype=torch.bool, device="meta")
+    for op, name in (
+        (lambda: keep.nonzero(), "nonzero"),
+        (lambda: points[0].masked_select(keep), "masked_select"),
+        (lambda: points[:, keep], "boolean mask"),
+        (lambda: torch.unique(points[0], return_inverse=True), "_unique2"),
+        (lambda: int(points.max()), "_local_scalar_dense"),
+        (lambda: points + torch.ones(3, 1), "takes host memory"),
+    ):
+        with HostReads(), pytest.raises(AssertionError, match=name):
+            op()
 
 
 def test_rig_geometry_is_cached_until_the_rig_changes(synthetic):

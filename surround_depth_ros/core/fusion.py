@@ -7,9 +7,9 @@ because:
 - what depends only on the rig (sampled pixels, their rays, which camera pairs can see each other)
   is computed once per rig and map size (`RigGeometry`), not per set;
 - for each camera pair, the rig geometry also holds the pixels of one camera whose ray can land in
-  the other's image at all, with the interval of depths at which it does; per set a point is
-  projected into the other camera only when its depth lies in that interval, and the pairs that
-  share a target camera are projected together (six groups of ops for a ring, not twelve);
+  the other's image at all, with the interval of depths at which it does; per set only those are
+  projected into the other camera, a point counting there when its depth lies in that interval, and
+  the pairs that share a target camera are projected together (six groups of ops for a ring, not twelve);
 - a point budget (`CloudOptions.max_points`) samples min(budget, all) depth pixels spread evenly
   over every map (`pixel_counts`, `even_pixels`), so a 1936x1216 rig costs what a 1600x900 one
   does, and more cameras or a larger budget never give fewer points;
@@ -18,6 +18,13 @@ because:
   network's maps of a camera placed as the canonical camera are not a plain resize of its image.
 The per-point float32 arithmetic is written in the reference's order, so on the CPU both give the
 same bits. Python loops run over cameras and camera pairs only, never over pixels.
+
+On a GPU the host never waits for the device before the cloud's last step: every stage (overlap
+removal, limits, voxels, packing) works on all sampled pixels, whose number depends on the rig and
+options only, with a mask of the kept ones, never picking them out (nonzero, masked_select, boolean
+indexing, unique and .item() make the host wait for the device's answer). `packed` moves the kept
+rows first; `cloud` then reads their count, the one host sync a set, inherent: the message's size
+is the point count. benchmarks/gpu_sync_check.py checks it under `torch.cuda.set_sync_debug_mode`.
 """
 
 from __future__ import annotations
@@ -144,7 +151,18 @@ class FusedPoints(NamedTuple):
     pixel: torch.Tensor  # (P,) int64, row * width + col in its camera's depth map
 
     def select(self, index: torch.Tensor) -> FusedPoints:
-        return FusedPoints(*(column.index_select(0, index) for column in self))
+        """The rows `index`; the points as a view of (3, len(index)), whose coordinates are contiguous rows."""
+        points = self.points.T.index_select(1, index).T
+        return FusedPoints(points, *(column.index_select(0, index) for column in self[1:]))
+
+
+class PackedCloud(NamedTuple):
+    """Every sampled pixel's `FUSED_CLOUD_DTYPE` row on the fusion's device, the cloud's `count` rows first, in
+    input order (the rest are the dropped pixels' rows). Its sizes depend on the rig and options only, not on the
+    data, so making it never waits for the device."""
+
+    rows: torch.Tensor  # (P * 24,) uint8
+    count: torch.Tensor  # () int64
 
 
 @dataclass(frozen=True)
@@ -349,6 +367,7 @@ class CloudFusion:
         self.device = torch.device(device)
         self.threads = threads if self.device.type == "cpu" else None
         self._geometry: RigGeometry | None = None
+        self._camera_ids: tuple[tuple[int, ...], torch.Tensor] | None = None
 
     def geometry(
         self,
@@ -402,11 +421,12 @@ class CloudFusion:
         at any size, with their intrinsics `image_K` (N, 3, 3; default: `K` scaled to the image's size,
         a plain resize). A point takes the colour of the image pixel it projects to: for maps of a
         camera the network saw through a canonical placement, only the camera's own K says where that is.
+        The kept points are compacted here (a host sync); the node's `cloud` compacts only its packed bytes.
         """
         with torch_threads(self.threads):
-            return self._fuse(depth, K, T_base_cam, confidence, images, image_K)
+            return _kept(*self._every_pixel(depth, K, T_base_cam, confidence, images, image_K))
 
-    def _fuse(
+    def _every_pixel(
         self,
         depth: Maps,
         K: np.ndarray,
@@ -415,8 +435,9 @@ class CloudFusion:
         images: Maps | None,
         image_K: np.ndarray | None,
         limits: bool = False,
-    ) -> FusedPoints:
-        """`fuse`; with `limits`, the range and confidence limits too, before the points are gathered."""
+    ) -> tuple[FusedPoints, torch.Tensor]:
+        """Every sampled pixel as a point, and which of them `fuse` keeps (with `limits`, within the range and
+        confidence limits too): sizes fixed by the rig geometry, so nothing here waits for the device."""
         flat_depth, sizes = _flatten(depth)
         flat_depth = flat_depth.to(self.device, torch.float32)
         images = None if images is None else [torch.as_tensor(image) for image in images]
@@ -442,19 +463,16 @@ class CloudFusion:
             valid &= ~self._overlapped(rig, points, z, conf, flat_depth, flat_conf)
         if limits:
             valid &= self._within_limits(*points, conf)
-        keep = valid.nonzero().squeeze(1)
         if images is None:
-            rgb = torch.zeros((len(keep), 3), dtype=torch.uint8, device=self.device)
+            rgb = torch.zeros((len(rig), 3), dtype=torch.uint8, device=self.device)
         else:  # each camera's sampled pixels from its own image: no copy of the images
             rgb = torch.cat(
                 [
                     image.to(self.device).reshape(-1, image.shape[-1]).index_select(0, rig.color[slot.start : slot.end])
                     for image, slot in zip(images, rig.slots, strict=True)
                 ]
-            ).index_select(0, keep)[:, :3]
-        return FusedPoints(
-            points.index_select(1, keep).T, rgb, *(t.index_select(0, keep) for t in (rig.camera, conf, rig.local_pixel))
-        )
+            )[:, :3]
+        return FusedPoints(points.T, rgb, rig.camera, conf, rig.local_pixel), valid
 
     def _overlapped(
         self,
@@ -465,36 +483,41 @@ class CloudFusion:
         flat_depth: torch.Tensor,
         flat_conf: torch.Tensor,
     ) -> torch.Tensor:
-        """Points another camera sees on the same surface with more confidence (ties: the lower index)."""
-        drop = torch.zeros(len(rig), dtype=torch.bool, device=self.device)
+        """Points another camera sees on the same surface with more confidence (ties: the lower index).
+
+        Every point of a window is projected and masked (the depth interval, the image), never picked out:
+        picking needs the count of the picked ones on the host.
+        """
+        drop = torch.zeros(len(rig) + 1, dtype=torch.bool, device=self.device)  # the last: a sink for the kept
         for window in rig.windows:
             depth = z.index_select(0, window.index)
-            near = (depth >= window.near) & (depth <= window.far)
-            index, after = window.index.masked_select(near), window.source_after.masked_select(near)
             target = rig.slots[window.target]
             qx, qy, qz = _affine_rows(
-                target.T_cam_base[:3, :3], *points.index_select(1, index), target.T_cam_base[:3, 3]
+                target.T_cam_base[:3, :3], *points.index_select(1, window.index), target.T_cam_base[:3, 3]
             )
             u, v = (row / qz for row in _affine_rows(target.K[:2], qx, qy, qz))
             col, row = torch.floor(u + 0.5), torch.floor(v + 0.5)
-            inside = (qz > 1e-6) & (col >= 0) & (col < target.width) & (row >= 0) & (row < target.height)
-            hit = inside.nonzero().squeeze(1)
-            row, col, z_j, index, after = (t.index_select(0, hit) for t in (row, col, qz, index, after))
-            where = target.depth_offset + row.long() * target.width + col.long()
+            hit = (depth >= window.near) & (depth <= window.far) & (qz > 1e-6)
+            hit &= (col >= 0) & (col < target.width) & (row >= 0) & (row < target.height)
+            # a miss reads the target's first pixel (its row and column may be NaN): its answer is masked out
+            row, col = (torch.where(hit, t, 0.0).long() for t in (row, col))
+            where = target.depth_offset + row * target.width + col
             d_j, c_j, c_i = (
                 flat_depth.index_select(0, where),
                 flat_conf.index_select(0, where),
-                conf.index_select(0, index),
+                conf.index_select(0, window.index),
             )
-            same_surface = torch.isfinite(d_j) & (d_j > 0) & ((d_j - z_j).abs() <= self.options.depth_tolerance * z_j)
-            j_wins = (c_j > c_i) | ((c_j == c_i) & after)
-            drop[index.masked_select(same_surface & j_wins)] = True
-        return drop
+            same_surface = torch.isfinite(d_j) & (d_j > 0) & ((d_j - qz).abs() <= self.options.depth_tolerance * qz)
+            j_wins = (c_j > c_i) | ((c_j == c_i) & window.source_after)
+            drop.index_fill_(0, torch.where(hit & same_surface & j_wins, window.index, len(rig)), True)
+        return drop[:-1]
 
     def filter(self, fused: FusedPoints) -> FusedPoints:
         """Range and confidence limits, then one point per voxel (the first met), in input order."""
         with torch_threads(self.threads):
-            return self._filter(fused)
+            # unbind(1): contiguous rows of the (3, P) points behind the (P, 3) view; a norm over dim 1 is 10x slower
+            keep = self._within_limits(*fused.points.unbind(1), fused.confidence)
+            return _kept(fused, self._first_in_voxel(fused.points, keep))
 
     def _within_limits(
         self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, confidence: torch.Tensor
@@ -505,23 +528,24 @@ class CloudFusion:
             keep &= confidence >= self.options.min_confidence
         return keep
 
-    def _filter(self, fused: FusedPoints) -> FusedPoints:
-        # unbind(1): contiguous rows of the (3, P) points behind the (P, 3) view; a norm over dim 1 is 10x slower
-        return self._voxel(fused.select(self._within_limits(*fused.points.unbind(1), fused.confidence).nonzero()[:, 0]))
+    def _first_in_voxel(self, points: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """`keep` less the kept points whose voxel holds an earlier kept point (all of `keep` when voxels are off).
 
-    def _voxel(self, fused: FusedPoints) -> FusedPoints:
-        """The first point of each voxel, in input order (all points when voxels are off)."""
-        if self.options.voxel_size_m <= 0 or len(fused.points) == 0:
-            return fused
-        cells = torch.floor(fused.points / self.options.voxel_size_m).long()
-        cells -= cells.min(dim=0).values
-        extent = cells.max(dim=0).values + 1
-        keys = (cells[:, 0] * extent[1] + cells[:, 1]) * extent[2] + cells[:, 2]
-        _, voxel = torch.unique(keys, return_inverse=True)
-        order = torch.arange(len(keys), device=keys.device)
-        first = torch.full((int(voxel.max()) + 1,), len(keys), device=keys.device)
-        first = first.scatter_reduce(0, voxel, order, reduce="amin")
-        return fused.select(torch.sort(first).values)
+        A stable sort of voxel keys puts each voxel's points together in input order, its first one
+        where the key changes: no `unique`, whose size (the number of voxels) only the host could know.
+        """
+        if self.options.voxel_size_m <= 0 or len(keep) == 0:
+            return keep
+        # (3, P): the coordinates' contiguous rows; garbage where not kept (NaN, far away), masked below
+        cells = torch.floor(points.T / self.options.voxel_size_m).long()
+        lowest = torch.where(keep, cells, torch.iinfo(torch.int64).max).amin(dim=1, keepdim=True)
+        cells = torch.where(keep, cells - lowest, 0)
+        extent = cells.amax(dim=1) + 1
+        key = torch.where(keep, (cells[0] * extent[1] + cells[1]) * extent[2] + cells[2], -1)
+        key, order = torch.sort(key, stable=True)
+        first = torch.ones_like(keep)
+        first[1:] = key[1:] != key[:-1]
+        return keep & torch.empty_like(keep).index_copy_(0, order, first)
 
     def pack(
         self, fused: FusedPoints, camera_ids: Sequence[int] | None = None, out: torch.Tensor | None = None
@@ -544,10 +568,38 @@ class CloudFusion:
         words[:, :3] = fused.points.view(torch.int32)
         rgb = fused.rgb.to(torch.int32)
         words[:, 3] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-        camera = fused.camera if camera_ids is None else torch.as_tensor(camera_ids, device=words.device)[fused.camera]
+        camera = fused.camera if camera_ids is None else self._camera_table(camera_ids).index_select(0, fused.camera)
         words[:, 4] = camera.to(torch.int32)  # the uint8 field and its three zero bytes of padding
         words[:, 5] = fused.confidence.view(torch.int32)
         return words.view(torch.uint8).reshape(-1)
+
+    def _camera_table(self, camera_ids: Sequence[int]) -> torch.Tensor:
+        """`camera_ids` on the device, copied there only when they change: a copy from the host waits for the device."""
+        ids = tuple(camera_ids)
+        if self._camera_ids is None or self._camera_ids[0] != ids:
+            self._camera_ids = ids, torch.tensor(ids, dtype=torch.int64).to(self.device)
+        return self._camera_ids[1]
+
+    def packed(
+        self,
+        depth: Maps,
+        K: np.ndarray,
+        T_base_cam: np.ndarray,
+        confidence: Maps | None = None,
+        images: Maps | None = None,
+        camera_ids: Sequence[int] | None = None,
+        image_K: np.ndarray | None = None,
+    ) -> PackedCloud:
+        """fuse + filter + pack without one host sync: every sampled pixel's row, the cloud's first (see `PackedCloud`).
+
+        Once the rig geometry is cached (and `camera_ids` unchanged), it only queues work on the device.
+        """
+        with torch_threads(self.threads):
+            fused, keep = self._every_pixel(depth, K, T_base_cam, confidence, images, image_K, limits=True)
+            order, count = _partition(self._first_in_voxel(fused.points, keep))
+            # packed in input order, then the 24-byte rows (as 3 int64) moved: 2x faster than gathering each field
+            rows = self._pack(fused, camera_ids, None).view(torch.int64).view(len(keep), -1)
+            return PackedCloud(rows.index_select(0, order).view(torch.uint8).reshape(-1), count)
 
     def cloud(
         self,
@@ -559,14 +611,28 @@ class CloudFusion:
         camera_ids: Sequence[int] | None = None,
         image_K: np.ndarray | None = None,
     ) -> torch.Tensor:
-        """fuse + filter + pack: the cloud's bytes on the device (see `fuse` for the arguments).
+        """The cloud's bytes on the device (see `fuse` for the arguments): `packed`, cut to the cloud's points.
 
-        The range and confidence limits apply before the points are gathered, so the dropped ones
-        are never copied.
+        The cut is the set's one host sync, inherent: the message's size is the point count, which only
+        the device knows. Everything before it is queued without waiting, so a GPU runs ahead until here.
         """
-        with torch_threads(self.threads):
-            fused = self._fuse(depth, K, T_base_cam, confidence, images, image_K, limits=True)
-            return self._pack(self._voxel(fused), camera_ids, None)
+        rows, count = self.packed(depth, K, T_base_cam, confidence, images, camera_ids, image_K)
+        return rows[: int(count) * FUSED_CLOUD_DTYPE.itemsize]
+
+
+def _partition(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A permutation of the points listing the kept ones first, each part in input order, and the kept count
+    (a 0-d tensor): a stable partition by cumulative sums, which needs no host sync."""
+    kept_so_far, count = keep.cumsum(0), keep.sum()
+    position = torch.arange(len(keep), device=keep.device)
+    destination = torch.where(keep, kept_so_far - 1, count + position - kept_so_far)
+    return torch.empty_like(position).index_copy_(0, destination, position), count
+
+
+def _kept(fused: FusedPoints, keep: torch.Tensor) -> FusedPoints:
+    """The kept points, in input order, compacted: their count is read on the host (one sync)."""
+    order, count = _partition(keep)
+    return fused.select(order[: int(count)])
 
 
 def cloud_points(packed: torch.Tensor) -> np.ndarray:
