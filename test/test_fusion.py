@@ -418,7 +418,7 @@ def test_the_cloud_reaches_its_packed_rows_without_a_host_sync(gpu_sync_check, o
     host waits for the device too). A CPU run cannot show this (its syncs are free), and
     `torch.cuda.set_sync_debug_mode` needs CUDA: the same function, `cloud_without_host_sync` of
     benchmarks/gpu_sync_check.py, runs under it there. The guard is live: it stops `cloud`, which reads
-    the point count (the one sync, inherent: the message's size), and `fuse`, which compacts with it.
+    the point count (the one sync, inherent: the message's size), and `fuse`, which compacts with nonzero.
     """
     fusion = CloudFusion(options, device="meta")
     for rig, image_size in ((default_rig().scaled(160, 90), (900, 1600)), (default_rig().scaled(224, 128), (90, 160))):
@@ -432,7 +432,7 @@ def test_the_cloud_reaches_its_packed_rows_without_a_host_sync(gpu_sync_check, o
             fusion.packed(depth, K, T, confidence, images, ids[::-1], image_K)
         with HostReads(), pytest.raises(AssertionError, match="_local_scalar_dense.* needs the data on the host"):
             fusion.cloud(*inputs)
-        with HostReads(), pytest.raises(AssertionError, match="_local_scalar_dense.* needs the data on the host"):
+        with HostReads(), pytest.raises(AssertionError, match="nonzero.* needs the data on the host"):
             fusion.fuse(depth, K, T, confidence, images, image_K)
 
 

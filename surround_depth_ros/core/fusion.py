@@ -23,7 +23,7 @@ On a GPU the host never waits for the device before the cloud's last step: every
 removal, limits, voxels, packing) works on all sampled pixels, whose number depends on the rig and
 options only, with a mask of the kept ones, never picking them out (nonzero, masked_select, boolean
 indexing, unique and .item() make the host wait for the device's answer). `packed` moves the kept
-rows first; `cloud` then reads their count, the one host sync a set, inherent: the message's size
+packed rows first; `cloud` then reads their count, the one host sync a set, inherent: the message's size
 is the point count. benchmarks/gpu_sync_check.py checks it under `torch.cuda.set_sync_debug_mode`.
 """
 
@@ -596,10 +596,11 @@ class CloudFusion:
         """
         with torch_threads(self.threads):
             fused, keep = self._every_pixel(depth, K, T_base_cam, confidence, images, image_K, limits=True)
-            order, count = _partition(self._first_in_voxel(fused.points, keep))
-            # packed in input order, then the 24-byte rows (as 3 int64) moved: 2x faster than gathering each field
+            keep = self._first_in_voxel(fused.points, keep)
+            # packed in input order, then the 24-byte rows moved as 3 int64 (as 6 int32 they take 2x as long)
             rows = self._pack(fused, camera_ids, None).view(torch.int64).view(len(keep), -1)
-            return PackedCloud(rows.index_select(0, order).view(torch.uint8).reshape(-1), count)
+            moved, count = _kept_first(rows, keep)
+            return PackedCloud(moved.view(torch.uint8).reshape(-1), count)
 
     def cloud(
         self,
@@ -620,19 +621,21 @@ class CloudFusion:
         return rows[: int(count) * FUSED_CLOUD_DTYPE.itemsize]
 
 
-def _partition(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A permutation of the points listing the kept ones first, each part in input order, and the kept count
-    (a 0-d tensor): a stable partition by cumulative sums, which needs no host sync."""
-    kept_so_far, count = keep.cumsum(0), keep.sum()
-    position = torch.arange(len(keep), device=keep.device)
-    destination = torch.where(keep, kept_so_far - 1, count + position - kept_so_far)
-    return torch.empty_like(position).index_copy_(0, destination, position), count
+def _kept_first(rows: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rows` with the kept ones first, in input order (the others' places hold scratch), and their count (0-d).
+
+    Each kept row moves to the number of kept rows before it, every other row to one spare row past
+    the end: sizes fixed by `rows`, where nonzero would make the host wait for the device's count.
+    """
+    kept_so_far = keep.cumsum(0)
+    destination = torch.where(keep, kept_so_far - 1, len(rows))
+    moved = rows.new_empty((len(rows) + 1, *rows.shape[1:])).index_copy_(0, destination, rows)
+    return moved[:-1], keep.sum()
 
 
 def _kept(fused: FusedPoints, keep: torch.Tensor) -> FusedPoints:
-    """The kept points, in input order, compacted: their count is read on the host (one sync)."""
-    order, count = _partition(keep)
-    return fused.select(order[: int(count)])
+    """The kept points, in input order, compacted: nonzero reads their count on the host (one sync)."""
+    return fused.select(keep.nonzero()[:, 0])
 
 
 def cloud_points(packed: torch.Tensor) -> np.ndarray:
