@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from gpu_sync_check import cloud_without_host_sync, cuda_syncs_raise
 
 from surround_depth_ros.core.fusion import CloudFusion
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
@@ -71,6 +72,8 @@ def check_gpu_path(
       (`torch.cuda.set_sync_debug_mode("error")` raises on one).
     - ONNX Runtime runs on its own stream ordered after torch's by a stream wait (no torch.cuda.synchronize):
       inputs written behind a busy stream must be what it reads.
+    - The fused cloud, depth maps to packed rows, raises under sync debug mode (`gpu_sync_check`): the
+      point count read afterwards is its one sync.
     """
     busy = 2**28  # GPU clock cycles, about 0.15 s
     others = [np.ascontiguousarray(image[::-1]) for image in images]
@@ -80,15 +83,11 @@ def check_gpu_path(
     for got, want in zip(first, images, strict=True):
         if not torch.equal(got.cpu(), torch.from_numpy(want)):
             raise AssertionError("a reused staging buffer was overwritten while its copy to the GPU was queued")
-    previous = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with cuda_syncs_raise():
         engine.network_images(engine.upload(images))
         engine.network_images(engine.upload(others))
         if engine.backend_name == "onnxruntime":
             engine.backend.run(inputs)
-    finally:
-        torch.cuda.set_sync_debug_mode(previous)
     if engine.backend_name == "onnxruntime":
         delayed = [torch.empty_like(x) for x in inputs]
         torch.cuda._sleep(busy)
@@ -151,6 +150,8 @@ def main() -> int:
             inputs = engine.preprocess(images)
             outputs = engine.backend.run(inputs)
             check_gpu_path(engine, images, inputs, outputs, precision)
+            maps = engine.infer_maps(images, K)
+            cloud_without_host_sync(fusion, maps.depth, maps.K, T, maps.confidence, maps.images)
             reference = reference or outputs
             errors = output_errors(reference, outputs)
             verdict = "OK" if within_tolerance(errors, precision) else "OFF"
