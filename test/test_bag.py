@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import cv2
@@ -239,6 +240,96 @@ def test_reader_drops_and_counts_incomplete_sets(tmp_path, framesets):
     for got, want in zip(read, [f for i, f in enumerate(framesets) if i != 2], strict=True):
         for image_got, image_want in zip(got.images, want.images, strict=True):
             np.testing.assert_array_equal(image_got, image_want)
+
+
+def _rewritten(source, path, change=lambda connection, raw: raw, extra=()) -> None:  # noqa: ANN001
+    """`source` rewritten to `path`, each message's bytes through `change` (None: left out); `extra`: (topic,
+    type, [(log time, bytes)]) connections added."""
+    with Reader(source) as reader, Writer(path, version=9) as writer:
+        out = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=STORE) for c in reader.connections}
+        for connection, timestamp, raw in reader.messages():
+            if (changed := change(connection, raw)) is not None:
+                writer.write(out[connection.id], timestamp, changed)
+        for topic, msgtype, messages in extra:
+            connection = writer.add_connection(topic, msgtype, typestore=STORE)
+            for timestamp, raw in messages:
+                writer.write(connection, timestamp, raw)
+
+
+def test_undecodable_messages_are_skipped_counted_by_topic_and_cause_and_the_rest_read(tmp_path, framesets):
+    """A CAM_1 image and a radar cloud whose CDR is cut short: the image's set is dropped (3 images in no set), the
+    radar sweep is missing from its set, every other set is read, and `faults` says which messages and why."""
+    write_bag(framesets, tmp_path / "full", progress=False)
+    cut = {("/CAM_1/image_raw", 2), ("/RADAR_FRONT/points", 1)}
+    seen: dict[str, int] = {}
+
+    def damage(connection, raw):  # noqa: ANN001, ANN202
+        index = seen[connection.topic] = seen.get(connection.topic, -1) + 1
+        return raw[: len(raw) // 2] if (connection.topic, index) in cut else raw
+
+    _rewritten(tmp_path / "full", tmp_path / "cut", damage)
+    reader = RosbagReader(tmp_path / "cut", max_camera_skew_ns=50_000_000)
+    read = list(reader)
+    assert [f.name for f in read] == [f"cut:{k}" for k in range(N_FRAMES - 1)] and reader.dropped == 3
+    assert [int(f.camera_stamps_ns[0]) for f in read] == [
+        int(f.camera_stamps_ns[0]) for f in framesets[:2] + framesets[3:]
+    ]
+    assert sum(reader.faults.skipped.values()) == 2 and reader.faults.stopped is None
+    assert {key.split(": ")[0] for key in reader.faults.skipped} == {"/CAM_1/image_raw", "/RADAR_FRONT/points"}
+    assert all(": undecodable sensor_msgs/msg/" in key for key in reader.faults.skipped)
+    assert reader.reading_summary()["messages_skipped"] == dict(reader.faults.skipped)
+
+
+def test_a_camera_topic_with_a_second_type_is_read_as_the_node_subscribes_it(tmp_path, framesets):
+    """Clouds recorded on CAM_0's image topic (a second connection of another type): the images are read as the
+    node's Image subscription gets them, every set is complete, the clouds are counted as skipped."""
+    write_bag(framesets, tmp_path / "full", progress=False)
+    with Reader(tmp_path / "full") as reader:
+        clouds = [(t, bytes(raw)) for c, t, raw in reader.messages() if c.topic == "/lidar/points"]
+    _rewritten(
+        tmp_path / "full", tmp_path / "mixed", extra=[("/CAM_0/image_raw", "sensor_msgs/msg/PointCloud2", clouds)]
+    )
+    reader = RosbagReader(tmp_path / "mixed")
+    assert reader.topics["/CAM_0/image_raw"] == "sensor_msgs/msg/Image" and len(list(reader)) == N_FRAMES
+    key = "/CAM_0/image_raw: sensor_msgs/msg/PointCloud2 messages on a topic taken as sensor_msgs/msg/Image"
+    assert reader.faults.skipped == {key: N_FRAMES}
+
+
+@pytest.mark.parametrize(
+    ("damage", "cause"),
+    [
+        (lambda bag: (bag / "metadata.yaml").write_text(""), "Invalid bag metadata"),
+        (lambda bag: (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 99}"), "version 99"),
+        (lambda bag: os.truncate(bag / "bag.mcap", 1000), "File end magic is invalid"),
+        (lambda bag: (bag / "bag.mcap").write_bytes(b""), "seems to be empty"),
+        (
+            lambda bag: (bag / "metadata.yaml").write_text(
+                (bag / "metadata.yaml").read_text().replace("storage_identifier: mcap", "storage_identifier: sqlite3")
+            ),
+            "Cannot open database",
+        ),
+    ],
+    ids=["empty metadata", "version 99", "truncated mcap", "0-byte mcap", "wrong storage"],
+)
+def test_a_bag_that_cannot_be_opened_is_a_bag_format_error_naming_the_cause(tmp_path, framesets, damage, cause):
+    bag = tmp_path / "bag"
+    write_bag(framesets[:2], bag, progress=False)
+    damage(bag)
+    with pytest.raises(BagFormatError, match=rf"^{bag}: cannot open the bag: .*{cause}"):
+        RosbagReader(bag)
+
+
+def test_a_storage_failing_part_way_ends_the_pass_where_it_fails_and_says_why(tmp_path):
+    """An mcap whose 13th of 21 chunks (1 MB images: a chunk each) is broken: the sets before it are read, the pass
+    ends there, and `faults.stopped` says after how many messages and what rosbags found."""
+    from bag_corruption import break_chunk
+
+    write_bag(make_framesets(5, rig=small_rig(4, 640, 560)), tmp_path / "bag", progress=False)
+    break_chunk(tmp_path / "bag", 12)
+    reader = RosbagReader(tmp_path / "bag")
+    assert [f.name for f in reader] == ["bag:0", "bag:1"]
+    assert reader.faults.stopped.startswith("the storage fails after 22 messages read: Truncated record at offset")
+    assert "reading stopped early: the storage fails after 22" in reader.faults.describe()
 
 
 def test_topic_prefix_and_reader_errors(tmp_path, framesets):

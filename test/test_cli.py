@@ -81,3 +81,33 @@ def test_write_bag_rewrites_a_bag_through_the_source_registry(tmp_path, capsys):
     assert main([*argv, "--storage", "sqlite3", "--frames", "2"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert [frame.name for frame in RosbagReader(tmp_path / "sqlite")] == ["sqlite:0", "sqlite:1"]
+
+
+@pytest.mark.parametrize("command", ["run-bag", "evaluate", "write-bag", "replay"])
+def test_a_bag_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path, capsys, command):
+    """metadata.yaml of version 99: what rosbags raises is the one line every bag command prints (issue 23)."""
+    from ros_harness import tiny_checkpoint
+
+    bag, out = tmp_path / "bag", tmp_path / "out"
+    frames = make_framesets(1)
+    write_bag(frames, bag, progress=False)
+    (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 99}\n")
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt", frames[0].rig)
+    argv = {
+        "run-bag": ["run-bag", str(bag), "--out", str(out)],
+        "evaluate": ["evaluate", "--checkpoint", str(checkpoint), "--dataset", "rosbag", "--path", str(bag)],
+        "write-bag": ["write-bag", "--source", "rosbag", "--dataroot", str(bag), "--out", str(out)],
+        "replay": ["replay", str(bag)],
+    }[command]
+    assert main(argv + (["--out", str(out)] if command == "evaluate" else [])) == 2
+    message = f"surround-depth {command}: error: {bag}: cannot open the bag: Rosbag2 version 99 not supported"
+    assert capsys.readouterr().err.startswith(message) and not out.exists()
+
+
+def test_evaluate_names_a_file_that_is_no_checkpoint_in_one_line(tmp_path, capsys):
+    (tmp_path / "student.pt").write_bytes(b"not a checkpoint")
+    argv = ["evaluate", "--checkpoint", str(tmp_path / "student.pt"), "--dataset", "synthetic", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"surround-depth evaluate: error: checkpoint {tmp_path}/student.pt is corrupt")
+    assert error.count("\n") == 1

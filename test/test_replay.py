@@ -192,6 +192,46 @@ def test_replayer_rejects_bad_arguments(client, bag, tmp_path):
         _replayer(client, tmp_path)
 
 
+def test_a_topic_recorded_with_a_second_type_is_replayed_as_one_and_the_rest_named(client, bag, tmp_path, capsys):
+    """CAM_0's image topic also holds 8 CompressedImages (a second connection): a DDS topic has one type, so the
+    Images are published and reach an Image subscriber, and the 8 others are named with their type and count,
+    before the replay and after it (issue 23: they were published on the Image publisher, to nobody)."""
+    from rosbags.rosbag2 import Reader, Writer
+    from sensor_msgs.msg import Image
+
+    from surround_depth_ros.bag.writer import TYPESTORE
+    from surround_depth_ros.tools.cli import main
+
+    mixed = tmp_path / "mixed"
+    with Reader(bag) as reader, Writer(mixed, version=9) as writer:
+        out = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=TYPESTORE) for c in reader.connections}
+        stamps = []
+        for connection, timestamp, raw in reader.messages():
+            writer.write(out[connection.id], timestamp, raw)
+            stamps += [timestamp] if connection.topic == "/CAM_0/image_raw" else []
+        compressed = writer.add_connection("/CAM_0/image_raw", "sensor_msgs/msg/CompressedImage", typestore=TYPESTORE)
+        message = TYPESTORE.types["sensor_msgs/msg/CompressedImage"]
+        for stamp in stamps:
+            header = TYPESTORE.types["std_msgs/msg/Header"](TYPESTORE.types["builtin_interfaces/msg/Time"](0, 1), "cam")
+            raw = TYPESTORE.serialize_cdr(message(header, "png", np.zeros(8, np.uint8)), message.__msgtype__)
+            writer.write(compressed, stamp + 1, raw)
+    recorder = Recorder(client, {"/CAM_0/image_raw": Image})
+    replayer = _replayer(client, mixed, rate=float("inf"), topics=["/CAM_0/image_raw"])
+    _wait_for_discovery(client, replayer, recorder)
+    stats = replayer.run()
+    key = "/CAM_0/image_raw: sensor_msgs/msg/CompressedImage messages on a topic taken as sensor_msgs/msg/Image"
+    assert stats.published["/CAM_0/image_raw"] == N_FRAMES and stats.faults.skipped == {key: N_FRAMES}
+    client.wait_for(lambda: recorder.count("/CAM_0/image_raw") >= N_FRAMES, 20, "every Image")
+    replayer.node.destroy_node()
+
+    capsys.readouterr()
+    assert main(["replay", str(mixed), "--rate", "max", "--wait", "0", "--topics", "/CAM_0/image_raw"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed.count(f"not replayed: {N_FRAMES} messages skipped") == 1
+    assert printed.count(f"not published: {N_FRAMES} messages skipped") == 1
+    assert printed.count(f"  {N_FRAMES} x {key}") == 2
+
+
 def listen(expected: dict[str, list], timeout_s: float = 90.0) -> None:
     """The fresh listener: subscribes to {topic: [type, count]} (reliable, deep queues; /tf_static latched), spins
     until every count arrived or `timeout_s` passed, and prints the counts received as JSON.

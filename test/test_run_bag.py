@@ -291,3 +291,48 @@ def test_depth_output_messages_are_the_same_built_for_the_bag_and_for_rclpy():
     millimetres = np.frombuffer(bag[0][3].data, np.uint16).reshape(depth[0].shape)
     assert (millimetres[:3] == 0).all()  # no estimate; beyond 65.535 m the largest value
     assert np.array_equal(millimetres[3:], np.minimum(np.rint(depth[0][3:] * 1000), 65535))
+
+
+def test_run_bag_limit_processes_that_many_sets_and_writes_the_summary(small_bags, tmp_path, capsys):
+    """--limit 2 of 3 sets: two sets' depth in the bag, scored, and a summary of that pass (issue 23: it used to
+    fail on the synchronizer's counters of a pass cut short, writing no summary)."""
+    bag, checkpoint = small_bags["lidar"], small_bags["checkpoint"]
+    params = _params(tmp_path / "params.yaml", ["CAM_0", "CAM_1", "CAM_2", "CAM_3"], checkpoint=str(checkpoint))
+    out = tmp_path / "out"
+    assert main(["run-bag", str(bag), "--params", str(params), *TOPIC_OPTIONS, "--out", str(out), "--limit", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frame_sets_processed"] == 2 and summary["limit"] == 2 and summary["interrupted"] is None
+    assert summary["images_in_no_frame_set"] == 0 and summary["sync"]["accepted"] >= 2
+    assert len(_read(out / "depth")["/rig/CAM_0/depth/image"]) == 2
+    assert json.loads((out / "metrics.json").read_text())["frame_sets"] == 2
+    with pytest.raises(SystemExit):  # argparse: a usage error
+        main(["run-bag", str(bag), "--out", str(tmp_path / "zero"), "--limit", "0"])
+    assert "--limit: must be at least 1, got '0'" in capsys.readouterr().err
+
+
+def test_run_bag_on_a_storage_failing_part_way_processes_what_came_before_and_exits_1(tmp_path, capsys):
+    """A broken mcap chunk past the first sets: those are processed and written, the summary and one line on
+    stderr say why reading stopped, the exit status is 1."""
+    from bag_corruption import break_chunk
+    from ros_harness import tiny_checkpoint
+    from sample_framesets import make_framesets, small_rig
+
+    frames = make_framesets(5, rig=small_rig(4, 640, 560))
+    write_bag(frames, tmp_path / "bag", progress=False)
+    break_chunk(tmp_path / "bag", 12)
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt", frames[0].rig)
+    params = tmp_path / "params.yaml"
+    values = {
+        "checkpoint": str(checkpoint),
+        "cameras": list(frames[0].rig.camera_names),
+        "backend": "torch",
+        "device": "cpu",
+    }
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
+    out = tmp_path / "out"
+    assert main(["run-bag", str(tmp_path / "bag"), "--params", str(params), "--out", str(out)]) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frame_sets_processed"] == 2 and "Truncated record" in summary["read_stopped"]
+    assert len(_read(out / "depth")["/CAM_0/depth/image"]) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("surround-depth ")]
+    assert said == [f"surround-depth run-bag: {tmp_path / 'bag'}: reading stopped early: {summary['read_stopped']}"]

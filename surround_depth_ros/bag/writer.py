@@ -16,17 +16,16 @@ from typing import Any
 
 import numpy as np
 from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
 from surround_depth_ros import geometry, pointcloud
-from surround_depth_ros.bag import topics
+from surround_depth_ros.bag import storage, topics
+from surround_depth_ros.bag.storage import TYPESTORE, ReadFaults
 from surround_depth_ros.frameset import FrameSet, PointSweep
 from surround_depth_ros.messages import MessageKit
 from surround_depth_ros.rig import CameraRig
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 ENCODINGS = ("rgb8", "bgr8", "png", "jpeg")  # png, jpeg: CompressedImage on <image topic>/compressed
 _DEFAULT_TIME = QosTime(0, 0)
@@ -76,7 +75,8 @@ class BagStats:
 class BagWriter:
     """Writes FrameSets to a new rosbag2 directory; use as a context manager.
 
-    The rig (and so /tf_static and the topic list) comes from the first frame set. Radar and lidar
+    The rig (and so /tf_static and the topic list) comes from the first frame set; a radar first seen in a later
+    set (its first sweeps were lost) gets its /tf_static edge in a message of its own then. Radar and lidar
     sweeps shared by consecutive frame sets (multi-sweep accumulation) are written once; poses
     (`T_world_base` of cameras and sweeps) become /tf odom -> base_frame at their stamps. The lidar
     extrinsic on /tf_static is `T_base_lidar` if given, else the first lidar sweep's `T_base_sensor`.
@@ -111,6 +111,7 @@ class BagWriter:
         self._kit = MessageKit(lambda name: TYPESTORE.types[name], lambda data: np.frombuffer(data, np.uint8))
         self._connections: dict[str, Connection] = {}
         self._rig: CameraRig | None = None
+        self._radar_frames: set[str] = set()  # radars placed on /tf_static so far
         self._written: set[tuple[str, int]] = set()
         self._next_clock_ns: int | None = None
 
@@ -143,15 +144,14 @@ class BagWriter:
         self.stats.messages += 1
         self.stats.bytes += len(raw)
 
-    def copy_topics(self, bag: str | os.PathLike, topic_list: list[str]) -> int:
-        """Copy every message of `topic_list` from another bag as it is (bytes, log time, the offered QoS it
-        recorded; /tf_static latched when it recorded none); returns how many were copied."""
+    def copy_topics(self, bag: str | os.PathLike, types: dict[str, str], faults: ReadFaults | None = None) -> int:
+        """Copy every message of the topics of `types` ({topic: its type}) from another bag as it is (bytes, log
+        time, the offered QoS it recorded; /tf_static latched when it recorded none), but those that do not
+        deserialize (counted in `faults` when given); returns how many were copied."""
         copied = 0
-        with Reader(bag) as reader:
-            connections = [c for c in reader.connections if c.topic in topic_list]
-            if not connections:  # rosbags reads every topic when given none
-                return 0
-            for connection, stamp, raw in reader.messages(connections=connections):
+        with storage.open_bag(bag) as reader:
+            connections = [c for c in reader.connections if types.get(c.topic) == c.msgtype]
+            for connection, stamp, raw in storage.messages(reader, connections, faults or ReadFaults(), decode=False):
                 recorded = getattr(connection.ext, "offered_qos_profiles", None)
                 latched = connection.topic == topics.TF_STATIC_TOPIC
                 qos = recorded[0] if recorded else (LATCHED_QOS if latched else STREAM_QOS)
@@ -170,7 +170,19 @@ class BagWriter:
             for parent, child, T in static_transforms(frameset.rig, T_base_lidar)
         ]
         self.put(topics.TF_STATIC_TOPIC, topics.TF_TYPE, stamp, self._kit.tf_message(transforms), LATCHED_QOS)
+        self._radar_frames.update(radar.frame_id for radar in frameset.rig.radars)
         self._next_clock_ns = stamp
+
+    def _place_new_radars(self, frameset: FrameSet) -> None:
+        """/tf_static for the radars of `frameset` the first set did not have (latched topics keep every message)."""
+        new = [r for r in frameset.rig.radars if r.frame_id not in self._radar_frames]
+        if not new:
+            return
+        base = self._rig.base_frame
+        transforms = [self._kit.transform(r.T_base_radar, base, r.frame_id, frameset.stamp_ns) for r in new]
+        message = self._kit.tf_message(transforms)
+        self.put(topics.TF_STATIC_TOPIC, topics.TF_TYPE, frameset.stamp_ns, message, LATCHED_QOS)
+        self._radar_frames.update(r.frame_id for r in new)
 
     def _check_rig(self, frameset: FrameSet) -> None:
         rig = self._rig
@@ -206,6 +218,7 @@ class BagWriter:
         if self._rig is None:
             self._start(frameset)
         self._check_rig(frameset)
+        self._place_new_radars(frameset)
         rig = self._rig
         for index, (cam, image) in enumerate(zip(rig.cameras, frameset.images, strict=True)):
             stamp = int(frameset.camera_stamps_ns[index])
@@ -222,7 +235,7 @@ class BagWriter:
                 self._pose(stamp, frameset.T_world_base[index])
         for sweep in frameset.radar:
             try:
-                frame_id = rig.radar(sweep.sensor).frame_id
+                frame_id = frameset.rig.radar(sweep.sensor).frame_id
             except KeyError as error:
                 raise ValueError(f"frame set {frameset.name!r}: radar sweep from unknown sensor: {error}") from None
             self._sweep(self.names.radar(sweep.sensor), frame_id, sweep)

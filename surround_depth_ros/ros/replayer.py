@@ -12,7 +12,14 @@ Rate: `rate` x bag time against the wall clock; `inf` as fast as possible with b
 reliable topic gets more than `max_in_flight` messages ahead of what its subscribers acknowledged
 (`wait_for_all_acked`). Acknowledged means received by the subscriber's DDS queue, not processed:
 a consumer slower than the transport still drops from its keep-last queue, so give it a finite rate.
-Loop: starts again at the bag's beginning with the bag's own stamps (time jumps backwards).
+Loop: starts again at the bag's beginning with the bag's own stamps (time jumps backwards). Time runs
+from each loop's first message (not the metadata's start time, which a damaged bag can misstate by years).
+
+A damaged bag (`bag/storage.py`): one that cannot be opened raises BagFormatError; a message whose CDR does
+not deserialize (for the types the type store knows) is not published, but counted by topic and cause in
+`stats.faults`, as are the messages of a topic recorded with several types but the one it is published as
+(that of most of its messages: a DDS topic has one type); a storage failing part way ends the loop there
+(`stats.faults.stopped`).
 
 Nothing is lost to discovery or to exiting early: before the first message `run()` waits (up to
 `wait_for_subscribers_s`) until every replayed topic has a matched subscriber, or some have and the
@@ -39,7 +46,9 @@ from rosbags.interfaces import Qos
 from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
+from surround_depth_ros.bag import storage
 from surround_depth_ros.bag import topics as layout
+from surround_depth_ros.bag.storage import ReadFaults
 from surround_depth_ros.ros.messages import MESSAGES, message_class
 
 # After the replayer's publishers see their subscribers, the subscribers' side of discovery (which
@@ -48,6 +57,12 @@ MATCH_GRACE_S = 0.5
 SETTLE_S = 2.0  # matched topics unchanged this long: the subscribers that exist have been discovered
 BEST_EFFORT_DRAIN_S = 0.5  # best-effort messages are never acknowledged: time for the transport to send them
 NO_WAIT_TOPICS = (layout.TF_STATIC_TOPIC, layout.CLOCK_TOPIC)  # latched, or only for use_sim_time consumers
+# The types of the global topics, whatever else a damaged bag recorded on them (other topics: that of most messages).
+LAYOUT_TYPES = {
+    layout.TF_STATIC_TOPIC: layout.TF_TYPE,
+    layout.TF_TOPIC: layout.TF_TYPE,
+    layout.CLOCK_TOPIC: layout.CLOCK_TYPE,
+}
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -77,6 +92,7 @@ class ReplayStats:
     wall_seconds: float = 0.0
     without_subscriber: list[str] = field(default_factory=list)  # topics nobody subscribed to when replay began
     unacknowledged: list[str] = field(default_factory=list)  # reliable topics not acknowledged at the end
+    faults: ReadFaults = field(default_factory=ReadFaults)  # messages not published, and why; a storage failure
 
     @property
     def achieved_rate(self) -> float:
@@ -101,8 +117,6 @@ class BagReplayer:
         delivery_timeout_s: float = 10.0,
     ) -> None:
         self.path = Path(path)
-        if not (self.path / "metadata.yaml").is_file():
-            raise FileNotFoundError(f"{self.path} is not a rosbag2 directory (no metadata.yaml in it)")
         if not rate > 0:
             raise ValueError(f"rate must be > 0 (1.0 = real time, inf = as fast as subscribers take), got {rate}")
         self.rate = rate
@@ -114,22 +128,32 @@ class BagReplayer:
         self.delivery_timeout_s = delivery_timeout_s
         self.node = node or Node("bag_replayer")
         self._stop = threading.Event()
-        with Reader(self.path) as reader:
-            self.connections = [c for c in reader.connections if topics is None or c.topic in topics]
+        self.setup_faults = ReadFaults()  # what the set-up could not use: other types on a topic, /tf_static
+        with storage.open_bag(self.path) as reader:
+            chosen = [c for c in reader.connections if topics is None or c.topic in topics]
             missing = sorted(set(topics or ()) - {c.topic for c in reader.connections})
             if missing:
-                raise ValueError(f"{self.path}: topics {missing} are not in the bag; it has {sorted(reader.topics)}")
-            self.message_count = sum(c.msgcount for c in self.connections if c.topic != layout.TF_STATIC_TOPIC)
-            self.start_ns, self.end_ns = reader.start_time, reader.end_time
+                names = sorted({c.topic for c in reader.connections})
+                raise ValueError(f"{self.path}: topics {missing} are not in the bag; it has {names}")
+            types = storage.main_types(chosen, LAYOUT_TYPES)
+            storage.count_other_types(chosen, types, self.setup_faults)
+            self.connections = [c for c in chosen if types[c.topic] == c.msgtype]
+            self.message_count = sum(
+                storage.declared_count(c) for c in self.connections if c.topic != layout.TF_STATIC_TOPIC
+            )
             self._static = self._merged_tf_static(reader)
         self.bag_has_clock = any(c.topic == layout.CLOCK_TOPIC for c in self.connections)
         self._publishers: dict[str, Publisher] = {}
         for c in self.connections:
             if c.topic == layout.TF_STATIC_TOPIC or (c.topic == layout.CLOCK_TOPIC and not publish_clock):
                 continue
-            self._publishers[c.topic] = self.node.create_publisher(
-                message_class(c.msgtype), c.topic, qos_from_bag(c.ext.offered_qos_profiles)
-            )
+            try:
+                kind = message_class(c.msgtype)
+            except (ImportError, ValueError) as error:  # a type not installed here (or no type name): not replayed
+                self.setup_faults.skip(c.topic, storage.fault_text(error, 120), storage.declared_count(c))
+                continue
+            qos = qos_from_bag(c.ext.offered_qos_profiles)
+            self._publishers[c.topic] = self.node.create_publisher(kind, c.topic, qos)
         self._static_publisher = None
         if self._static is not None:
             self._static_publisher = self.node.create_publisher(
@@ -148,8 +172,13 @@ class BagReplayer:
             return None
         tf_class = message_class(layout.TF_TYPE)
         by_child = {}
-        for _, _, raw in reader.messages(connections=connections):
-            for transform in deserialize_message(bytes(raw), tf_class).transforms:
+        for _, _, raw in storage.messages(reader, connections, self.setup_faults, decode=False):
+            try:
+                message = deserialize_message(raw, tf_class)
+            except Exception as error:  # noqa: BLE001 - rclpy's CDR is stricter than rosbags' on damaged bytes
+                self.setup_faults.skip(layout.TF_STATIC_TOPIC, f"undecodable by rclpy ({type(error).__name__})")
+                continue
+            for transform in message.transforms:
                 by_child[transform.child_frame_id] = transform
         return serialize_message(MESSAGES.tf_message(list(by_child.values())))
 
@@ -221,6 +250,7 @@ class BagReplayer:
     def run(self, progress: bool = False) -> ReplayStats:
         """Replay (each loop from the bag's start); `self.stats` holds the counts so far, also after Ctrl-C."""
         self.stats = stats = ReplayStats()
+        stats.faults.skipped.update(self.setup_faults.skipped)
         stats.without_subscriber = self.wait_for_subscribers(self.wait_for_subscribers_s)
         if stats.without_subscriber:
             self.node.get_logger().warning(
@@ -231,30 +261,32 @@ class BagReplayer:
             self._static_publisher.publish(self._static)
             stats.published[layout.TF_STATIC_TOPIC] += 1
         streamed = [c for c in self.connections if c.topic in self._publishers]
-        duration_s = (self.end_ns - self.start_ns) / 1e9
         bar = tqdm(total=self.message_count, unit="msg", desc=f"replaying {self.path.name}", disable=not progress)
         wall_begin = time.monotonic()
+        loops_s = 0.0  # bag seconds of the loops completed
         try:
             while not self._stop.is_set():
-                wall_start = time.monotonic()
-                with Reader(self.path) as reader:
-                    for connection, timestamp, raw in reader.messages(connections=streamed):
-                        bag_s = (timestamp - self.start_ns) / 1e9
+                wall_start, origin, bag_s = time.monotonic(), None, 0.0
+                with storage.open_bag(self.path) as reader:
+                    for connection, timestamp, raw in storage.messages(reader, streamed, stats.faults, decode=False):
+                        origin = timestamp if origin is None else origin
+                        bag_s = (timestamp - origin) / 1e9
                         if self.rate != float("inf"):
                             self._wait_until(wall_start + bag_s / self.rate)
                         if self._stop.is_set():
                             break
                         if self._clock_publisher is not None:
                             self._clock_publisher.publish(MESSAGES.clock(timestamp))
-                        self._publish(connection.topic, bytes(raw))
+                        self._publish(connection.topic, raw)
                         stats.published[connection.topic] += 1
-                        stats.bag_seconds = stats.loops * duration_s + bag_s
+                        stats.bag_seconds = loops_s + bag_s
                         stats.wall_seconds = time.monotonic() - wall_begin
                         bar.update()
                         bar.set_postfix(bag_s=f"{bag_s:.2f}", loop=stats.loops, refresh=False)
                     else:
                         stats.loops += 1
-                if not self.loop:
+                        loops_s += bag_s
+                if not self.loop or stats.faults.stopped:  # a storage that fails fails again: loop no more
                     break
                 bar.reset()
             stats.wall_seconds = time.monotonic() - wall_begin  # the replay, without the wait for delivery

@@ -16,6 +16,17 @@ def image_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def positive_int(text: str) -> int:
+    """`--limit 5` -> 5; argparse reports a non-integer or an integer below 1 as a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
 def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that place a params file's topic patterns in a bag (run-bag and evaluate)."""
     parser.add_argument(

@@ -3,16 +3,20 @@
 A tool module exposes `add_arguments(parser)` and `run(args) -> int` and is listed in
 `TOOLS` with a one-line help. Modules are imported only when their subcommand runs, so that `--help` and
 light tools stay fast and a tool that needs rclpy does not burden the others. A tool that cannot run as
-asked raises `UsageError` (`tools/errors.py`): one line on stderr and exit code 2, as argparse does.
+asked raises `UsageError` (`tools/errors.py`): one line on stderr and exit code 2, as argparse does. Ctrl-C
+or SIGTERM that the tool does not handle itself (`tools/interrupt.py`) is one line too, and the exit status
+of a process that signal stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from surround_depth_ros.tools.errors import UsageError
+from surround_depth_ros.tools.interrupt import exit_status, terminate_as_interrupt
 
 # subcommand -> (module under surround_depth_ros.tools, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
@@ -48,10 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with terminate_as_interrupt():
+            return int(args.func(args) or 0)
     except UsageError as error:
         print(f"surround-depth {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        print(f"surround-depth {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return exit_status(signum)
 
 
 if __name__ == "__main__":

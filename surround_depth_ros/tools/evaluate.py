@@ -7,7 +7,11 @@ range bin, metric and median-scaled. Writes metrics.json and report.png into --o
 --compare OTHER.pt also scores OTHER on the same frame sets (read once) and writes
 compare/metrics.json, compare/report.png, and comparison.json + comparison.png (B - A per metric).
 A bag of any layout is read through the node's params file (--params: cameras, topic patterns,
-synchronizer settings; --namespace, --lidar-topic), as `surround-depth run-bag` reads it.
+synchronizer settings; --namespace, --lidar-topic), as `surround-depth run-bag` reads it; what it could
+not use (messages skipped, why reading stopped early in a damaged bag) is in metrics.json and on stderr.
+Ctrl-C or SIGTERM stops after the frame set in hand and scores the sets done so far (metrics.json says
+"interrupted"); the exit status is then 128 + the signal's number, 1 when the bag's storage failed
+before its end, 2 when the bag cannot be opened or scored.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import dataclasses
 import itertools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -25,8 +30,12 @@ from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.metrics import METRIC_NAMES
 from surround_depth_ros.tools.arguments import add_topic_arguments, image_size
 from surround_depth_ros.tools.errors import UsageError, usage_errors
+from surround_depth_ros.tools.interrupt import StopSignals
 from surround_depth_ros.training.config import ConfigError, DatasetConfig, check_dataset
 from surround_depth_ros.training.evaluate import EVALUATION_CAPS
+
+if TYPE_CHECKING:
+    from surround_depth_ros.bag.reader import RosbagReader
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,18 +114,19 @@ def _bag_reader_options(args: argparse.Namespace) -> dict:
     return {"topic_names": names, "settings": dataclasses.asdict(settings)} if args.params else {"topic_names": names}
 
 
-def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int, int]):  # noqa: ANN202 - FramesWithNeighbours
-    """The frame sets to score (with their temporal neighbours, none asked). A bag is opened here, with the
-    topic options, and must carry lidar."""
+def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int, int]):  # noqa: ANN202
+    """The frame sets to score (a FramesWithNeighbours: with their temporal neighbours, none asked) and the bag's
+    reader (None for a dataset). A bag is opened here, with the topic options, and must carry lidar."""
     from surround_depth_ros.training.data import FramesWithNeighbours, open_source
 
     if spec.type != "rosbag":
-        return open_source(spec, size)
+        return open_source(spec, size), None
     from surround_depth_ros.bag.reader import RosbagReader
+    from surround_depth_ros.bag.topics import POINT_CLOUD_TYPE
 
     reader = RosbagReader(spec.path, **_bag_reader_options(args))
     lidar = reader.names.lidar
-    if lidar not in reader.topics:
+    if reader.topics.get(lidar) != POINT_CLOUD_TYPE:
         raise ConfigError(
             f"{spec.path} has no lidar to score against: no topic {lidar} (--lidar-topic) among {sorted(reader.topics)}"
         )
@@ -126,7 +136,7 @@ def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int,
             f"{reader.lidar_frame!r}"
         )
     count = len(reader) if spec.limit is None else min(len(reader), spec.limit)
-    return FramesWithNeighbours(((frame, []) for frame in itertools.islice(reader, count)), reader.rig, count)
+    return FramesWithNeighbours(((frame, []) for frame in itertools.islice(reader, count)), reader.rig, count), reader
 
 
 def _engine(checkpoint: Path, args: argparse.Namespace):  # noqa: ANN202 - DepthEngine
@@ -154,37 +164,53 @@ def _print_comparison(comparison: dict, labels: tuple[str, str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from surround_depth_ros.network.checkpoint import checkpoint_file_problem, read_checkpoint
+    from surround_depth_ros.inference.backend import BackendUnavailable
+    from surround_depth_ros.network.checkpoint import CheckpointError, checkpoint_file_problem, read_checkpoint
     from surround_depth_ros.training.evaluate import evaluate_checkpoints, write_comparison, write_report
 
     checkpoints = [args.checkpoint, *([args.compare] if args.compare else [])]
-    with usage_errors(ValueError, FileNotFoundError):  # a bag or dataset that cannot be scored: say why
+    # a checkpoint, bag or dataset that cannot be scored: say why
+    with usage_errors(ValueError, FileNotFoundError, CheckpointError, BackendUnavailable):
         for checkpoint in checkpoints:
             if problem := checkpoint_file_problem(checkpoint):
                 raise ConfigError(f"checkpoint {checkpoint} {problem}")
         spec = _spec(args)
         caps = depth_caps(args.caps, args.dataset)
-        source = _open_frames(args, spec, read_checkpoint(args.checkpoint)[1].input_size)
-    engines = [_engine(checkpoint, args) for checkpoint in checkpoints]
-    frames = tqdm(
-        (frame for frame, _ in source.frames), total=source.count, desc=f"evaluating on {args.dataset}", unit="frameset"
-    )
-    try:
-        evaluations = evaluate_checkpoints(
-            engines, frames, *caps, examples=args.examples, focal_scaling=not args.no_focal_scaling
+        source, reader = _open_frames(args, spec, read_checkpoint(args.checkpoint)[1].input_size)
+        engines = [_engine(checkpoint, args) for checkpoint in checkpoints]
+    with StopSignals("evaluate") as stop:
+        frames = tqdm(
+            stop.frames(frame for frame, _ in source.frames),
+            total=source.count,
+            desc=f"evaluating on {args.dataset}",
+            unit="frameset",
         )
-    except ValueError as error:  # e.g. no frame set with ground truth
-        raise UsageError(f"{args.path or args.dataset}: {error}") from error
-    outs = [args.out, args.out / "compare"]
-    for checkpoint, evaluation, out in zip(checkpoints, evaluations, outs, strict=False):
-        evaluation.summary |= {"checkpoint": str(checkpoint), "dataset": args.dataset}
-        where = f"{args.dataset} {Path(args.path).name}" if args.path else args.dataset
-        files = write_report(evaluation, out, title=f"{checkpoint.name} on {where}")
-        print(json.dumps({m: evaluation.summary[m]["mean"] for m in ("metric", "median_scaled")}, indent=1))
-        print(f"wrote {files['json']} and {files['png']}")
-    if args.compare:
-        labels = _labels(args.checkpoint, args.compare)
-        files = write_comparison(*evaluations, args.out, labels)
-        _print_comparison(json.loads(Path(files["json"]).read_text()), labels)
-        print(f"wrote {files['json']} and {files['png']}")
-    return 0
+        try:
+            evaluations = evaluate_checkpoints(
+                engines, frames, *caps, examples=args.examples, focal_scaling=not args.no_focal_scaling
+            )
+        except ValueError as error:  # e.g. no frame set with ground truth
+            if stop.signum is None:
+                raise UsageError(f"{args.path or args.dataset}: {_with_faults(str(error), reader)}") from error
+            return stop.end("no frame set scored, nothing written", args.path, reader.faults if reader else None)
+        outs = [args.out, args.out / "compare"]
+        for checkpoint, evaluation, out in zip(checkpoints, evaluations, outs, strict=False):
+            evaluation.summary |= {"checkpoint": str(checkpoint), "dataset": args.dataset}
+            evaluation.summary |= {"interrupted": stop.signal_name} | (reader.reading_summary() if reader else {})
+            where = f"{args.dataset} {Path(args.path).name}" if args.path else args.dataset
+            files = write_report(evaluation, out, title=f"{checkpoint.name} on {where}")
+            print(json.dumps({m: evaluation.summary[m]["mean"] for m in ("metric", "median_scaled")}, indent=1))
+            print(f"wrote {files['json']} and {files['png']}")
+        if args.compare:
+            labels = _labels(args.checkpoint, args.compare)
+            files = write_comparison(*evaluations, args.out, labels)
+            _print_comparison(json.loads(Path(files["json"]).read_text()), labels)
+            print(f"wrote {files['json']} and {files['png']}")
+    done = f"{evaluations[0].summary['frame_sets']} frame sets scored"
+    return stop.end(done, args.path, reader.faults if reader else None)
+
+
+def _with_faults(problem: str, reader: RosbagReader | None) -> str:
+    """`problem`, and what of the bag could not be read when something could not: often the reason for it."""
+    faults = reader.faults.describe() if reader is not None else ""
+    return f"{problem} ({faults})" if faults else problem

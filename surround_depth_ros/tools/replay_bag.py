@@ -8,7 +8,11 @@ Nothing is lost to discovery or to an early exit: the first message waits until 
 subscriber, or some have and no more appeared for 2 s (--wait seconds at most; the topics without
 one are named), and the command exits
 once the subscribers acknowledged every reliable message. It uses the node's large-image Fast DDS
-profile unless FASTDDS_DEFAULT_PROFILES_FILE names another. Exit status 1: messages unacknowledged.
+profile unless FASTDDS_DEFAULT_PROFILES_FILE names another. A damaged bag is replayed as far as it can be
+read: messages that do not deserialize, of a type not installed here, or of another type than the rest of
+their topic's (a DDS topic has one) are not published, and are listed with their count before the replay
+and after it; a bag that cannot be opened is one line and exit status 2. Exit status 1: messages
+unacknowledged, or the bag's storage failed before its end.
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from surround_depth_ros.tools.errors import usage_errors
+
+if TYPE_CHECKING:
+    from surround_depth_ros.bag.storage import ReadFaults
 
 
 def _rate(text: str) -> float:
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 wait_for_subscribers_s=args.wait,
                 delivery_timeout_s=args.wait,
             )
+        _print_faults("not replayed", replayer.setup_faults)
         replayer.run(progress=True)
     except KeyboardInterrupt:
         pass
@@ -86,6 +95,15 @@ def run(args: argparse.Namespace) -> int:
             )
             if stats.unacknowledged:
                 print(f"not acknowledged by the subscribers within {args.wait:g} s: {', '.join(stats.unacknowledged)}")
+            _print_faults("not published", stats.faults)
             replayer.node.destroy_node()
         rclpy.try_shutdown()
-    return 1 if replayer is not None and replayer.stats.unacknowledged else 0
+    return 1 if replayer is not None and (replayer.stats.unacknowledged or replayer.stats.faults.stopped) else 0
+
+
+def _print_faults(what: str, faults: ReadFaults) -> None:
+    """The messages a replay leaves out, per topic and cause, and why reading stopped early, if it did."""
+    if faults.skipped or faults.stopped:
+        print(f"{what}: {faults.describe()}")
+    for cause, count in sorted(faults.skipped.items()):
+        print(f"  {count} x {cause}")

@@ -11,9 +11,16 @@ Unlike a live replay it is deterministic and drops nothing for being busy. DIR g
   `<camera>/depth/confidence` (with publish_confidence) and `<camera>/depth/camera_info`, the fused
   cloud `depth/points`, plus the input's `/tf_static` and `/tf`, so RViz and Foxglove place it;
 * `summary.json` (also printed): frame sets processed and skipped and why, images in no set, the
-  synchronizer's counters, sets/s and wall time;
+  synchronizer's counters, TF the node would ignore, messages of the bag skipped as unusable and why
+  reading stopped early (a damaged bag), whether a signal interrupted the run, sets/s and wall time;
 * with a lidar topic in the bag (--lidar-topic): `metrics.json` and `report.png` as `surround-depth
   evaluate` writes them, scoring the depth the node publishes against the projected lidar.
+
+The messages are built, written and scored on a thread of their own while the next set is read and
+processed. Ctrl-C or SIGTERM stops after the set in hand and still writes all of the above (see
+`tools/interrupt.py`). Exit status: 0; 1 when no set was processed or the bag's storage failed before
+its end (what came before it is processed); 2 for a bag that cannot be opened; 128 + the signal's
+number when interrupted.
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ import argparse
 import dataclasses
 import itertools
 import json
+import queue
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -33,12 +43,15 @@ from tqdm import tqdm
 from surround_depth_ros.core import params
 from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.rig import Camera, CameraRig
-from surround_depth_ros.tools.arguments import add_topic_arguments
+from surround_depth_ros.tools.arguments import add_topic_arguments, positive_int
 from surround_depth_ros.tools.errors import usage_errors
 from surround_depth_ros.tools.evaluate import depth_caps
+from surround_depth_ros.tools.interrupt import StopSignals
 
 if TYPE_CHECKING:
     from surround_depth_ros.bag.reader import RosbagReader
+    from surround_depth_ros.core.pipeline import DepthOutputs
+    from surround_depth_ros.training.evaluate import FrameScorer
 
 OUTPUT_BAG = "depth"  # the output bag's folder inside --out
 
@@ -54,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (its depth/ bag must not exist)")
     add_topic_arguments(parser)
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output bag storage")
-    parser.add_argument("--limit", type=int, default=None, help="process at most this many frame sets")
+    parser.add_argument("--limit", type=positive_int, default=None, help="process at most this many frame sets")
     parser.add_argument("--caps", default=None, help="MIN,MAX depth in m for the metrics (default 0.1,80)")
     parser.add_argument("--examples", type=int, default=2, help="frame sets drawn in report.png (default 2)")
 
@@ -65,15 +78,52 @@ def _summary(reader: RosbagReader, processed: int, skipped: Counter, wall_s: flo
         "bag": str(reader.path),
         "frame_sets_processed": processed,
         "frame_sets_skipped": dict(skipped),
-        "images_in_no_frame_set": reader.dropped,
-        "images_undecodable": dict(reader.rejected),
-        "sync": {key: value for key, value in reader.sync_stats.items() if value},
+        **reader.reading_summary(),
         "wall_time_s": round(wall_s, 3),
         "frame_sets_per_s": round(processed / wall_s, 3) if wall_s > 0 else None,
         "pipeline_ms_mean": {
             stage: round(float(np.mean([t[stage] for t in timings if stage in t])), 2) for stage in stages
         },
     }
+
+
+class _OutputThread:
+    """Runs `handle(*item)` for each `put` item in order, on a thread of its own: the depth messages of a processed
+    set are built, written and scored there while the main thread reads and processes the next one (run-bag's
+    floor is reading and the forward). At most `depth` items wait, so memory stays bounded when writing is the
+    slower side. An error there is raised in the main thread at the next `put` or at the end. The items must not
+    change after `put`: `pipeline.process` returns arrays of its own each call."""
+
+    def __init__(self, handle: Callable[..., None], depth: int = 2) -> None:
+        self._handle = handle
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="run-bag outputs", daemon=True)
+
+    def __enter__(self) -> _OutputThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(None)  # the items already put are handled first: the output bag gets every processed set
+        self._thread.join()
+        self._raise()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._handle(*item)
+                except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
+                    self._error = error
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, *item: Any) -> None:  # noqa: ANN401 - the arguments of `handle`
+        self._raise()
+        self._queue.put(item)
 
 
 def _as_published(frame_set: FrameSet, cameras: list[Camera]) -> FrameSet:
@@ -92,14 +142,27 @@ def _as_published(frame_set: FrameSet, cameras: list[Camera]) -> FrameSet:
     return dataclasses.replace(frame_set, rig=rig, images=images)
 
 
+def _score(scorer: FrameScorer, frame_set: FrameSet, outputs: DepthOutputs) -> None:
+    """Score the published depth against the set's lidar projected into the published cameras."""
+    from surround_depth_ros.training.evaluate import ground_truth
+
+    scored = _as_published(frame_set, outputs.cameras)
+    gt = ground_truth(scored)
+    if gt is None:
+        scorer.skip()
+    else:
+        scorer.add(scored, outputs.depth, gt)
+
+
 def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.bag.reader import RosbagReader
-    from surround_depth_ros.bag.topics import TF_STATIC_TOPIC, TF_TOPIC, TopicNames, resolve_topic
+    from surround_depth_ros.bag.storage import open_bag
+    from surround_depth_ros.bag.topics import TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE, TopicNames, resolve_topic
     from surround_depth_ros.bag.writer import BagWriter
     from surround_depth_ros.core.binding import BindingError
     from surround_depth_ros.core.pipeline import StartupError, pipeline_from_settings
     from surround_depth_ros.messages import depth_output_messages
-    from surround_depth_ros.training.evaluate import FrameScorer, ground_truth, write_report
+    from surround_depth_ros.training.evaluate import FrameScorer, write_report
 
     out_bag = args.out / OUTPUT_BAG
     with usage_errors(ValueError, FileNotFoundError, FileExistsError, StartupError):
@@ -108,67 +171,73 @@ def run(args: argparse.Namespace) -> int:
         if out_bag.exists():
             raise FileExistsError(f"{out_bag} exists already; choose another --out or delete it")
         names = TopicNames.from_settings(settings, args.namespace, args.lidar_topic)
+        with open_bag(args.bag):  # a bag that cannot be opened is named before the model loads and warms up
+            pass
         pipeline = pipeline_from_settings(settings)
         radars = list(settings.radars) if pipeline.uses_radar else []  # as the node subscribes them
         values = {**dataclasses.asdict(settings), "radars": radars}
         reader = RosbagReader(args.bag, topic_names=names, settings=values, complete=False)
-    has_lidar = names.lidar in reader.topics and reader.T_base_lidar is not None
-    scorer = FrameScorer(*caps, examples=args.examples) if has_lidar else None
+    scorer = FrameScorer(*caps, examples=args.examples) if reader.has_lidar else None
     total = len(reader) if args.limit is None else min(args.limit, len(reader))
     processed, skipped, timings = 0, Counter(), []
+
+    def write_and_score(frame_set: FrameSet, outputs: DepthOutputs, camera_info: dict) -> None:
+        for topic, msgtype, stamp, msg in depth_output_messages(writer.kit, frame_set, outputs, camera_info, settings):
+            writer.put(resolve_topic(topic, args.namespace), msgtype, stamp, msg)
+        if scorer is not None:
+            _score(scorer, frame_set, outputs)
+
     start = time.perf_counter()
-    with BagWriter(out_bag, storage=args.storage) as writer:
-        writer.copy_topics(args.bag, [TF_STATIC_TOPIC, TF_TOPIC])
-        frames = itertools.islice(reader, args.limit)
-        resets = 0
-        for frame_set in tqdm(frames, total=total, unit="frame set", desc=f"run-bag {args.bag.name}"):
-            if reader.clock_resets != resets:  # as the node's worker does: no memory across a jump in time
-                resets = reader.clock_resets
-                pipeline.engine.reset()
-            try:
-                outputs = pipeline.process(frame_set)
-            except BindingError as error:  # the node logs it and goes on with the next set
-                skipped[f"cannot bind the cameras to the model: {error}"] += 1
-                continue
-            for topic, msgtype, stamp, msg in depth_output_messages(
-                writer.kit, frame_set, outputs, reader.camera_info, settings
-            ):
-                writer.put(resolve_topic(topic, args.namespace), msgtype, stamp, msg)
-            if scorer is not None:
-                scored = _as_published(frame_set, outputs.cameras)
-                gt = ground_truth(scored)
-                if gt is None:
-                    scorer.skip()
-                else:
-                    scorer.add(scored, outputs.depth, gt)
-            timings.append(outputs.timings_ms)
-            processed += 1
-    summary = _summary(reader, processed, skipped, time.perf_counter() - start, timings)
-    engine = pipeline.engine
-    summary |= {
-        "params": str(args.params) if args.params else None,
-        "model": {
-            "checkpoint": settings.checkpoint or "the shipped default student",
-            "preset": engine.config.name,
-            "backend": engine.backend_name,
-            "device": str(engine.device),
-        },
-        "output_bag": {"path": str(out_bag), "storage": args.storage, "messages": writer.stats.messages},
-    }
-    if scorer is None:
-        summary["metrics"] = f"not scored: no lidar topic {names.lidar} placed by /tf_static in the bag"
-    else:
-        try:
-            evaluation = scorer.evaluation()
-        except ValueError as error:  # no set had a lidar sweep
-            summary["metrics"] = f"not scored: {error}"
+    with StopSignals("run-bag") as stop:
+        with BagWriter(out_bag, storage=args.storage) as writer, _OutputThread(write_and_score) as output:
+            writer.copy_topics(args.bag, {TF_STATIC_TOPIC: TF_TYPE, TF_TOPIC: TF_TYPE})
+            frames = stop.frames(itertools.islice(reader, args.limit))
+            resets = 0
+            for frame_set in tqdm(frames, total=total, unit="frame set", desc=f"run-bag {args.bag.name}"):
+                if reader.clock_resets != resets:  # as the node's worker does: no memory across a jump in time
+                    resets = reader.clock_resets
+                    pipeline.engine.reset()
+                try:
+                    outputs = pipeline.process(frame_set)
+                except BindingError as error:  # the node logs it and goes on with the next set
+                    skipped[f"cannot bind the cameras to the model: {error}"] += 1
+                    continue
+                except Exception as error:  # noqa: BLE001 - as the node: one bad set must not stop the others
+                    skipped[f"inference error: {error!r}"] += 1
+                    continue
+                output.put(frame_set, outputs, dict(reader.camera_info))  # the CameraInfo the set was taken with
+                timings.append(outputs.timings_ms)
+                processed += 1
+        summary = _summary(reader, processed, skipped, time.perf_counter() - start, timings)
+        engine = pipeline.engine
+        summary |= {
+            "interrupted": stop.signal_name,
+            "limit": args.limit,
+            "params": str(args.params) if args.params else None,
+            "model": {
+                "checkpoint": settings.checkpoint or "the shipped default student",
+                "preset": engine.config.name,
+                "backend": engine.backend_name,
+                "device": str(engine.device),
+            },
+            "output_bag": {"path": str(out_bag), "storage": args.storage, "messages": writer.stats.messages},
+        }
+        if scorer is None:
+            summary["metrics"] = f"not scored: no lidar topic {names.lidar} placed by /tf_static in the bag"
         else:
-            evaluation.summary |= {"bag": str(args.bag), "dataset": "rosbag", "params": summary["params"]}
-            files = write_report(evaluation, args.out, title=f"{engine.config.name} on {args.bag.name} (run-bag)")
-            summary["metrics"] = {mode: evaluation.summary[mode]["mean"] for mode in ("metric", "median_scaled")}
-            summary["metrics_files"] = files
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+            try:
+                evaluation = scorer.evaluation()
+            except ValueError as error:  # no set had a lidar sweep
+                summary["metrics"] = f"not scored: {error}"
+            else:
+                evaluation.summary |= {"bag": str(args.bag), "dataset": "rosbag", "params": summary["params"]}
+                title = f"{engine.config.name} on {args.bag.name} (run-bag)"
+                files = write_report(evaluation, args.out, title=title)
+                summary["metrics"] = {mode: evaluation.summary[mode]["mean"] for mode in ("metric", "median_scaled")}
+                summary["metrics_files"] = files
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     print(f"wrote {out_bag} and {args.out / 'summary.json'}")
-    return 0 if processed else 1
+    status = stop.end(f"{processed} frame sets processed", reader.path, reader.faults)
+    return status if status or processed else 1
