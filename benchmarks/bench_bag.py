@@ -1,4 +1,5 @@
-"""rosbag2 speed: write and read throughput against a plain-file floor, and replay rate achieved vs requested.
+"""rosbag2 speed: write and read throughput against a plain-file floor, replay rate achieved vs requested, and
+`surround-depth run-bag` against its floor.
 
 Frame sets are the packaged six-camera rig at --size (default 640x352) with random pixels (they do
 not compress, like real images), five 125-point nuScenes-layout radar sweeps, a 35k-point lidar sweep
@@ -6,7 +7,14 @@ and poses. The floor writes (and reads back) the same number of payload bytes to
 the ratio says how much the bag machinery (CDR, storage, indexes) costs over the disk itself.
 Replay publishes the bag over real DDS to a subscriber in this process, at 1x and at max.
 
-    PYTHONPATH=. python benchmarks/bench_bag.py [--frames 40] [--size 640x352] [--storage mcap]
+run-bag (--presets, default tiny and default: a seeded untrained student of the rig, the same cost as a trained
+one) runs in this process on the bag with the node's default parameters (depth at the network's size, confidence
+and the fused cloud published, scored against the lidar). Its floor is what no run-bag can skip: one pass of
+the bag's reader (read, deserialize, decode, synchronize) plus the pipeline's radar, upload, preprocess and
+forward stages of each set. The ratio is run-bag's time from its first set read to its output closed (its
+summary's wall time), over that floor; both after a warm-up forward, so that neither pays for the first one.
+
+    PYTHONPATH=. python benchmarks/bench_bag.py [--frames 40] [--size 640x352] [--storage mcap] [--presets tiny]
 """
 
 from __future__ import annotations
@@ -107,14 +115,68 @@ def replay_rate(path: Path, rate: float) -> tuple[float, float, int]:
     return stats.achieved_rate, stats.wall_seconds, count
 
 
+def student_checkpoint(path: Path, preset_name: str, rig) -> Path:
+    """A seeded, untrained student of `preset_name` recording `rig` (the cost of a trained one)."""
+    import torch
+
+    from surround_depth_ros.network.checkpoint import save_checkpoint
+    from surround_depth_ros.network.student import SurroundDepthStudent, preset
+
+    torch.manual_seed(0)
+    config = preset(preset_name)
+    save_checkpoint(path, SurroundDepthStudent(config).eval(), config, rig=rig)
+    return path
+
+
+def run_bag_vs_floor(bag: Path, checkpoint: Path, rig, folder: Path) -> tuple[float, float, int, dict]:
+    """(run-bag seconds, floor seconds, frame sets, run-bag's summary) on `bag` with the node's default parameters."""
+    import dataclasses
+    import json
+
+    import yaml
+
+    from surround_depth_ros.core.params import settings_from_values
+    from surround_depth_ros.core.pipeline import pipeline_from_settings
+    from surround_depth_ros.tools.cli import main as cli
+
+    values = {"checkpoint": str(checkpoint), "cameras": list(rig.camera_names), "backend": "torch", "device": "cpu"}
+    pipeline = pipeline_from_settings(settings_from_values(values))
+    if pipeline.uses_radar:
+        values["radars"] = list(rig.radar_names)
+    params = folder / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
+    # the reader run-bag makes: every set the node's assembler emits, with the node's settings
+    reader = RosbagReader(bag, settings=dataclasses.asdict(settings_from_values(values)), complete=False)
+    pipeline.process(next(iter(reader)))  # warm-up: the first forward sets up the kernels
+    start = time.perf_counter()
+    framesets = list(reader)
+    read_s = time.perf_counter() - start
+    stages = ("radar", "upload", "preprocess", "forward")
+    compute_s = sum(sum(pipeline.process(f).timings_ms[s] for s in stages) for f in framesets) / 1000
+    out = folder / f"run_bag_{checkpoint.stem}"
+    assert cli(["run-bag", str(bag), "--params", str(params), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    return summary["wall_time_s"], read_s + compute_s, len(framesets), summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--size", default="640x352", help="WIDTHxHEIGHT of each camera")
     parser.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
     parser.add_argument("--no-replay", action="store_true", help="skip the DDS replay measurements")
+    parser.add_argument(
+        "--presets", nargs="*", default=["tiny", "default"], help="students to time run-bag with (none: skip it)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads for run-bag and its floor (default: torch's count)"
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     framesets = make_framesets(args.frames, width, height)
     folder = Path(tempfile.mkdtemp(prefix="bench_bag_"))
     try:
@@ -148,6 +210,15 @@ def main() -> None:
                     f"replay {label:<4} achieved {achieved:6.2f} x real time ({args.frames / wall:6.1f} frame sets/s, "
                     f"{mb / wall:7.1f} MB/s), images received {count}/{6 * args.frames}"
                 )
+        for preset_name in args.presets:
+            checkpoint = student_checkpoint(folder / f"{preset_name}.pt", preset_name, framesets[0].rig)
+            run_s, floor_s, sets, summary = run_bag_vs_floor(path, checkpoint, framesets[0].rig, folder)
+            stages = summary["pipeline_ms_mean"]
+            print(
+                f"run-bag {preset_name:<8} {sets / run_s:6.2f} frame sets/s ({sets} sets, {torch.get_num_threads()} "
+                f"threads, forward {stages['forward']:.0f} ms a set)   floor {sets / floor_s:6.2f} frame sets/s   "
+                f"ratio {run_s / floor_s:5.2f}"
+            )
     finally:
         shutil.rmtree(folder)
 

@@ -16,7 +16,7 @@ import signal
 import sys
 
 from surround_depth_ros.tools.errors import UsageError
-from surround_depth_ros.tools.interrupt import exit_status, terminate_as_interrupt
+from surround_depth_ros.tools.interrupt import exit_status, ignore_signals, terminate_as_interrupt
 
 # subcommand -> (module under surround_depth_ros.tools, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"surround-depth {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:
+        ignore_signals()  # the process ends for it: a second Ctrl-C must not kill it on its way out
         signum = getattr(error, "signum", signal.SIGINT)
         print(f"surround-depth {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         return exit_status(signum)

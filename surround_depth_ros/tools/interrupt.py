@@ -5,7 +5,9 @@ first SIGINT or SIGTERM ends that stream: at once while a set is being read (rea
 after the set in hand otherwise (one forward pass, one bag write). The command then closes its outputs and
 writes its summary saying it was interrupted, and exits with the status of a process that signal stopped
 (128 + its number). Signals after the first cannot cut that finishing short (two Ctrl-C in a row used to leave
-a bag without its metadata.yaml, so unreadable): they are answered on stderr and otherwise ignored.
+a bag without its metadata.yaml, so unreadable): they are answered on stderr and otherwise ignored, and once a
+signal stopped a command the process ignores them to its exit (`ignore_signals`), so that a late one cannot turn
+a clean exit into a killed one.
 
 Outside that stream (while a command starts, or in one without it) `cli.main` gets SIGINT as KeyboardInterrupt
 and SIGTERM as `Interrupted` (`terminate_as_interrupt`), and reports either in one line: no traceback.
@@ -61,7 +63,15 @@ def terminate_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGTERM) is handle:  # not if the block chose to ignore it (`ignore_signals`)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def ignore_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on: a signal stopped the command and the process is ending."""
+    if _in_main_thread():
+        for signum in SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 class _StopReading(Interrupted):
@@ -87,6 +97,9 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.signum is not None:
+            ignore_signals()
+            return
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
