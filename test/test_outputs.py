@@ -92,7 +92,7 @@ def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_c
     border): maps at the network's size, and every cloud point, taken into its camera with the CameraInfo a
     publisher derives for the maps (REP 118, `depth_output_messages`, what the node and run-bag publish),
     lands on its pixel at the depth published."""
-    from surround_depth_ros.bag.reader import TYPESTORE
+    from surround_depth_ros.bag.storage import TYPESTORE
     from surround_depth_ros.messages import MessageKit, depth_output_messages
 
     frame_set = request.getfixturevalue(sample)
