@@ -232,6 +232,33 @@ def test_a_topic_recorded_with_a_second_type_is_replayed_as_one_and_the_rest_nam
     assert printed.count(f"  {N_FRAMES} x {key}") == 2
 
 
+def test_a_recorded_qos_rcl_cannot_take_is_replaced_by_the_stream_profile(bag, tmp_path, capsys):
+    """A metadata.yaml whose offered QoS lost its durability (rosbags reads it as UNKNOWN, which rcl refuses for a
+    publisher) and has a depth that is no depth: the topics are published reliable, volatile, keep-last 10 (found
+    by the damaged-bag fuzz, test_bag_fuzz.py)."""
+    import shutil
+
+    import yaml
+    from rosbags.rosbag2 import Reader
+
+    from surround_depth_ros.ros.replayer import STREAM, qos_from_bag
+    from surround_depth_ros.tools.cli import main
+
+    damaged = tmp_path / "bag"
+    shutil.copytree(bag, damaged)
+    metadata = yaml.safe_load((damaged / "metadata.yaml").read_text())
+    for topic in metadata["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        profile = topic["topic_metadata"]["offered_qos_profiles"][0]
+        del profile["durability"]
+        profile["depth"] = -5
+    (damaged / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+    with Reader(damaged) as reader:
+        profiles = [qos_from_bag(c.ext.offered_qos_profiles) for c in reader.connections]
+    assert all((p.durability, p.depth) == (STREAM.durability, STREAM.depth) for p in profiles)
+    assert main(["replay", str(damaged), "--rate", "max", "--wait", "0"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def listen(expected: dict[str, list], timeout_s: float = 90.0) -> None:
     """The fresh listener: subscribes to {topic: [type, count]} (reliable, deep queues; /tf_static latched), spins
     until every count arrived or `timeout_s` passed, and prints the counts received as JSON.

@@ -35,6 +35,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from rclpy.duration import Duration
@@ -69,17 +70,27 @@ STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability
 
 
 def qos_from_bag(profiles: list[Qos]) -> QoSProfile:
-    """The rclpy profile of a bag's first offered QoS (reliability, durability, history, depth), else STREAM."""
+    """The rclpy profile of a bag's first offered QoS (reliability, durability, history, depth), else STREAM; a
+    policy the bag records as unknown (rosbags' answer to a damaged metadata.yaml) or a depth that is no queue
+    depth is STREAM's (rcl refuses to make a publisher with an unknown policy)."""
     if not profiles:
         return STREAM
     recorded = profiles[0]
-    history = HistoryPolicy(recorded.history.value)
+    depth = recorded.depth if isinstance(recorded.depth, int) and 0 < recorded.depth < 2**31 else STREAM.depth
     return QoSProfile(
-        history=history,
-        depth=max(int(recorded.depth), 1),
-        reliability=ReliabilityPolicy(recorded.reliability.value),
-        durability=DurabilityPolicy(recorded.durability.value),
+        history=_known_policy(HistoryPolicy, recorded.history.value, STREAM.history),
+        depth=depth,
+        reliability=_known_policy(ReliabilityPolicy, recorded.reliability.value, STREAM.reliability),
+        durability=_known_policy(DurabilityPolicy, recorded.durability.value, STREAM.durability),
     )
+
+
+def _known_policy(kind: type[Enum], value: int, fallback: Enum) -> Enum:
+    try:
+        policy = kind(value)
+    except ValueError:
+        return fallback
+    return fallback if policy.name == "UNKNOWN" else policy
 
 
 @dataclass
