@@ -177,7 +177,8 @@ class RosbagReader:
             yield connection.topic, connection.msgtype, msg
 
     def _first_messages(self, reader: Reader, topic_list: list[str]) -> Iterator[tuple[str, str, Any]]:
-        """`_messages` for the set-up's look at a pass's topics: faults are the pass's to count, but for a stop."""
+        """`_messages` for the set-up's look at topics a pass reads again: the pass counts their skipped messages
+        (here they would be counted twice); a stop is kept."""
         scratch = ReadFaults()
         yield from self._messages(reader, topic_list, scratch)
         self.faults.stopped = self.faults.stopped or scratch.stopped

@@ -165,7 +165,7 @@ def _score(scorer: FrameScorer, frame_set: FrameSet, outputs: DepthOutputs) -> N
 
 def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.bag.reader import RosbagReader
-    from surround_depth_ros.bag.storage import open_bag
+    from surround_depth_ros.bag.storage import fault_text, open_bag
     from surround_depth_ros.bag.topics import TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE, TopicNames, resolve_topic
     from surround_depth_ros.bag.writer import BagWriter
     from surround_depth_ros.core.binding import BindingError
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
                     skipped[f"cannot bind the cameras to the model: {error}"] += 1
                     continue
                 except Exception as error:  # noqa: BLE001 - as the node: one bad set must not stop the others
-                    skipped[f"inference error: {error!r}"] += 1
+                    skipped[f"inference error: {fault_text(error)}"] += 1
                     continue
                 output.put(write_and_score, frame_set, outputs, dict(reader.camera_info))  # CameraInfo as taken
                 timings.append(outputs.timings_ms)
@@ -240,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
                 summary["metrics"] = f"not scored: {error}"
             else:
                 evaluation.summary |= {"bag": str(args.bag), "dataset": "rosbag", "params": summary["params"]}
+                evaluation.summary["interrupted"] = stop.signal_name
                 title = f"{engine.config.name} on {args.bag.name} (run-bag)"
                 files = write_report(evaluation, args.out, title=title)
                 summary["metrics"] = {mode: evaluation.summary[mode]["mean"] for mode in ("metric", "median_scaled")}
