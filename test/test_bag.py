@@ -309,8 +309,23 @@ def test_a_camera_topic_with_a_second_type_is_read_as_the_node_subscribes_it(tmp
             "Cannot open database",
         ),
         (lambda bag: ((bag / "bag.mcap").unlink(), os.mkfifo(bag / "bag.mcap")), r"bag.mcap'\] are not regular"),
+        (
+            lambda bag: (bag / "metadata.yaml").write_text(
+                "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                "rosbag2_bagfile_information: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+            ),
+            r"alias \*a is refused",
+        ),
     ],
-    ids=["empty metadata", "version 99", "truncated mcap", "0-byte mcap", "wrong storage", "a FIFO (opening blocks)"],
+    ids=[
+        "empty metadata",
+        "version 99",
+        "truncated mcap",
+        "0-byte mcap",
+        "wrong storage",
+        "a FIFO (opening blocks)",
+        "an alias bomb in the metadata",
+    ],
 )
 def test_a_bag_that_cannot_be_opened_is_a_bag_format_error_naming_the_cause(tmp_path, framesets, damage, cause):
     bag = tmp_path / "bag"

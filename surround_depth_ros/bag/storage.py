@@ -23,6 +23,8 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
+from surround_depth_ros.yaml_file import YamlFileError, load_yaml
+
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 MAX_LOG_TIME = 2**63  # rosbag2 log times are int64 nanoseconds; mcap stores them unsigned
 
@@ -74,6 +76,10 @@ def open_bag(path: str | os.PathLike) -> Iterator[Reader]:
         raise FileNotFoundError(f"{path} is not a rosbag2 directory (no metadata.yaml in it)")
     if special := _special_files(path):
         raise BagFormatError(f"{path}: cannot open the bag: {special} are not regular files")
+    try:  # rosbags' own YAML reader would expand an alias bomb (billion laughs) in the metadata
+        load_yaml(path / "metadata.yaml")
+    except (YamlFileError, UnicodeDecodeError) as error:
+        raise BagFormatError(f"{path}: cannot open the bag: {fault_text(error)}") from error
     reader = Reader(path)
     try:
         reader.open()
