@@ -6,8 +6,8 @@ The commands run in this process through `cli.main` (a subprocess per example wo
 cores), each under a SIGALRM guard that dumps every thread's stack and fails the example if it runs for
 COMMAND_TIMEOUT_S; `replay` publishes at --rate max with --wait 0 (no subscriber: the reading, checking and
 publishing still run). A few cases also run as real subprocesses with a timeout. SURROUND_DEPTH_BAG_FUZZ_EXAMPLES
-sets the number of damaged bags (CI: 40; the done-criterion of issue 23 is 200 or more:
-`SURROUND_DEPTH_BAG_FUZZ_EXAMPLES=300 pytest test/test_bag_fuzz.py`).
+sets the number of damaged bags (200 by default, as issue 23 asks: about 7 minutes on the 2-core machine under
+load; `SURROUND_DEPTH_BAG_FUZZ_EXAMPLES=40` for a quick run).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from surround_depth_ros.bag import write_bag
 from surround_depth_ros.frameset import FrameSet, PointSweep
 from surround_depth_ros.tools.cli import main
 
-EXAMPLES = int(os.environ.get("SURROUND_DEPTH_BAG_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("SURROUND_DEPTH_BAG_FUZZ_EXAMPLES", "200"))
 COMMANDS = ("run-bag", "evaluate", "write-bag", "replay")
 COMMAND_TIMEOUT_S = 180  # a liveness bound on a loaded 2-core machine; an example takes about a second
 
