@@ -67,6 +67,20 @@ def tiny_checkpoint(path: Path, rig) -> Path:  # noqa: ANN001 - CameraRig
     return path
 
 
+def tiny_cpu_params(folder: Path, rig) -> tuple[Path, Path]:  # noqa: ANN001 - CameraRig
+    """(checkpoint, params file): the tiny student for `rig`, run by torch on the CPU, as the offline tools' tests
+    give it to `run-bag` and `evaluate`."""
+    checkpoint = tiny_checkpoint(folder / "tiny.pt", rig)
+    values = {
+        "checkpoint": str(checkpoint),
+        "cameras": list(rig.camera_names),
+        "radars": list(rig.radar_names),
+        "backend": "torch",
+        "device": "cpu",
+    }
+    return checkpoint, write_params(folder / "params.yaml", values)
+
+
 class RosClient(BackgroundNode):
     """An rclpy node spun in a background thread, with a private context; `wait_for` polls a condition."""
 

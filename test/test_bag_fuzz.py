@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from bag_corruption import Corruption, corruptions, storage_file
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from ros_harness import tiny_checkpoint
+from ros_harness import tiny_cpu_params
 from sample_framesets import T_BASE_LIDAR, make_framesets
 
 from surround_depth_ros.bag import write_bag
@@ -78,16 +77,7 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
     for storage in ("mcap", "sqlite3"):
         write_bag(frames, folder / storage, storage=storage, T_base_lidar=T_BASE_LIDAR, progress=False)
         good[storage] = folder / storage
-    checkpoint = tiny_checkpoint(folder / "tiny.pt", frames[0].rig)
-    values = {
-        "checkpoint": str(checkpoint),
-        "cameras": list(frames[0].rig.camera_names),
-        "radars": list(frames[0].rig.radar_names),
-        "backend": "torch",
-        "device": "cpu",
-    }
-    params = folder / "params.yaml"
-    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
+    checkpoint, params = tiny_cpu_params(folder, frames[0].rig)
     with Reader(good["mcap"]) as reader:
         messages, topics = reader.message_count, sorted(reader.topics)
     threads = torch.get_num_threads()

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from ros_harness import tiny_checkpoint
+from ros_harness import tiny_cpu_params
 from sample_framesets import T_BASE_LIDAR, make_framesets
 
 from surround_depth_ros.bag import write_bag
@@ -47,16 +46,8 @@ def long_bag(tmp_path_factory) -> dict[str, Path]:
         points = np.stack([distance * np.cos(angle), distance * np.sin(angle), rng.uniform(-1.5, 2.0, 2000)], 1)
         frame.lidar = PointSweep("lidar", frame.lidar.stamp_ns, points, T_world_base=frame.lidar.T_world_base)
     write_bag(frames, folder / "bag", T_base_lidar=T_BASE_LIDAR, progress=False)
-    checkpoint = tiny_checkpoint(folder / "tiny.pt", frames[0].rig)
-    values = {
-        "checkpoint": str(checkpoint),
-        "cameras": list(frames[0].rig.camera_names),
-        "radars": list(frames[0].rig.radar_names),
-        "backend": "torch",
-        "device": "cpu",
-    }
-    (folder / "params.yaml").write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
-    return {"bag": folder / "bag", "checkpoint": checkpoint, "params": folder / "params.yaml"}
+    checkpoint, params = tiny_cpu_params(folder, frames[0].rig)
+    return {"bag": folder / "bag", "checkpoint": checkpoint, "params": params}
 
 
 class Output:
