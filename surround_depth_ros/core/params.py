@@ -88,16 +88,17 @@ def parse_offsets(entries: tuple[str, ...]) -> tuple[dict[str, float], list[str]
     offsets, problems = {}, []
     for entry in entries:
         name, sep, value = entry.partition("=")
+        name = name.strip()
         try:
             seconds = float(value) if sep else math.nan
         except ValueError:
             seconds = math.nan
-        if not name.strip() or not abs(seconds) < 1.0:
+        if not name or not abs(seconds) < 1.0:
             problems.append(f"{entry!r} is not CAMERA=SECONDS with |SECONDS| < 1, e.g. 'CAM_BACK=0.025'")
-        elif name.strip() in offsets:
-            problems.append(f"{name.strip()!r} is given twice")
+        elif name in offsets:
+            problems.append(f"{name!r} is given twice")
         else:
-            offsets[name.strip()] = seconds
+            offsets[name] = seconds
     return offsets, problems
 
 

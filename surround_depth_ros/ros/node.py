@@ -641,10 +641,12 @@ class SurroundDepthNode(Node):
                     self._decode_queue.get_nowait()
             self._decode_queue.put(None)  # the executor no longer turns: nothing refills the queue
             self._decoder.join(timeout=max(0.0, deadline - time.monotonic()))
-            self._decoder = None if not self._decoder.is_alive() else self._decoder
+            if not self._decoder.is_alive():
+                self._decoder = None
         if self._worker is not None:
             self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
-            self._worker = None if not self._worker.is_alive() else self._worker
+            if not self._worker.is_alive():
+                self._worker = None
         return self._decoder is None and self._worker is None
 
     def destroy_node(self) -> None:
