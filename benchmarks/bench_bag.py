@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from surround_depth_ros.bag import RosbagReader, write_bag
-from surround_depth_ros.frameset import FrameSet, PointSweep
-from surround_depth_ros.pointcloud import NUSCENES_RADAR_DTYPE
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.pointcloud import NUSCENES_RADAR_DTYPE
+from surround_depth_ros.sensors.rig import default_rig
 
 
 def make_framesets(count: int, width: int, height: int) -> list[FrameSet]:

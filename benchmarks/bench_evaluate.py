@@ -26,10 +26,10 @@ import torch
 from timing import best_seconds
 from tqdm import tqdm
 
-from surround_depth_ros.frameset import FrameSet, PointSweep
+from surround_depth_ros.evaluation.metrics import DepthMetrics
 from surround_depth_ros.inference.engine import DepthEngine
-from surround_depth_ros.metrics import DepthMetrics
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.rig import default_rig
 from surround_depth_ros.tools.arguments import image_size
 from surround_depth_ros.training.data import lidar_depth_maps
 from surround_depth_ros.training.evaluate import evaluate_frames
@@ -69,10 +69,10 @@ def frame_sets(count: int, size: tuple[int, int]) -> list[FrameSet]:
 
 
 def previous_metrics() -> ModuleType | None:
-    """surround_depth_ros/metrics.py as of commit BEFORE, or None without the git history."""
+    """surround_depth_ros/evaluation/metrics.py as of commit BEFORE, or None without the git history."""
     try:
         source = subprocess.run(
-            ["git", "-C", str(ROOT), "show", f"{BEFORE}:surround_depth_ros/metrics.py"],
+            ["git", "-C", str(ROOT), "show", f"{BEFORE}:surround_depth_ros/evaluation/metrics.py"],
             capture_output=True,
             text=True,
             check=True,
@@ -82,7 +82,7 @@ def previous_metrics() -> ModuleType | None:
     spec = importlib.util.spec_from_loader("metrics_before", loader=None)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    exec(compile(source, f"{BEFORE[:7]}:surround_depth_ros/metrics.py", "exec"), module.__dict__)
+    exec(compile(source, f"{BEFORE[:7]}:surround_depth_ros/evaluation/metrics.py", "exec"), module.__dict__)
     return module
 
 

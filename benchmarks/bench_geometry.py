@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from timing import best_ms
 
-from surround_depth_ros import geometry as g
+from surround_depth_ros.base import geometry as g
 from surround_depth_ros.core.fusion import CloudFusion, CloudOptions
-from surround_depth_ros.frameset import PointSweep
-from surround_depth_ros.radar import radar_to_maps
-from surround_depth_ros.rig import CameraRig, default_rig
+from surround_depth_ros.sensors.frameset import PointSweep
+from surround_depth_ros.sensors.radar import radar_to_maps
+from surround_depth_ros.sensors.rig import CameraRig, default_rig
 
 
 def report(name: str, ms: float, floor_ms: float) -> None:

@@ -35,7 +35,7 @@ from surround_depth_ros.inference.engine import host_arrays
 from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
 from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import PRESETS, SurroundDepthStudent
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.sensors.rig import default_rig
 
 # (label, backend, precision, engine options, compile the torch module)
 CASES = [

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from timing import best_ms
 
-from surround_depth_ros.images import ENCODINGS, decode_rgb
+from surround_depth_ros.base.images import ENCODINGS, decode_rgb
 
 SIZES = [(1600, 900), (1936, 1216)]  # nuScenes, and a 2.3 MP automotive sensor
 SCALE = 255.0 / 65535.0

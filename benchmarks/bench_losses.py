@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from surround_depth_ros.geometry import rpy_to_matrix
+from surround_depth_ros.base.geometry import rpy_to_matrix
 from surround_depth_ros.losses import (
     LossInputs,
     PixelwiseFeatureKD,

@@ -50,15 +50,15 @@ import torch.nn.functional as F
 import yaml
 from timing import best_ms
 
+from surround_depth_ros.base.threads import torch_threads
 from surround_depth_ros.core.fusion import CloudFusion
 from surround_depth_ros.core.pipeline import STAGES, DepthOutputs, SurroundDepthPipeline
 from surround_depth_ros.datasets.synthetic import SyntheticReader
-from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import PRESETS, SurroundDepthStudent
-from surround_depth_ros.rig import default_rig
-from surround_depth_ros.threads import torch_threads
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.rig import default_rig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESOLUTIONS = ("camera", "network")

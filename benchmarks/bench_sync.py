@@ -22,10 +22,10 @@ import numpy as np
 from timing import best_ms
 from tqdm import tqdm
 
+from surround_depth_ros.base.geometry import make_transform, rpy_to_matrix
 from surround_depth_ros.core.assembler import FrameAssembler
 from surround_depth_ros.core.sync import FrameSetSynchronizer
 from surround_depth_ros.core.transforms import MAX_FRAMES, TransformBuffer
-from surround_depth_ros.geometry import make_transform, rpy_to_matrix
 
 CAMERAS = ["CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT"]
 STAGGER_S = [0.0, 0.009, 0.018, 0.027, 0.036, 0.045]

@@ -20,7 +20,7 @@ import torch
 from timing import best_seconds as best_s
 
 from surround_depth_ros.datasets.synthetic import SyntheticReader
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.sensors.rig import default_rig
 
 
 def camera_sets(size: tuple[int, int], repeats: int) -> None:

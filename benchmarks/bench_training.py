@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from surround_depth_ros.network.student import SurroundDepthStudent
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.sensors.rig import default_rig
 from surround_depth_ros.training.config import config_from_dict
 from surround_depth_ros.training.data import PreparedDataset, Sample
 from surround_depth_ros.training.trainer import Trainer

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from surround_depth_ros.core.fusion import CloudFusion, CloudOptions, PackedCloud
-from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.sensors.pointcloud import FUSED_CLOUD_DTYPE
+from surround_depth_ros.sensors.rig import default_rig
 
 
 @contextmanager

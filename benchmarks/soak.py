@@ -31,9 +31,9 @@ import numpy as np
 import yaml
 
 from surround_depth_ros.bag.writer import static_transforms
-from surround_depth_ros.resources import packaged_file
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.base.resources import packaged_file
 from surround_depth_ros.ros.dds import use_large_image_transport
+from surround_depth_ros.sensors.rig import default_rig
 from surround_depth_ros.tools.arguments import image_size
 
 TARGET_MB_PER_MIN = 1.0

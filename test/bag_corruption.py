@@ -274,9 +274,9 @@ def _sample_message(msgtype: str, stamp: int) -> bytes:
     from sample_framesets import small_rig
 
     from surround_depth_ros.bag.writer import TYPESTORE
-    from surround_depth_ros.frameset import PointSweep
-    from surround_depth_ros.messages import MessageKit
-    from surround_depth_ros.pointcloud import sweep_to_array
+    from surround_depth_ros.conversion.messages import MessageKit
+    from surround_depth_ros.sensors.frameset import PointSweep
+    from surround_depth_ros.sensors.pointcloud import sweep_to_array
 
     kit = MessageKit(lambda name: TYPESTORE.types[name], lambda data: np.frombuffer(data, np.uint8))
     rig = small_rig()

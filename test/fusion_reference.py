@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from surround_depth_ros import geometry as g
-from surround_depth_ros.rig import CameraRig
+from surround_depth_ros.base import geometry as g
+from surround_depth_ros.sensors.rig import CameraRig
 
 # A depth pixel's centre exactly on the edge between two image pixels takes the right / lower one.
 COLOR_TIE_PX = 1e-6

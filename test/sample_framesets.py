@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from surround_depth_ros import geometry
-from surround_depth_ros.frameset import FrameSet, PointSweep
-from surround_depth_ros.pointcloud import NUSCENES_RADAR_DTYPE
-from surround_depth_ros.rig import Camera, CameraRig, Radar
+from surround_depth_ros.base import geometry
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.pointcloud import NUSCENES_RADAR_DTYPE
+from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar
 
 T0_NS = 1_532_402_927_600_000_000
 FRAME_PERIOD_NS = 100_000_000

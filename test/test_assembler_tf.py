@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from surround_depth_ros.base.geometry import quaternion_to_matrix, rpy_to_matrix
 from surround_depth_ros.core.assembler import FrameAssembler, Intrinsics
 from surround_depth_ros.core.transforms import TransformBatch
-from surround_depth_ros.geometry import quaternion_to_matrix, rpy_to_matrix
 
 MS = 1_000_000
 T0 = 1_700_000_000 * 10**9

@@ -13,11 +13,11 @@ from rosbags.rosbag2 import Reader, Writer
 from rosbags.typesys import Stores, get_typestore
 from sample_framesets import T_BASE_LIDAR, make_framesets, small_rig
 
-from surround_depth_ros import pointcloud
 from surround_depth_ros.bag import BagFormatError, BagWriter, RosbagReader, TopicNames, write_bag
 from surround_depth_ros.bag.topics import body_frame
+from surround_depth_ros.conversion.messages import MessageKit, camera_from_info, cloud_points, transform_matrix
 from surround_depth_ros.core.transforms import TransformBuffer
-from surround_depth_ros.messages import MessageKit, camera_from_info, cloud_points, transform_matrix
+from surround_depth_ros.sensors import pointcloud
 
 # The independent reference: rosbags' own type store and reader (no code of ours on the read path).
 STORE = get_typestore(Stores.ROS2_KILTED)
@@ -467,7 +467,7 @@ def test_ddad_scene_bag(tmp_path, shared_data_path):
 
 def test_synthetic_world_bag(tmp_path):
     from surround_depth_ros.datasets.synthetic.reader import SyntheticReader
-    from surround_depth_ros.rig import default_rig
+    from surround_depth_ros.sensors.rig import default_rig
 
     framesets = list(SyntheticReader(default_rig(), seed=3, n_frames=2, image_size=(64, 36), lidar=False))
     _check_source_bag(framesets, tmp_path / "synthetic")

@@ -33,7 +33,7 @@ from ros_harness import tiny_cpu_params
 from sample_framesets import T_BASE_LIDAR, make_framesets
 
 from surround_depth_ros.bag import write_bag
-from surround_depth_ros.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
 from surround_depth_ros.tools.cli import main
 
 EXAMPLES = int(os.environ.get("SURROUND_DEPTH_BAG_FUZZ_EXAMPLES", "200"))

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from surround_depth_ros.atomic_file import atomic_path
+from surround_depth_ros.base.atomic_file import atomic_path
+from surround_depth_ros.base.resources import packaged_file
 from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, export_onnx
 from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
 from surround_depth_ros.network import PRESETS, ExportableStudent, SurroundDepthStudent
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from surround_depth_ros.resources import packaged_file
-from surround_depth_ros.rig import Camera, CameraRig, Radar, rig_to_dict
+from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar, rig_to_dict
 from surround_depth_ros.tools import export as export_tool
 from surround_depth_ros.tools import model_info
 

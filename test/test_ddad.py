@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from surround_depth_ros import geometry as g
+from surround_depth_ros.base import geometry as g
 from surround_depth_ros.datasets.ddad import DGPSceneReader, rig_from_dgp
 
 

@@ -9,7 +9,7 @@ import sys
 import cv2
 import numpy as np
 
-from surround_depth_ros.visualize import DEPTH_TICKS_M, colorize_depth, depth_colour_bar
+from surround_depth_ros.sensors.visualize import DEPTH_TICKS_M, colorize_depth, depth_colour_bar
 
 
 def test_demo_replays_a_synthetic_bag_through_the_node(tmp_path):

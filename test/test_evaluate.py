@@ -11,13 +11,13 @@ import pytest
 import torch
 from sample_framesets import small_rig
 
-from surround_depth_ros import geometry
-from surround_depth_ros.frameset import FrameSet
+from surround_depth_ros.base import geometry
+from surround_depth_ros.evaluation.metrics import DepthMetrics
 from surround_depth_ros.inference.engine import DepthEngine
-from surround_depth_ros.metrics import DepthMetrics
 from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import SurroundDepthStudent, preset
-from surround_depth_ros.rig import resize_camera
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.rig import resize_camera
 from surround_depth_ros.training.data import PreparedDataset, prepare_frameset
 from surround_depth_ros.training.evaluate import evaluate_frames, evaluate_model, write_report
 
@@ -116,7 +116,7 @@ def test_evaluate_model_matches_depth_metrics():
 
 def _held_out_synthetic(n_frames: int = 2) -> list[FrameSet]:
     from surround_depth_ros.datasets.synthetic import SyntheticReader
-    from surround_depth_ros.rig import default_rig
+    from surround_depth_ros.sensors.rig import default_rig
 
     reader = SyntheticReader(
         default_rig(), seed=990, n_frames=n_frames * 7, image_size=(224, 128), radar=False, lidar=False
@@ -178,7 +178,7 @@ def _random_checkpoint(path: Path, rig) -> Path:  # noqa: ANN001 - CameraRig
 
 
 def test_cli_compare_reports_b_minus_a_per_metric(tmp_path):
-    from surround_depth_ros.rig import default_rig
+    from surround_depth_ros.sensors.rig import default_rig
 
     other = _random_checkpoint(tmp_path / "random.pt", default_rig())
     out = tmp_path / "out"
@@ -252,8 +252,8 @@ def _bag_framesets(lidar: bool):  # noqa: ANN202 - list[FrameSet]
     without radar, with a dense lidar: 20,000 points on walls 3-70 m around the car, 50-point sample sets' stamps."""
     from sample_framesets import T_BASE_LIDAR, make_framesets
 
-    from surround_depth_ros.frameset import PointSweep
-    from surround_depth_ros.rig import CameraRig
+    from surround_depth_ros.sensors.frameset import PointSweep
+    from surround_depth_ros.sensors.rig import CameraRig
 
     frames = make_framesets(3, seed=4)
     rig = CameraRig(frames[0].rig.cameras, [], frames[0].rig.base_frame)

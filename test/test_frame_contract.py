@@ -11,15 +11,15 @@ import pytest
 
 from surround_depth_ros.bag.reader import RosbagReader
 from surround_depth_ros.bag.writer import write_bag
+from surround_depth_ros.base.geometry import make_transform, rpy_to_matrix
+from surround_depth_ros.base.resources import packaged_file
 from surround_depth_ros.core import params
 from surround_depth_ros.core.assembler import FrameAssembler, Intrinsics, assembler_from_settings
 from surround_depth_ros.core.binding import BindingError, bind_cameras
 from surround_depth_ros.core.pipeline import SurroundDepthPipeline
-from surround_depth_ros.frameset import FrameSet
-from surround_depth_ros.geometry import make_transform, rpy_to_matrix
 from surround_depth_ros.inference.engine import DepthEngine
-from surround_depth_ros.resources import packaged_file
-from surround_depth_ros.rig import Camera, CameraRig, default_rig
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.rig import Camera, CameraRig, default_rig
 
 
 def _synthetic(frames: int, size=(96, 54)) -> list[FrameSet]:
@@ -87,7 +87,7 @@ def test_canonical_camera_placement_on_a_rig_unlike_the_training_one(engine, sha
     import warnings
 
     from surround_depth_ros.datasets.ddad import DGPSceneReader
-    from surround_depth_ros.metrics import DepthMetrics
+    from surround_depth_ros.evaluation.metrics import DepthMetrics
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -13,7 +13,7 @@ from fusion_reference import FusedCloud, cylinder_depths, fuse_depth_maps
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from surround_depth_ros import geometry as g
+from surround_depth_ros.base import geometry as g
 from surround_depth_ros.core.fusion import (
     CloudFusion,
     CloudOptions,
@@ -22,8 +22,8 @@ from surround_depth_ros.core.fusion import (
     even_pixels,
     pixel_counts,
 )
-from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE, fields_from_dtype, unpack_rgb
-from surround_depth_ros.rig import Camera, CameraRig, default_rig, resize_camera
+from surround_depth_ros.sensors.pointcloud import FUSED_CLOUD_DTYPE, fields_from_dtype, unpack_rgb
+from surround_depth_ros.sensors.rig import Camera, CameraRig, default_rig, resize_camera
 
 ROOT = Path(__file__).resolve().parents[1]
 POINT_TOLERANCE_M = 1e-5  # "the same points": float32 rounding only
@@ -202,7 +202,7 @@ def test_the_pipeline_colours_every_point_from_its_source_pixel_on_the_real_ddad
     from surround_depth_ros.core.params import settings_from_values
     from surround_depth_ros.core.pipeline import pipeline_from_settings
     from surround_depth_ros.datasets.ddad import rig_from_dgp
-    from surround_depth_ros.frameset import FrameSet
+    from surround_depth_ros.sensors.frameset import FrameSet
 
     rig = rig_from_dgp(next(shared_data_path("ddad_dgp_sample", "scene_01", "calibration").glob("*.json")))
     images = [coded_image(c.height, c.width) for c in rig.cameras]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from surround_depth_ros import geometry as g
-from surround_depth_ros.rig import Camera, crop_camera, resize_image_and_camera
+from surround_depth_ros.base import geometry as g
+from surround_depth_ros.sensors.rig import Camera, crop_camera, resize_image_and_camera
 
 RNG = np.random.default_rng(0)
 

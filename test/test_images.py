@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from surround_depth_ros.images import (
+from surround_depth_ros.base.images import (
     ENCODINGS,
     ImageFormatError,
     compressed_image_size,

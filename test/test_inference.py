@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surround_depth_ros import geometry
+from surround_depth_ros.base import geometry
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
 from surround_depth_ros.inference.engine import Placement, auto_backend
 from surround_depth_ros.inference.onnx_backend import provider_options
@@ -20,7 +20,7 @@ from surround_depth_ros.inference.staging import StagingBuffer
 from surround_depth_ros.network import MEAN, PRESETS, ImageNormalisation, SurroundDepthStudent
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import save_checkpoint
-from surround_depth_ros.rig import Camera, CameraRig, resize_camera
+from surround_depth_ros.sensors.rig import Camera, CameraRig, resize_camera
 
 N = 6
 H, W = PRESETS["tiny"].input_size

@@ -23,7 +23,7 @@ from ros_harness import tiny_cpu_params
 from sample_framesets import T_BASE_LIDAR, make_framesets
 
 from surround_depth_ros.bag import write_bag
-from surround_depth_ros.frameset import PointSweep
+from surround_depth_ros.sensors.frameset import PointSweep
 from surround_depth_ros.tools.interrupt import StopSignals
 
 SETS = 120  # far more than a run gets through between its first progress and the signal

@@ -11,7 +11,7 @@ import torch
 
 from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import SurroundDepthStudent, preset
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.sensors.rig import default_rig
 from surround_depth_ros.training.ablation import (
     T_975,
     load_ablation_config,

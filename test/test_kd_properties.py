@@ -17,7 +17,7 @@ import torch
 from surround_depth_ros.losses import LossInputs, build_losses, cross_interaction_targets
 from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import SurroundDepthStudent, preset
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.sensors.rig import default_rig
 from surround_depth_ros.teachers import OwnFamilyTeacher
 
 CONFIG = preset("tiny")

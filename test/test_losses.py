@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surround_depth_ros.geometry import rpy_to_matrix
+from surround_depth_ros.base.geometry import rpy_to_matrix
 from surround_depth_ros.losses import (
     LossInputs,
     PixelwiseFeatureKD,

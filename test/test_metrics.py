@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from surround_depth_ros.metrics import DEFAULT_RANGE_BINS, METRIC_NAMES, DepthMetrics, image_metrics, masked_median
+from surround_depth_ros.evaluation.metrics import (
+    DEFAULT_RANGE_BINS,
+    METRIC_NAMES,
+    DepthMetrics,
+    image_metrics,
+    masked_median,
+)
 
 
 def reference_image_metrics(pred, gt, valid):

@@ -18,7 +18,7 @@ import pytest
 from ros_harness import NodeProcess, RosClient, tiny_checkpoint
 from test_node_pipeline import Outputs, _cloud, _depth, _ns, _params
 
-from surround_depth_ros import geometry
+from surround_depth_ros.base import geometry
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from ros_harness import NodeProcess, RigPublisher, RosClient, tiny_checkpoint, write_params
 
-from surround_depth_ros import geometry
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.base import geometry
+from surround_depth_ros.sensors.rig import default_rig
 
 WIDTH, HEIGHT = 160, 90
 OFFSETS_NS = [0, -8_000_000, 8_000_000, 30_000_000, 22_000_000, 38_000_000]  # nuScenes-like firing order
@@ -291,7 +291,7 @@ def test_late_tf_then_a_silent_camera_then_a_loop_in_time(tmp_path, checkpoint, 
 
 
 def _radar_points(n: int, seed: int) -> np.ndarray:
-    from surround_depth_ros.pointcloud import NUSCENES_RADAR_DTYPE
+    from surround_depth_ros.sensors.pointcloud import NUSCENES_RADAR_DTYPE
 
     rng = np.random.default_rng(seed)
     points = np.zeros(n, NUSCENES_RADAR_DTYPE)

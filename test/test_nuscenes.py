@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from surround_depth_ros import geometry as g
+from surround_depth_ros.base import geometry as g
 from surround_depth_ros.datasets.nuscenes import CAMERA_CHANNELS, NuScenesReader, rig_from_nuscenes
 
 

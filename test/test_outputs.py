@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from surround_depth_ros import geometry as g
+from surround_depth_ros.base import geometry as g
+from surround_depth_ros.base.resources import packaged_file
 from surround_depth_ros.core.params import NodeSettings, settings_from_values
 from surround_depth_ros.core.pipeline import (
     STAGES,
@@ -17,10 +18,9 @@ from surround_depth_ros.core.pipeline import (
     calibration_for_maps,
     pipeline_from_settings,
 )
-from surround_depth_ros.frameset import FrameSet
-from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
-from surround_depth_ros.resources import packaged_file
-from surround_depth_ros.rig import CameraRig, default_rig
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.pointcloud import FUSED_CLOUD_DTYPE
+from surround_depth_ros.sensors.rig import CameraRig, default_rig
 
 SHIPPED = str(packaged_file("models", "student_default.pt"))
 
@@ -93,7 +93,7 @@ def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_c
     publisher derives for the maps (REP 118, `depth_output_messages`, what the node and run-bag publish),
     lands on its pixel at the depth published."""
     from surround_depth_ros.bag.storage import TYPESTORE
-    from surround_depth_ros.messages import MessageKit, depth_output_messages
+    from surround_depth_ros.conversion.messages import MessageKit, depth_output_messages
 
     frame_set = request.getfixturevalue(sample)
     settings = _settings(frame_set.rig)  # the default: depth_resolution network

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from surround_depth_ros.base.schema import SchemaError
 from surround_depth_ros.core.params import (
     PARAMETERS,
     NodeSettings,
@@ -17,7 +18,6 @@ from surround_depth_ros.core.params import (
     topic_problem,
     validate,
 )
-from surround_depth_ros.schema import SchemaError
 
 ROOT = Path(__file__).resolve().parents[1]
 

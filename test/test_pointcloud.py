@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surround_depth_ros.frameset import PointSweep
-from surround_depth_ros.pointcloud import (
+from surround_depth_ros.sensors.frameset import PointSweep
+from surround_depth_ros.sensors.pointcloud import (
     NUSCENES_RADAR_DTYPE,
     FieldSpec,
     PointCloudError,

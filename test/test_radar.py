@@ -7,10 +7,15 @@ import struct
 import numpy as np
 import pytest
 
-from surround_depth_ros import geometry as g
-from surround_depth_ros.frameset import PointSweep
-from surround_depth_ros.radar import RADAR_CHANNELS, radar_points_in_base, radar_to_maps, read_nuscenes_radar_pcd
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.base import geometry as g
+from surround_depth_ros.sensors.frameset import PointSweep
+from surround_depth_ros.sensors.radar import (
+    RADAR_CHANNELS,
+    radar_points_in_base,
+    radar_to_maps,
+    read_nuscenes_radar_pcd,
+)
+from surround_depth_ros.sensors.rig import default_rig
 
 NUSCENES_POINT = struct.Struct("<fffbhfffffbbbbbbbb")  # x y z dyn_prop id rcs vx vy vx_comp vy_comp + 8 int8
 

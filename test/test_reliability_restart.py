@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 from ros_harness import NodeProcess, RigPublisher, RosClient, remove_zombie_shm_files, tiny_checkpoint, write_params
 
-from surround_depth_ros.rig import default_rig
 from surround_depth_ros.ros.dds import listening_shm_ports, mapped_shm_ports
+from surround_depth_ros.sensors.rig import default_rig
 
 ROOT = Path(__file__).resolve().parents[1]
 CYCLES = int(os.environ.get("SURROUND_DEPTH_RESTART_CYCLES", "3"))

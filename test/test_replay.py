@@ -21,7 +21,7 @@ from ros_harness import RosClient
 from sample_framesets import T_BASE_LIDAR, make_framesets
 
 from surround_depth_ros.bag import write_bag
-from surround_depth_ros.messages import stamp_ns
+from surround_depth_ros.conversion.messages import stamp_ns
 from surround_depth_ros.ros.dds import PROFILE_VARIABLES
 
 N_FRAMES = 8

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from surround_depth_ros import geometry as g
-from surround_depth_ros.resources import packaged_file_candidates
-from surround_depth_ros.rig import (
+from surround_depth_ros.base import geometry as g
+from surround_depth_ros.base.resources import packaged_file_candidates
+from surround_depth_ros.sensors.rig import (
     Camera,
     CameraRig,
     RigFileError,

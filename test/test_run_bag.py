@@ -263,11 +263,11 @@ def test_depth_output_messages_are_the_same_built_for_the_bag_and_for_rclpy():
     from rclpy.serialization import deserialize_message
     from sample_framesets import make_framesets
 
-    from surround_depth_ros import pointcloud
     from surround_depth_ros.bag.writer import TYPESTORE
+    from surround_depth_ros.conversion.messages import MessageKit, depth_output_messages
     from surround_depth_ros.core.pipeline import DepthOutputs
-    from surround_depth_ros.messages import MessageKit, depth_output_messages
     from surround_depth_ros.ros.messages import MESSAGES, message_class
+    from surround_depth_ros.sensors import pointcloud
 
     frame_set = make_framesets(1)[0]
     rng = np.random.default_rng(0)

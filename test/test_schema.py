@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from surround_depth_ros import schema
-from surround_depth_ros.schema import SchemaError, setting
+from surround_depth_ros.base import schema
+from surround_depth_ros.base.schema import SchemaError, setting
 
 
 @dataclass(frozen=True)

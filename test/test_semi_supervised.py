@@ -18,7 +18,7 @@ from surround_depth_ros.bag.writer import write_bag
 from surround_depth_ros.datasets.synthetic import SyntheticReader
 from surround_depth_ros.losses import surround_photometric_loss
 from surround_depth_ros.network.pose import PoseNet, extrinsic_anchored_poses, se3_exp
-from surround_depth_ros.rig import default_rig
+from surround_depth_ros.sensors.rig import default_rig
 from surround_depth_ros.tools import train as train_tool
 from surround_depth_ros.training.config import ConfigError, config_from_dict, load_config
 from surround_depth_ros.training.data import ColourJitter, PreparedDataset, prepare_frameset, with_neighbours

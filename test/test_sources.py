@@ -11,7 +11,7 @@ from sample_framesets import make_framesets
 
 from surround_depth_ros.bag import write_bag
 from surround_depth_ros.datasets.registry import SOURCE_TYPES, open_frame_source
-from surround_depth_ros.frameset import FrameSet, FrameSource
+from surround_depth_ros.sensors.frameset import FrameSet, FrameSource
 from surround_depth_ros.training.config import DatasetConfig
 from surround_depth_ros.training.data import load_dataset, open_source
 

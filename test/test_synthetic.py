@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from surround_depth_ros import geometry
+from surround_depth_ros.base import geometry
 from surround_depth_ros.datasets.synthetic import SensorTiming, SyntheticReader, SyntheticWorld
 from surround_depth_ros.datasets.synthetic.appearance import Lighting
 from surround_depth_ros.datasets.synthetic.raycast import cast_rays
 from surround_depth_ros.datasets.synthetic.render import render_camera, tile_bundles
 from surround_depth_ros.datasets.synthetic.sensors import ONCOMING, LidarModel, RadarModel, radar_sweep
 from surround_depth_ros.datasets.synthetic.world import BUILDING, VEHICLE, Primitives, Scene, StreetLayout
-from surround_depth_ros.rig import Camera, CameraRig, Radar, default_rig
+from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar, default_rig
 from surround_depth_ros.tools import synth
 
 SIZE = (176, 96)

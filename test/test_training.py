@@ -9,9 +9,9 @@ import torch
 from conftest import save_tiny_depth_anything
 from sample_framesets import small_rig
 
-from surround_depth_ros import geometry
-from surround_depth_ros.frameset import FrameSet
+from surround_depth_ros.base import geometry
 from surround_depth_ros.network.checkpoint import load_checkpoint
+from surround_depth_ros.sensors.frameset import FrameSet
 from surround_depth_ros.training.config import ConfigError, config_from_dict, load_config
 from surround_depth_ros.training.data import PreparedDataset, min_pool_depth, prepare_frameset, resize_images
 from surround_depth_ros.training.trainer import Trainer, batch_indices, lr_factor

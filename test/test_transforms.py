@@ -9,6 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from surround_depth_ros.base.geometry import (
+    invert_transform,
+    make_transform,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+    rpy_to_matrix,
+)
 from surround_depth_ros.core.transforms import (
     FRAME_LIMIT,
     INVALID_FRAME,
@@ -25,13 +32,6 @@ from surround_depth_ros.core.transforms import (
     TransformBuffer,
     UnknownFrameError,
     slerp,
-)
-from surround_depth_ros.geometry import (
-    invert_transform,
-    make_transform,
-    matrix_to_quaternion,
-    quaternion_to_matrix,
-    rpy_to_matrix,
 )
 
 S = 1_000_000_000

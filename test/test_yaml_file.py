@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from surround_depth_ros.rig import RigFileError, load_rig
+from surround_depth_ros.base.yaml_file import YamlFileError, load_yaml, parse_yaml
+from surround_depth_ros.sensors.rig import RigFileError, load_rig
 from surround_depth_ros.tools.cli import main
 from surround_depth_ros.training.ablation import load_ablation_config
 from surround_depth_ros.training.config import ConfigError, load_config
-from surround_depth_ros.yaml_file import YamlFileError, load_yaml, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # Nine levels of nine aliases: 9^9 (387 million) strings once expanded; PyYAML's safe_load returns it at once as

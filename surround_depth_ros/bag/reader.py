@@ -27,18 +27,18 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from surround_depth_ros import pointcloud
 from surround_depth_ros.bag import storage, topics
 from surround_depth_ros.bag.storage import BagFormatError, ReadFaults
+from surround_depth_ros.base.images import ImageFormatError, decode_compressed_rgb
+from surround_depth_ros.conversion.messages import camera_from_info, cloud_points, image_rgb, stamp_ns, transform_batch
 from surround_depth_ros.core import params
 from surround_depth_ros.core.assembler import FrameAssembler, Intrinsics, assembler_from_settings
 from surround_depth_ros.core.camera_model import camera_model_problems
 from surround_depth_ros.core.transforms import TransformBuffer, TransformError
-from surround_depth_ros.frameset import FrameSet, PointSweep
-from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
-from surround_depth_ros.messages import camera_from_info, cloud_points, image_rgb, stamp_ns, transform_batch
-from surround_depth_ros.pointcloud import PointCloudError
-from surround_depth_ros.rig import Camera, CameraRig, Radar
+from surround_depth_ros.sensors import pointcloud
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.pointcloud import PointCloudError
+from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar
 
 __all__ = ["BagFormatError", "RosbagReader"]
 

@@ -23,7 +23,7 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
-from surround_depth_ros.yaml_file import YamlFileError, load_yaml
+from surround_depth_ros.base.yaml_file import YamlFileError, load_yaml
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 MAX_LOG_TIME = 2**63  # rosbag2 log times are int64 nanoseconds; mcap stores them unsigned

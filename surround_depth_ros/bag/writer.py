@@ -19,12 +19,13 @@ from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLi
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
-from surround_depth_ros import geometry, pointcloud
 from surround_depth_ros.bag import storage, topics
 from surround_depth_ros.bag.storage import TYPESTORE, ReadFaults
-from surround_depth_ros.frameset import FrameSet, PointSweep
-from surround_depth_ros.messages import MessageKit
-from surround_depth_ros.rig import CameraRig
+from surround_depth_ros.base import geometry
+from surround_depth_ros.conversion.messages import MessageKit
+from surround_depth_ros.sensors import pointcloud
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.rig import CameraRig
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 ENCODINGS = ("rgb8", "bgr8", "png", "jpeg")  # png, jpeg: CompressedImage on <image topic>/compressed

@@ -34,8 +34,8 @@ from surround_depth_ros.core.transforms import (
     TransformError,
     TransformReport,
 )
-from surround_depth_ros.frameset import FrameSet, PointSweep
-from surround_depth_ros.rig import Camera, CameraRig, Radar
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar
 
 
 @dataclass(frozen=True)

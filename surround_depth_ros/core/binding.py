@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from surround_depth_ros.rig import CameraRig
+from surround_depth_ros.sensors.rig import CameraRig
 
 
 class BindingError(ValueError):

@@ -37,10 +37,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from surround_depth_ros import geometry
-from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
-from surround_depth_ros.rig import Camera, CameraRig
-from surround_depth_ros.threads import POSTPROCESS_THREADS, torch_threads
+from surround_depth_ros.base import geometry
+from surround_depth_ros.base.threads import POSTPROCESS_THREADS, torch_threads
+from surround_depth_ros.sensors.pointcloud import FUSED_CLOUD_DTYPE
+from surround_depth_ros.sensors.rig import Camera, CameraRig
 
 OVERLAP_MODES = ("keep_all", "most_confident")
 # The coarse "can these two cameras see each other at all" check of the numpy reference
@@ -354,7 +354,7 @@ class CloudFusion:
     """Per-camera depth (+ confidence, colour) to one packed cloud in the base frame, on `device`.
 
     Call `cloud(...)` per frame set; the rig geometry is rebuilt only when K, T or sizes change.
-    On the CPU the work runs with `threads` torch threads (see `surround_depth_ros.threads`).
+    On the CPU the work runs with `threads` torch threads (see `surround_depth_ros.base.threads`).
     """
 
     def __init__(

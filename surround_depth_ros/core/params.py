@@ -3,7 +3,7 @@
 The declaration is ROS-free, so that the same one validates a params file in a test or for `run-bag`
 and `evaluate`, declares ROS parameters with descriptors in the node, and generates the README's
 parameter table and the commented `config/surround_depth.param.yaml` (`surround-depth params`).
-Validation (`surround_depth_ros.schema`) collects every problem at once, naming the parameter, the
+Validation (`surround_depth_ros.base.schema`) collects every problem at once, naming the parameter, the
 value and what is allowed, so that a user fixes a parameters file in one go.
 """
 
@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from surround_depth_ros import schema
+from surround_depth_ros.base import schema
+from surround_depth_ros.base.images import DEFAULT_MAX_IMAGE_PIXELS
+from surround_depth_ros.base.schema import setting
+from surround_depth_ros.base.yaml_file import load_yaml
 from surround_depth_ros.core.transforms import MAX_FRAMES
-from surround_depth_ros.images import DEFAULT_MAX_IMAGE_PIXELS
-from surround_depth_ros.schema import setting
-from surround_depth_ros.yaml_file import load_yaml
 
 NODE_NAME = "surround_depth"
 

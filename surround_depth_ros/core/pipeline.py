@@ -18,18 +18,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from surround_depth_ros.base.resources import packaged_file
+from surround_depth_ros.base.threads import torch_threads
 from surround_depth_ros.core.binding import Binding, BindingError, bind_cameras
 from surround_depth_ros.core.fusion import CloudFusion, CloudOptions
 from surround_depth_ros.core.params import NodeSettings
-from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.inference.backend import BackendUnavailable
 from surround_depth_ros.inference.engine import RESOLUTIONS, DepthEngine, host_arrays
 from surround_depth_ros.network.checkpoint import CheckpointError
-from surround_depth_ros.pointcloud import FUSED_CLOUD_DTYPE
-from surround_depth_ros.radar import RADAR_CHANNELS, radar_to_maps
-from surround_depth_ros.resources import packaged_file
-from surround_depth_ros.rig import Camera, CameraRig, resize_camera
-from surround_depth_ros.threads import torch_threads
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.pointcloud import FUSED_CLOUD_DTYPE
+from surround_depth_ros.sensors.radar import RADAR_CHANNELS, radar_to_maps
+from surround_depth_ros.sensors.rig import Camera, CameraRig, resize_camera
 
 # The cloud a pipeline makes unless told otherwise: `fusion.CloudOptions`' point budget picks the pixels.
 DEFAULT_CLOUD = CloudOptions()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surround_depth_ros.geometry import invert_transform, matrix_to_quaternion, quaternion_to_matrix
+from surround_depth_ros.base.geometry import invert_transform, matrix_to_quaternion, quaternion_to_matrix
 
 QUATERNION_TOLERANCE = 0.01
 """tf2's tolerance (QUATERNION_NORMALIZATION_TOLERANCE in tf2/src/buffer_core.cpp): a quaternion whose

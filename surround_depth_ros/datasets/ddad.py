@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from surround_depth_ros import geometry
+from surround_depth_ros.base import geometry
 from surround_depth_ros.datasets.nuscenes import read_image_rgb
-from surround_depth_ros.frameset import FrameSet, PointSweep
-from surround_depth_ros.rig import Camera, CameraRig, Radar
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar
 
 INT64_MAX = np.iinfo(np.int64).max
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from surround_depth_ros import geometry
-from surround_depth_ros.frameset import FrameSet, PointSweep
-from surround_depth_ros.radar import read_nuscenes_radar_pcd
-from surround_depth_ros.rig import Camera, CameraRig, Radar
+from surround_depth_ros.base import geometry
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.radar import read_nuscenes_radar_pcd
+from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar
 
 CAMERA_CHANNELS = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 RADAR_SENSORS = (  # nuScenes calls sensors "channels"; these are the five radars

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from surround_depth_ros.frameset import FrameSource
+from surround_depth_ros.sensors.frameset import FrameSource
 
 
 class SourceSpec(Protocol):
@@ -39,7 +39,7 @@ def _synthetic(spec: SourceSpec, **options: Any) -> FrameSource:
     """`SyntheticWorlds` of the spec's seeds, rendered at `render_size`; the `rig` option (default: the packaged
     rig) and the others override what the spec implies."""
     from surround_depth_ros.datasets.synthetic import SyntheticWorlds
-    from surround_depth_ros.rig import default_rig
+    from surround_depth_ros.sensors.rig import default_rig
 
     rig = options.pop("rig", None) or default_rig()
     size = tuple(spec.render_size) if spec.render_size else None

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from surround_depth_ros.atomic_file import atomic_path
+from surround_depth_ros.base.atomic_file import atomic_path
 from surround_depth_ros.inference.backend import BackendUnavailable
 
 CACHE_ENV = "SURROUND_DEPTH_CACHE"

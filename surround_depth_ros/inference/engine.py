@@ -22,15 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from surround_depth_ros.geometry import resize_intrinsics
+from surround_depth_ros.base.geometry import resize_intrinsics
+from surround_depth_ros.base.threads import POSTPROCESS_THREADS, torch_threads
 from surround_depth_ros.inference.backend import Backend, elapsed_progress
 from surround_depth_ros.inference.cache import default_cache_dir
 from surround_depth_ros.inference.staging import StagingBuffer
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import load_checkpoint, weights_checksum
 from surround_depth_ros.network.student import MEAN, ExportableStudent, SurroundDepthStudent
-from surround_depth_ros.radar import RADAR_CHANNELS
-from surround_depth_ros.threads import POSTPROCESS_THREADS, torch_threads
+from surround_depth_ros.sensors.radar import RADAR_CHANNELS
 
 LOG = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "tensorrt", "onnxruntime")
@@ -180,7 +180,7 @@ class DepthEngine:
         self.backend_name = auto_backend(self.device) if backend == "auto" else backend
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         # CPU threads: `threads` for the network (None: torch's count / ONNX Runtime: the cores), one for the
-        # elementwise pre/post-processing (see surround_depth_ros.threads).
+        # elementwise pre/post-processing (see surround_depth_ros.base.threads).
         self.threads = POSTPROCESS_THREADS if self.device.type == "cpu" else None
         self._backend_options = (precision, onnx_provider, channels_last, threads)
         self.backend = self._build_backend(self.module, *self._backend_options)
@@ -462,7 +462,7 @@ class DepthEngine:
         `intrinsics` (N, 3, 3), when given, place each image into its slot's training camera
         (`placements`), for cameras whose focal length or principal point differ. `radar` holds
         per-camera maps (N, 4, H, W) at `input_size`, channels (depth m, rcs, vx, vy), 0 = no
-        return (surround_depth_ros.radar.radar_to_maps).
+        return (surround_depth_ros.sensors.radar.radar_to_maps).
         """
         maps = self.infer_maps(images, intrinsics, radar, resolution="camera")
         per_camera = _per_camera(maps.depth) + _per_camera(maps.confidence)

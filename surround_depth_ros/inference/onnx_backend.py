@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from surround_depth_ros.atomic_file import atomic_path
+from surround_depth_ros.base.atomic_file import atomic_path
+from surround_depth_ros.base.threads import available_cores
 from surround_depth_ros.inference.backend import (
     GRAPH_INPUT,
     BackendUnavailable,
@@ -28,7 +29,6 @@ from surround_depth_ros.inference.backend import (
 )
 from surround_depth_ros.inference.cache import cache_entry, ensure_cache_dir, entry_problem, name_part
 from surround_depth_ros.network.student import ExportableStudent
-from surround_depth_ros.threads import available_cores
 
 LOG = logging.getLogger(__name__)
 ONNX_OPSET = 17

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from surround_depth_ros.base.threads import torch_threads
 from surround_depth_ros.inference.backend import BackendUnavailable, check_precision, require_cuda
 from surround_depth_ros.network.student import ExportableStudent
-from surround_depth_ros.threads import torch_threads
 
 
 class TorchBackend:

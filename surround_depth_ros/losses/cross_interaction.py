@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from surround_depth_ros.base.teacher_output import TEACHER_KINDS
 from surround_depth_ros.losses.masked import flatten_centres, flatten_views, masked_mean, resize_masked
 from surround_depth_ros.losses.scale_shift import scale_shift_statistics
-from surround_depth_ros.teacher_output import TEACHER_KINDS
 
 
 def _to_teacher_domain(depth: torch.Tensor, kind: str) -> torch.Tensor:

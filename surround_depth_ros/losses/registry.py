@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from surround_depth_ros.base.teacher_output import TeacherOutput
 from surround_depth_ros.losses.cross_interaction import cross_interaction_kd_loss
 from surround_depth_ros.losses.distribution import depth_distribution_kd_loss, log_spaced_centres
 from surround_depth_ros.losses.radar_kd import PixelwiseFeatureKD, inter_depth_kd_loss, pairwise_kd_loss
@@ -23,7 +24,6 @@ from surround_depth_ros.losses.saliency import grad_cam, mean_depth_target, sali
 from surround_depth_ros.losses.self_supervised import curvature_consistency_loss, surround_photometric_loss
 from surround_depth_ros.losses.supervised import affine_invariant_loss, bin_centre_loss, masked_l1_loss, silog_loss
 from surround_depth_ros.losses.view_relational import find_view_overlap, view_relational_kd_loss
-from surround_depth_ros.teacher_output import TeacherOutput
 
 
 @dataclass
@@ -147,7 +147,7 @@ def _view_relational(
 
 def _scale_intrinsics(K: torch.Tensor, reference: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
     """Intrinsics are given at the student's output size; rescale them for a depth map of another size."""
-    from surround_depth_ros.geometry import resize_intrinsics
+    from surround_depth_ros.base.geometry import resize_intrinsics
 
     (h, w), (H, W) = reference.shape[-2:], depth.shape[-2:]
     return K if (h, w) == (H, W) else resize_intrinsics(K, W / w, H / h)

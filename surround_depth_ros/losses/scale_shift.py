@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from surround_depth_ros.metrics import masked_median
+from surround_depth_ros.evaluation.metrics import masked_median
 
 NORMALISATIONS = ("median_mad", "mean_std")
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from surround_depth_ros.geometry import backproject_depth, invert_transform, project_points, transform_points
+from surround_depth_ros.base.geometry import backproject_depth, invert_transform, project_points, transform_points
+from surround_depth_ros.base.teacher_output import TEACHER_KINDS
 from surround_depth_ros.losses.masked import flatten_views, masked_mean, resize_masked
 from surround_depth_ros.losses.scale_shift import normalise_scale_shift
-from surround_depth_ros.teacher_output import TEACHER_KINDS
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from surround_depth_ros.geometry import (
+from surround_depth_ros.base.geometry import (
     backproject_depth,
     invert_transform,
     project_points,

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from surround_depth_ros.atomic_file import atomic_path
+from surround_depth_ros.base.atomic_file import atomic_path
 from surround_depth_ros.network.student import StudentConfig, SurroundDepthStudent
-from surround_depth_ros.rig import Camera, CameraRig, Radar, rig_from_dict, rig_to_dict
+from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar, rig_from_dict, rig_to_dict
 
 FORMAT = "surround_depth_ros.student"
 # 2: the rig in the rig YAML structure; 1: the rig as K / T_base_cam matrices (read, converted).

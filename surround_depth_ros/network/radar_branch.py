@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from surround_depth_ros.network.encoders import MobileNetV2Encoder
-from surround_depth_ros.radar import RADAR_CHANNELS  # the radar maps' layout, defined where they are drawn
+from surround_depth_ros.sensors.radar import RADAR_CHANNELS  # the radar maps' layout, defined where they are drawn
 
 # Fixed scales that bring each radar channel to roughly unit range before the encoder.
 RADAR_RCS_SCALE = 1.0 / 50.0

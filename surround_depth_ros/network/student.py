@@ -20,7 +20,7 @@ from surround_depth_ros.network.bins import BinHead, DepthHead
 from surround_depth_ros.network.decoders import DECODERS, DepthDecoder
 from surround_depth_ros.network.encoders import ENCODERS, build_encoder
 from surround_depth_ros.network.radar_branch import RadarBranch
-from surround_depth_ros.radar import RADAR_CHANNELS
+from surround_depth_ros.sensors.radar import RADAR_CHANNELS
 
 # ImageNet statistics of RGB in [0, 1]: the networks see (rgb / 255 - MEAN) / STD, computed by `ImageNormalisation`.
 MEAN = (0.485, 0.456, 0.406)

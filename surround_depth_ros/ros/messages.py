@@ -1,6 +1,6 @@
 """rclpy messages <-> numpy: the bag layout's message builders and readers bound to rclpy's classes.
 
-The conversions themselves live in `surround_depth_ros.messages` (shared with the bag writer);
+The conversions themselves live in `surround_depth_ros.conversion.messages` (shared with the bag writer);
 here they get rclpy's message classes and an `array.array` for uint8[] fields, filled with one
 memcpy from the caller's buffer and kept as is by the generated setter when `check_fields` is on
 (assigning a numpy array instead costs hundreds of milliseconds for a full image; `bytes` costs a
@@ -12,7 +12,7 @@ from __future__ import annotations
 import array
 import importlib
 
-from surround_depth_ros.messages import (
+from surround_depth_ros.conversion.messages import (
     MessageKit,
     camera_from_info,
     cloud_points,
@@ -20,7 +20,7 @@ from surround_depth_ros.messages import (
     stamp_ns,
     transform_batch,
 )
-from surround_depth_ros.messages import transform_matrix as matrix_from_transform
+from surround_depth_ros.conversion.messages import transform_matrix as matrix_from_transform
 
 
 def message_class(msgtype: str) -> type:

@@ -55,6 +55,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64
 from tf2_msgs.msg import TFMessage
 
+from surround_depth_ros.base.images import ImageFormatError, decode_compressed_rgb
+from surround_depth_ros.conversion.messages import depth_output_messages
 from surround_depth_ros.core.assembler import AssembledSet, Intrinsics, assembler_from_settings
 from surround_depth_ros.core.binding import BindingError
 from surround_depth_ros.core.camera_model import camera_model_problems
@@ -63,9 +65,6 @@ from surround_depth_ros.core.mailbox import LatestMailbox
 from surround_depth_ros.core.params import NODE_NAME
 from surround_depth_ros.core.pipeline import STAGES, StartupError, SurroundDepthPipeline, pipeline_from_settings
 from surround_depth_ros.core.transforms import FRAME_LIMIT
-from surround_depth_ros.images import ImageFormatError, decode_compressed_rgb
-from surround_depth_ros.messages import depth_output_messages
-from surround_depth_ros.pointcloud import PointCloudError, sweep_from_array
 from surround_depth_ros.ros.dds import (
     compatible_publishers,
     stale_shm_ports,
@@ -74,6 +73,7 @@ from surround_depth_ros.ros.dds import (
 )
 from surround_depth_ros.ros.messages import MESSAGES, cloud_points, image_rgb, stamp_ns, transform_batch
 from surround_depth_ros.ros.parameters import ParameterError, declare_and_read
+from surround_depth_ros.sensors.pointcloud import PointCloudError, sweep_from_array
 
 TF_STATIC_QOS = QoSProfile(
     depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE

@@ -15,8 +15,8 @@ from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from surround_depth_ros.base.schema import Entry, SchemaError
 from surround_depth_ros.core.params import PARAMETERS, NodeSettings, settings_from_values, unknown_parameter_message
-from surround_depth_ros.schema import Entry, SchemaError
 
 _ROS_TYPES = {
     bool: ParameterType.PARAMETER_BOOL,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from surround_depth_ros.base.teacher_output import TeacherOutput
 from surround_depth_ros.losses.saliency import mean_depth_target, saliency_from_gradients
-from surround_depth_ros.teacher_output import TeacherOutput
 
 
 @dataclass

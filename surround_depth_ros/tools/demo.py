@@ -21,12 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from surround_depth_ros.base.geometry import resample_to_intrinsics
 from surround_depth_ros.datasets.synthetic import SyntheticReader
-from surround_depth_ros.geometry import resample_to_intrinsics
-from surround_depth_ros.metrics import DepthMetrics
-from surround_depth_ros.rig import default_rig
-from surround_depth_ros.tools.arguments import image_size
-from surround_depth_ros.visualize import (
+from surround_depth_ros.evaluation.metrics import DepthMetrics
+from surround_depth_ros.sensors.rig import default_rig
+from surround_depth_ros.sensors.visualize import (
     colorize_depth,
     depth_colour_bar,
     label,
@@ -35,6 +34,7 @@ from surround_depth_ros.visualize import (
     write_ply,
     write_png,
 )
+from surround_depth_ros.tools.arguments import image_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from surround_depth_ros.core import params
 from surround_depth_ros.datasets.registry import SOURCE_TYPES
-from surround_depth_ros.metrics import METRIC_NAMES
+from surround_depth_ros.evaluation.metrics import METRIC_NAMES
 from surround_depth_ros.tools.arguments import add_topic_arguments, image_size
 from surround_depth_ros.tools.errors import UsageError, usage_errors
 from surround_depth_ros.tools.interrupt import StopSignals

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from surround_depth_ros.rig import CameraRig, default_rig, load_rig, save_rig
+from surround_depth_ros.sensors.rig import CameraRig, default_rig, load_rig, save_rig
 from surround_depth_ros.tools.errors import usage_errors
 
 

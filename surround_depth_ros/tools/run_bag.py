@@ -43,8 +43,8 @@ import numpy as np
 from tqdm import tqdm
 
 from surround_depth_ros.core import params
-from surround_depth_ros.frameset import FrameSet
-from surround_depth_ros.rig import Camera, CameraRig
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.rig import Camera, CameraRig
 from surround_depth_ros.tools.arguments import add_topic_arguments, positive_int
 from surround_depth_ros.tools.errors import usage_errors
 from surround_depth_ros.tools.evaluate import depth_caps
@@ -168,9 +168,9 @@ def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.bag.storage import fault_text, open_bag
     from surround_depth_ros.bag.topics import TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE, TopicNames, resolve_topic
     from surround_depth_ros.bag.writer import BagWriter
+    from surround_depth_ros.conversion.messages import depth_output_messages
     from surround_depth_ros.core.binding import BindingError
     from surround_depth_ros.core.pipeline import StartupError, pipeline_from_settings
-    from surround_depth_ros.messages import depth_output_messages
     from surround_depth_ros.training.evaluate import FrameScorer, write_report
 
     out_bag = args.out / OUTPUT_BAG

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from surround_depth_ros import geometry
+from surround_depth_ros.base import geometry
 from surround_depth_ros.datasets.synthetic import SyntheticReader
-from surround_depth_ros.frameset import FrameSet
-from surround_depth_ros.radar import radar_points_in_base
-from surround_depth_ros.rig import default_rig, load_rig
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.radar import radar_points_in_base
+from surround_depth_ros.sensors.rig import default_rig, load_rig
+from surround_depth_ros.sensors.visualize import colorize_depth, surround_order
 from surround_depth_ros.tools.arguments import image_size
 from surround_depth_ros.tools.errors import UsageError, usage_errors
-from surround_depth_ros.visualize import colorize_depth, surround_order
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from surround_depth_ros.base.yaml_file import YamlFileError, parse_yaml
 from surround_depth_ros.tools.errors import usage_errors
 from surround_depth_ros.training.config import ConfigError, load_config
-from surround_depth_ros.yaml_file import YamlFileError, parse_yaml
 
 
 def parse_overrides(items: list[str]) -> dict:

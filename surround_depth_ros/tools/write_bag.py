@@ -21,7 +21,7 @@ from surround_depth_ros.bag.reader import RosbagReader
 from surround_depth_ros.bag.topics import TopicNames
 from surround_depth_ros.bag.writer import ENCODINGS, STORAGES, write_bag
 from surround_depth_ros.datasets.registry import SOURCE_TYPES
-from surround_depth_ros.frameset import FrameSet, FrameSource
+from surround_depth_ros.sensors.frameset import FrameSet, FrameSource
 from surround_depth_ros.tools.arguments import image_size
 from surround_depth_ros.tools.errors import UsageError, usage_errors
 from surround_depth_ros.tools.interrupt import StopSignals
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def open_frames(args: argparse.Namespace) -> tuple[Iterable[FrameSet], int, FrameSource]:
     """The frame sets the command line names (through the source registry), how many there are, and their source."""
     from surround_depth_ros.datasets.registry import open_frame_source
-    from surround_depth_ros.rig import load_rig
+    from surround_depth_ros.sensors.rig import load_rig
     from surround_depth_ros.training.config import DatasetConfig
 
     if args.source != "synthetic" and args.dataroot is None:

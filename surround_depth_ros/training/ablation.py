@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from surround_depth_ros import schema
-from surround_depth_ros.schema import setting
+from surround_depth_ros.base import schema
+from surround_depth_ros.base.schema import setting
+from surround_depth_ros.base.yaml_file import YamlFileError, load_yaml
 from surround_depth_ros.training.config import (
     ConfigError,
     DatasetConfig,
@@ -30,7 +31,6 @@ from surround_depth_ros.training.config import (
     apply_overrides,
     config_from_dict,
 )
-from surround_depth_ros.yaml_file import YamlFileError, load_yaml
 
 TABLE_METRICS = (("abs_rel", "AbsRel"), ("rmse", "RMSE (m)"), ("a1", "delta1"))
 

@@ -1,7 +1,7 @@
 """The training config: one YAML file that fixes data, model, teacher, losses and schedule of a run.
 
 Everything a run depends on is in the file, so a result is reproduced by re-running the same
-file (and a seed). Each section is a dataclass declared with `surround_depth_ros.schema` (types,
+file (and a seed). Each section is a dataclass declared with `surround_depth_ros.base.schema` (types,
 bounds, choices per field; rules over several fields in `cross_check`); loading validates every key
 and value and lists the file and key path of everything wrong, so a typo fails before minutes of
 data preparation, not after.
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from surround_depth_ros import schema
+from surround_depth_ros.base import schema
+from surround_depth_ros.base.schema import SchemaError, setting
+from surround_depth_ros.base.yaml_file import YamlFileError, load_yaml
 from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.losses import build_losses
 from surround_depth_ros.network.student import PRESETS, StudentConfig
-from surround_depth_ros.schema import SchemaError, setting
-from surround_depth_ros.yaml_file import YamlFileError, load_yaml
 
 TEACHER_TYPES = ("own_family", "depth_anything")
 DEVICES = ("auto", "cpu", "cuda")

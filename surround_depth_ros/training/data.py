@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from surround_depth_ros import geometry
+from surround_depth_ros.base import geometry
 from surround_depth_ros.datasets.registry import open_frame_source
 from surround_depth_ros.datasets.synthetic import SyntheticWorlds
-from surround_depth_ros.frameset import FrameSet
 from surround_depth_ros.losses.masked import resize_masked
-from surround_depth_ros.radar import radar_to_maps
-from surround_depth_ros.rig import CameraRig, resize_camera
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.radar import radar_to_maps
+from surround_depth_ros.sensors.rig import CameraRig, resize_camera
 from surround_depth_ros.training.config import DatasetConfig
 
 PREPARED_FORMAT = "surround_depth_ros.prepared/2"

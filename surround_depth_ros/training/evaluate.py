@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 import torch
 
-from surround_depth_ros.frameset import FrameSet
-from surround_depth_ros.metrics import METRIC_NAMES, DepthMetrics
+from surround_depth_ros.evaluation.metrics import METRIC_NAMES, DepthMetrics
 from surround_depth_ros.network.student import SurroundDepthStudent
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.visualize import DEPTH_FAR_M, DEPTH_NEAR_M, DEPTH_TICKS_M
 from surround_depth_ros.training.data import PreparedDataset, Sample, lidar_depth_maps
-from surround_depth_ros.visualize import DEPTH_FAR_M, DEPTH_NEAR_M, DEPTH_TICKS_M
 
 # Depth caps per dataset (nuScenes 0.1-80 m and DDAD 0.1-200 m are the benchmarks' protocols).
 EVALUATION_CAPS = {"nuscenes": (0.1, 80.0), "ddad": (0.1, 200.0), "synthetic": (0.1, 80.0), "rosbag": (0.1, 80.0)}

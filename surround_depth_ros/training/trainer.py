@@ -33,7 +33,7 @@ from surround_depth_ros.losses import LossInputs, build_losses
 from surround_depth_ros.network.checkpoint import load_checkpoint, save_checkpoint
 from surround_depth_ros.network.pose import PoseNet, extrinsic_anchored_poses
 from surround_depth_ros.network.student import StudentOutput, SurroundDepthStudent
-from surround_depth_ros.rig import CameraRig
+from surround_depth_ros.sensors.rig import CameraRig
 from surround_depth_ros.training.config import OptimizerConfig, TeacherConfig, TrainingConfig
 from surround_depth_ros.training.data import (
     ColourJitter,

@@ -24,8 +24,8 @@ from surround_depth_ros.datasets.synthetic.sensors import (
     radar_sweep,
 )
 from surround_depth_ros.datasets.synthetic.world import SyntheticWorld
-from surround_depth_ros.frameset import FrameSet, PointSweep
-from surround_depth_ros.rig import CameraRig
+from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
+from surround_depth_ros.sensors.rig import CameraRig
 
 _LIDAR_STREAM, _RADAR_STREAM = 0x11DA, 0x7ADA
 

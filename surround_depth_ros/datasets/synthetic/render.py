@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from surround_depth_ros.base.geometry import pixel_rays
 from surround_depth_ros.datasets.synthetic.appearance import Lighting, shade, to_srgb8
 from surround_depth_ros.datasets.synthetic.raycast import RayBundles, cast_rays
 from surround_depth_ros.datasets.synthetic.world import Scene
-from surround_depth_ros.geometry import pixel_rays
-from surround_depth_ros.rig import Camera
+from surround_depth_ros.sensors.rig import Camera
 
 DEFAULT_MAX_RANGE_M = 250.0
 _TILES = 1000

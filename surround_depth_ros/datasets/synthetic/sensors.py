@@ -15,8 +15,8 @@ import torch
 from surround_depth_ros.datasets.synthetic.appearance import albedo
 from surround_depth_ros.datasets.synthetic.raycast import BOX_HIT, CYLINDER_HIT, RayBundles, RayHits, cast_rays
 from surround_depth_ros.datasets.synthetic.world import GROUND, RCS_DBSM, SKY, Scene, SyntheticWorld
-from surround_depth_ros.frameset import PointSweep
-from surround_depth_ros.rig import Radar
+from surround_depth_ros.sensors.frameset import PointSweep
+from surround_depth_ros.sensors.rig import Radar
 
 _NS = 1_000_000_000
 

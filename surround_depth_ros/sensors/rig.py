@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from surround_depth_ros import geometry, schema
-from surround_depth_ros.resources import packaged_file
-from surround_depth_ros.schema import SchemaError, setting
-from surround_depth_ros.yaml_file import YamlFileError, load_yaml
+from surround_depth_ros.base import geometry, schema
+from surround_depth_ros.base.resources import packaged_file
+from surround_depth_ros.base.schema import SchemaError, setting
+from surround_depth_ros.base.yaml_file import YamlFileError, load_yaml
 
 
 def _as_matrix(value: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -170,7 +170,7 @@ class CameraRig:
 # --------------------------------------------------------------------------- YAML rig files
 
 RIG_FILE_HELP = """\
-# Sensor rig for surround_depth_ros (load with surround_depth_ros.rig.load_rig).
+# Sensor rig for surround_depth_ros (load with surround_depth_ros.sensors.rig.load_rig).
 # base_frame: the frame every extrinsic is expressed in (REP 103 base_link: x forward, y left, z up).
 # cameras: list, in the order the network sees them; each with
 #   name, frame_id (the optical frame of its images), width, height (pixels),

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from surround_depth_ros.pointcloud import unpack_rgb
+from surround_depth_ros.sensors.pointcloud import unpack_rgb
 
 DEPTH_NEAR_M, DEPTH_FAR_M = 1.0, 120.0  # the one depth colour scale: a colour means the same distance everywhere
 DEPTH_TICKS_M = (1, 2, 5, 10, 20, 50, 100)

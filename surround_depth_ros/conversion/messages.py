@@ -15,15 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from surround_depth_ros import geometry, pointcloud
+from surround_depth_ros.base import geometry
+from surround_depth_ros.base.images import decode_rgb, encode_rgb
 from surround_depth_ros.core.transforms import TransformBatch
-from surround_depth_ros.images import decode_rgb, encode_rgb
-from surround_depth_ros.rig import Camera
+from surround_depth_ros.sensors import pointcloud
+from surround_depth_ros.sensors.rig import Camera
 
 if TYPE_CHECKING:
     from surround_depth_ros.core.params import NodeSettings
     from surround_depth_ros.core.pipeline import DepthOutputs
-    from surround_depth_ros.frameset import FrameSet
+    from surround_depth_ros.sensors.frameset import FrameSet
 
 NS = 1_000_000_000
 DEPTH_ENCODINGS = ("32FC1", "16UC1")

@@ -25,7 +25,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-_RULE = "surround_depth_ros.schema.rule"
+_RULE = "surround_depth_ros.base.schema.rule"
 _BAD = object()  # the value of a field that has problems
 _SIZED = list | tuple | dict
 

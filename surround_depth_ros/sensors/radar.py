@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from surround_depth_ros import geometry
-from surround_depth_ros.frameset import PointSweep
-from surround_depth_ros.rig import CameraRig
+from surround_depth_ros.base import geometry
+from surround_depth_ros.sensors.frameset import PointSweep
+from surround_depth_ros.sensors.rig import CameraRig
 
 RADAR_CHANNELS = ("depth", "rcs", "vx", "vy")  # the channels of a radar map, in order (the network's radar input)
 

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from surround_depth_ros.rig import CameraRig
+from surround_depth_ros.sensors.rig import CameraRig
 
 
 @dataclass

@@ -16,7 +16,7 @@ PACKAGE = "surround_depth_ros"
 def packaged_file_candidates(*parts: str) -> list[Path]:
     """Where `config/x.yaml`-like packaged files may lie: the source tree first, then installed share dirs."""
     relative = Path(*parts)
-    candidates = [Path(__file__).resolve().parents[1] / relative]
+    candidates = [Path(__file__).resolve().parents[2] / relative]
     prefixes = [sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)]
     candidates += [Path(prefix) / "share" / PACKAGE / relative for prefix in filter(None, prefixes)]
     return candidates

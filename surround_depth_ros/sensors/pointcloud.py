@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from surround_depth_ros.frameset import PointSweep
+from surround_depth_ros.sensors.frameset import PointSweep
 
 # sensor_msgs/PointField datatype constants -> numpy scalar type
 POINTFIELD_TYPES: dict[int, np.dtype] = {

@@ -1,0 +1,1 @@
+"""Depth metrics, the scoring of predictions against lidar truth, and the reports people look at."""
