@@ -12,12 +12,7 @@ import pytest
 from surround_depth_ros.base import geometry as g
 from surround_depth_ros.base.resources import packaged_file
 from surround_depth_ros.core.params import NodeSettings, settings_from_values
-from surround_depth_ros.core.pipeline import (
-    STAGES,
-    SurroundDepthPipeline,
-    calibration_for_maps,
-    pipeline_from_settings,
-)
+from surround_depth_ros.core.pipeline import STAGES, SurroundDepthPipeline, pipeline_from_settings
 from surround_depth_ros.sensors.frameset import FrameSet
 from surround_depth_ros.sensors.pointcloud import FUSED_CLOUD_DTYPE
 from surround_depth_ros.sensors.rig import CameraRig, default_rig
@@ -65,7 +60,7 @@ def test_calibration_for_resized_maps_projects_where_the_resize_moved_the_pixel(
     K = np.array([[1260.0, 0, 815.3], [0, 1255.0, 452.1], [0, 0, 1]])
     P = np.hstack([K, [[-1260.0 * 0.54], [0.0], [0.0]]])
     resized = g.resize_intrinsics(K, 640 / 1600, 352 / 900)
-    k, p = calibration_for_maps(K.reshape(-1), P.reshape(-1), resized)
+    k, p = g.calibration_for_maps(K.reshape(-1), P.reshape(-1), resized)
     np.testing.assert_allclose(k.reshape(3, 3), resized)
     point = np.array([2.0, -1.0, 10.0, 1.0])
     u, v, w = P @ point
@@ -78,7 +73,7 @@ def test_calibration_for_maps_follows_a_placement_inside_a_border():
     K = np.array([[1260.0, 0, 815.3], [0, 1255.0, 452.1], [0, 0, 1]])
     P = np.hstack([K, [[-1260.0 * 0.54], [0.0], [0.0]]])
     A = np.array([[0.3, 0, 40.0], [0, 0.3, 12.0], [0, 0, 1]])
-    k, p = calibration_for_maps(K.reshape(-1), P.reshape(-1), A @ K)
+    k, p = g.calibration_for_maps(K.reshape(-1), P.reshape(-1), A @ K)
     np.testing.assert_allclose(k.reshape(3, 3), A @ K)
     point = np.array([2.0, -1.0, 10.0, 1.0])
     u, v, w = P @ point
@@ -115,7 +110,7 @@ def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_c
         k, p = np.asarray(info.k), np.asarray(info.p)
         if sample == "nuscenes":  # the trained rig: the network sees each camera plainly resized
             resized = g.resize_intrinsics(camera.K, w / camera.width, h / camera.height)
-            plain = calibration_for_maps(camera.K.reshape(-1), P.reshape(-1), resized)
+            plain = g.calibration_for_maps(camera.K.reshape(-1), P.reshape(-1), resized)
             np.testing.assert_allclose(np.concatenate(plain), np.concatenate([k, p]), atol=1e-9)
         mine = cloud[cloud["camera"] == pipeline.camera_ids.index(camera.name)]
         points = np.stack([mine["x"], mine["y"], mine["z"]], axis=-1).astype(np.float64)

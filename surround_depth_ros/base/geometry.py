@@ -15,6 +15,7 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -298,6 +299,19 @@ def crop_intrinsics(K: Array, left: float, top: float) -> Array:
     K[..., 0, 2] -= left
     K[..., 1, 2] -= top
     return K
+
+
+def calibration_for_maps(k: Sequence[float], p: Sequence[float], K_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A CameraInfo's K (9 values) and P (12) for maps whose camera matrix is `K_maps` (`DepthOutputs.cameras[i].K`).
+
+    REP 118 lets a depth image be published at another resolution than its camera's when its
+    CameraInfo describes it. The maps are the image under a scale and shift of its pixels (a resize,
+    or the network's placement inside a border), A = K_maps K^-1; P becomes A P, so that a stereo
+    or rectified P keeps its meaning.
+    """
+    K = np.reshape(np.asarray(k, dtype=np.float64), (3, 3))
+    A = np.asarray(K_maps, dtype=np.float64) @ np.linalg.inv(K)
+    return (A @ K).reshape(-1), (A @ np.reshape(np.asarray(p, dtype=np.float64), (3, 4))).reshape(-1)
 
 
 def resample_to_intrinsics(

@@ -115,7 +115,7 @@ class MessageKit:
         k, p = info.k, info.p
         width, height = (info.width, info.height) if maps is None else (maps.width, maps.height)
         if (width, height) != (info.width, info.height):
-            from surround_depth_ros.core.pipeline import calibration_for_maps  # torch: only for resized depth
+            from surround_depth_ros.base.geometry import calibration_for_maps
 
             k, p = calibration_for_maps(info.k, info.p, maps.K)
         return self._cls("sensor_msgs/msg/CameraInfo")(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -56,19 +55,6 @@ class DepthOutputs:
     cameras: list[Camera]
     cloud: np.ndarray | None
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def calibration_for_maps(k: Sequence[float], p: Sequence[float], K_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A CameraInfo's K (9 values) and P (12) for maps whose camera matrix is `K_maps` (`DepthOutputs.cameras[i].K`).
-
-    REP 118 lets a depth image be published at another resolution than its camera's when its
-    CameraInfo describes it. The maps are the image under a scale and shift of its pixels (a resize,
-    or the network's placement inside a border), A = K_maps K^-1; P becomes A P, so that a stereo
-    or rectified P keeps its meaning.
-    """
-    K = np.reshape(np.asarray(k, dtype=np.float64), (3, 3))
-    A = np.asarray(K_maps, dtype=np.float64) @ np.linalg.inv(K)
-    return (A @ K).reshape(-1), (A @ np.reshape(np.asarray(p, dtype=np.float64), (3, 4))).reshape(-1)
 
 
 class StageClock:
