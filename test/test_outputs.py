@@ -85,10 +85,11 @@ def test_calibration_for_maps_follows_a_placement_inside_a_border():
 def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_cloud(request, sample):
     """depth_resolution network on real rigs (nuScenes: the trained rig; DDAD: cameras the network places inside a
     border): maps at the network's size, and every cloud point, taken into its camera with the CameraInfo a
-    publisher derives for the maps (REP 118, `depth_output_messages`, what the node and run-bag publish),
+    publisher derives for the maps (REP 118, `output_messages`, what the node and run-bag publish),
     lands on its pixel at the depth published."""
     from surround_depth_ros.bag.storage import TYPESTORE
-    from surround_depth_ros.conversion.messages import MessageKit, depth_output_messages
+    from surround_depth_ros.conversion.messages import MessageKit
+    from surround_depth_ros.core.outputs import output_messages
 
     frame_set = request.getfixturevalue(sample)
     settings = _settings(frame_set.rig)  # the default: depth_resolution network
@@ -96,7 +97,7 @@ def test_network_resolution_maps_come_with_the_camera_info_that_reprojects_the_c
     outputs = pipeline.process(frame_set)
     kit = MessageKit(lambda name: TYPESTORE.types[name], lambda data: np.frombuffer(data, np.uint8))
     infos = {camera.name: kit.camera_info(camera, 0) for camera in frame_set.rig.cameras}  # P = [K 0], rectified
-    published = {topic: msg for topic, _, _, msg in depth_output_messages(kit, frame_set, outputs, infos, settings)}
+    published = {topic: msg for topic, _, _, msg in output_messages(kit, frame_set, outputs, infos, settings)}
     h, w = pipeline.engine.input_size
     assert pipeline.cloud_options.stride is None  # cloud_stride 0: the budget picks it (stride 1 for 6 x 128x224)
     cloud = outputs.cloud

@@ -258,13 +258,14 @@ def test_run_bag_at_the_network_resolution_publishes_scaled_camera_info_and_scor
 
 
 def test_depth_output_messages_are_the_same_built_for_the_bag_and_for_rclpy():
-    """`depth_output_messages` with rosbags' classes (run-bag) and with rclpy's (the node): rclpy reads the bag's
+    """`output_messages` with rosbags' classes (run-bag) and with rclpy's (the node): rclpy reads the bag's
     CDR back as the very message it builds itself, for every topic of one set."""
     from rclpy.serialization import deserialize_message
     from sample_framesets import make_framesets
 
     from surround_depth_ros.bag.writer import TYPESTORE
-    from surround_depth_ros.conversion.messages import MessageKit, depth_output_messages
+    from surround_depth_ros.conversion.messages import MessageKit
+    from surround_depth_ros.core.outputs import output_messages
     from surround_depth_ros.core.pipeline import DepthOutputs
     from surround_depth_ros.ros.messages import MESSAGES, message_class
     from surround_depth_ros.sensors import pointcloud
@@ -282,8 +283,8 @@ def test_depth_output_messages_are_the_same_built_for_the_bag_and_for_rclpy():
     for encoding in ("32FC1", "16UC1"):
         settings = settings_from_values({"depth_encoding": encoding})
         infos = ({camera.name: kit.camera_info(camera, 5)}, {camera.name: MESSAGES.camera_info(camera, 5)})
-        bag = depth_output_messages(kit, frame_set, outputs, infos[0], settings)
-        node = depth_output_messages(MESSAGES, frame_set, outputs, infos[1], settings)
+        bag = output_messages(kit, frame_set, outputs, infos[0], settings)
+        node = output_messages(MESSAGES, frame_set, outputs, infos[1], settings)
         assert [(t, m, s) for t, m, s, _ in bag] == [(t, m, s) for t, m, s, _ in node]
         assert len(bag) == 3 * len(frame_set.rig.cameras) + 1
         for (_, msgtype, _, ours), (_, _, _, theirs) in zip(bag, node, strict=True):

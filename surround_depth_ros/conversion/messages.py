@@ -10,21 +10,15 @@ Reading only touches attributes, so the readers are plain functions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from surround_depth_ros.base import geometry
 from surround_depth_ros.base.images import decode_rgb, encode_rgb
-from surround_depth_ros.core.transforms import TransformBatch
 from surround_depth_ros.sensors import pointcloud
 from surround_depth_ros.sensors.rig import Camera
-
-if TYPE_CHECKING:
-    from surround_depth_ros.core.params import NodeSettings
-    from surround_depth_ros.core.pipeline import DepthOutputs
-    from surround_depth_ros.sensors.frameset import FrameSet
 
 NS = 1_000_000_000
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
@@ -202,42 +196,6 @@ def depth_array(depth: np.ndarray, encoding: str) -> np.ndarray:
     raise ValueError(f"depth encoding {encoding!r}: expected one of {DEPTH_ENCODINGS}")
 
 
-def depth_output_messages(
-    kit: MessageKit,
-    frame_set: FrameSet,
-    outputs: DepthOutputs,
-    camera_infos: dict[str, Any],
-    settings: NodeSettings,
-) -> list[tuple[str, str, int, Any]]:
-    """(topic relative to the node, message type, stamp, message) of everything the node publishes for one set.
-
-    Per camera of `outputs.cameras` (the set's cameras, at the size the depth is at), at its image stamp and
-    optical frame: `<camera>/depth/image` (`depth_encoding`), `<camera>/depth/camera_info` (its CameraInfo from
-    `camera_infos` restamped and, for depth at another size, scaled; else the output camera's pinhole model)
-    and, with `publish_confidence`, `<camera>/depth/confidence` (32FC1 in [0, 1]); then the fused cloud
-    `depth/points` in `base_frame` at the set's stamp.
-    """
-    messages = []
-    for camera, stamp, depth, confidence in zip(
-        outputs.cameras, frame_set.camera_stamps_ns, outputs.depth, outputs.confidence, strict=True
-    ):
-        stamp, frame = int(stamp), camera.frame_id
-        info = camera_infos.get(camera.name)
-        info_msg = kit.camera_info(camera, stamp) if info is None else kit.camera_info_copy(info, stamp, frame, camera)
-        depth_msg = kit.depth_image(depth, stamp, frame, settings.depth_encoding)
-        messages += [
-            (f"{camera.name}/depth/image", "sensor_msgs/msg/Image", stamp, depth_msg),
-            (f"{camera.name}/depth/camera_info", "sensor_msgs/msg/CameraInfo", stamp, info_msg),
-        ]
-        if settings.publish_confidence:
-            confidence_msg = kit.image_array(confidence.astype(np.float32, copy=False), stamp, frame, "32FC1")
-            messages.append((f"{camera.name}/depth/confidence", "sensor_msgs/msg/Image", stamp, confidence_msg))
-    if outputs.cloud is not None:
-        cloud = kit.point_cloud(outputs.cloud, frame_set.stamp_ns, settings.base_frame)
-        messages.append(("depth/points", "sensor_msgs/msg/PointCloud2", frame_set.stamp_ns, cloud))
-    return messages
-
-
 def stamp_ns(stamp: Any) -> int:
     """Nanoseconds of a builtin_interfaces/Time."""
     return int(stamp.sec) * NS + int(stamp.nanosec)
@@ -264,23 +222,6 @@ def cloud_points(msg: Any) -> np.ndarray:
     return pointcloud.cloud_to_array(
         msg.fields, msg.point_step, msg.width, msg.height, msg.row_step, msg.data, bool(msg.is_bigendian)
     )
-
-
-def transform_batch(transforms: Sequence[Any]) -> TransformBatch:
-    """The TransformStamped of a TFMessage as arrays, in one pass over the messages (for `set_transforms`).
-
-    Reading the fields is all the per-transform work: checks and normalisation run on the arrays.
-    """
-    parents, children, stamps, values = [], [], [], []
-    for t in transforms:
-        header, transform = t.header, t.transform
-        r, v = transform.rotation, transform.translation
-        parents.append(header.frame_id)
-        children.append(t.child_frame_id)
-        stamps.append(header.stamp.sec * NS + header.stamp.nanosec)
-        values.append((r.w, r.x, r.y, r.z, v.x, v.y, v.z))
-    array = np.array(values, dtype=np.float64).reshape(-1, 7)
-    return TransformBatch(parents, children, np.array(stamps, dtype=np.int64), array[:, :4], array[:, 4:])
 
 
 def transform_matrix(transform: Any) -> np.ndarray:

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from surround_depth_ros.base.geometry import invert_transform, matrix_to_quaternion, quaternion_to_matrix
+from surround_depth_ros.conversion.messages import stamp_ns
 
 QUATERNION_TOLERANCE = 0.01
 """tf2's tolerance (QUATERNION_NORMALIZATION_TOLERANCE in tf2/src/buffer_core.cpp): a quaternion whose
@@ -139,6 +141,23 @@ class TransformBatch:
 
     def __len__(self) -> int:
         return len(self.children)
+
+
+def transform_batch(transforms: Sequence[Any]) -> TransformBatch:
+    """The TransformStamped of a TFMessage as arrays, in one pass over the messages (for `set_transforms`).
+
+    Reading the fields is all the per-transform work: checks and normalisation run on the arrays.
+    """
+    parents, children, stamps, values = [], [], [], []
+    for t in transforms:
+        header, transform = t.header, t.transform
+        r, v = transform.rotation, transform.translation
+        parents.append(header.frame_id)
+        children.append(t.child_frame_id)
+        stamps.append(stamp_ns(header.stamp))
+        values.append((r.w, r.x, r.y, r.z, v.x, v.y, v.z))
+    array = np.array(values, dtype=np.float64).reshape(-1, 7)
+    return TransformBatch(parents, children, np.array(stamps, dtype=np.int64), array[:, :4], array[:, 4:])
 
 
 @dataclass
