@@ -15,6 +15,7 @@ from surround_depth_ros.core.params import (
     params_yaml,
     settings_from_file,
     settings_from_values,
+    settings_with_changes,
     topic_problem,
     validate,
 )
@@ -33,6 +34,52 @@ def test_defaults_are_valid_and_documented():
     assert validate(defaults()) == []
     for p in PARAMETERS:
         assert p.rule.description.endswith("."), p.name
+
+
+LIVE = {
+    "min_confidence",
+    "sync_window_s",
+    "sync_wait_s",
+    "publish_confidence",
+    "publish_cloud",
+    "cloud_overlap",
+    "cloud_max_points",
+    "cloud_stride",
+    "cloud_max_range_m",
+    "cloud_voxel_size_m",
+    "diagnostics_period_s",
+    "expected_rate_hz",
+    "output_timeout_s",
+}
+
+
+def test_each_parameter_is_live_or_says_why_it_is_read_only():
+    """The live ones are those issue 25 lists (the core retunes them); a read-only one says what to do."""
+    assert {p.name for p in PARAMETERS if p.rule.live} == LIVE
+    for p in PARAMETERS:
+        assert p.rule.live or p.rule.read_only, f"{p.name}: neither live nor read-only with a reason"
+    assert {p.name: p.rule.run_time() for p in PARAMETERS}[
+        "checkpoint"
+    ] == "read-only: loads the model: restart the node"
+
+
+def test_a_change_while_running_is_checked_as_at_start():
+    settings = settings_from_values({"cameras": ["A", "B"]})
+    changed = settings_with_changes(settings, {"min_confidence": 0.5, "cloud_stride": 4, "publish_cloud": False})
+    assert (changed.min_confidence, changed.cloud_stride, changed.publish_cloud) == (0.5, 4, False)
+    assert changed.cameras == ("A", "B") and settings.min_confidence == 0.0
+    assert settings_with_changes(settings, {"sync_wait_s": 1}).sync_wait_s == 1.0  # as ROS sets an integer
+    with pytest.raises(SchemaError) as info:
+        settings_with_changes(
+            settings, {"checkpoint": "b.pt", "cameras": ["C"], "min_confidence": "high", "sync_window_s": 0.0}
+        )
+    assert str(info.value).startswith("parameters not changed:\n")
+    assert info.value.problems == [
+        "checkpoint is read-only: loads the model: restart the node",
+        "cameras is read-only: changes the subscriptions: restart the node",
+        "min_confidence: expected float, got str 'high'",
+        "sync_window_s: 0.0 is outside the allowed range [0.001, 1.0]",
+    ]
 
 
 def test_settings_are_frozen_typed_values():

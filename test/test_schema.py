@@ -159,3 +159,43 @@ def test_an_unsupported_annotation_is_a_programming_error():
 
     with pytest.raises(TypeError, match="unsupported type"):
         schema.problems(Odd, {"value": [1]})
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """A configuration of which some fields may change while the program runs."""
+
+    gain: float = setting(1.0, low=0, high=10, live=True)
+    mode: str = setting("a", choices=("a", "b"), live=True)
+    model: str = setting("m.pt", read_only="loads the model: restart")
+    names: tuple[str, ...] = ("x",)
+
+    @classmethod
+    def cross_check(cls, values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        if values.get("mode") == "b" and values.get("gain", 0) > 5:
+            yield "gain", "mode b takes a gain of at most 5"
+
+
+def test_a_change_is_checked_as_at_start_and_read_only_fields_say_why():
+    before = Tunable()
+    after = schema.changed(before, {"gain": 3, "mode": "b"}, "change")
+    assert after == Tunable(gain=3.0, mode="b") and isinstance(after.gain, float) and before == Tunable()
+    with pytest.raises(SchemaError) as info:
+        schema.changed(before, {"model": "other.pt", "names": ["y"], "gain": 11, "mode": "c", "gian": 1}, "change")
+    assert info.value.problems == [
+        "model is read-only: loads the model: restart",
+        "names is read-only",
+        "gian: unknown key (did you mean 'gain'?)",
+        "gain: 11.0 is outside the allowed range [0, 10]",
+        "mode: 'c' is not one of ['a', 'b']",
+    ]
+    with pytest.raises(SchemaError, match=r"^change: gain: mode b takes a gain of at most 5$"):
+        schema.changed(before, {"gain": 6, "mode": "b"}, "change")
+
+
+def test_run_time_reads_as_in_the_documentation():
+    rules = {e.name: e.rule for e in schema.entries(Tunable)}
+    assert rules["gain"].run_time() == "live" and rules["names"].run_time() == "read-only"
+    assert rules["model"].run_time() == "read-only: loads the model: restart"
+    with pytest.raises(TypeError, match="live or read-only"):
+        schema.Rule(live=True, read_only="why")

@@ -9,8 +9,9 @@ lists, mappings and nested sections. It collects every problem with its key path
 (`optimizer.lr: ...`) and raises one `SchemaError` listing them all, so that a file is fixed in one
 go. A rule over several fields is a classmethod `cross_check(values)` of the class: it gets the
 fields that passed their own checks (defaults filled in) and yields `(key, message)` pairs, so it
-still reports while an unrelated field is wrong. The same declarations feed generated
-documentation (`entries()`, `Rule.limits()`).
+still reports while an unrelated field is wrong. `changed()` applies a change at run time (a node
+parameter set while it runs) through the same checks, refusing fields not declared `live`. The same
+declarations feed generated documentation (`entries()`, `Rule.limits()`, `Rule.run_time()`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class SchemaError(ValueError):
 @dataclass(frozen=True)
 class Rule:
     """What a field allows besides its type. Bounds are inclusive unless `low_open`/`high_open`; `check` returns
-    sentences about a value that passed everything else; `heading` starts a group in generated documentation."""
+    sentences about a value that passed everything else; `heading` starts a group in generated documentation.
+    `live`: the value may change while the program runs (`changed`); `read_only`: why it may not, and what to do."""
 
     description: str = ""
     low: float | None = None
@@ -59,6 +61,18 @@ class Rule:
     max_items: int | None = None
     check: Callable[[Any], list[str]] | None = None
     heading: str = ""
+    live: bool = False
+    read_only: str = ""
+
+    def __post_init__(self) -> None:
+        if self.live and self.read_only:
+            raise TypeError(f"a field is live or read-only ({self.read_only!r}), not both")
+
+    def run_time(self) -> str:
+        """ "live" or "read-only: <why>", as messages and generated documentation say it."""
+        if self.live:
+            return "live"
+        return f"read-only: {self.read_only}" if self.read_only else "read-only"
 
     def limits(self) -> str:
         """The limits as a user reads them: "[0.05, 60]", "(0, 1]", ">= 0" or "one of [...]"; "" when none."""
@@ -159,6 +173,22 @@ def build(cls: type[T], data: Any, source: str, error: type[SchemaError] = Schem
     naming `source` and listing every problem."""
     found: list[str] = []
     value = _section(cls, data, "", found, True)
+    if found:
+        raise error(source, found)
+    return value
+
+
+def changed(instance: T, changes: Mapping[str, Any], source: str, error: type[SchemaError] = SchemaError) -> T:
+    """`instance` with `changes` (values by field name) applied, validated as `build` validates (cross_check
+    included); a field that is not `live` keeps its value and is a problem ("x is read-only: why"). Raises `error`
+    naming `source` and listing every problem."""
+    cls = type(instance)
+    rules = {entry.name: entry.rule for entry in entries(cls)}
+    fixed = [name for name in changes if name in rules and not rules[name].live]
+    found = [f"{name} is {rules[name].run_time()}" for name in fixed]
+    values = {f.name: getattr(instance, f.name) for f in dataclasses.fields(cls)}
+    values.update((name, value) for name, value in changes.items() if name not in fixed)
+    value = _section(cls, values, "", found, True)
     if found:
         raise error(source, found)
     return value

@@ -110,6 +110,14 @@ def _pattern(placeholder: str, example: str) -> functools.partial[list[str]]:
     return functools.partial(pattern_problems, placeholder=placeholder, example=example)
 
 
+# Why a parameter cannot change while the node runs (`ros2 param set` is refused), and what to do instead.
+_MODEL = "loads the model: restart the node"
+_INPUTS = "changes the subscriptions: restart the node"
+_ASSEMBLY = "the frame assembler is built with it: restart the node"
+_OUTPUTS = "changes what the depth topics carry under their subscribers: restart the node"
+_IMAGE_BOUND = "a memory bound, fixed at start so that it cannot be raised remotely: restart the node"
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """The node's parameters, validated: what the node, `run-bag` and `evaluate` read (`settings.cameras`)."""
@@ -120,18 +128,21 @@ class NodeSettings:
         min_items=1,
         check=sensor_names_problems,
         heading="inputs",
+        read_only=_INPUTS,
     )
     image_topic: str = setting(
         "{camera}/image_raw",
         description="Topic pattern of each camera's sensor_msgs/Image (relative names resolve in the node's "
         "namespace).",
         check=_pattern("camera", "{camera}/image_raw"),
+        read_only=_INPUTS,
     )
     image_transport: str = setting(
         "raw",
         description="raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on "
         "image_topic/compressed.",
         choices=("raw", "compressed"),
+        read_only=_INPUTS,
     )
     max_image_pixels: int = setting(
         DEFAULT_MAX_IMAGE_PIXELS,
@@ -139,29 +150,38 @@ class NodeSettings:
         "refused undecoded. Default 4096 x 4096, twice a 4K camera: raise it only for larger cameras.",
         low=1,
         high=1 << 30,
+        read_only=_IMAGE_BOUND,
     )
     camera_info_topic: str = setting(
         "{camera}/camera_info",
         description="Topic pattern of each camera's CameraInfo.",
         check=_pattern("camera", "{camera}/camera_info"),
+        read_only=_INPUTS,
     )
     input_reliability: str = setting(
         "reliable",
         description="QoS of camera/radar subscriptions: reliable loses no large image (ros2 bag play, most "
         "drivers); best_effort also matches best-effort publishers. A mismatch is reported, never silent.",
         choices=("reliable", "best_effort"),
+        read_only=_INPUTS,
     )
     radars: tuple[str, ...] = setting(
         (),
         description="Radar names ({radar} in radar_topic); empty for camera-only models. Used only by radar presets.",
         check=sensor_names_problems,
+        read_only=_INPUTS,
     )
     radar_topic: str = setting(
         "{radar}/points",
         description="Topic pattern of each radar's sensor_msgs/PointCloud2.",
         check=_pattern("radar", "{radar}/points"),
+        read_only=_INPUTS,
     )
-    base_frame: str = setting("base_link", description="Frame of the fused cloud and of the rig extrinsics (REP 103).")
+    base_frame: str = setting(
+        "base_link",
+        description="Frame of the fused cloud and of the rig extrinsics (REP 103).",
+        read_only=_ASSEMBLY,
+    )
     tf_wait_s: float = setting(
         0.1,
         description="How long (message time) a frame set waits for a camera's transform that has not arrived yet "
@@ -169,6 +189,7 @@ class NodeSettings:
         "at once. At most 1 s, the wall-clock silence after which a stream counts as ended.",
         low=0.0,
         high=1.0,
+        read_only=_ASSEMBLY,
     )
     tf_max_frames: int = setting(
         MAX_FRAMES,
@@ -177,41 +198,58 @@ class NodeSettings:
         "cost of a lookup in a tree that grows without end (a huge URDF, a swarm on one /tf).",
         low=10,
         high=100_000,
+        read_only=_ASSEMBLY,
     )
     checkpoint: str = setting(
         "",
         description="Student checkpoint (.pt); empty: the default student shipped in the package "
         "(models/student_default.pt).",
         heading="model",
+        read_only=_MODEL,
     )
     backend: str = setting(
         "auto",
         description="Inference back-end; auto picks TensorRT > ONNX Runtime CUDA > torch CUDA > torch CPU.",
         choices=("auto", "torch", "tensorrt", "onnxruntime"),
+        read_only=_MODEL,
     )
-    device: str = setting("", description="Torch device (cpu, cuda, cuda:1); empty: CUDA when available, else CPU.")
+    device: str = setting(
+        "",
+        description="Torch device (cpu, cuda, cuda:1); empty: CUDA when available, else CPU.",
+        read_only=_MODEL,
+    )
     precision: str = setting(
-        "fp32", description="Network precision (fp16/bf16 on a GPU).", choices=("fp32", "fp16", "bf16")
+        "fp32",
+        description="Network precision (fp16/bf16 on a GPU).",
+        choices=("fp32", "fp16", "bf16"),
+        read_only=_MODEL,
     )
     min_confidence: float = setting(
-        0.0, description="Pixels whose confidence is below this get NaN depth (no estimate).", low=0.0, high=1.0
+        0.0,
+        description="Pixels whose confidence is below this get NaN depth (no estimate).",
+        low=0.0,
+        high=1.0,
+        live=True,
     )
     sync_anchor: str = setting(
         "",
         description="Camera whose arrival triggers a frame set; empty: the first camera.",
         heading="synchronization",
+        read_only=_ASSEMBLY,
     )
     sync_window_s: float = setting(
         0.15,
         description="A camera belongs to the anchor's set when its stamp is within this of the anchor's.",
         low=0.001,
         high=1.0,
+        live=True,
     )
     sync_wait_s: float = setting(
         0.2,
         description="How long (message time) to wait for late cameras after the anchor before deciding.",
         low=0.0,
         high=5.0,
+        live=True,
     )
     sync_offsets: tuple[str, ...] = setting(
         (),
@@ -219,6 +257,7 @@ class NodeSettings:
         "before it); others are learned from the stream's phases. Give them for a rig whose cameras fire about "
         "half a period apart, where the stream cannot tell a camera's own frame from the next one.",
         check=_offsets_problems,
+        read_only=_ASSEMBLY,
     )
     sync_max_skew_s: float = setting(
         1.0,
@@ -226,29 +265,57 @@ class NodeSettings:
         "skewed clock); raise it above the frame period for cameras slower than 1 Hz.",
         low=0.01,
         high=86400.0,
+        read_only=_ASSEMBLY,
     )
     missing_camera_policy: str = setting(
         "partial",
         description="partial: run with the cameras that are there (the anchor must be); drop: skip the set.",
         choices=("partial", "drop"),
+        read_only=_ASSEMBLY,
     )
     radar_window_s: float = setting(
-        0.1, description="Radar sweeps up to this old at the anchor's stamp are attached.", low=0.0, high=2.0
+        0.1,
+        description="Radar sweeps up to this old at the anchor's stamp are attached.",
+        low=0.0,
+        high=2.0,
+        read_only=_ASSEMBLY,
     )
-    radar_sweeps: int = setting(1, description="Sweeps per radar accumulated (ego-motion compensated).", low=1, high=20)
-    sync_buffer_size: int = setting(8, description="Messages kept per input while waiting for a set.", low=2, high=256)
+    radar_sweeps: int = setting(
+        1,
+        description="Sweeps per radar accumulated (ego-motion compensated).",
+        low=1,
+        high=20,
+        read_only=_ASSEMBLY,
+    )
+    sync_buffer_size: int = setting(
+        8,
+        description="Messages kept per input while waiting for a set.",
+        low=2,
+        high=256,
+        read_only=_INPUTS,
+    )
     depth_encoding: str = setting(
         "32FC1",
         description="REP 118 depth: 32FC1 metres (NaN = no estimate) or 16UC1 millimetres (0 = no estimate).",
         choices=("32FC1", "16UC1"),
         heading="outputs",
+        read_only=_OUTPUTS,
     )
-    publish_confidence: bool = setting(True, description="Publish {camera}/depth/confidence (32FC1 in [0, 1]).")
-    publish_cloud: bool = setting(True, description="Publish the fused coloured cloud on depth/points.")
+    publish_confidence: bool = setting(
+        True,
+        description="Publish {camera}/depth/confidence (32FC1 in [0, 1]).",
+        live=True,
+    )
+    publish_cloud: bool = setting(
+        True,
+        description="Publish the fused coloured cloud on depth/points.",
+        live=True,
+    )
     cloud_overlap: str = setting(
         "most_confident",
         description="Where cameras overlap: keep the more confident camera's points, or keep all.",
         choices=("most_confident", "keep_all"),
+        live=True,
     )
     depth_resolution: str = setting(
         "network",
@@ -257,6 +324,7 @@ class NodeSettings:
         "for consumers that need pixel-aligned depth (at 1600x900 the upsample alone costs about 4x the shipped "
         "student's forward).",
         choices=("camera", "network"),
+        read_only=_OUTPUTS,
     )
     cloud_max_points: int = setting(
         200_000,
@@ -265,6 +333,7 @@ class NodeSettings:
         "larger budget never give fewer points (200k points: 4.8 MB a set).",
         low=1000,
         high=50_000_000,
+        live=True,
     )
     cloud_stride: int = setting(
         0,
@@ -272,12 +341,21 @@ class NodeSettings:
         "cloud_max_points pixels evenly instead.",
         low=0,
         high=32,
+        live=True,
     )
     cloud_max_range_m: float = setting(
-        80.0, description="Drop cloud points farther than this from base.", low=0.5, high=1000.0
+        80.0,
+        description="Drop cloud points farther than this from base.",
+        low=0.5,
+        high=1000.0,
+        live=True,
     )
     cloud_voxel_size_m: float = setting(
-        0.0, description="Keep one point per voxel of this size; 0: off.", low=0.0, high=10.0
+        0.0,
+        description="Keep one point per voxel of this size; 0: off.",
+        low=0.0,
+        high=10.0,
+        live=True,
     )
     diagnostics_period_s: float = setting(
         1.0,
@@ -285,12 +363,14 @@ class NodeSettings:
         low=0.05,
         high=60.0,
         heading="monitoring",
+        live=True,
     )
     expected_rate_hz: float = setting(
         12.0,
         description="Nominal camera rate; diagnostics warn when a camera delivers less than half of it.",
         low=0.1,
         high=1000.0,
+        live=True,
     )
     output_timeout_s: float = setting(
         3.0,
@@ -298,6 +378,14 @@ class NodeSettings:
         "the reason.",
         low=0.1,
         high=3600.0,
+        live=True,
+    )
+    autostart: bool = setting(
+        True,
+        description="Configure and activate at start; false leaves the node unconfigured for a lifecycle manager "
+        "(nav2 lifecycle_manager, Autoware).",
+        heading="lifecycle",
+        read_only="applies at start only",
     )
 
     @classmethod
@@ -359,6 +447,12 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, 
     return values
 
 
+def settings_with_changes(settings: NodeSettings, changes: Mapping[str, Any]) -> NodeSettings:
+    """`settings` with parameters changed while the node runs, checked as at start (ranges, choices, cross_check);
+    a SchemaError lists every problem, a read-only parameter as "name is read-only: why"."""
+    return schema.changed(settings, changes, "parameters not changed")
+
+
 def settings_from_file(path: str | Path | None) -> NodeSettings:
     """The node's settings from a ROS params file over the defaults, read as the node reads them (for `run-bag`
     and `evaluate`): an unknown name is a warning on stderr with the nearest declared one, every invalid value is
@@ -380,7 +474,8 @@ YAML_HEADER = """\
 # Parameters of the surround_depth node, GENERATED from their declaration (NodeSettings in
 # surround_depth_ros/core/params.py) by `surround-depth params --yaml`: edit the declaration, not
 # this file. The node validates them all at start and names each mistake. `/**` applies to the
-# node in any namespace.
+# node in any namespace. Parameters marked live can change while it runs (ros2 param set); the
+# others are read-only, each saying why.
 """
 
 
@@ -396,8 +491,8 @@ def params_yaml() -> str:
         if entry.rule.heading:
             lines.append(f"    # --- {entry.rule.heading} ---")
         limits = entry.rule.limits()
-        text = entry.rule.description + (f" Allowed: {limits}." if limits else "")
-        lines += textwrap.wrap(text, 110, initial_indent="    # ", subsequent_indent="    # ")
+        text = entry.rule.description + (f" Allowed: {limits}." if limits else "") + f" {_run_time(entry)}."
+        lines += textwrap.wrap(text, 110, initial_indent="    # ", subsequent_indent="    # ", break_on_hyphens=False)
         lines.append(f"    {entry.name}: {_yaml_value(entry.default)}")
     return "\n".join(lines) + "\n"
 
@@ -410,11 +505,16 @@ def _type_cell(entry: schema.Entry) -> str:
     return f"{name} {limits}" if limits else name
 
 
+def _run_time(entry: schema.Entry) -> str:
+    """ "Live" or "Read-only: <why>", as a sentence of the documentation."""
+    return entry.rule.run_time().capitalize()
+
+
 def markdown_table() -> str:
-    """The README's parameter table: name, type and limits, default, description."""
-    rows = ["| parameter | type | default | meaning |", "|---|---|---|---|"]
+    """The README's parameter table: name, type and limits, default, live or read-only (why), description."""
+    rows = ["| parameter | type | default | at run time | meaning |", "|---|---|---|---|---|"]
     for entry in PARAMETERS:
         default = f"`{_yaml_value(entry.default)}`"
-        cells = (f"`{entry.name}`", _type_cell(entry), default, entry.rule.description)
+        cells = (f"`{entry.name}`", _type_cell(entry), default, _run_time(entry), entry.rule.description)
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(rows) + "\n"
