@@ -152,11 +152,11 @@ class SurroundDepthPipeline:
         self.binding, self._binding_key = binding, key
         return changed
 
-    def process(self, frame_set: FrameSet) -> DepthOutputs:
+    def process(self, frame_set: FrameSet, cloud: bool = True) -> DepthOutputs:
         """Depth and confidence per camera of `frame_set.rig` (in its order) and the fused cloud in its base frame.
 
-        One path on the engine's device from the uint8 images to the packed outputs, then one copy
-        of all of them to the host.
+        `cloud` False skips the fusion (nobody listens to it). One path on the engine's device from the uint8
+        images to the packed outputs, then one copy of all of them to the host.
         """
         engine, rig = self.engine, frame_set.rig
         self.bind(rig)
@@ -209,7 +209,8 @@ class SurroundDepthPipeline:
             depth, confidence = depth[:, 0], confidence[:, 0]
 
         maps = _unbind(depth) + _unbind(confidence)
-        if self.fusion is not None:
+        fuse = cloud and self.fusion is not None
+        if fuse:
             K_maps = np.stack([c.K for c in cameras])
             camera_ids = [index % 256 for index in self._camera_ids(rig)]  # uint8 field: -1 (not listed) is 255
             colors = [uploaded[slot] for slot in slots]  # with their own K: the maps' may be a canonical placement's
@@ -220,8 +221,8 @@ class SurroundDepthPipeline:
         host = host_arrays(maps)  # one copy from a GPU (it waits for the device)
         clock.mark("host_copy")
         n = len(cameras)
-        cloud = host[2 * n].view(FUSED_CLOUD_DTYPE) if self.fusion is not None else None
-        return DepthOutputs(host[:n], host[n : 2 * n], cameras, cloud, clock.timings_ms())
+        fused = host[2 * n].view(FUSED_CLOUD_DTYPE) if fuse else None
+        return DepthOutputs(host[:n], host[n : 2 * n], cameras, fused, clock.timings_ms())
 
     def _camera_ids(self, rig: CameraRig) -> list[int]:
         if not self.camera_ids:
