@@ -491,7 +491,7 @@ def params_yaml() -> str:
         if entry.rule.heading:
             lines.append(f"    # --- {entry.rule.heading} ---")
         limits = entry.rule.limits()
-        text = entry.rule.description + (f" Allowed: {limits}." if limits else "") + f" {_run_time(entry)}."
+        text = entry.rule.description + (f" Allowed: {limits}." if limits else "") + f" {run_time_note(entry)}."
         lines += textwrap.wrap(text, 110, initial_indent="    # ", subsequent_indent="    # ", break_on_hyphens=False)
         lines.append(f"    {entry.name}: {_yaml_value(entry.default)}")
     return "\n".join(lines) + "\n"
@@ -505,8 +505,8 @@ def _type_cell(entry: schema.Entry) -> str:
     return f"{name} {limits}" if limits else name
 
 
-def _run_time(entry: schema.Entry) -> str:
-    """ "Live" or "Read-only: <why>", as a sentence of the documentation."""
+def run_time_note(entry: schema.Entry) -> str:
+    """ "Live" or "Read-only: <why>": a sentence of the generated documentation and of the ROS descriptors."""
     return entry.rule.run_time().capitalize()
 
 
@@ -515,6 +515,6 @@ def markdown_table() -> str:
     rows = ["| parameter | type | default | at run time | meaning |", "|---|---|---|---|---|"]
     for entry in PARAMETERS:
         default = f"`{_yaml_value(entry.default)}`"
-        cells = (f"`{entry.name}`", _type_cell(entry), default, _run_time(entry), entry.rule.description)
+        cells = (f"`{entry.name}`", _type_cell(entry), default, run_time_note(entry), entry.rule.description)
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(rows) + "\n"

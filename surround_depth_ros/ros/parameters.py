@@ -1,22 +1,32 @@
-"""Declare the node's parameters from their ROS-free declaration (`NodeSettings`), with descriptors, and validate them.
+"""Declare the node's parameters from their ROS-free declaration (`NodeSettings`), with descriptors, validate them,
+and let the live ones change while the node runs.
 
-Declaring with descriptors (description, constraints, read-only) makes `ros2 param describe`
+Declaring with descriptors (description, constraints, read-only and why) makes `ros2 param describe`
 show the same text as the YAML file and the README; validating all values at once before
 anything starts gives a user one message listing every mistake (rclpy's own range check would
 stop at the first one, with a less helpful message, so ranges are stated, not enforced, there).
+A change while running goes through the same validation (`watch_live_parameters`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from surround_depth_ros.base.schema import Entry, SchemaError
-from surround_depth_ros.core.params import PARAMETERS, NodeSettings, settings_from_values, unknown_parameter_message
+from surround_depth_ros.core.params import (
+    PARAMETERS,
+    NodeSettings,
+    run_time_note,
+    settings_from_values,
+    settings_with_changes,
+    unknown_parameter_message,
+)
 
 _ROS_TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
@@ -36,12 +46,14 @@ def _is_list(entry: Entry) -> bool:
 
 
 def _descriptor(entry: Entry) -> ParameterDescriptor:
+    live = entry.rule.live
     return ParameterDescriptor(
         name=entry.name,
         type=_ROS_TYPES[entry.kind],
-        description=entry.rule.description,
+        # rclpy refuses a read-only one before any callback, without saying why: the description does.
+        description=entry.rule.description + ("" if live else f" {run_time_note(entry)}."),
         additional_constraints=entry.rule.limits(),  # "[low, high]" or "one of [...]"
-        read_only=True,
+        read_only=not live,
         # A wrongly typed scalar must reach the validation, which explains it. Lists are declared
         # with their type instead, as an empty default says nothing about the element type.
         dynamic_typing=not _is_list(entry),
@@ -87,3 +99,46 @@ def declare_and_read(node: Node) -> NodeSettings:
     if problems:
         raise ParameterError("invalid parameters", problems)
     return settings
+
+
+SetCallback = Callable[[list[Parameter]], SetParametersResult]
+
+
+def watch_live_parameters(
+    node: Node, current: Callable[[], NodeSettings], apply: Callable[[NodeSettings], None]
+) -> SetCallback:
+    """Let `ros2 param set` change the live parameters: each change is validated with the settings `current()`
+    returns, as at start; a bad one is refused with every problem as the reason, a good one goes to `apply`
+    (before rclpy stores the values). Returns the registered callback, for `remove_on_set_parameters_callback`.
+
+    Parameters rclpy declares itself (use_sim_time, qos_overrides.*) and ours while being declared (start-up
+    validates them) pass untouched. `apply` runs on the executor thread that serves the request; when it raises,
+    the request is refused with the error (the values stay as they were; what `apply` did first is not undone).
+    """
+    ours = {entry.name for entry in PARAMETERS}
+
+    def on_set(parameters: list[Parameter]) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters if p.name in ours and node.has_parameter(p.name)}
+        if not changes:
+            return SetParametersResult(successful=True)
+        try:
+            settings = settings_with_changes(current(), changes)
+        except SchemaError as error:
+            return _refused(node, changes, "; ".join(error.problems))
+        try:
+            apply(settings)
+        except Exception as error:  # noqa: BLE001 - a refused request, not an executor (and node) brought down
+            node.get_logger().error(f"could not apply the parameter change {changes}: {error!r}")
+            return _refused(node, changes, f"could not apply: {error!r}")
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+    return on_set
+
+
+def _refused(node: Node, names: Iterable[str], reason: str) -> SetParametersResult:
+    """A refusal. A dynamically typed parameter's descriptor took the refused value's type before the callback
+    ran (rclpy's `_apply_descriptor`): it gets back the type of the value it keeps, so `describe` stays true."""
+    for name in names:
+        node.describe_parameter(name).type = node.get_parameter(name).type_.value
+    return SetParametersResult(successful=False, reason=reason)
