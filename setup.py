@@ -15,7 +15,6 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
-        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
         (f"share/{PACKAGE}/config/training", glob("config/training/*.yaml")),
         (f"share/{PACKAGE}/models", glob("models/*.pt")),
     ],

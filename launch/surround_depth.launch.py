@@ -2,13 +2,16 @@
 
     ros2 launch surround_depth_ros surround_depth.launch.py \
         params_file:=/path/to/params.yaml namespace:=/perception use_sim_time:=true rviz:=true \
-        backend:=tensorrt checkpoint:=/path/to/student.pt respawn:=true
+        backend:=tensorrt checkpoint:=/path/to/student.pt respawn:=true autostart:=true
 
 Arguments named in OVERRIDABLE win over the parameters file when given; left empty, the file
-decides.
+decides. With rviz:=true the RViz view is generated from params_file and namespace at launch (the
+cameras it names, under that namespace), as `surround-depth rviz` writes it.
 """
 
+import atexit
 import os
+import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
@@ -17,6 +20,9 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from surround_depth_ros.core.params import settings_from_file
+from surround_depth_ros.ros.rviz_config import rviz_config
 
 # Node parameters that can be set from the command line, with their help.
 OVERRIDABLE = {
@@ -31,6 +37,7 @@ def _depth_node(context: LaunchContext) -> list:
     overrides = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDABLE}
     overrides = {name: value for name, value in overrides.items() if value}
     overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    overrides["autostart"] = ParameterValue(LaunchConfiguration("autostart"), value_type=bool)
     respawn = LaunchConfiguration("respawn").perform(context).strip().lower() in ("true", "1", "yes")
     return [
         Node(
@@ -48,6 +55,25 @@ def _depth_node(context: LaunchContext) -> list:
     ]
 
 
+def _rviz(context: LaunchContext) -> list:
+    """RViz on a view written now for the rig of params_file in namespace; the file goes when launch exits."""
+    settings = settings_from_file(LaunchConfiguration("params_file").perform(context))
+    text = rviz_config(settings, LaunchConfiguration("namespace").perform(context))
+    handle, path = tempfile.mkstemp(prefix="surround_depth_", suffix=".rviz")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    atexit.register(os.remove, path)
+    return [
+        Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            arguments=["-d", path],
+            parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
+        )
+    ]
+
+
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("surround_depth_ros")
     arguments = [
@@ -60,7 +86,17 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="Follow /clock, e.g. when replaying a bag."
         ),
-        DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with the depth view."),
+        DeclareLaunchArgument(
+            "rviz",
+            default_value="false",
+            description="Also start RViz on a view generated from params_file and namespace.",
+        ),
+        DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="true: the lifecycle node configures and activates itself at start; false: it stays "
+            "unconfigured for a lifecycle manager (nav2_lifecycle_manager, Autoware).",
+        ),
         DeclareLaunchArgument(
             "respawn", default_value="false", description="Restart the depth node when it exits (e.g. after a crash)."
         ),
@@ -72,12 +108,5 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(name, default_value="", description=f"{help_text}; empty: as params_file says.")
         for name, help_text in OVERRIDABLE.items()
     ]
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        arguments=["-d", os.path.join(share, "rviz", "surround_depth.rviz")],
-        parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-    )
+    rviz = OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz")))
     return LaunchDescription([*arguments, OpaqueFunction(function=_depth_node), rviz])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import surround_depth_ros
-from surround_depth_ros.core.params import NodeSettings, defaults
+from surround_depth_ros.core.params import defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "surround_depth_ros"
@@ -96,7 +96,7 @@ def test_data_files_and_entry_points_are_installed(wheel):
     names = set(wheel.namelist())
     data = f"{PACKAGE}-{surround_depth_ros.__version__}.data/data/"
     expected = {f"share/ament_index/resource_index/packages/{PACKAGE}", f"share/{PACKAGE}/package.xml"}
-    for folder in ("launch", "config", "rviz"):
+    for folder in ("launch", "config"):
         files = [p for p in (ROOT / folder).iterdir() if p.is_file()]
         assert files, f"{folder}/ is empty"
         expected |= {f"share/{PACKAGE}/{folder}/{p.name}" for p in files}
@@ -144,6 +144,15 @@ def test_launch_file_is_valid_python_and_passes_declared_parameters():
     arguments = {c.args[0].value for c in called("DeclareLaunchArgument") if isinstance(c.args[0], ast.Constant)}
     used = {c.args[0].value for c in called("LaunchConfiguration") if isinstance(c.args[0], ast.Constant)}
     assert used == arguments, f"declared but unused: {arguments - used}; used but undeclared: {used - arguments}"
+    # Parameters set by name (`overrides["autostart"] = ...`) are the node's own, or ROS's use_sim_time.
+    passed = {
+        t.slice.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant)
+    }
+    assert "autostart" in passed and passed <= declared | {"use_sim_time"}, passed - declared
     executables = {k.value.value for c in called("Node") for k in c.keywords if k.arg == "executable"}
     assert executables == {"surround_depth_node", "rviz2"}
     assert "use_sim_time" in path.read_text()
@@ -151,18 +160,6 @@ def test_launch_file_is_valid_python_and_passes_declared_parameters():
 
 def test_colcon_does_not_build_the_generated_tf2_msgs():
     assert (ROOT / "interfaces" / "tf2_msgs" / "COLCON_IGNORE").exists()
-
-
-def test_rviz_config_shows_the_node_outputs():
-    import yaml
-
-    config = yaml.safe_load((ROOT / "rviz" / "surround_depth.rviz").read_text())
-    displays = config["Visualization Manager"]["Displays"]
-    topics = {d["Topic"]["Value"]: d for d in displays if "Topic" in d}
-    assert topics["/depth/points"]["Color Transformer"] == "RGB8"
-    for camera in NodeSettings().cameras:
-        assert topics[f"/{camera}/depth/image"]["Class"] == "rviz_default_plugins/Image"
-    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"
 
 
 def test_tf2_msgs_has_the_type_hash_of_the_real_package():

@@ -31,6 +31,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "score a checkpoint on synthetic, nuScenes, DDAD or a rosbag: metrics.json + report.png"),
     "ablation": ("ablation", "train one student without KD and with each KD family over seeds: table + JSON + PNG"),
     "params": ("params", "the node's parameters from their declaration: a commented params file or the README table"),
+    "rviz": ("rviz", "the RViz 2 view of the node's outputs for a params file and namespace (.rviz)"),
     "rig": ("rig", "show, convert (--save YAML) and draw (--png top view) a sensor rig from YAML, nuScenes or DGP"),
 }
 
