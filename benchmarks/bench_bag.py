@@ -130,7 +130,6 @@ def student_checkpoint(path: Path, preset_name: str, rig) -> Path:
 
 def run_bag_vs_floor(bag: Path, checkpoint: Path, rig, folder: Path) -> tuple[float, float, int, dict]:
     """(run-bag seconds, floor seconds, frame sets, run-bag's summary) on `bag` with the node's default parameters."""
-    import dataclasses
     import json
 
     import yaml
@@ -146,7 +145,7 @@ def run_bag_vs_floor(bag: Path, checkpoint: Path, rig, folder: Path) -> tuple[fl
     params = folder / "params.yaml"
     params.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
     # the reader run-bag makes: every set the node's assembler emits, with the node's settings
-    reader = RosbagReader(bag, settings=dataclasses.asdict(settings_from_values(values)), complete=False)
+    reader = RosbagReader(bag, settings_from_values(values), complete=False)
     pipeline.process(next(iter(reader)))  # warm-up: the first forward sets up the kernels
     start = time.perf_counter()
     framesets = list(reader)

@@ -14,6 +14,7 @@ from rosbags.typesys import Stores, get_typestore
 from sample_framesets import T_BASE_LIDAR, make_framesets, small_rig
 
 from surround_depth_ros.bag import BagFormatError, BagWriter, RosbagReader, TopicNames, write_bag
+from surround_depth_ros.bag.reader import dataset_settings
 from surround_depth_ros.bag.topics import body_frame
 from surround_depth_ros.conversion.messages import MessageKit, camera_from_info, cloud_points, transform_matrix
 from surround_depth_ros.core.transforms import TransformBuffer
@@ -22,6 +23,11 @@ from surround_depth_ros.sensors import pointcloud
 # The independent reference: rosbags' own type store and reader (no code of ours on the read path).
 STORE = get_typestore(Stores.ROS2_KILTED)
 N_FRAMES = 5
+
+
+def _settings(rig, **values):  # noqa: ANN001, ANN202
+    """The reader's settings over a bag of `rig`: settings name the sensors, as a params file does."""
+    return dataset_settings(cameras=rig.camera_names, radars=rig.radar_names, **values)
 
 
 def _read_all(path) -> dict[str, list]:
@@ -197,7 +203,7 @@ def test_compressed_bags_on_image_transport_topics_read_back(tmp_path, framesets
     assert "/CAM_1/image_raw" not in messages and messages["/CAM_1/image_raw/compressed"][0][2].format == encoding
     with pytest.raises(BagFormatError, match=r"no topic /CAM_0/image_raw .*image_transport raw.*/compressed"):
         RosbagReader(tmp_path / encoding)
-    read = list(RosbagReader(tmp_path / encoding, settings={"image_transport": "compressed"}))
+    read = list(RosbagReader(tmp_path / encoding, _settings(framesets[0].rig, image_transport="compressed")))
     assert len(read) == 2
     for got, image in zip(read[1].images, framesets[1].images, strict=True):
         want = image  # png is lossless; jpeg gives what OpenCV's own round trip at quality 95 gives
@@ -216,7 +222,7 @@ def test_multi_sweep_framesets_write_each_sweep_once(tmp_path):
     write_bag(framesets, tmp_path / "multi", progress=False)
     messages = _read_all(tmp_path / "multi")
     assert len(messages["/RADAR_FRONT/points"]) == N_FRAMES
-    read = list(RosbagReader(tmp_path / "multi", radar_sweeps=2))
+    read = list(RosbagReader(tmp_path / "multi", _settings(framesets[0].rig, radar_sweeps=2)))
     stamps = [[s.stamp_ns for s in f.radar if s.sensor == "RADAR_FRONT"] for f in read]
     assert stamps == [[want[0]]] + [[want[k - 1], want[k]] for k in range(1, N_FRAMES)]
 
@@ -231,7 +237,7 @@ def test_reader_drops_and_counts_incomplete_sets(tmp_path, framesets):
         for connection, timestamp, raw in reader.messages():
             if not (connection.topic == "/CAM_2/image_raw" and timestamp == lost_stamp):
                 writer.write(out[connection.id], timestamp, raw)
-    reader = RosbagReader(cut, max_camera_skew_ns=50_000_000)
+    reader = RosbagReader(cut, _settings(framesets[0].rig, sync_window_s=0.05))
     read = list(reader)
     assert [int(f.camera_stamps_ns[0]) for f in read] == [
         int(f.camera_stamps_ns[0]) for i, f in enumerate(framesets) if i != 2
@@ -268,7 +274,7 @@ def test_undecodable_messages_are_skipped_counted_by_topic_and_cause_and_the_res
         return raw[: len(raw) // 2] if (connection.topic, index) in cut else raw
 
     _rewritten(tmp_path / "full", tmp_path / "cut", damage)
-    reader = RosbagReader(tmp_path / "cut", max_camera_skew_ns=50_000_000)
+    reader = RosbagReader(tmp_path / "cut", _settings(framesets[0].rig, sync_window_s=0.05))
     read = list(reader)
     assert [f.name for f in read] == [f"cut:{k}" for k in range(N_FRAMES - 1)] and reader.dropped == 3
     assert [int(f.camera_stamps_ns[0]) for f in read] == [
@@ -371,7 +377,7 @@ def test_topic_prefix_and_reader_errors(tmp_path, framesets):
     with pytest.raises(ValueError, match="storage 'zip'"):
         BagWriter(tmp_path / "new", storage="zip")
     with pytest.raises(BagFormatError, match="no transform from 'base_footprint' to 'cam_0_optical_frame'.*unknown"):
-        RosbagReader(tmp_path / "ns", topic_names=names, base_frame="base_footprint")
+        RosbagReader(tmp_path / "ns", _settings(framesets[0].rig, base_frame="base_footprint"), topic_names=names)
 
 
 def test_poses_are_interpolated_between_tf_samples_and_never_extrapolated(bag, framesets):

@@ -184,8 +184,9 @@ def _node_path_sets(bag, settings: params.NodeSettings) -> list[FrameSet]:
 def test_the_node_path_and_the_bag_reader_build_the_same_frame_sets(tmp_path):
     write_bag(_synthetic(8), tmp_path / "bag", progress=False)
     values = {"missing_camera_policy": "drop", "cameras": default_rig().camera_names}
-    node_sets = _node_path_sets(tmp_path / "bag", params.settings_from_values(values))
-    reader_sets = list(RosbagReader(tmp_path / "bag", settings=values))
+    settings = params.settings_from_values(values)
+    node_sets = _node_path_sets(tmp_path / "bag", settings)
+    reader_sets = list(RosbagReader(tmp_path / "bag", settings))
     assert len(reader_sets) == len(node_sets) == 8
     for a, b in zip(node_sets, reader_sets, strict=True):
         assert a.rig.camera_names == b.rig.camera_names and a.stamp_ns == b.stamp_ns

@@ -1,18 +1,16 @@
 """rosbag2 (mcap or sqlite3) -> FrameSets, so that recorded drives train and evaluate like any dataset.
 
 Reads the layout of `bag/topics.py` with `rosbags` (no ROS distribution), or any other layout the
-node's topic patterns describe (`settings`, a params file's values: its `image_topic`,
+node's topic patterns describe (`settings`, the node's `NodeSettings`: its `image_topic`,
 `camera_info_topic`, `radar_topic`, and its `cameras` and `radars`, in that order). The rig comes from
-/tf_static (chains such as base_link -> cam body -> optical frame are composed) and the first
-CameraInfo of each camera unless one is given. Frame sets are built by the node's own
-`FrameAssembler`, fed in log order: the same synchronizer policy, the same TF lookups at each
-image's stamp, the same radar attachment (the `radar_sweeps` newest per radar, with their poses).
-`settings` (the node's parameters) sets that policy; by default it is the node's, except that
-sets with a missing camera are dropped (training wants complete sets) and the window is
-`max_camera_skew_ns`. Each set also gets the lidar sweep nearest to its cameras, from
-`max_sweep_age_ns` before its first camera to `sweep_slack_ns` after its last. `complete=False`
-yields every set the assembler emits, as the node would get it (a set missing a camera under the
-`partial` policy included); by default only sets with every rig camera.
+/tf_static and the first CameraInfo of each camera unless one is given (`bag/rig.py`). Frame sets are
+built by the node's own `FrameAssembler`, fed in log order: the same synchronizer policy, the same TF
+lookups at each image's stamp, the same radar attachment (the `radar_sweeps` newest per radar, with their
+poses). Without `settings` the bag is read as a dataset (`dataset_settings()`: sets with a missing camera
+are dropped, as training wants complete sets) with the sensors its topics show. Each set also gets the
+lidar sweep nearest to its cameras (`bag/lidar.py`). `complete=False` yields every set the assembler
+emits, as the node would get it (a set missing a camera under the `partial` policy included); by default
+only sets with every rig camera.
 """
 
 from __future__ import annotations
@@ -27,20 +25,30 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Reader
 
+from surround_depth_ros.bag import rig as bag_rig
 from surround_depth_ros.bag import storage, topics
+from surround_depth_ros.bag.lidar import LidarPairing
 from surround_depth_ros.bag.storage import BagFormatError, ReadFaults
 from surround_depth_ros.base.images import ImageFormatError, decode_compressed_rgb
-from surround_depth_ros.conversion.messages import camera_from_info, cloud_points, image_rgb, stamp_ns, transform_batch
+from surround_depth_ros.conversion.messages import cloud_points, image_rgb, stamp_ns
 from surround_depth_ros.core import params
 from surround_depth_ros.core.assembler import FrameAssembler, Intrinsics, assembler_from_settings
 from surround_depth_ros.core.camera_model import camera_model_problems
-from surround_depth_ros.core.transforms import TransformBuffer, TransformError
+from surround_depth_ros.core.params import NodeSettings
+from surround_depth_ros.core.transforms import TransformBuffer, TransformError, transform_batch
 from surround_depth_ros.sensors import pointcloud
 from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
 from surround_depth_ros.sensors.pointcloud import PointCloudError
-from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar
+from surround_depth_ros.sensors.rig import CameraRig
 
-__all__ = ["BagFormatError", "RosbagReader"]
+__all__ = ["BagFormatError", "RosbagReader", "dataset_settings"]
+
+
+def dataset_settings(**values: Any) -> NodeSettings:  # noqa: ANN401 - parameter values
+    """The node's settings as a bag is read for training and evaluation: sets missing a camera are dropped and radar
+    sweeps up to 0.5 s old attached; `values` over them, validated (a SchemaError lists every problem)."""
+    defaults = {"missing_camera_policy": "drop", "radar_window_s": 0.5}
+    return params.settings_from_values(defaults | values, "RosbagReader settings")
 
 
 class RosbagReader:
@@ -49,22 +57,20 @@ class RosbagReader:
     and why it stopped early: a damaged bag's usable part is read), and, during and after a pass, `dropped`
     (images in no set) and `sync_stats`.
 
-    During a pass `camera_info` holds each camera's latest CameraInfo message (what the node republishes
-    with its depth). Without `topic_names` the topics are the patterns of `settings` (the node's defaults).
-    A bag that cannot be opened, or holds no rig, raises BagFormatError (FileNotFoundError without metadata).
+    `settings` name the sensors (as a params file names them for the node); without them the reader finds the
+    sensors in the bag's topics and reads with `dataset_settings()`. During a pass `camera_info` holds each
+    camera's latest CameraInfo message (what the node republishes with its depth). Without `topic_names` the
+    topics are the patterns of the settings. A bag that cannot be opened, or holds no rig, raises BagFormatError
+    (FileNotFoundError without metadata).
     """
 
     def __init__(
         self,
         path: str | os.PathLike,
+        settings: NodeSettings | None = None,
+        *,
         rig: CameraRig | None = None,
         topic_names: topics.TopicNames | None = None,
-        base_frame: str = "base_link",
-        max_camera_skew_ns: int = 150_000_000,
-        radar_sweeps: int = 1,
-        sweep_slack_ns: int = 50_000_000,
-        max_sweep_age_ns: int = 500_000_000,
-        settings: dict[str, Any] | None = None,
         complete: bool = True,
     ) -> None:
         self.path = Path(path)
@@ -73,26 +79,12 @@ class RosbagReader:
         self.rejected: Counter[str] = Counter()  # "camera: cause" -> undecodable images
         self.transforms_ignored: Counter[str] = Counter()  # cause -> transforms of /tf and /tf_static
         self.faults = ReadFaults()
-        self.max_camera_skew_ns = max_camera_skew_ns
-        self.radar_sweeps = radar_sweeps
-        self.sweep_slack_ns = sweep_slack_ns
-        self.max_sweep_age_ns = max_sweep_age_ns
         self.clock_resets = 0  # time jumps back (a bag of several recordings) so far: temporal state must reset
         self._assembler: FrameAssembler | None = None  # the current (or last) pass's, with what it holds
         self._ready: deque[FrameSet] = deque()
-        self._offered = self._used = 0
-        values = {
-            "missing_camera_policy": "drop",
-            "sync_window_s": max_camera_skew_ns / 1e9,
-            "radar_sweeps": radar_sweeps,
-            "radar_window_s": max_sweep_age_ns / 1e9,
-            "base_frame": base_frame,
-            **(settings or {}),
-        }
-        self.settings = params.settings_from_values(values, "RosbagReader settings")
+        self._offered = self._used = self._yielded = 0
+        self.settings = settings if settings is not None else dataset_settings()
         self.names = topic_names or topics.TopicNames.from_settings(self.settings)
-        # A params file names the sensors (in its order); without one they are found from the bag's topics.
-        named = {key: list(settings[key]) for key in ("cameras", "radars") if key in (settings or {})}
         with storage.open_bag(self.path) as reader:
             expected = {c.topic: self._type_of(c.topic) for c in reader.connections}
             self.topics = storage.main_types(reader.connections, expected)  # topic -> the type it is read as
@@ -102,12 +94,16 @@ class RosbagReader:
                 self.message_counts[c.topic] += storage.declared_count(c)
             self.message_duration_s = max(reader.duration, 0) / 1e9
             self.transforms = self._transforms(reader)
-            self._rig = rig or self._rig_from_bag(reader, base_frame, named)
             self.lidar_frame = self._lidar_frame(reader)
+            try:
+                self._rig = rig or self._rig_from_bag(reader, settings)
+                self.T_base_lidar: np.ndarray | None = None
+                if self.lidar_frame in self.transforms.frames():
+                    self.T_base_lidar = bag_rig.place(self.transforms, self.rig.base_frame, self.lidar_frame)
+            except bag_rig.RigProblem as problem:
+                raise self._format_error(str(problem)) from problem
             read = {t: m for t, m in self.topics.items() if t in self._pass_topics()}
             storage.count_other_types(reader.connections, read, self.faults)
-        lidar_known = self.lidar_frame in self.transforms.frames()
-        self.T_base_lidar = self._extrinsic(self.lidar_frame) if lidar_known else None
         image_types = (topics.IMAGE_TYPE, topics.COMPRESSED_IMAGE_TYPE)
         for cam in self.rig.cameras:
             if self.topics.get(self.names.image(cam.name)) not in image_types:
@@ -192,13 +188,6 @@ class RosbagReader:
             self.transforms_ignored.update(report.ignored())
         return buffer
 
-    def _extrinsic(self, frame: str, base_frame: str | None = None) -> np.ndarray:
-        base_frame = base_frame or self.rig.base_frame
-        try:
-            return self.transforms.lookup(base_frame, frame)
-        except TransformError as error:
-            raise self._format_error(f"no transform from {base_frame!r} to {frame!r}: {error}") from error
-
     def pose_at(self, stamp: int) -> np.ndarray | None:
         """T_world_base (odom -> base_frame on /tf) at `stamp`, None where the bag has no pose around it."""
         try:
@@ -212,64 +201,12 @@ class RosbagReader:
             return msg.header.frame_id
         return topics.LIDAR_NAME
 
-    def _sensor_topics(self, named: dict[str, list[str]]) -> tuple[dict[str, str], dict[str, str]]:
-        """{camera: CameraInfo topic} and {radar: PointCloud2 topic}: the named sensors, else all the bag has in
-        the layout."""
-        if "cameras" in named:
-            cameras = {name: self.names.camera_info(name) for name in named["cameras"]}
-            missing = [t for t in cameras.values() if self.topics.get(t) != topics.CAMERA_INFO_TYPE]
-            if missing:
-                found = sorted(t for t, m in self.topics.items() if m == topics.CAMERA_INFO_TYPE)
-                pattern = self.names.camera_info_pattern
-                raise self._format_error(
-                    f"no CameraInfo topic {missing[0]} (camera_info_topic {pattern!r}); CameraInfo topics in the bag: "
-                    f"{found}"
-                )
-        else:
-            found = [(self.names.sensor_of(t), t) for t, m in self.topics.items() if m == topics.CAMERA_INFO_TYPE]
-            cameras = {kind[1]: t for kind, t in found if kind and kind[0] == "camera_info"}
-        clouds = [t for t, m in self.topics.items() if m == topics.POINT_CLOUD_TYPE and t != self.names.lidar]
-        if "radars" in named:  # a radar the bag lacks is simply absent, as it is for the node
-            radars = {name: self.names.radar(name) for name in named["radars"] if self.names.radar(name) in clouds}
-        else:
-            found = [(self.names.sensor_of(t), t) for t in clouds]
-            radars = {kind[1]: t for kind, t in found if kind and kind[0] == "points"}
-        return cameras, radars
-
-    def _rig_from_bag(self, reader: Reader, base_frame: str, named: dict[str, list[str]]) -> CameraRig:
-        """Cameras from each one's first usable CameraInfo, radars from their first cloud (a radar without one is
-        left out, as the node would never hear it), all placed by /tf_static."""
-        info_topics, radar_topics = self._sensor_topics(named)
-        if not info_topics:
-            raise self._format_error(
-                f"no {self.names.camera_info('<camera>')} topics to build the rig from; "
-                "pass rig=... (e.g. load_rig(config/rig_nuscenes.yaml)) for bags without camera_info"
-            )
-        if not self.transforms.frames():
-            raise self._format_error("no /tf_static transforms to place the cameras; pass rig=...")
-        cameras_of = {topic: name for name, topic in info_topics.items()}
-        first: dict[str, Any] = {}
-        problems: dict[str, str] = {}
-        for topic, _, msg in self._first_messages(reader, [*info_topics.values(), *radar_topics.values()]):
-            if topic in cameras_of and (problem := _camera_problems(cameras_of[topic], msg)):
-                problems.setdefault(topic, problem)
-                continue
-            first.setdefault(topic, msg)
-            if len(first) == len(info_topics) + len(radar_topics):
-                break
-        cameras: list[Camera] = []
-        for name, topic in info_topics.items():
-            if topic not in first:
-                why = problems.get(topic, "none could be read")
-                raise self._format_error(f"no usable CameraInfo on {topic}: {why}")
-            msg = first[topic]
-            cameras.append(camera_from_info(name, msg, self._extrinsic(msg.header.frame_id, base_frame)))
-        radars = []
-        for name, topic in radar_topics.items():
-            if topic in first:
-                frame = first[topic].header.frame_id
-                radars.append(Radar(name, self._extrinsic(frame, base_frame), frame))
-        return CameraRig(cameras, radars, base_frame)
+    def _rig_from_bag(self, reader: Reader, named: NodeSettings | None) -> CameraRig:
+        """The rig of the sensors `named` (else all in the bag) from their first messages (`bag/rig.py`)."""
+        cameras, radars = bag_rig.sensor_topics(self.names, self.topics, named)
+        first = self._first_messages(reader, [*cameras.values(), *radars.values()])
+        base_frame = self.settings.base_frame
+        return bag_rig.rig_from_messages(first, cameras, radars, self.transforms, base_frame, _camera_problems)
 
     # ------------------------------------------------------------------ frame sets
     @property
@@ -305,18 +242,14 @@ class RosbagReader:
         for radar in rig.radars:
             if radar.frame_id not in self.transforms.frames():
                 self.transforms.set_transform(rig.base_frame, radar.frame_id, radar.T_base_radar, static=True)
-        lidar: deque[PointSweep] = deque()
+        lidar = LidarPairing(self.settings.sync_window_s)
         ready: deque[FrameSet] = deque()
-        self._assembler, self._ready, self._offered, self._used = assembler, ready, 0, 0
+        self._assembler, self._ready, self._offered, self._used, self._yielded = assembler, ready, 0, 0, 0
         wanted = [t for t in (*cameras, *infos, *radars, self.names.lidar) if t in self.topics]
-        count = 0
         with storage.open_bag(self.path) as reader:
             for topic, msgtype, msg in self._messages(reader, wanted):
                 stamp = stamp_ns(msg.header.stamp)
-                while ready and int(ready[0].camera_stamps_ns.max()) + self.sweep_slack_ns < stamp:
-                    self._used += len(ready[0].images)
-                    yield self._with_lidar(ready.popleft(), lidar, count)
-                    count += 1
+                yield from self._settled(lidar, stamp)
                 if topic in infos:
                     self._camera_info(assembler, infos[topic], topic, msg)
                     continue
@@ -337,15 +270,21 @@ class RosbagReader:
                     if topic in radars:
                         assembler.add_radar(radars[topic], stamp, msg.header.frame_id, sweep)
                     else:
-                        lidar.append(sweep)
-                        self._prune(lidar, ready, assembler.oldest_pending_ns())
+                        lidar.add(sweep, ready, assembler.oldest_pending_ns())
                 ready.extend(self._complete(assembler.poll(), rig))
                 self.clock_resets = assembler.clock_resets()
             ready.extend(self._complete(assembler.flush(), rig))
-            while ready:
-                self._used += len(ready[0].images)
-                yield self._with_lidar(ready.popleft(), lidar, count)
-                count += 1
+            yield from self._settled(lidar, None)
+
+    def _settled(self, lidar: LidarPairing, log_stamp: int | None) -> Iterator[FrameSet]:
+        """The ready sets no lidar sweep logged at `log_stamp` or later can pair with (all at the end: None), each
+        with its sweep and named by the bag and its place in the pass."""
+        while self._ready and (log_stamp is None or lidar.settled(self._ready[0], log_stamp)):
+            self._used += len(self._ready[0].images)
+            frame_set = lidar.attach(self._ready.popleft())
+            frame_set.name = f"{self.path.name}:{self._yielded}"
+            self._yielded += 1
+            yield frame_set
 
     def _camera_info(self, assembler: FrameAssembler, camera: str, topic: str, msg: Any) -> None:  # noqa: ANN401
         """A CameraInfo of the pass, as the node takes it: a usable one updates the camera's model (and is what
@@ -385,23 +324,6 @@ class RosbagReader:
         (a camera left out for geometry) are counted in `dropped`."""
         sets = [item.frame_set for item in assembled]
         return sets if not self.complete else [f for f in sets if f.rig.camera_names == rig.camera_names]
-
-    def _prune(self, lidar: deque[PointSweep], ready: deque[FrameSet], pending: int | None) -> None:
-        """Forget lidar sweeps too old for any frame set still to come (bounded memory on long bags)."""
-        oldest = [int(f.camera_stamps_ns.min()) for f in ready] + ([pending] if pending is not None else [])
-        if not oldest:
-            return
-        horizon = min(oldest) - self.max_sweep_age_ns - self.settings.sync_window_s * 1e9
-        while len(lidar) > 1 and lidar[0].stamp_ns < horizon:
-            lidar.popleft()
-
-    def _with_lidar(self, frame_set: FrameSet, lidar: deque[PointSweep], index: int) -> FrameSet:
-        first, last = int(frame_set.camera_stamps_ns.min()), int(frame_set.camera_stamps_ns.max())
-        middle = (first + last) // 2
-        near = [s for s in lidar if first - self.max_sweep_age_ns < s.stamp_ns <= last + self.sweep_slack_ns]
-        frame_set.lidar = min(near, key=lambda s: abs(s.stamp_ns - middle), default=None)
-        frame_set.name = f"{self.path.name}:{index}"
-        return frame_set
 
 
 def _camera_problems(camera: str, msg: Any) -> str:  # noqa: ANN401 - a rosbags CameraInfo

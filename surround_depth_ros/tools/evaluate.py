@@ -17,7 +17,6 @@ before its end, 2 when the bag cannot be opened or scored.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -102,16 +101,16 @@ def _spec(args: argparse.Namespace) -> DatasetConfig:
     return spec
 
 
-def _bag_reader_options(args: argparse.Namespace) -> dict:
-    """RosbagReader keyword arguments saying where a bag's topics are: the node's topic patterns (of --params, else
-    its defaults) in --namespace, and with --params its cameras, radars and synchronizer settings.
-
-    The one place a topic option of this command reaches the reader."""
+def _bag_reader(args: argparse.Namespace, path: str) -> RosbagReader:
+    """The bag's reader with the node's topic patterns (of --params, else its defaults) in --namespace, and with
+    --params its cameras, radars and synchronizer settings: the one place a topic option of this command reaches
+    the reader."""
+    from surround_depth_ros.bag.reader import RosbagReader
     from surround_depth_ros.bag.topics import TopicNames
 
     settings = params.settings_from_file(args.params)
     names = TopicNames.from_settings(settings, args.namespace, args.lidar_topic)
-    return {"topic_names": names, "settings": dataclasses.asdict(settings)} if args.params else {"topic_names": names}
+    return RosbagReader(path, settings if args.params else None, topic_names=names)
 
 
 def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int, int]):  # noqa: ANN202
@@ -121,10 +120,9 @@ def _open_frames(args: argparse.Namespace, spec: DatasetConfig, size: tuple[int,
 
     if spec.type != "rosbag":
         return open_source(spec, size), None
-    from surround_depth_ros.bag.reader import RosbagReader
     from surround_depth_ros.bag.topics import POINT_CLOUD_TYPE
 
-    reader = RosbagReader(spec.path, **_bag_reader_options(args))
+    reader = _bag_reader(args, spec.path)
     lidar = reader.names.lidar
     if reader.topics.get(lidar) != POINT_CLOUD_TYPE:
         raise ConfigError(

@@ -168,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.bag.storage import fault_text, open_bag
     from surround_depth_ros.bag.topics import TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE, TopicNames, resolve_topic
     from surround_depth_ros.bag.writer import BagWriter
-    from surround_depth_ros.conversion.messages import depth_output_messages
     from surround_depth_ros.core.binding import BindingError
+    from surround_depth_ros.core.outputs import output_messages
     from surround_depth_ros.core.pipeline import StartupError, pipeline_from_settings
     from surround_depth_ros.training.evaluate import FrameScorer, write_report
 
@@ -183,15 +183,14 @@ def run(args: argparse.Namespace) -> int:
         with open_bag(args.bag):  # a bag that cannot be opened is named before the model loads and warms up
             pass
         pipeline = pipeline_from_settings(settings)
-        radars = list(settings.radars) if pipeline.uses_radar else []  # as the node subscribes them
-        values = {**dataclasses.asdict(settings), "radars": radars}
-        reader = RosbagReader(args.bag, topic_names=names, settings=values, complete=False)
+        radars = settings.radars if pipeline.uses_radar else ()  # as the node subscribes them
+        reader = RosbagReader(args.bag, dataclasses.replace(settings, radars=radars), topic_names=names, complete=False)
     scorer = FrameScorer(*caps, examples=args.examples) if reader.has_lidar else None
     total = len(reader) if args.limit is None else min(args.limit, len(reader))
     processed, skipped, timings = 0, Counter(), []
 
     def write_and_score(frame_set: FrameSet, outputs: DepthOutputs, camera_info: dict) -> None:
-        for topic, msgtype, stamp, msg in depth_output_messages(writer.kit, frame_set, outputs, camera_info, settings):
+        for topic, msgtype, stamp, msg in output_messages(writer.kit, frame_set, outputs, camera_info, settings):
             writer.put(resolve_topic(topic, args.namespace), msgtype, stamp, msg)
         if scorer is not None:
             _score(scorer, frame_set, outputs)
