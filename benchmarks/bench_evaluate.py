@@ -26,12 +26,12 @@ import torch
 from timing import best_seconds
 from tqdm import tqdm
 
+from surround_depth_ros.evaluation.ground_truth import lidar_depth_maps
 from surround_depth_ros.evaluation.metrics import DepthMetrics
 from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
 from surround_depth_ros.sensors.rig import default_rig
 from surround_depth_ros.tools.arguments import image_size
-from surround_depth_ros.training.data import lidar_depth_maps
 from surround_depth_ros.training.evaluate import evaluate_frames
 
 ROOT = Path(__file__).resolve().parents[1]

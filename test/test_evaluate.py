@@ -13,13 +13,14 @@ from sample_framesets import small_rig
 
 from surround_depth_ros.base import geometry
 from surround_depth_ros.evaluation.metrics import DepthMetrics
+from surround_depth_ros.evaluation.report import write_report
 from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import SurroundDepthStudent, preset
 from surround_depth_ros.sensors.frameset import FrameSet
 from surround_depth_ros.sensors.rig import resize_camera
 from surround_depth_ros.training.data import PreparedDataset, prepare_frameset
-from surround_depth_ros.training.evaluate import evaluate_frames, evaluate_model, write_report
+from surround_depth_ros.training.evaluate import evaluate_frames, evaluate_model
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "student_default.pt"
 

@@ -27,11 +27,11 @@ from tqdm import tqdm
 from surround_depth_ros.core import params
 from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.evaluation.metrics import METRIC_NAMES
+from surround_depth_ros.evaluation.scoring import EVALUATION_CAPS
 from surround_depth_ros.tools.arguments import add_topic_arguments, image_size
 from surround_depth_ros.tools.errors import UsageError, usage_errors
 from surround_depth_ros.tools.interrupt import StopSignals
 from surround_depth_ros.training.config import ConfigError, DatasetConfig, check_dataset
-from surround_depth_ros.training.evaluate import EVALUATION_CAPS
 
 if TYPE_CHECKING:
     from surround_depth_ros.bag.reader import RosbagReader
@@ -162,9 +162,10 @@ def _print_comparison(comparison: dict, labels: tuple[str, str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from surround_depth_ros.evaluation.report import write_comparison, write_report
     from surround_depth_ros.inference.backend import BackendUnavailable
     from surround_depth_ros.network.checkpoint import CheckpointError, checkpoint_file_problem, read_checkpoint
-    from surround_depth_ros.training.evaluate import evaluate_checkpoints, write_comparison, write_report
+    from surround_depth_ros.training.evaluate import evaluate_checkpoints
 
     checkpoints = [args.checkpoint, *([args.compare] if args.compare else [])]
     # a checkpoint, bag or dataset that cannot be scored: say why

@@ -53,7 +53,7 @@ from surround_depth_ros.tools.interrupt import StopSignals
 if TYPE_CHECKING:
     from surround_depth_ros.bag.reader import RosbagReader
     from surround_depth_ros.core.pipeline import DepthOutputs
-    from surround_depth_ros.training.evaluate import FrameScorer
+    from surround_depth_ros.evaluation.scoring import FrameScorer
 
 OUTPUT_BAG = "depth"  # the output bag's folder inside --out
 OUTPUT_NICENESS = 10  # the output thread's nice value, added to the process's (Linux: per thread)
@@ -153,7 +153,7 @@ def _as_published(frame_set: FrameSet, cameras: list[Camera], drawn: bool) -> Fr
 
 def _score(scorer: FrameScorer, frame_set: FrameSet, outputs: DepthOutputs) -> None:
     """Score the published depth against the set's lidar projected into the published cameras."""
-    from surround_depth_ros.training.evaluate import ground_truth
+    from surround_depth_ros.evaluation.ground_truth import ground_truth
 
     scored = _as_published(frame_set, outputs.cameras, drawn=len(scorer.examples) < scorer.max_examples)
     gt = ground_truth(scored)
@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.core.binding import BindingError
     from surround_depth_ros.core.outputs import output_messages
     from surround_depth_ros.core.pipeline import StartupError, pipeline_from_settings
-    from surround_depth_ros.training.evaluate import FrameScorer, write_report
+    from surround_depth_ros.evaluation.report import write_report
+    from surround_depth_ros.evaluation.scoring import FrameScorer
 
     out_bag = args.out / OUTPUT_BAG
     with usage_errors(ValueError, FileNotFoundError, FileExistsError, StartupError):

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from surround_depth_ros.base import geometry
 from surround_depth_ros.datasets.registry import open_frame_source
 from surround_depth_ros.datasets.synthetic import SyntheticWorlds
+from surround_depth_ros.evaluation.ground_truth import lidar_depth_maps
 from surround_depth_ros.losses.masked import resize_masked
 from surround_depth_ros.sensors.frameset import FrameSet
 from surround_depth_ros.sensors.radar import radar_to_maps
@@ -75,28 +76,6 @@ def min_pool_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         pooled.scatter_reduce_(1, target.expand(x.shape[0], -1), flat, reduce="amin")
         x = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled)).reshape(-1, 1, height, width)
     return x.reshape(*lead, height, width)
-
-
-def lidar_depth_maps(frame: FrameSet, min_depth: float = 1.0) -> list[np.ndarray]:
-    """Ground truth of a frame set without dense depth: its lidar sweep projected into every camera.
-
-    Chain lidar -> base at lidar time -> world -> base at each camera's time -> camera, when both
-    poses are known (0.1-0.3 m matter at speed); the static chain otherwise.
-    """
-    lidar = frame.lidar
-    if lidar is None:
-        raise ValueError(f"frame set {frame.name!r} has neither depth nor a lidar sweep: no ground truth to train on")
-    if lidar.T_base_sensor is None:
-        raise ValueError(f"frame set {frame.name!r}: lidar sweep {lidar.sensor!r} has no T_base_sensor extrinsic")
-    maps = []
-    for i, cam in enumerate(frame.rig.cameras):
-        T_base_lidar = lidar.T_base_sensor
-        if frame.T_world_base is not None and lidar.T_world_base is not None:
-            T_base_lidar = geometry.invert_transform(frame.T_world_base[i]) @ lidar.T_world_base @ T_base_lidar
-        T_cam_lidar = geometry.invert_transform(cam.T_base_cam) @ T_base_lidar
-        points = geometry.transform_points(T_cam_lidar, lidar.points.astype(np.float64))
-        maps.append(geometry.points_to_depth_map(points, cam.K, cam.width, cam.height, min_depth=min_depth))
-    return maps
 
 
 @dataclass
