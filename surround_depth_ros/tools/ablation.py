@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from surround_depth_ros.tools.arguments import add_config_arguments, parse_overrides
 from surround_depth_ros.tools.errors import UsageError, usage_errors
-from surround_depth_ros.tools.train import parse_overrides
 from surround_depth_ros.training.config import ConfigError
 
 
@@ -22,16 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("config/training/ablation.yaml"),
         help="ablation YAML (default config/training/ablation.yaml)",
     )
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the config's out_dir)")
+    add_config_arguments(parser)
     parser.add_argument("--only", nargs="+", default=None, metavar="VARIANT", help="run only these variants")
-    parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: the config's)")
-    parser.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override keys of the training section (e.g. optimizer.steps=2000)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,12 @@ from surround_depth_ros.core import params
 from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.evaluation.metrics import METRIC_NAMES
 from surround_depth_ros.evaluation.scoring import EVALUATION_CAPS
-from surround_depth_ros.tools.arguments import add_topic_arguments, image_size
+from surround_depth_ros.tools.arguments import (
+    add_nuscenes_version,
+    add_score_arguments,
+    add_topic_arguments,
+    image_size,
+)
 from surround_depth_ros.tools.errors import UsageError, usage_errors
 from surround_depth_ros.tools.interrupt import StopSignals
 from surround_depth_ros.training.config import ConfigError, DatasetConfig, check_dataset
@@ -41,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="student checkpoint (.pt)")
     parser.add_argument("--dataset", choices=SOURCE_TYPES, required=True, help="where the frame sets come from")
     parser.add_argument("--path", default=None, help="nuScenes dataroot, DGP scene (folder or json), or bag folder")
-    parser.add_argument("--version", default="v1.0-mini", help="nuScenes version folder (default v1.0-mini)")
+    add_nuscenes_version(parser)
     parser.add_argument("--seeds", type=int, nargs="+", default=[950, 951, 952], help="synthetic: world seeds")
     parser.add_argument("--frames", type=int, default=4, help="synthetic: frame sets per world (default 4)")
     parser.add_argument("--stride", type=int, default=9, help="synthetic: every STRIDE-th frame (default 9)")
@@ -49,8 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", type=image_size, default="224x128", help="synthetic: render size WIDTHxHEIGHT (default 224x128)"
     )
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many frame sets")
-    parser.add_argument("--caps", default=None, help="MIN,MAX depth in m (default: nuScenes 0.1,80; DDAD 0.1,200)")
-    parser.add_argument("--examples", type=int, default=2, help="frame sets drawn in report.png (default 2)")
+    add_score_arguments(parser, "by dataset: nuScenes 0.1,80; DDAD 0.1,200")
     parser.add_argument("--no-focal-scaling", action="store_true", help="plain resize, no canonical camera")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
@@ -63,26 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json and report.png")
     bag = parser.add_argument_group("rosbag: where the topics are (default: the layout of docs/rosbag.md)")
-    bag.add_argument(
-        "--params",
-        type=Path,
-        default=None,
-        help="the node's ROS params file: its cameras (in order), topic patterns and synchronizer settings",
-    )
     add_topic_arguments(bag)
-
-
-def depth_caps(text: str | None, dataset: str) -> tuple[float, float]:
-    """--caps MIN,MAX (metres), or the dataset's benchmark protocol when not given."""
-    if text is None:
-        return EVALUATION_CAPS[dataset]
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--caps must look like 0.1,80 (MIN,MAX metres), got {text!r}") from None
-    if not 0 <= low < high:
-        raise ConfigError(f"--caps needs 0 <= MIN < MAX, got {text!r}")
-    return low, high
 
 
 def _spec(args: argparse.Namespace) -> DatasetConfig:
@@ -174,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             if problem := checkpoint_file_problem(checkpoint):
                 raise ConfigError(f"checkpoint {checkpoint} {problem}")
         spec = _spec(args)
-        caps = depth_caps(args.caps, args.dataset)
+        caps = args.caps or EVALUATION_CAPS[args.dataset]
         source, reader = _open_frames(args, spec, read_checkpoint(args.checkpoint)[1].input_size)
         engines = [_engine(checkpoint, args) for checkpoint in checkpoints]
     with StopSignals("evaluate") as stop:

@@ -45,9 +45,8 @@ from tqdm import tqdm
 from surround_depth_ros.core import params
 from surround_depth_ros.sensors.frameset import FrameSet
 from surround_depth_ros.sensors.rig import Camera, CameraRig
-from surround_depth_ros.tools.arguments import add_topic_arguments, positive_int
+from surround_depth_ros.tools.arguments import add_score_arguments, add_topic_arguments, positive_int
 from surround_depth_ros.tools.errors import usage_errors
-from surround_depth_ros.tools.evaluate import depth_caps
 from surround_depth_ros.tools.interrupt import StopSignals
 
 if TYPE_CHECKING:
@@ -61,18 +60,11 @@ OUTPUT_NICENESS = 10  # the output thread's nice value, added to the process's (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", type=Path, help="input rosbag2 folder (mcap or sqlite3)")
-    parser.add_argument(
-        "--params",
-        type=Path,
-        default=None,
-        help="the node's ROS params file (as config/surround_depth.param.yaml); default: the node's defaults",
-    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (its depth/ bag must not exist)")
     add_topic_arguments(parser)
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output bag storage")
     parser.add_argument("--limit", type=positive_int, default=None, help="process at most this many frame sets")
-    parser.add_argument("--caps", default=None, help="MIN,MAX depth in m for the metrics (default 0.1,80)")
-    parser.add_argument("--examples", type=int, default=2, help="frame sets drawn in report.png (default 2)")
+    add_score_arguments(parser, "0.1,80")
 
 
 def _summary(reader: RosbagReader, processed: int, skipped: Counter, wall_s: float, timings: list[dict]) -> dict:
@@ -172,12 +164,12 @@ def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.core.outputs import output_messages
     from surround_depth_ros.core.pipeline import StartupError, pipeline_from_settings
     from surround_depth_ros.evaluation.report import write_report
-    from surround_depth_ros.evaluation.scoring import FrameScorer
+    from surround_depth_ros.evaluation.scoring import EVALUATION_CAPS, FrameScorer
 
     out_bag = args.out / OUTPUT_BAG
     with usage_errors(ValueError, FileNotFoundError, FileExistsError, StartupError):
         settings = params.settings_from_file(args.params)
-        caps = depth_caps(args.caps, "rosbag")
+        caps = args.caps or EVALUATION_CAPS["rosbag"]
         if out_bag.exists():
             raise FileExistsError(f"{out_bag} exists already; choose another --out or delete it")
         names = TopicNames.from_settings(settings, args.namespace, args.lidar_topic)

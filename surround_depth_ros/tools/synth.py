@@ -21,17 +21,15 @@ from surround_depth_ros.sensors.frameset import FrameSet
 from surround_depth_ros.sensors.radar import radar_points_in_base
 from surround_depth_ros.sensors.rig import default_rig, load_rig
 from surround_depth_ros.sensors.visualize import colorize_depth, surround_order
-from surround_depth_ros.tools.arguments import image_size
+from surround_depth_ros.tools.arguments import add_world_arguments, image_size
 from surround_depth_ros.tools.errors import UsageError, usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--frames", type=int, default=4, help="number of frame sets (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="world seed: other seeds give other streets")
-    parser.add_argument("--rig", type=Path, default=None, help="rig YAML (default: the nuScenes-like rig)")
+    add_world_arguments(parser)
     parser.add_argument("--size", type=image_size, default="640x352", help="image size WIDTHxHEIGHT (default 640x352)")
-    parser.add_argument("--sweeps", type=int, default=1, help="radar sweeps per radar and frame set")
     parser.add_argument("--no-radar", action="store_true", help="skip the radar sweeps")
     parser.add_argument("--no-lidar", action="store_true", help="skip the lidar sweep")
     parser.add_argument("--no-sheet", action="store_true", help="skip the contact sheet PNGs")

@@ -9,31 +9,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from surround_depth_ros.base.yaml_file import YamlFileError, parse_yaml
+from surround_depth_ros.tools.arguments import add_config_arguments, parse_overrides
 from surround_depth_ros.tools.errors import usage_errors
 from surround_depth_ros.training.config import ConfigError, load_config
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """KEY=VALUE pairs (dotted keys, YAML values): `optimizer.steps=50 model.preset=tiny`."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. optimizer.steps=50), got {item!r}")
-        try:
-            overrides[key] = parse_yaml(value, f"--set {key}")
-        except YamlFileError as error:
-            raise ConfigError(str(error)) from error
-    return overrides
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="training YAML (e.g. config/training/synthetic_default.yaml)")
-    parser.add_argument("--out", type=Path, default=None, help="run folder (default: the config's out_dir)")
-    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
-    parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: the config's device)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
+    add_config_arguments(parser)
+    parser.add_argument("--resume", action="store_true", help="continue from the output folder's last.pt")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from surround_depth_ros.bag.topics import TopicNames
 from surround_depth_ros.bag.writer import ENCODINGS, STORAGES, write_bag
 from surround_depth_ros.datasets.registry import SOURCE_TYPES
 from surround_depth_ros.sensors.frameset import FrameSet, FrameSource
-from surround_depth_ros.tools.arguments import image_size
+from surround_depth_ros.tools.arguments import add_nuscenes_version, add_world_arguments, image_size
 from surround_depth_ros.tools.errors import UsageError, usage_errors
 from surround_depth_ros.tools.interrupt import StopSignals
 
@@ -32,17 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataroot", type=Path, help="nuScenes dataroot, DGP scene folder / scene_*.json (ddad), or rosbag2 folder"
     )
-    parser.add_argument("--version", default="v1.0-mini", help="nuScenes table version folder (default v1.0-mini)")
+    add_nuscenes_version(parser)
     parser.add_argument("--out", type=Path, required=True, help="the bag directory to create (must not exist)")
     parser.add_argument("--storage", choices=sorted(STORAGES), default="mcap")
     parser.add_argument("--encoding", choices=ENCODINGS, default="rgb8", help="image encoding (default rgb8)")
     parser.add_argument("--frames", type=int, help="at most this many frame sets (synthetic default 20)")
     parser.add_argument("--prefix", default="/", help="namespace of the sensor topics (default /)")
     synthetic = parser.add_argument_group("synthetic source")
-    synthetic.add_argument("--rig", type=Path, help="rig YAML (default: the packaged nuScenes-like rig)")
-    synthetic.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    add_world_arguments(synthetic)
     synthetic.add_argument("--image-size", type=image_size, help="WIDTHxHEIGHT of every camera, e.g. 640x352")
-    synthetic.add_argument("--sweeps", type=int, default=1, help="radar sweeps per frame set (default 1)")
 
 
 def open_frames(args: argparse.Namespace) -> tuple[Iterable[FrameSet], int, FrameSource]:
