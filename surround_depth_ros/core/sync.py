@@ -12,7 +12,7 @@ message at stamp t belongs to the instant nearest t - offset, within `window_s`.
 anchor message was lost still count, one period after the previous one. So a lost, late or
 duplicated message can make a camera missing from a set, never move it to a neighbouring frame.
 
-Where the offsets come from. `offsets_s` gives them; the others are learned from the stream,
+Where the offsets come from (`core/firing.py`). `offsets_s` gives them; the others are learned from the stream,
 never from a guessed pairing. The period is the recurring gap between any camera's successive
 stamps (lost frames make longer gaps, which are ignored). Each camera's phase is its stamps'
 place within the anchor's period (a circular mean over its recent messages). On the circle of
@@ -54,13 +54,14 @@ Not thread-safe: its owner (`FrameAssembler`) serializes calls.
 from __future__ import annotations
 
 import bisect
-import math
 import statistics
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
+
+from surround_depth_ros.core.firing import FiringLearner
 
 MISSING_CAMERA_POLICIES = ("drop", "partial")
 
@@ -105,44 +106,37 @@ def _ns(seconds: float, what: str, minimum: float = 0.0) -> int:
     return round(seconds * 1e9)
 
 
-def circular_phase(stamps: Sequence[int], anchors: Sequence[int], period: int) -> tuple[float, float]:
-    """(phase, spread) in ns: where `stamps` fall within the period after their nearest anchor stamp.
-
-    The phase is a circular mean, so stamps on both sides of the wrap average correctly; the
-    spread is the circular standard deviation (0 for one stamp; large for stamps of another rate).
-    `anchors` must be sorted and non-empty.
-    """
-    x = y = 0.0
-    for stamp in stamps:
-        i = bisect.bisect(anchors, stamp)
-        nearest = min(anchors[max(i - 1, 0) : i + 1], key=lambda a: abs(stamp - a))
-        angle = 2 * math.pi * ((stamp - nearest) % period) / period
-        x, y = x + math.cos(angle), y + math.sin(angle)
-    length = min(1.0, math.hypot(x, y) / len(stamps))
-    spread = math.sqrt(-2 * math.log(length)) if length > 0 else math.inf
-    return (math.atan2(y, x) % (2 * math.pi)) * period / (2 * math.pi), spread * period / (2 * math.pi)
+def _count(counts: Counter[str], kind: str, name: str | None = None, times: int = 1) -> None:
+    """Add `times` to the counter `kind`, and to "kind:name" for an input."""
+    if times:
+        counts[kind] += times
+        if name is not None:
+            counts[f"{kind}:{name}"] += times
 
 
-def rig_layout(phases: Mapping[str, tuple[float, float]], anchor: str, period: int) -> dict[str, float] | None:
-    """Each camera's offset from the anchor (ns) on the most compact arc of their phases; None when ambiguous.
-
-    The widest gap between neighbouring phases on the circle separates one capture from the next;
-    it must be wider than every other gap by twice the largest spread plus 1 % of the period (so
-    that rounding never decides a tie), or the layout is not known.
-    """
-    order = sorted(phases, key=lambda name: phases[name][0])
-    if len(order) < 2:
-        return {name: 0.0 for name in order}
-    places = [phases[name][0] for name in order]
-    gaps = [after - before for before, after in zip(places, places[1:] + [places[0] + period], strict=True)]
-    widest = max(range(len(gaps)), key=gaps.__getitem__)
-    others = gaps[:widest] + gaps[widest + 1 :]
-    margin = 2 * max(spread for _, spread in phases.values()) + period / 100
-    if not gaps[widest] - max(others) > margin:
-        return None
-    start = phases[order[(widest + 1) % len(order)]][0]  # the first camera to fire in a capture
-    origin = (phases[anchor][0] - start) % period
-    return {name: (phase - start) % period - origin for name, (phase, _) in phases.items()}
+def _checked_anchor(
+    cameras: list[str], radars: list[str], anchor: str | None, policy: str, radar_sweeps: int, buffer_size: int
+) -> str:
+    """The anchor camera (the first one by default); ValueError for inputs no synchronizer can work with."""
+    if not cameras:
+        raise ValueError("the synchronizer needs at least one camera name")
+    for kind, names in (("camera", cameras), ("radar", radars)):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{kind} names must be unique, repeated: {repeated}")
+    shared = sorted(set(cameras) & set(radars))
+    if shared:
+        raise ValueError(f"names used for both a camera and a radar: {shared}")
+    anchor = cameras[0] if anchor is None else anchor
+    if anchor not in cameras:
+        raise ValueError(f"anchor camera {anchor!r} is not one of the cameras {cameras}")
+    if policy not in MISSING_CAMERA_POLICIES:
+        raise ValueError(f"missing_camera_policy must be one of {MISSING_CAMERA_POLICIES}, got {policy!r}")
+    if radar_sweeps < 1:
+        raise ValueError(f"radar_sweeps must be >= 1, got {radar_sweeps}")
+    if buffer_size < max(2, radar_sweeps if radars else 1):
+        raise ValueError(f"buffer_size must be >= 2 and >= radar_sweeps ({radar_sweeps}), got {buffer_size}")
+    return anchor
 
 
 class FrameSetSynchronizer:
@@ -151,7 +145,8 @@ class FrameSetSynchronizer:
     Feed it with `add_camera` / `add_radar` (item is opaque), then `poll()` for the sets decided
     so far and `flush()` at the end of a stream. All times are message time in nanoseconds.
     `buffer_size` should hold (wait_s + window_s) x the camera rate + 1 messages, or waiting sets
-    lose members to overflow.
+    lose members to overflow. This class takes messages in (clock sanity, buffers); `SetDecider`
+    decides the sets from its buffers and `FiringLearner` learns where each camera fires.
     """
 
     def __init__(
@@ -171,78 +166,51 @@ class FrameSetSynchronizer:
         offsets_s: Mapping[str, float] | None = None,
     ) -> None:
         cameras, radars = list(camera_names), list(radar_names)
-        if not cameras:
-            raise ValueError("the synchronizer needs at least one camera name")
-        for kind, names in (("camera", cameras), ("radar", radars)):
-            repeated = sorted({n for n in names if names.count(n) > 1})
-            if repeated:
-                raise ValueError(f"{kind} names must be unique, repeated: {repeated}")
-        shared = sorted(set(cameras) & set(radars))
-        if shared:
-            raise ValueError(f"names used for both a camera and a radar: {shared}")
-        anchor = cameras[0] if anchor is None else anchor
-        if anchor not in cameras:
-            raise ValueError(f"anchor camera {anchor!r} is not one of the cameras {cameras}")
-        if missing_camera_policy not in MISSING_CAMERA_POLICIES:
-            raise ValueError(
-                f"missing_camera_policy must be one of {MISSING_CAMERA_POLICIES}, got {missing_camera_policy!r}"
-            )
-        if radar_sweeps < 1:
-            raise ValueError(f"radar_sweeps must be >= 1, got {radar_sweeps}")
-        if buffer_size < max(2, radar_sweeps if radars else 1):
-            raise ValueError(f"buffer_size must be >= 2 and >= radar_sweeps ({radar_sweeps}), got {buffer_size}")
-        offsets = dict(offsets_s or {})
-        unknown = sorted(set(offsets) - set(cameras))
-        if unknown:
-            raise ValueError(f"offsets_s names unknown cameras {unknown}; cameras are {cameras}")
-        if offsets.get(anchor, 0.0) != 0.0:
-            raise ValueError(f"the anchor camera {anchor!r} has offset 0 by definition, got {offsets[anchor]}")
-        for name, value in offsets.items():
-            if not abs(value) < 1.0:  # also rejects NaN
-                raise ValueError(f"offsets_s[{name!r}] must be a finite offset under 1 s, got {value}")
-
-        self.camera_names, self.radar_names, self.anchor = cameras, radars, anchor
-        self.missing_camera_policy = missing_camera_policy
-        self.buffer_size = buffer_size
-        self._others = [name for name in cameras if name != anchor]
-        self._window = _ns(window_s, "window_s")
-        self._wait = _ns(wait_s, "wait_s")
-        self._radar_window = _ns(radar_window_s, "radar_window_s")
-        self._radar_tolerance = _ns(radar_tolerance_s, "radar_tolerance_s")
-        self._radar_sweeps = radar_sweeps
-        self._max_skew = _ns(max_skew_s, "max_skew_s", minimum=1e-3)
+        anchor = _checked_anchor(cameras, radars, anchor, missing_camera_policy, radar_sweeps, buffer_size)
         # The rig's rhythm, kept across resets: a looping bag or a stepped clock does not change the sensors.
-        self._offset: dict[str, int | None] = {name: None for name in cameras}
-        self._offset.update({name: round(float(value) * 1e9) for name, value in offsets.items()})
-        self._offset[anchor] = 0
-        self._lags: dict[str, deque[int]] = {name: deque(maxlen=16) for name in cameras}  # matched stamp - anchor
-        self._gaps: dict[str, deque[int]] = {name: deque(maxlen=2 * buffer_size) for name in cameras}
-        self._unplaced: dict[str, str] = {}  # camera -> why its offset is not known yet
+        self.firing = FiringLearner(cameras, anchor, offsets_s, history=2 * buffer_size)
+        self.camera_names, self.radar_names, self.anchor = cameras, radars, anchor
+        self.buffer_size = buffer_size
         self._counts: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._buffers: dict[str, deque[Stamped]] = {name: deque() for name in cameras + radars}
         self._held: dict[str, deque[Stamped]] = {name: deque() for name in cameras + radars}  # stamps far ahead
         self._recent: dict[str, deque[int]] = {name: deque(maxlen=2 * buffer_size) for name in cameras + radars}
-        self._stamps: dict[str, list[int]] = {name: [] for name in cameras}  # recent accepted stamps, sorted
+        self._seen: dict[str, int] = {}  # newest stamp offered per camera, accepted or not (clock votes)
+        self._newest: dict[str, int] = {}  # newest accepted stamp per input
         self._releasing = False  # offering held messages again: they cannot release others
-        self._period: tuple[int | None] | None = None  # cached (period_ns or None,) until new gaps come
+        self._sets = SetDecider(
+            self,
+            window=_ns(window_s, "window_s"),
+            wait=_ns(wait_s, "wait_s"),
+            radar_window=_ns(radar_window_s, "radar_window_s"),
+            radar_tolerance=_ns(radar_tolerance_s, "radar_tolerance_s"),
+            radar_sweeps=radar_sweeps,
+            max_skew=_ns(max_skew_s, "max_skew_s", minimum=1e-3),
+            missing_camera_policy=missing_camera_policy,
+        )
+        self._max_skew = self._sets.max_skew
         self.reset()
+
+    @property
+    def missing_camera_policy(self) -> str:
+        return self._sets.missing_camera_policy
 
     # ------------------------------------------------------------------ input
 
     def reset(self) -> None:
         """Forget every buffered message and where time stands (counters and the rig's rhythm are kept)."""
         for name in self._buffers:
-            self._count("cleared_by_reset", name, len(self._buffers[name]) + len(self._held[name]))
-        for store in (*self._buffers.values(), *self._held.values(), *self._recent.values(), *self._stamps.values()):
+            _count(self._counts, "cleared_by_reset", name, len(self._buffers[name]) + len(self._held[name]))
+        for store in (*self._buffers.values(), *self._held.values(), *self._recent.values()):
             store.clear()
-        self._seen: dict[str, int] = {}  # newest stamp offered per camera, accepted or not (clock votes)
-        self._newest: dict[str, int] = {}
-        self._last_decided: int | None = None
-        self._decided_until: int | None = None  # end of the last decided slot, in anchor time
+        self.firing.forget_stamps()
+        self._seen.clear()
+        self._newest.clear()
+        self._sets.reset()
 
     def add_camera(self, name: str, stamp_ns: int, item: Any) -> bool:  # noqa: ANN401 - opaque payload
         """Buffer one camera message; False when it was rejected (counted) or held (see the module docstring)."""
-        if name not in self._offset:
+        if name not in self.firing.offset:
             raise KeyError(f"unknown camera {name!r}; the synchronizer knows cameras {self.camera_names}")
         return self._add(name, int(stamp_ns), item, radar=False)
 
@@ -254,7 +222,7 @@ class FrameSetSynchronizer:
 
     def _add(self, name: str, stamp: int, item: Any, radar: bool) -> bool:  # noqa: ANN401
         if stamp == 0:
-            self._count("zero_stamp", name)
+            _count(self._counts, "zero_stamp", name)
             return False
         verdict = self._clock_verdict(name, stamp, radar)
         if verdict == "hold":
@@ -263,10 +231,10 @@ class FrameSetSynchronizer:
         held = [] if verdict == "ok" or self._releasing else self._take_held()
         if verdict == "back":
             self.reset()  # most cameras agree on an earlier time: a bag looped, the clock stepped back
-            self._count("clock_jump_reset")
+            _count(self._counts, "clock_jump_reset")
         elif name == self.anchor and name in self._newest and stamp < self._newest[name] - self._jump_back_limit():
             self.reset()  # the anchor went back by more than a frame: a (short) bag looped
-            self._count("clock_jump_reset")
+            _count(self._counts, "clock_jump_reset")
         accepted = self._buffer(name, stamp, item, radar)
         self._releasing = True  # the held messages follow the majority to the new time, oldest first
         try:
@@ -278,20 +246,20 @@ class FrameSetSynchronizer:
 
     def _buffer(self, name: str, stamp: int, item: Any, radar: bool) -> bool:  # noqa: ANN401
         if stamp in self._recent[name]:
-            self._count("duplicate_stamp", name)
+            _count(self._counts, "duplicate_stamp", name)
             return False
-        if self._is_late(name, stamp, radar):
-            self._count("out_of_order", name)
+        if self._sets.is_late(name, stamp, radar):
+            _count(self._counts, "out_of_order", name)
             return False
         self._recent[name].append(stamp)
         if not radar:
-            self._note_stamp(name, stamp)
+            self.firing.note_stamp(name, stamp)
         self._newest[name] = max(stamp, self._newest.get(name, stamp))
         buffer = self._buffers[name]
         if len(buffer) >= self.buffer_size:
-            self._expire(name, self.now())
+            self._sets.expire(name, self.now())
         if len(buffer) >= self.buffer_size:
-            self._count("buffer_overflow", name)
+            _count(self._counts, "buffer_overflow", name)
             if stamp < buffer[0][0]:
                 return False
             buffer.popleft()
@@ -318,7 +286,7 @@ class FrameSetSynchronizer:
         held = self._held[name]
         if len(held) >= self.buffer_size:
             held.popleft()
-            self._count("clock_skew", name)  # the others never followed: this clock is off
+            _count(self._counts, "clock_skew", name)  # the others never followed: this clock is off
         held.append((stamp, item))
 
     def _take_held(self) -> list[tuple[int, str, Any]]:
@@ -332,90 +300,16 @@ class FrameSetSynchronizer:
         period = self.period_ns()
         return self._max_skew if period is None else min(self._max_skew, 3 * period // 2)
 
-    def _note_stamp(self, name: str, stamp: int) -> None:
-        """Keep the camera's recent stamps sorted, and the gaps to their neighbours (immune to reordering)."""
-        stamps = self._stamps[name]
-        index = bisect.bisect(stamps, stamp)
-        self._gaps[name].extend(abs(stamp - stamps[i]) for i in (index - 1, index) if 0 <= i < len(stamps))
-        stamps.insert(index, stamp)
-        del stamps[: -2 * self.buffer_size]
-        if name == self.anchor or self._period == (None,):
-            self._period = None  # estimated anew when asked: at the anchor's rate once known (it is costly)
-
-    def _is_late(self, name: str, stamp: int, radar: bool) -> bool:
-        """Whether the message can only belong to sets already decided."""
-        if self._last_decided is None:
-            return False
-        if radar:  # a sweep serves every anchor after it within radar_window
-            return stamp <= self._last_decided - self._radar_window
-        offset = self._offset[name]
-        return offset is not None and stamp - offset <= self._decided_until
-
-    def _place(self) -> None:
-        """Learn the offsets of the cameras not placed yet from the stream's phases (see the module docstring)."""
-        period, anchors = self.period_ns(), self._stamps[self.anchor]
-        if period is None or not anchors:
-            return
-        phases = {
-            name: (offset % period, 0.0) if offset is not None else circular_phase(self._stamps[name], anchors, period)
-            for name, offset in self._offset.items()
-            if offset is not None or self._stamps[name]
-        }
-        layout = rig_layout(phases, self.anchor, period)
-        for name in phases:
-            if self._offset[name] is not None:
-                continue
-            if layout is None:
-                self._unplaced[name] = (
-                    "its firing offset is ambiguous: its frames lie about as near the anchor's previous frame as "
-                    "to its own; give it in the sync_offsets parameter"
-                )
-            else:
-                self._offset[name] = round(layout[name])
-                self._unplaced.pop(name, None)
-
-    def _learn_lag(self, name: str, lag: int) -> None:
-        """Follow a placed camera's firing time by the median lag of its matched messages (tracks drift)."""
-        lags = self._lags[name]
-        lags.append(lag)
-        if len(lags) >= 3:
-            self._offset[name] = round(statistics.median(lags))
-
-    def _count(self, kind: str, name: str | None = None, times: int = 1) -> None:
-        if times:
-            self._counts[kind] += times
-            if name is not None:
-                self._counts[f"{kind}:{name}"] += times
-
     # ------------------------------------------------------------------ time
 
     def now(self, excluding: str | None = None) -> int | None:
         """Message time now: the median of the cameras' newest stamps (robust to one skewed clock)."""
-        newest = [stamp for name, stamp in self._newest.items() if name != excluding and name in self._offset]
+        newest = [stamp for name, stamp in self._newest.items() if name != excluding and name in self.firing.offset]
         return statistics.median_low(newest) if newest else None
 
     def period_ns(self) -> int | None:
-        """The cameras' frame period: the median of the shortest cluster of gaps that recurs.
-
-        Gaps are between neighbouring stamps of each camera. A cluster is the gaps within 25 % above
-        its shortest; the first holding a quarter of all gaps, two of them from one camera, is the
-        period. So lost frames (longer gaps), a stray stamp (one odd short gap) and a pause of every
-        input (one long gap per camera) do not move it. Gaps outlive a reset, as the rig's rate does.
-        """
-        if self._period is None:
-            self._period = (self._estimate_period(),)
-        return self._period[0]
-
-    def _estimate_period(self) -> int | None:
-        pooled = sorted((gap, name) for name in self.camera_names for gap in self._gaps[name] if gap > 0)
-        gaps = [gap for gap, _ in pooled]
-        need = max(2, len(gaps) // 4)
-        for i, shortest in enumerate(gaps):
-            cluster = pooled[i : bisect.bisect_left(gaps, 1.25 * shortest)]
-            names = [name for _, name in cluster]
-            if len(cluster) >= need and len(set(names)) < len(names):
-                return cluster[len(cluster) // 2][0]
-        return None
+        """The cameras' frame period, once the stream shows it (`FiringLearner.period_ns`)."""
+        return self.firing.period_ns()
 
     # ------------------------------------------------------------------ output
 
@@ -426,14 +320,93 @@ class FrameSetSynchronizer:
         every waiting set, and lets a stream too short to show its period pair each camera's
         nearest message, as message_filters would: a single keyframe has no rhythm to learn from.
         """
-        now = self.now() if now_stamp_ns is None else int(now_stamp_ns)
+        return self._sets.poll(self.now() if now_stamp_ns is None else int(now_stamp_ns), stream_ended)
+
+    def flush(self) -> list[SyncedSet]:
+        """End of stream: decide every waiting set and count what is left as unused."""
+        decided = self.poll(now_stamp_ns=2**62, stream_ended=True)
+        for name in self.camera_names:
+            if name != self.anchor:
+                _count(self._counts, "out_of_window", name, len(self._buffers[name]))
+                self._buffers[name].clear()
+        for name, held in self._held.items():
+            _count(self._counts, "clock_skew", name, len(held))
+            held.clear()
+        return decided
+
+    # ------------------------------------------------------------------ reporting
+
+    def stats(self) -> dict[str, int]:
+        """Counters by cause (see COUNTERS), plus "kind:name" per input."""
+        return dict(self._counts)
+
+    def offsets_s(self) -> dict[str, float | None]:
+        """Each camera's firing offset from the anchor in seconds (given or learned), None while unplaced."""
+        return self.firing.offsets_s()
+
+    def unplaced(self) -> dict[str, str]:
+        """Cameras whose firing offset the stream has not settled, and why: they are left out of the sets."""
+        return self.firing.unplaced()
+
+    def oldest_pending_ns(self) -> int | None:
+        """Stamp of the oldest anchor still waiting for its cameras; None when none waits."""
+        anchors = self._buffers[self.anchor]
+        return anchors[0][0] if anchors else None
+
+    def buffer_lengths(self) -> dict[str, int]:
+        """How many messages each input holds now (each is at most `buffer_size`)."""
+        return {name: len(buffer) for name, buffer in self._buffers.items()}
+
+
+class SetDecider:
+    """`FrameSetSynchronizer`'s decisions: which buffered messages make each anchor's set, and when (see the module
+    docstring). It works on the synchronizer's buffers, newest stamps, counters and `FiringLearner`, and consumes
+    what the sets take. Times in ns."""
+
+    def __init__(
+        self,
+        sync: FrameSetSynchronizer,
+        *,
+        window: int,
+        wait: int,
+        radar_window: int,
+        radar_tolerance: int,
+        radar_sweeps: int,
+        max_skew: int,
+        missing_camera_policy: str,
+    ) -> None:
+        self.anchor, self.camera_names, self.radar_names = sync.anchor, sync.camera_names, sync.radar_names
+        self.firing = sync.firing
+        self._buffers, self._newest, self._counts = sync._buffers, sync._newest, sync._counts
+        self._others = [name for name in sync.camera_names if name != sync.anchor]
+        self.window, self.wait, self.max_skew = window, wait, max_skew
+        self.radar_window, self.radar_tolerance, self.radar_sweeps = radar_window, radar_tolerance, radar_sweeps
+        self.missing_camera_policy = missing_camera_policy
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the decisions made: time starts anew."""
+        self._last_decided: int | None = None
+        self._decided_until: int | None = None  # end of the last decided slot, in anchor time
+
+    def is_late(self, name: str, stamp: int, radar: bool) -> bool:
+        """Whether the message can only belong to sets already decided."""
+        if self._last_decided is None:
+            return False
+        if radar:  # a sweep serves every anchor after it within radar_window
+            return stamp <= self._last_decided - self.radar_window
+        offset = self.firing.offset[name]
+        return offset is not None and stamp - offset <= self._decided_until
+
+    def poll(self, now: int | None, stream_ended: bool) -> list[SyncedSet]:
+        """Sets decided at message time `now` (see `FrameSetSynchronizer.poll`)."""
         decided: list[SyncedSet] = []
         anchors = self._buffers[self.anchor]
-        period = self.period_ns()
-        if anchors and any(self._offset[name] is None for name in self._others):
-            self._place()
+        period = self.firing.period_ns()
+        if anchors and any(self.firing.offset[name] is None for name in self._others):
+            self.firing.place()
         guess = stream_ended and period is None
-        offsets = {name: 0 if offset is None and guess else offset for name, offset in self._offset.items()}
+        offsets = {name: 0 if offset is None and guess else offset for name, offset in self.firing.offset.items()}
         while anchors:
             anchor_stamp, anchor_item = anchors[0]
             low, high, bounded = self._slot(anchor_stamp, anchors[1][0] if len(anchors) > 1 else None, period)
@@ -451,18 +424,7 @@ class FrameSetSynchronizer:
                 decided.append(synced)
         if now is not None:
             for name in self._others + self.radar_names:
-                self._expire(name, now)
-        return decided
-
-    def flush(self) -> list[SyncedSet]:
-        """End of stream: decide every waiting set and count what is left as unused."""
-        decided = self.poll(now_stamp_ns=2**62, stream_ended=True)
-        for name in self._others:
-            self._count("out_of_window", name, len(self._buffers[name]))
-            self._buffers[name].clear()
-        for name, held in self._held.items():
-            self._count("clock_skew", name, len(held))
-            held.clear()
+                self.expire(name, now)
         return decided
 
     def _slot(self, anchor_stamp: int, next_anchor: int | None, period: int | None) -> tuple[int, int, bool]:
@@ -476,10 +438,10 @@ class FrameSetSynchronizer:
         if period is not None:
             previous = anchor_stamp - period if previous is None else max(previous, anchor_stamp - period)
             next_anchor = anchor_stamp + period if next_anchor is None else min(next_anchor, anchor_stamp + period)
-        low = anchor_stamp - self._window - 1
+        low = anchor_stamp - self.window - 1
         if previous is not None:
             low = max(low, (previous + anchor_stamp) // 2)
-        high = anchor_stamp + self._window
+        high = anchor_stamp + self.window
         if next_anchor is not None:
             high = min(high, (anchor_stamp + next_anchor) // 2)
         return low, high, period is not None
@@ -494,7 +456,7 @@ class FrameSetSynchronizer:
         belong to the next instant: such a set waits for that instant to be known (or for `wait_s`).
         """
         if offset is None:
-            return None, ended or name in self._unplaced
+            return None, ended or self.firing.is_ambiguous(name)
         best, best_distance = None, 0
         for index, (stamp, _) in enumerate(self._buffers[name]):
             relative = stamp - offset
@@ -508,19 +470,14 @@ class FrameSetSynchronizer:
             return best, False
         newest -= offset
         if best is not None:
-            near = 2 * best_distance < self._spacing(name)
+            near = 2 * best_distance < self.firing.spacing(name)
             return best, near or (bounded and newest >= anchor_stamp + best_distance)
         return None, bounded and newest > high
 
     def _patience(self) -> int:
         """How long (message time) a set waits for its cameras: `wait_s`, and `max_skew_s` more while the rate is
         unknown (a sparse stream, keyframes at 1-2 Hz: its rate places the cameras that `wait_s` would leave out)."""
-        return self._wait + (self._max_skew if self.period_ns() is None else 0)
-
-    def _spacing(self, name: str) -> int:
-        """The camera's own smallest gap between stamps (its rate), else the rig's period, else 0."""
-        gaps = self._gaps[name]
-        return min(gaps) if len(gaps) >= 2 else (self.period_ns() or 0)
+        return self.wait + (self.max_skew if self.firing.period_ns() is None else 0)
 
     def _decide(
         self,
@@ -546,71 +503,48 @@ class FrameSetSynchronizer:
                 missing.append(name)
                 self._counts["missing_camera:" + name] += 1
                 if offset is None:
-                    self._count("unplaced_camera", name)
+                    _count(self._counts, "unplaced_camera", name)
                     continue  # where its messages belong is not known: they wait, or expire
             else:
                 cameras[name] = buffer[index]
                 del buffer[index]
-                if self._offset[name] is not None:
-                    self._learn_lag(name, cameras[name][0] - anchor_stamp)
+                if self.firing.offset[name] is not None:
+                    self.firing.learn_lag(name, cameras[name][0] - anchor_stamp)
             # Whatever else lies in or before this slot can serve no later set.
             unused = 0
             while buffer and buffer[0][0] - offset <= high:
                 buffer.popleft()
                 unused += 1
-            self._count("out_of_window", name, unused)
+            _count(self._counts, "out_of_window", name, unused)
         for name in self.radar_names:
             buffer = self._buffers[name]
-            while buffer and buffer[0][0] < anchor_stamp - self._radar_window:
+            while buffer and buffer[0][0] < anchor_stamp - self.radar_window:
                 buffer.popleft()
         if missing and self.missing_camera_policy == "drop":
             self._counts["missing_camera"] += 1
             for name in cameras:
-                self._count("dropped_with_set", name)
+                _count(self._counts, "dropped_with_set", name)
             return None
         self._counts["partial" if missing else "accepted"] += 1
         ordered = {name: cameras[name] for name in self.camera_names if name in cameras}
         return SyncedSet(anchor_stamp, ordered, missing, self._radar_for(anchor_stamp))
 
     def _radar_for(self, anchor_stamp: int) -> dict[str, list[Stamped]]:
-        low, high = anchor_stamp - self._radar_window, anchor_stamp + self._radar_tolerance
+        low, high = anchor_stamp - self.radar_window, anchor_stamp + self.radar_tolerance
         attached = {}
         for name in self.radar_names:
             sweeps = [sweep for sweep in self._buffers[name] if low <= sweep[0] <= high]
-            attached[name] = sweeps[::-1][: self._radar_sweeps]
+            attached[name] = sweeps[::-1][: self.radar_sweeps]
         return attached
 
-    def _expire(self, name: str, now: int | None) -> None:
+    def expire(self, name: str, now: int | None) -> None:
         """Drop `name`'s messages that no anchor still waited for (or yet to come) can use."""
         if name == self.anchor or now is None:
             return  # anchors leave through poll's decisions
         radar = name in self.radar_names
-        horizon = now - self._patience() - (self._radar_window if radar else self._window)
+        horizon = now - self._patience() - (self.radar_window if radar else self.window)
         buffer = self._buffers[name]
         while buffer and buffer[0][0] < horizon:
             buffer.popleft()
             if not radar:  # a sweep serves several sets: leaving the window is its normal end
-                self._count("out_of_window", name)
-
-    # ------------------------------------------------------------------ reporting
-
-    def stats(self) -> dict[str, int]:
-        """Counters by cause (see COUNTERS), plus "kind:name" per input."""
-        return dict(self._counts)
-
-    def offsets_s(self) -> dict[str, float | None]:
-        """Each camera's firing offset from the anchor in seconds (given or learned), None while unplaced."""
-        return {name: None if offset is None else offset / 1e9 for name, offset in self._offset.items()}
-
-    def unplaced(self) -> dict[str, str]:
-        """Cameras whose firing offset the stream has not settled, and why: they are left out of the sets."""
-        return dict(self._unplaced)
-
-    def oldest_pending_ns(self) -> int | None:
-        """Stamp of the oldest anchor still waiting for its cameras; None when none waits."""
-        anchors = self._buffers[self.anchor]
-        return anchors[0][0] if anchors else None
-
-    def buffer_lengths(self) -> dict[str, int]:
-        """How many messages each input holds now (each is at most `buffer_size`)."""
-        return {name: len(buffer) for name, buffer in self._buffers.items()}
+                _count(self._counts, "out_of_window", name)
