@@ -152,6 +152,21 @@ class SurroundDepthPipeline:
         self.binding, self._binding_key = binding, key
         return changed
 
+    def retune(self, settings: NodeSettings) -> None:
+        """Take the live parameters for the next `process`: min_confidence and the cloud's (publish_cloud, cloud_*).
+
+        The fusion keeps its rig geometry unless the sampling changed (`CloudFusion.geometry` rebuilds it then);
+        turning the cloud on builds the fusion. Call it between two `process` calls, on the thread that makes them.
+        """
+        self.engine.min_confidence = settings.min_confidence
+        self.cloud_options = cloud_options(settings)
+        if self.cloud_options is None:
+            self.fusion = None
+        elif self.fusion is None:
+            self.fusion = CloudFusion(self.cloud_options, device=self.engine.device)
+        else:
+            self.fusion.options = self.cloud_options
+
     def process(self, frame_set: FrameSet, cloud: bool = True) -> DepthOutputs:
         """Depth and confidence per camera of `frame_set.rig` (in its order) and the fused cloud in its base frame.
 
@@ -298,13 +313,19 @@ def pipeline_from_settings(settings: NodeSettings) -> SurroundDepthPipeline:
         raise StartupError(
             f"the depth model {checkpoint} fails its first run on the {engine.backend_name} back-end: {error}"
         ) from error
-    cloud = None
-    if settings.publish_cloud:
-        cloud = CloudOptions(
-            overlap=settings.cloud_overlap,
-            max_points=settings.cloud_max_points,
-            stride=settings.cloud_stride or None,  # 0: from the point budget
-            max_range_m=settings.cloud_max_range_m,
-            voxel_size_m=settings.cloud_voxel_size_m,
-        )
-    return SurroundDepthPipeline(engine, cloud, camera_ids=list(settings.cameras), resolution=settings.depth_resolution)
+    return SurroundDepthPipeline(
+        engine, cloud_options(settings), camera_ids=list(settings.cameras), resolution=settings.depth_resolution
+    )
+
+
+def cloud_options(settings: NodeSettings) -> CloudOptions | None:
+    """The cloud the parameters describe (at start and on a retune); None when publish_cloud is off."""
+    if not settings.publish_cloud:
+        return None
+    return CloudOptions(
+        overlap=settings.cloud_overlap,
+        max_points=settings.cloud_max_points,
+        stride=settings.cloud_stride or None,  # 0: from the point budget
+        max_range_m=settings.cloud_max_range_m,
+        voxel_size_m=settings.cloud_voxel_size_m,
+    )
