@@ -94,6 +94,11 @@ class FrameAssembler:
         self._resets_seen = 0
         self._lock = threading.RLock()
 
+    def retune(self, settings: NodeSettings) -> None:
+        """Take the live synchronization parameters (sync_window_s, sync_wait_s) for the next decisions."""
+        with self._lock:
+            self.sync.retune(window_s=settings.sync_window_s, wait_s=settings.sync_wait_s)
+
     # ------------------------------------------------------------------ input
     def add_image(self, camera: str, stamp_ns: int, frame_id: str, image: np.ndarray) -> bool:
         """Offer one decoded H x W x 3 uint8 RGB image; False when the synchronizer rejected it (counted)."""

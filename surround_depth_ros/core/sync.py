@@ -195,6 +195,10 @@ class FrameSetSynchronizer:
     def missing_camera_policy(self) -> str:
         return self._sets.missing_camera_policy
 
+    def retune(self, *, window_s: float, wait_s: float) -> None:
+        """Take a new `window_s` and `wait_s` for the next decisions (sets already decided stay as they were)."""
+        self._sets.window, self._sets.wait = _ns(window_s, "window_s"), _ns(wait_s, "wait_s")
+
     # ------------------------------------------------------------------ input
 
     def reset(self) -> None:
