@@ -58,9 +58,8 @@ def test_each_parameter_is_live_or_says_why_it_is_read_only():
     assert {p.name for p in PARAMETERS if p.rule.live} == LIVE
     for p in PARAMETERS:
         assert p.rule.live or p.rule.read_only, f"{p.name}: neither live nor read-only with a reason"
-    assert {p.name: p.rule.run_time() for p in PARAMETERS}[
-        "checkpoint"
-    ] == "read-only: loads the model: restart the node"
+    rules = {p.name: p.rule for p in PARAMETERS}
+    assert rules["checkpoint"].run_time() == "read-only: loads the model: restart the node"
 
 
 def test_a_change_while_running_is_checked_as_at_start():
