@@ -27,7 +27,7 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            f"surround_depth_node = {PACKAGE}.ros.node:main",
+            f"surround_depth_node = {PACKAGE}.ros.supervisor:main",
             f"surround-depth = {PACKAGE}.tools.cli:main",
         ],
     },

@@ -221,12 +221,12 @@ def bench_threads(engine: DepthEngine, frame_set: FrameSet, repeats: int) -> Non
                 f"median {1000 * np.median(samples):7.2f} ms (alone {alone:.2f} ms)"
             )
     rig = frame_set.rig
-    maps = engine.infer_maps(frame_set.images, rig.intrinsics(), resolution="camera")
+    outputs = SurroundDepthPipeline(engine, cloud=None).process(frame_set)
+    depth, confidence = (torch.from_numpy(np.stack(maps)) for maps in (outputs.depth, outputs.confidence))
+    images = engine.upload(frame_set.images)
     for threads in (1, 2):
         fusion = CloudFusion(threads=threads)
-        ms = best_ms(
-            lambda f=fusion: f.cloud(maps.depth, maps.K, rig.extrinsics(), maps.confidence, maps.images), repeats
-        )
+        ms = best_ms(lambda f=fusion: f.cloud(depth, rig.intrinsics(), rig.extrinsics(), confidence, images), repeats)
         print(f"  cloud at camera resolution with {threads} torch thread(s): {ms:7.2f} ms")
 
 
@@ -302,7 +302,7 @@ def bench_node(
     sys.path.insert(0, str(ROOT / "test"))
     from ros_harness import NodeProcess, RigPublisher, RosClient
 
-    from surround_depth_ros.ros.messages import stamp_ns
+    from surround_depth_ros.conversion.messages import stamp_ns
 
     rig = sets[0].rig
     with tempfile.TemporaryDirectory() as tmp:

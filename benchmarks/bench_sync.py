@@ -6,7 +6,7 @@ the node does. Floor: the same loop storing each message in a dict (the least an
 Lookups: a 3-link static chain and a chain through an interpolated dynamic edge. Floor: one 4x4
 matrix product (a lookup multiplies at least two).
 TF messages of 100, 1,000 and 10,000 transforms (a wide tree on /tf, a deep chain on /tf_static) through
-the node's path: rclpy message -> `transform_batch` -> `FrameAssembler.add_transforms`, with the node's
+the node's path: rclpy message -> `core.transforms.transform_batch` -> `FrameAssembler.add_transforms`, with the node's
 frame limit and without one. Floor: the same arrays turned into 4x4 matrices by plain vectorised numpy
 (the least any buffer does with the numbers). rclpy's own deserialization, before all this, is shown apart.
 
@@ -89,7 +89,8 @@ def bench_tf_message(n: int, shape: str, edges: list[tuple[str, str]], static: b
     from rclpy.serialization import deserialize_message, serialize_message
     from tf2_msgs.msg import TFMessage
 
-    from surround_depth_ros.ros.messages import MESSAGES, transform_batch
+    from surround_depth_ros.core.transforms import transform_batch
+    from surround_depth_ros.ros.messages import MESSAGES
 
     T = np.eye(4)
     T[:3, 3] = [0.1, 0.2, 0.3]

@@ -134,7 +134,7 @@ def main() -> int:
     values = {"cameras": rig.camera_names, "checkpoint": args.checkpoint, "expected_rate_hz": args.rate}
     params.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
     log = (tmp / "node.log").open("w")
-    command = [sys.executable, "-m", "surround_depth_ros.ros.node", "--ros-args", "--params-file", str(params)]
+    command = [sys.executable, "-m", "surround_depth_ros.ros.supervisor", "--ros-args", "--params-file", str(params)]
     node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     drivers = Drivers(rig, args.rate)
     drivers.start()

@@ -397,7 +397,8 @@ def test_rosbags_messages_deserialize_in_rclpy(framesets):
     """CDR bytes built with rosbags' classes are what rclpy reads (the replayer publishes them raw)."""
     from rclpy.serialization import deserialize_message, serialize_message
 
-    from surround_depth_ros.ros.messages import MESSAGES, image_rgb, message_class
+    from surround_depth_ros.conversion.messages import image_rgb
+    from surround_depth_ros.ros.messages import MESSAGES, message_class
 
     kit = MessageKit(lambda name: STORE.types[name], lambda data: np.frombuffer(data, np.uint8))
     rig = framesets[0].rig

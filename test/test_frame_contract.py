@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from surround_depth_ros.bag.reader import RosbagReader
 from surround_depth_ros.bag.writer import write_bag
@@ -92,16 +93,16 @@ def test_canonical_camera_placement_on_a_rig_unlike_the_training_one(engine, sha
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         frame_sets = list(DGPSceneReader(shared_data_path("ddad_dgp_sample", "scene_01")))
-    pipeline = SurroundDepthPipeline(engine, cloud=None)
     scores = {}
     for with_intrinsics in (True, False):
+        pipeline = SurroundDepthPipeline(engine, cloud=None, canonical_camera=with_intrinsics)
         metrics = DepthMetrics()
         for frame_set in frame_sets:
-            pipeline.bind(frame_set.rig)
-            images, K = pipeline._slot_inputs(frame_set)
-            results = engine.infer(images, intrinsics=K if with_intrinsics else None)
-            metrics.update([results[slot].depth for slot in pipeline.binding.slots], frame_set.depth)
+            metrics.update(pipeline.process(frame_set).depth, frame_set.depth)
         scores[with_intrinsics] = metrics.summary()["metric"]["mean"]
+    placing = SurroundDepthPipeline(engine, cloud=None)
+    placing.bind(frame_sets[-1].rig)
+    images, K = placing._slot_inputs(frame_sets[-1])
     front, left, right = (engine.placements(K, [im.shape[:2] for im in images])[slot] for slot in (0, 1, 2))
     assert not front.fills(engine.input_size) and left.fills(engine.input_size) and right.fills(engine.input_size)
     for name in ("abs_rel", "rmse_log", "rmse"):
@@ -118,8 +119,9 @@ def test_the_nuscenes_rig_is_resized_as_before(engine, shared_data_path):
     pipeline.bind(frame_set.rig)
     images, K = pipeline._slot_inputs(frame_set)
     assert all(view.fills(engine.input_size) for view in engine.placements(K, [im.shape[:2] for im in images]))
-    for a, b in zip(engine.infer(images, intrinsics=K), engine.infer(images), strict=True):
-        np.testing.assert_array_equal(a.depth, b.depth)
+    plain = SurroundDepthPipeline(engine, cloud=None, canonical_camera=False).process(frame_set)
+    for a, b in zip(pipeline.process(frame_set).depth, plain.depth, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_the_engine_attends_over_the_pairs_of_the_bound_rig(shared_data_path):
@@ -153,8 +155,8 @@ def test_the_engine_attends_over_the_pairs_of_the_bound_rig(shared_data_path):
         device="cpu",
         adjacency=np.zeros((0, 2), np.int64),
     )
-    for a, b in zip(engine.infer(images), alone.infer(images), strict=True):
-        np.testing.assert_array_equal(a.depth, b.depth)
+    depth = [e.mask(*e.run_network(e.preprocess(images)))[0] for e in (engine, alone)]  # the network's own stages
+    assert torch.equal(*depth)
 
 
 def _node_path_sets(bag, settings: params.NodeSettings) -> list[FrameSet]:
@@ -162,7 +164,9 @@ def _node_path_sets(bag, settings: params.NodeSettings) -> list[FrameSet]:
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
 
-    from surround_depth_ros.ros.messages import image_rgb, message_class, stamp_ns, transform_batch
+    from surround_depth_ros.conversion.messages import image_rgb, stamp_ns
+    from surround_depth_ros.core.transforms import transform_batch
+    from surround_depth_ros.ros.messages import message_class
 
     assembler = assembler_from_settings(settings, [])
     sets = []

@@ -125,13 +125,14 @@ def test_lists_of_maps_of_different_sizes_equal_the_reference():
 
 
 def test_equals_the_reference_on_the_real_nuscenes_sample_with_the_shipped_student(shared_data_path):
+    from surround_depth_ros.core.pipeline import SurroundDepthPipeline
     from surround_depth_ros.datasets.nuscenes import NuScenesReader
     from surround_depth_ros.inference.engine import DepthEngine
 
     frame = NuScenesReader(shared_data_path("nuscenes_sample"))[0]
     engine = DepthEngine(ROOT / "models" / "student_default.pt", backend="torch", device="cpu")
-    results = engine.infer(frame.images, intrinsics=frame.rig.intrinsics())
-    depths, confidences = [r.depth for r in results], [r.confidence for r in results]
+    outputs = SurroundDepthPipeline(engine, cloud=None).process(frame)
+    depths, confidences = outputs.depth, outputs.confidence
     reference = fuse_depth_maps(
         depths, frame.rig, colors=frame.images, confidences=confidences, overlap="most_confident", stride=4
     )
@@ -143,18 +144,19 @@ def test_equals_the_reference_on_the_real_nuscenes_sample_with_the_shipped_stude
     assert_points_on_their_pixels(fused, frame.rig, depths)
     assert len(reference) < 6 * 225 * 400  # the real overlaps were removed
 
-    # at network resolution (the engine's device maps and scaled intrinsics): the same as the reference on the
+    # at network resolution (the maps and their scaled intrinsics): the same as the reference on the
     # network-sized rig with the colours of the camera-sized images
-    maps = engine.infer_maps(frame.images, intrinsics=frame.rig.intrinsics())
+    maps = SurroundDepthPipeline(engine, cloud=None, resolution="network").process(frame)
     h, w = engine.input_size
     small = frame.rig.scaled(w, h)
-    np.testing.assert_allclose(maps.K, small.intrinsics())
-    net_depth, net_conf = maps.depth.numpy(), maps.confidence.numpy()
+    maps_K = np.stack([camera.K for camera in maps.cameras])
+    np.testing.assert_allclose(maps_K, small.intrinsics())
+    net_depth, net_conf = np.stack(maps.depth), np.stack(maps.confidence)
     reference = fuse_depth_maps(
         list(net_depth), small, colors=frame.images, confidences=list(net_conf), overlap="most_confident"
     )
     fused = CloudFusion(CloudOptions(max_points=6 * h * w)).fuse(
-        maps.depth, maps.K, small.extrinsics(), maps.confidence, maps.images, image_K=frame.rig.intrinsics()
+        net_depth, maps_K, small.extrinsics(), net_conf, frame.images, image_K=frame.rig.intrinsics()
     )
     assert_same_cloud(fused, reference)
     assert_points_on_their_pixels(fused, small, list(net_depth))
@@ -484,8 +486,8 @@ def test_messages_carry_the_packed_cloud_and_depth_maps_with_one_copy(synthetic)
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image, PointCloud2
 
+    from surround_depth_ros.conversion.messages import cloud_points as message_points
     from surround_depth_ros.ros.messages import MESSAGES
-    from surround_depth_ros.ros.messages import cloud_points as message_points
 
     rig, depths, confidences, colors = synthetic
     fusion = CloudFusion(CloudOptions(stride=2))

@@ -112,7 +112,7 @@ def _ns(stamp) -> int:
 
 
 def _cloud(msg) -> np.ndarray:
-    from surround_depth_ros.ros.messages import cloud_points
+    from surround_depth_ros.conversion.messages import cloud_points
 
     return cloud_points(msg)
 
@@ -383,7 +383,9 @@ def test_compressed_images(tmp_path, checkpoint, rig):
         _stop(node, client)
 
 
-def test_16uc1_millimetres_equal_the_engine_depth(tmp_path, checkpoint, rig):
+def test_16uc1_millimetres_equal_the_pipeline_depth(tmp_path, checkpoint, rig):
+    from pipeline_harness import process
+
     from surround_depth_ros.inference.engine import DepthEngine
 
     node, client, out, pub = _start(tmp_path, checkpoint, rig, depth_encoding="16UC1", publish_cloud=False)
@@ -393,12 +395,12 @@ def test_16uc1_millimetres_equal_the_engine_depth(tmp_path, checkpoint, rig):
         client.wait_for(lambda: all(out.depth[c] for c in rig.camera_names), 60, "16UC1 depth")
     finally:
         _stop(node, client)
-    expected = DepthEngine(checkpoint, backend="torch", device="cpu").infer(_images(0), intrinsics=rig.intrinsics())
-    for camera, result in zip(rig.camera_names, expected, strict=True):
+    expected = process(DepthEngine(checkpoint, backend="torch", device="cpu"), _images(0), rig)
+    for camera, depth in zip(rig.camera_names, expected.depth, strict=True):
         msg = out.depth[camera][0]
         assert msg.encoding == "16UC1" and msg.step == 2 * msg.width
         millimetres = np.frombuffer(msg.data, np.uint16).reshape(msg.height, msg.width)
-        assert np.abs(millimetres.astype(int) - np.rint(result.depth * 1000)).max() <= 1
+        assert np.abs(millimetres.astype(int) - np.rint(depth * 1000)).max() <= 1
 
 
 def test_an_oversize_image_a_skewed_clock_a_silent_anchor_and_a_double_sigint(tmp_path, checkpoint, rig):

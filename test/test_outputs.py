@@ -157,7 +157,7 @@ def test_a_1936x1216_six_camera_set_crosses_dds_with_the_shipped_profile(tmp_pat
     from ros_harness import NodeProcess, RigPublisher, RosClient, write_params
     from sensor_msgs.msg import Image, PointCloud2
 
-    from surround_depth_ros.ros.messages import cloud_points
+    from surround_depth_ros.conversion.messages import cloud_points
 
     rig = default_rig().scaled(1936, 1216)
     rng = np.random.default_rng(3)

@@ -102,7 +102,7 @@ def test_data_files_and_entry_points_are_installed(wheel):
         expected |= {f"share/{PACKAGE}/{folder}/{p.name}" for p in files}
     assert {data + e for e in expected} <= names, sorted(data + e for e in expected - {n[len(data) :] for n in names})
     entry_points = wheel.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert f"surround_depth_node = {PACKAGE}.ros.node:main" in entry_points
+    assert f"surround_depth_node = {PACKAGE}.ros.supervisor:main" in entry_points
     assert f"surround-depth = {PACKAGE}.tools.cli:main" in entry_points
 
 

@@ -111,7 +111,8 @@ def test_replay_at_1x_delivers_every_frame_and_latches_tf_static(client, bag, fr
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from tf2_msgs.msg import TFMessage
 
-    from surround_depth_ros.ros.messages import image_rgb, matrix_from_transform
+    from surround_depth_ros.conversion.messages import image_rgb
+    from surround_depth_ros.conversion.messages import transform_matrix as matrix_from_transform
 
     topics = _stream_topics(framesets)
     recorder = Recorder(client, topics)

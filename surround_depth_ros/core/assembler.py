@@ -175,6 +175,11 @@ class FrameAssembler:
         with self._lock:
             return self.sync.offsets_s()
 
+    def take_skewed(self) -> list[tuple[str, int]]:
+        """(input, stamp) of the messages the synchronizer gave up on for a clock that is off, since the last call."""
+        with self._lock:
+            return self.sync.take_skewed()
+
     def clock_resets(self) -> int:
         """How many times time jumped back or stepped: the owner resets temporal state on a change."""
         with self._lock:

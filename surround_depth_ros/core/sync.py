@@ -174,6 +174,7 @@ class FrameSetSynchronizer:
         self._counts: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._buffers: dict[str, deque[Stamped]] = {name: deque() for name in cameras + radars}
         self._held: dict[str, deque[Stamped]] = {name: deque() for name in cameras + radars}  # stamps far ahead
+        self._skewed: list[tuple[str, int]] = []  # (input, stamp) given up for a clock that is off, not yet taken
         self._recent: dict[str, deque[int]] = {name: deque(maxlen=2 * buffer_size) for name in cameras + radars}
         self._seen: dict[str, int] = {}  # newest stamp offered per camera, accepted or not (clock votes)
         self._newest: dict[str, int] = {}  # newest accepted stamp per input
@@ -289,8 +290,9 @@ class FrameSetSynchronizer:
         """Keep a stamp far from the others' time until they show whether time moved (a pause, a loop) or not."""
         held = self._held[name]
         if len(held) >= self.buffer_size:
-            held.popleft()
+            stamp_off, _ = held.popleft()
             _count(self._counts, "clock_skew", name)  # the others never followed: this clock is off
+            self._skewed.append((name, stamp_off))
         held.append((stamp, item))
 
     def _take_held(self) -> list[tuple[int, str, Any]]:
@@ -326,6 +328,11 @@ class FrameSetSynchronizer:
         """
         return self._sets.poll(self.now() if now_stamp_ns is None else int(now_stamp_ns), stream_ended)
 
+    def take_skewed(self) -> list[tuple[str, int]]:
+        """(input, stamp) of each message given up since the last call because its sensor's clock is off."""
+        skewed, self._skewed = self._skewed, []
+        return skewed
+
     def flush(self) -> list[SyncedSet]:
         """End of stream: decide every waiting set and count what is left as unused."""
         decided = self.poll(now_stamp_ns=2**62, stream_ended=True)
@@ -335,6 +342,7 @@ class FrameSetSynchronizer:
                 self._buffers[name].clear()
         for name, held in self._held.items():
             _count(self._counts, "clock_skew", name, len(held))
+            self._skewed += [(name, stamp) for stamp, _ in held]
             held.clear()
         return decided
 

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rclpy.qos import ReliabilityPolicy
+
 from surround_depth_ros.base.resources import packaged_file
 
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
@@ -90,4 +92,14 @@ def compatible_publishers(endpoints: Iterable[Any], message_type: str, reliable:
         for endpoint in endpoints
         if endpoint.topic_type == message_type
         and not (reliable and endpoint.qos_profile.reliability.name == "BEST_EFFORT")
+    )
+
+
+def publishers_to_hear(node: Any, subscription: Any) -> int:  # noqa: ANN401 - rclpy Node and Subscription
+    """Publishers an input should hear: those its reader matched or, while it matched none, the compatible ones
+    the ROS graph shows (a reader that missed a writer's announcement is deaf with nothing matched)."""
+    return subscription.get_publisher_count() or compatible_publishers(
+        node.get_publishers_info_by_topic(subscription.topic_name),
+        type_name(subscription.msg_type),
+        subscription.qos_profile.reliability == ReliabilityPolicy.RELIABLE,
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-NODE_MODULE = "surround_depth_ros.ros.node"
+NODE_MODULE = "surround_depth_ros.ros.supervisor"
 
 
 def write_params(path: Path, values: dict[str, Any]) -> Path:
@@ -28,7 +28,7 @@ def write_params(path: Path, values: dict[str, Any]) -> Path:
 
 
 class NodeProcess:
-    """`python -m surround_depth_ros.ros.node` with a params file and a namespace, stopped with SIGINT.
+    """`python -m surround_depth_ros.ros.supervisor` with a params file and a namespace, stopped with SIGINT.
 
     `output` is what the node printed so far (all of it once `stop()` or `wait()` returned); with `log`
     every line also goes to that file as it comes, to follow a long run with `tail -f`.

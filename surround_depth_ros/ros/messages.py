@@ -12,15 +12,7 @@ from __future__ import annotations
 import array
 import importlib
 
-from surround_depth_ros.conversion.messages import (
-    MessageKit,
-    camera_from_info,
-    cloud_points,
-    image_rgb,
-    stamp_ns,
-    transform_batch,
-)
-from surround_depth_ros.conversion.messages import transform_matrix as matrix_from_transform
+from surround_depth_ros.conversion.messages import MessageKit
 
 
 def message_class(msgtype: str) -> type:
@@ -46,14 +38,3 @@ MESSAGES = MessageKit(message_class, byte_array, payload_options={"check_fields"
 """Builders: MESSAGES.image(rgb, stamp_ns, frame_id, encoding), .image_array(array, stamp_ns, frame_id, encoding),
 .camera_info(camera, stamp_ns),
 .point_cloud(structured_array, stamp_ns, frame_id), .transform(T, parent, child, stamp_ns), .tf_message, .clock."""
-
-__all__ = [
-    "MESSAGES",
-    "camera_from_info",
-    "cloud_points",
-    "image_rgb",
-    "matrix_from_transform",
-    "message_class",
-    "stamp_ns",
-    "transform_batch",
-]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
-from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.exceptions import InvalidParameterTypeException, ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -65,40 +65,58 @@ def _given(node: Node) -> dict[str, Parameter]:
     return getattr(node, "_parameter_overrides", {})  # rclpy keeps them there; no public accessor
 
 
-def _declare(node: Node, entry: Entry) -> tuple[Any, str | None]:
-    """(value, problem): the value given to the node, else the default."""
+def _declare(node: Node, entry: Entry) -> str | None:
+    """Declare one parameter with the value given to the node, else the default; a problem, or None."""
     if not _is_list(entry):
-        return node.declare_parameter(entry.name, entry.default, _descriptor(entry)).value, None
+        node.declare_parameter(entry.name, entry.default, _descriptor(entry))
+        return None
     try:
-        value = node.declare_parameter(entry.name, Parameter.Type.STRING_ARRAY, _descriptor(entry)).value
+        node.declare_parameter(entry.name, Parameter.Type.STRING_ARRAY, _descriptor(entry))
     except InvalidParameterTypeException as error:
-        return entry.default, f"{entry.name}: expected a list of strings ({error})"
-    if value is None:
+        return f"{entry.name}: expected a list of strings ({error})"
+    return None
+
+
+def _value(node: Node, entry: Entry) -> Any:  # noqa: ANN401 - any parameter type
+    if not node.has_parameter(entry.name):  # its declaration was refused: a problem is listed already
+        return entry.default
+    try:
+        value = node.get_parameter(entry.name).value
+    except ParameterUninitializedException:  # a list declared by type, with no value given
+        value = None
+    if _is_list(entry):
         # An empty YAML list reaches rclpy untyped, as "not set": it was given, and it is empty.
-        return ([] if entry.name in _given(node) else entry.default), None
-    return list(value), None
+        return ([] if entry.name in _given(node) else entry.default) if value is None else list(value)
+    return value
 
 
-def declare_and_read(node: Node) -> NodeSettings:
-    """Declare every parameter and return validated settings; raise ParameterError listing all problems.
-
-    A given parameter the node does not declare (a typo such as sync_windows_s) is logged as a
-    warning with the nearest declared name; rclpy would ignore it silently.
-    """
-    values, problems = {}, []
-    for entry in PARAMETERS:
-        values[entry.name], problem = _declare(node, entry)
-        problems += [problem] if problem else []
+def declare_parameters(node: Node) -> list[str]:
+    """Declare every parameter (a lifecycle node does so before it is configured, so that `ros2 param` sees them);
+    the problems found on the way. A given parameter the node does not declare (a typo such as sync_windows_s) is
+    logged as a warning with the nearest declared name; rclpy would ignore it silently."""
+    problems = [problem for entry in PARAMETERS if (problem := _declare(node, entry))]
     for name in sorted(_given(node)):
         if not node.has_parameter(name) and not name.startswith("qos_overrides."):
             node.get_logger().warning(unknown_parameter_message(name))
+    return problems
+
+
+def read_settings(node: Node, problems: Iterable[str] = ()) -> NodeSettings:
+    """The declared parameters' current values as validated settings; ParameterError lists every problem
+    (with `problems` from the declaration)."""
+    problems = list(problems)
     try:
-        settings = settings_from_values(values)
+        settings = settings_from_values({entry.name: _value(node, entry) for entry in PARAMETERS})
     except SchemaError as error:
         problems += error.problems
     if problems:
         raise ParameterError("invalid parameters", problems)
     return settings
+
+
+def declare_and_read(node: Node) -> NodeSettings:
+    """Declare every parameter and return validated settings (`declare_parameters`, then `read_settings`)."""
+    return read_settings(node, declare_parameters(node))
 
 
 SetCallback = Callable[[list[Parameter]], SetParametersResult]

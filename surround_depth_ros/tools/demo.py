@@ -71,7 +71,7 @@ class _Recorder:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, 10)
 
     def _depth(self, camera: str):  # noqa: ANN202 - a callback
-        from surround_depth_ros.ros.messages import stamp_ns
+        from surround_depth_ros.conversion.messages import stamp_ns
 
         def store(msg) -> None:  # noqa: ANN001
             depth = np.frombuffer(msg.data, np.float32).reshape(msg.height, msg.width).copy()
@@ -86,7 +86,7 @@ class _Recorder:
         return store
 
     def _cloud(self, msg) -> None:  # noqa: ANN001
-        from surround_depth_ros.ros.messages import cloud_points, stamp_ns
+        from surround_depth_ros.conversion.messages import cloud_points, stamp_ns
 
         self.clouds[stamp_ns(msg.header.stamp)] = cloud_points(msg).copy()
 
