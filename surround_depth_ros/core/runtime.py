@@ -81,6 +81,7 @@ class DepthRuntime:
         self._decode_queue: queue.Queue = queue.Queue(DECODE_QUEUE_PER_CAMERA * len(settings.cameras))
         self._tf_queue: queue.Queue = queue.Queue()
         self._resets_seen = 0
+        self._retune_pipeline: NodeSettings | None = None
         self._reset_requested = threading.Event()
         self._last_arrival: float | None = None  # monotonic time of the newest camera message
         self._stall_seen = False
@@ -95,7 +96,7 @@ class DepthRuntime:
         """Run-time parameters: the next decisions and the next set follow `settings`."""
         self.settings = settings
         self.assembler.retune(settings)
-        self.pipeline.retune(settings)
+        self._retune_pipeline = settings  # the worker applies it between two sets: `process` is not thread-safe
 
     # ----- input, from the executor -----
     def refuse(self, rejection: Rejection) -> None:
@@ -225,6 +226,9 @@ class DepthRuntime:
             if taken is None or self.paused.is_set():
                 continue
             arrival, assembled = taken
+            if (settings := self._retune_pipeline) is not None:
+                self._retune_pipeline = None
+                self.pipeline.retune(settings)
             if self._reset_requested.is_set():
                 self._reset_requested.clear()
                 self.pipeline.engine.reset()

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.lifecycle import LifecycleNode
 
 from surround_depth_ros.core.health import Level, OutputWatchdog, memory_mb
 from surround_depth_ros.core.runtime import IDLE
 
 if TYPE_CHECKING:
     from surround_depth_ros.core.runtime import DepthRuntime
-    from surround_depth_ros.ros.node import SurroundDepthNode
 
 
 @dataclass
@@ -39,7 +39,8 @@ class TransitionLog:
 class NodeDiagnostics:
     """Publishes the node's DiagnosticArray on each call of `publish` (a wall-clock timer of the node)."""
 
-    def __init__(self, node: SurroundDepthNode) -> None:
+    def __init__(self, node: LifecycleNode) -> None:
+        """`node`: the depth node (its runtime, subscriptions and transitions are read; no import of it here)."""
         self.node = node
         self.publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.watchdog: OutputWatchdog | None = None  # made at configure: it needs the anchor camera
