@@ -132,3 +132,21 @@ def test_contributing_lists_the_same_layers():
         assert row is not None, f"CONTRIBUTING.md's layout has no row for layer {name!r}"
         for member in members:
             assert f"`{member}" in row, f"CONTRIBUTING.md: layer {name!r} does not list {member}"
+
+
+MAX_CLASS_LINES = 300
+
+
+def test_no_class_is_over_300_lines():
+    """A class that size holds several jobs (the node once held wiring, input checks, bookkeeping and the process)."""
+    over = [
+        f"{path.relative_to(ROOT)}: {node.name} has {node.end_lineno - node.lineno + 1} lines"
+        for path in (ROOT / PACKAGE).rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES
+    ]
+    assert over == []
+
+
+def test_the_node_module_is_wiring_only():
+    assert len((ROOT / PACKAGE / "ros" / "node.py").read_text().splitlines()) <= MAX_CLASS_LINES

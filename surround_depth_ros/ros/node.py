@@ -40,7 +40,6 @@ from surround_depth_ros.core.outputs import output_messages, output_topics
 from surround_depth_ros.core.params import NODE_NAME, NodeSettings
 from surround_depth_ros.core.pipeline import DepthOutputs, StartupError, SurroundDepthPipeline, pipeline_from_settings
 from surround_depth_ros.core.runtime import TF_BACKLOG, DepthRuntime
-from surround_depth_ros.ros.dds import publishers_to_hear, stale_shm_ports
 from surround_depth_ros.ros.diagnostics import NodeDiagnostics, TransitionLog
 from surround_depth_ros.ros.messages import MESSAGES, message_class
 from surround_depth_ros.ros.parameters import ParameterError, declare_parameters, read_settings, watch_live_parameters
@@ -82,10 +81,10 @@ class SurroundDepthNode(LifecycleNode):
         self._declare_problems = declare_parameters(self)
         self.autostart = bool(self.get_parameter("autostart").value)
         self.diagnostics = NodeDiagnostics(self)
-        self._steady = Clock(clock_type=ClockType.STEADY_TIME)  # timers that go on when a bag's /clock stops
+        self.steady = Clock(clock_type=ClockType.STEADY_TIME)  # timers that go on when a bag's /clock stops
         # Until configure has validated the parameters, at the default period: a bad value is reported, not used.
         period = NodeSettings().diagnostics_period_s
-        self._diagnostics_timer = self.create_timer(period, self.diagnostics.publish, clock=self._steady)
+        self._diagnostics_timer = self.create_timer(period, self.diagnostics.publish, clock=self.steady)
         self._processing_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
         self._latency_pub = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
         watch_live_parameters(self, self._current_settings, self._retune)
@@ -138,8 +137,7 @@ class SurroundDepthNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe to the sensors and let the flow go."""
         self._subscribe_all()
-        self._flow_timers = [self.create_timer(0.05, self.runtime.poll_stalled, clock=self._steady)]
-        self._flow_timers.append(self.create_timer(0.5, self._check_rejoin, clock=self._steady))
+        self._flow_timers = [self.create_timer(0.05, self.runtime.poll_stalled, clock=self.steady)]
         self.runtime.paused.clear()
         self.get_logger().info(
             f"active: listening to {len(self.settings.cameras)} cameras: "
@@ -288,19 +286,3 @@ class SurroundDepthNode(LifecycleNode):
         self.runtime.retune(settings)
         self._make_publishers()
         self._diagnostics_timer.timer_period_ns = int(1e9 * settings.diagnostics_period_s)
-
-    # ----- DDS -----
-    def _check_rejoin(self) -> None:
-        """Ask the supervisor for a new DDS participant when an input is matched and unheard (`RejoinPolicy`)."""
-        if self.rejoin_requested.is_set():
-            return
-        subscriptions = {
-            **self.input_subscriptions,
-            **{f"{name} camera_info": s for name, s in self.info_subscriptions.items()},
-        }
-        unheard = {n: publishers_to_hear(self, s) for n, s in subscriptions.items() if n not in self.heard}
-        reason = self.rejoin_policy.check(time.monotonic(), unheard, stale_shm_ports())
-        if reason:
-            self.get_logger().warning(reason)
-            self.rejoin_policy.last_reason = reason
-            self.rejoin_requested.set()

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 import traceback
+from functools import partial
 
 import rclpy
 from rclpy.context import Context
@@ -22,7 +23,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
 from surround_depth_ros.core.params import NODE_NAME
-from surround_depth_ros.ros.dds import use_large_image_transport
+from surround_depth_ros.ros.dds import publishers_to_hear, stale_shm_ports, use_large_image_transport
 from surround_depth_ros.ros.node import STOP_WAIT_S, SurroundDepthNode
 
 # Seconds without a turn of the executor (it turns at least every 0.25 s) after which the process ends (exit 1).
@@ -55,6 +56,28 @@ def executor_failed(node: SurroundDepthNode, error: Exception) -> None:
     node.get_logger().error(f"{cause} (at {where.filename}:{where.lineno}): joining again with a new participant")
     node.rejoin_policy.last_reason = cause
     node.rejoin_requested.set()
+
+
+def check_rejoin(node: SurroundDepthNode) -> None:
+    """Ask for a new DDS participant when an input is matched and unheard (`RejoinPolicy`); a node timer calls it."""
+    if node.rejoin_requested.is_set():
+        return
+    subscriptions = {
+        **node.input_subscriptions,
+        **{f"{name} camera_info": s for name, s in node.info_subscriptions.items()},
+    }
+    unheard = {n: publishers_to_hear(node, s) for n, s in subscriptions.items() if n not in node.heard}
+    reason = node.rejoin_policy.check(time.monotonic(), unheard, stale_shm_ports())
+    if reason:
+        node.get_logger().warning(reason)
+        node.rejoin_policy.last_reason = reason
+        node.rejoin_requested.set()
+
+
+def watched(node: SurroundDepthNode) -> SurroundDepthNode:
+    """`node` with its rejoin check on a wall-clock timer (inputs it does not subscribe to are never unheard)."""
+    node.create_timer(0.5, partial(check_rejoin, node), clock=node.steady)
+    return node
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -90,7 +113,7 @@ def rejoin(node: SurroundDepthNode, args: list[str]) -> SurroundDepthNode:
     rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
     policy.rejoined(time.monotonic())
     try:
-        fresh = SurroundDepthNode(pipeline=pipeline, rejoin=policy, context=context)
+        fresh = watched(SurroundDepthNode(pipeline=pipeline, rejoin=policy, context=context))
         if state in ("inactive", "active") and fresh.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             if state == "active":
                 fresh.trigger_activate()
@@ -139,7 +162,7 @@ def main(args: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     node = None
     try:
-        node = SurroundDepthNode()
+        node = watched(SurroundDepthNode())
         if profile:
             node.get_logger().info(
                 f"Fast DDS profile for large images: {profile} (set FASTDDS_DEFAULT_PROFILES_FILE to choose)"
