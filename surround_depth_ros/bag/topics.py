@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from surround_depth_ros.core.params import NODE_NAME, NodeSettings, name_problem
+from surround_depth_ros.core.params import NodeSettings, name_problem, resolve_topic
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -51,18 +51,6 @@ def body_frame(optical_frame: str) -> str:
     if optical_frame.endswith(OPTICAL_SUFFIX) and len(optical_frame) > len(OPTICAL_SUFFIX):
         return optical_frame[: -len(OPTICAL_SUFFIX)]
     return f"{optical_frame}_body"
-
-
-def resolve_topic(name: str, namespace: str = "/", node_name: str = NODE_NAME) -> str:
-    """The absolute topic a node in `namespace` gets for `name`: absolute names stay, relative ones go under the
-    namespace, private ones ("~/x") under the node, as rcl resolves them."""
-    namespace = "/" + namespace.strip("/")
-    base = namespace if namespace == "/" else namespace + "/"
-    if name.startswith("/"):
-        return name
-    if name.startswith("~"):
-        return f"{base}{node_name}/{name.removeprefix('~').lstrip('/')}"
-    return base + name
 
 
 @dataclass(frozen=True)

@@ -518,3 +518,15 @@ def markdown_table() -> str:
         cells = (f"`{entry.name}`", _type_cell(entry), default, run_time_note(entry), entry.rule.description)
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def resolve_topic(name: str, namespace: str = "/", node_name: str = NODE_NAME) -> str:
+    """The absolute topic a node in `namespace` gets for `name`: absolute names stay, relative ones go under the
+    namespace, private ones ("~/x") under the node, as rcl resolves them."""
+    namespace = "/" + namespace.strip("/")
+    base = namespace if namespace == "/" else namespace + "/"
+    if name.startswith("/"):
+        return name
+    if name.startswith("~"):
+        return f"{base}{node_name}/{name.removeprefix('~').lstrip('/')}"
+    return base + name

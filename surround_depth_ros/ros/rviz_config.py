@@ -13,20 +13,11 @@ from typing import Any
 
 import yaml
 
-from surround_depth_ros.core.params import NODE_NAME, NodeSettings, topic_problem
+from surround_depth_ros.core.params import NodeSettings, resolve_topic, topic_problem
 
 DEPTH_RANGE_M = 60.0  # the depth images' colour scale, 0 m black to this white
 # Units of one metre in each depth encoding (REP 118): RViz scales the raw values.
 _UNITS_PER_METRE = {"32FC1": 1.0, "16UC1": 1000.0}
-
-
-def _resolve(name: str, namespace: str) -> str:
-    """The absolute topic the node in `namespace` ("/" or "/a/b") uses for `name`, as rcl resolves it. Not
-    bag.topics.resolve_topic: importing `bag` needs rosbags, which a vehicle running the launch file may lack."""
-    base = namespace if namespace == "/" else namespace + "/"
-    if name.startswith("~"):
-        return f"{base}{NODE_NAME}/{name.removeprefix('~').lstrip('/')}"
-    return name if name.startswith("/") else base + name
 
 
 def _topic(value: str, reliability: str = "Reliable") -> dict[str, Any]:
@@ -72,7 +63,7 @@ def _displays(settings: NodeSettings, namespace: str, camera_images: bool) -> li
                 "Name": "fused depth cloud",
                 "Enabled": True,
                 "Value": True,
-                "Topic": _topic(_resolve("depth/points", namespace)),
+                "Topic": _topic(resolve_topic("depth/points", namespace)),
                 "Color Transformer": "RGB8",
                 "Style": "Points",
                 "Size (Pixels)": 2,
@@ -88,15 +79,15 @@ def _displays(settings: NodeSettings, namespace: str, camera_images: bool) -> li
         "Median window": 5,
     }
     displays += [
-        _image(f"{camera} depth", _resolve(f"{camera}/depth/image", namespace), True, **scale)
+        _image(f"{camera} depth", resolve_topic(f"{camera}/depth/image", namespace), True, **scale)
         for camera in settings.cameras
     ]
     # The cameras' own images, as the node subscribes them (on ".../compressed" RViz picks the compressed
     # transport); a best-effort driver is only heard by a best-effort subscriber.
-    image_pattern = settings.image_topic + ("/compressed" if settings.image_transport == "compressed" else "")
+    pattern = settings.image_topic + ("/compressed" if settings.image_transport == "compressed" else "")
     reliability = "Best Effort" if settings.input_reliability == "best_effort" else "Reliable"
     displays += [
-        _image(f"{camera} image", _resolve(image_pattern.format(camera=camera), namespace), camera_images, reliability)
+        _image(f"{camera} image", resolve_topic(pattern.format(camera=camera), namespace), camera_images, reliability)
         for camera in settings.cameras
     ]
     return displays
