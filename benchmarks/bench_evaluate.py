@@ -2,7 +2,7 @@
 
 A 6-camera 1936x1216 frame set with a 32-beam lidar sweep (ground plane and walls at 4-110 m,
 about 57,600 points, a few thousand of them in each camera) is scored with the shipped student:
-  inference        DepthEngine.infer on the six images (the floor: evaluation should cost less)
+  inference        SurroundDepthPipeline.process without a cloud on the set (the floor: evaluation should cost less)
   metrics after    DepthMetrics.update on the gathered valid pixels (this tree)
   metrics before   DepthMetrics.update of commit BEFORE, the dense full-resolution computation, loaded
                    from git history (skipped without it); the issue asks for at least 20x
@@ -26,6 +26,7 @@ import torch
 from timing import best_seconds
 from tqdm import tqdm
 
+from surround_depth_ros.core.pipeline import SurroundDepthPipeline
 from surround_depth_ros.evaluation.ground_truth import lidar_depth_maps
 from surround_depth_ros.evaluation.metrics import DepthMetrics
 from surround_depth_ros.inference.engine import DepthEngine
@@ -96,11 +97,12 @@ def main() -> None:
     engine = DepthEngine(CHECKPOINT, backend="torch", device="cpu")
     frame = frames[0]
     gt = lidar_depth_maps(frame)
-    pred = [r.depth for r in engine.infer(frame.images, intrinsics=frame.rig.intrinsics())]
+    pipeline = SurroundDepthPipeline(engine, cloud=None)
+    pred = pipeline.process(frame).depth
     valid = sum(int(((g > 0.1) & (g < 80.0)).sum()) for g in gt)
     print(f"{len(frame.images)} cameras at {args.size[0]}x{args.size[1]}, {valid} valid lidar pixels in all")
 
-    inference_s = best_seconds(lambda: engine.infer(frame.images, intrinsics=frame.rig.intrinsics()), 2)
+    inference_s = best_seconds(lambda: pipeline.process(frame), 2)
     after_s = best_seconds(lambda: DepthMetrics(frame.rig.camera_names).update(pred, gt), 3)
     print(f"inference        {inference_s * 1000:9.1f} ms per set")
     print(f"metrics after    {after_s * 1000:9.1f} ms per set  ({after_s / inference_s:.3f} x inference)")

@@ -5,8 +5,9 @@ For each backend and precision (torch fp32, torch fp16 autocast channels-last, t
 providers, Torch-TensorRT fp16; a case that cannot run here prints why), at 6 x 352x640 network
 input (default preset, random weights: the cost is the same):
   forward  the bare network on prepared tensors (the floor)
-  path     upload (pinned) + resize + forward (normalising inside) + focal scale + mask + cloud fusion at the
-           default point budget + one device-to-host copy of depth, confidence and the packed cloud
+  path     SurroundDepthPipeline.process at depth_resolution network: upload (pinned) + resize + forward
+           (normalising inside) + canonical placement + mask + cloud fusion at the default point budget + one
+           device-to-host copy of depth, confidence and the packed cloud
 then path sets/s and path / forward, and the largest depth / confidence error against torch fp32.
 Median of --iters CUDA-synchronised runs after `DepthEngine.warm_up` (its seconds are printed: the
 first run's work, e.g. the TensorRT execution provider's engine build). Each case also checks the
@@ -30,11 +31,12 @@ import torch
 from gpu_sync_check import cloud_without_host_sync, cuda_syncs_raise
 
 from surround_depth_ros.core.fusion import CloudFusion
+from surround_depth_ros.core.pipeline import SurroundDepthPipeline
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
-from surround_depth_ros.inference.engine import host_arrays
 from surround_depth_ros.inference.verify import TOLERANCES, output_errors, within_tolerance
 from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import PRESETS, SurroundDepthStudent
+from surround_depth_ros.sensors.frameset import FrameSet
 from surround_depth_ros.sensors.rig import default_rig
 
 # (label, backend, precision, engine options, compile the torch module)
@@ -120,7 +122,7 @@ def main() -> int:
     rig = default_rig().scaled(1600, 900)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (900, 1600, 3), dtype=np.uint8) for _ in range(6)]
-    K, T = rig.intrinsics(), rig.extrinsics()
+    frame_set = FrameSet(rig, images, np.zeros(len(images), np.int64))
     print(
         f"{torch.cuda.get_device_name()}, torch {torch.__version__}, preset {config.name}, 6 x 1600x900 cameras "
         f"-> 6 x {config.input_width}x{config.input_height} network input; median of {args.iters}"
@@ -146,29 +148,27 @@ def main() -> int:
             if compile_module:
                 engine.backend.module = torch.compile(engine.backend.module, mode="reduce-overhead")
             warm_up = engine.warm_up()
-            fusion = CloudFusion(device=engine.device)
+            pipeline = SurroundDepthPipeline(engine, resolution="network")
             inputs = engine.preprocess(images)
             outputs = engine.backend.run(inputs)
             check_gpu_path(engine, images, inputs, outputs, precision)
-            maps = engine.infer_maps(images, K)
-            cloud_without_host_sync(fusion, maps.depth, maps.K, T, maps.confidence, maps.images)
+            # the training rig's own cameras: every image fills the input, the maps' camera is the rig's scaled
+            depth, confidence = engine.mask(*engine.run_network(inputs))
+            h, w = engine.input_size
+            maps = (depth[:, 0], rig.scaled(w, h).intrinsics(), rig.extrinsics(), confidence[:, 0])
+            cloud_without_host_sync(CloudFusion(device=engine.device), *maps, engine.upload(images))
             reference = reference or outputs
             errors = output_errors(reference, outputs)
             verdict = "OK" if within_tolerance(errors, precision) else "OFF"
 
-            def path(engine: DepthEngine = engine, fusion: CloudFusion = fusion) -> list[np.ndarray]:
-                maps = engine.infer_maps(images, K)
-                cloud = fusion.cloud(maps.depth, maps.K, T, maps.confidence, maps.images)
-                return host_arrays([maps.depth, maps.confidence, cloud])
-
             forward = median_ms(lambda engine=engine, inputs=inputs: engine.backend.run(inputs), args.iters)
-            whole = median_ms(path, args.iters)
+            whole = median_ms(lambda pipeline=pipeline: pipeline.process(frame_set), args.iters)
             print(
                 f"{label:36} {warm_up:9.1f} {forward:10.2f} {whole:8.2f} {1000 / whole:7.1f} {whole / forward:8.2f}  "
                 f"depth rel. {errors['depth']:.1e} (tol {TOLERANCES[precision]['depth']:.0e}) "
                 f"conf {errors['confidence']:.1e} {verdict}"
             )
-            del engine, fusion
+            del engine, pipeline
             torch.cuda.empty_cache()
     return 0
 

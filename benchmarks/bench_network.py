@@ -2,9 +2,9 @@
 
 Figures: for each preset, parameters, GFLOPs (FlopCounterMode) and the best-of-N latency of one
 forward over 6 views at the preset's input size; then, for one preset, the torch and ONNX
-Runtime CPU backends (which `auto` should pick on the CPU) and the ratio of the engine's
-end-to-end time (6 nuScenes-sized 1600x900 uint8 images in, 6 depth maps of that size out) to
-the bare network forward. Floor of that ratio: 1.0 (no pre/post-processing cost); aim < 1.10.
+Runtime CPU backends (which `auto` should pick on the CPU) and the ratio of the end-to-end time
+(`SurroundDepthPipeline.process` without a cloud: 6 nuScenes-sized 1600x900 uint8 images in, 6 depth
+maps of that size out) to the bare network forward. Floor of that ratio: 1.0 (no pre/post-processing cost); aim < 1.10.
 
     PYTHONPATH=. python benchmarks/bench_network.py [--presets tiny default radar] [--engine-preset default]
 """
@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from timing import best_ms
 
+from surround_depth_ros.core.pipeline import SurroundDepthPipeline
 from surround_depth_ros.inference import DepthEngine
-from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.student import PRESETS, SurroundDepthStudent
+from surround_depth_ros.sensors.frameset import FrameSet
+from surround_depth_ros.sensors.rig import default_rig
 from surround_depth_ros.tools.model_info import forward_flops, parameter_count, preset_inputs
 
 
@@ -63,15 +65,19 @@ def main() -> None:
     model = SurroundDepthStudent(config).eval()
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (900, 1600, 3), dtype=np.uint8) for _ in range(6)]
+    rig = default_rig().scaled(1600, 900)
+    frame_set = FrameSet(rig, frames, np.zeros(len(frames), np.int64))
     print(f"\nengine, preset {config.name}, 6 x 1600x900 camera images -> {config.input_height}x{config.input_width}")
     with tempfile.TemporaryDirectory() as cache:
         bare = {}
         for backend in ("torch", "onnxruntime"):
-            engine = DepthEngine(model, backend=backend, device="cpu", adjacency=ring_adjacency(6), cache_dir=cache)
+            # the rig's own pairs: binding it (a bare model: cameras in list order) rebuilds nothing
+            engine = DepthEngine(model, backend=backend, device="cpu", adjacency=rig.adjacency(), cache_dir=cache)
+            pipeline = SurroundDepthPipeline(engine, cloud=None)
             inputs = engine.preprocess(frames)
             bare[backend], total = interleaved_best_ms(
                 lambda engine=engine, inputs=inputs: engine.backend.run(inputs),
-                lambda engine=engine: engine.infer(frames),
+                lambda pipeline=pipeline: pipeline.process(frame_set),
                 args.repeats,
             )
             pre = best_ms(lambda engine=engine: engine.preprocess(frames), args.repeats)

@@ -3,22 +3,25 @@ a direct computation; the shipped student against a trivial baseline; the pipeli
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from pipeline_harness import frame_set
 from sample_framesets import small_rig
 
 from surround_depth_ros.base import geometry
+from surround_depth_ros.core.pipeline import SurroundDepthPipeline
 from surround_depth_ros.evaluation.metrics import DepthMetrics
 from surround_depth_ros.evaluation.report import write_report
 from surround_depth_ros.inference.engine import DepthEngine
 from surround_depth_ros.network.checkpoint import save_checkpoint
 from surround_depth_ros.network.student import SurroundDepthStudent, preset
 from surround_depth_ros.sensors.frameset import FrameSet
-from surround_depth_ros.sensors.rig import resize_camera
+from surround_depth_ros.sensors.rig import CameraRig, resize_camera
 from surround_depth_ros.training.data import PreparedDataset, prepare_frameset
 from surround_depth_ros.training.evaluate import evaluate_frames, evaluate_model
 
@@ -74,13 +77,14 @@ def test_evaluate_frames_report_and_numbers(tmp_path):
     assert list(summary["metric"]["per_camera"]) == [c.name for c in frames[0].rig.cameras]
     assert summary["metric"]["images"] == 12
     assert Path(files["png"]).stat().st_size > 10_000 and Path(files["png"]).read_bytes()[:4] == b"\x89PNG"
-    # the same numbers, computed directly from the engine's predictions
+    # the same numbers, computed directly from the pipeline's predictions
+    pipeline = SurroundDepthPipeline(engine, cloud=None)
     for mode, median in (("metric", False), ("median_scaled", True)):
         per_camera = {}
         for frame in frames:
-            results = engine.infer(frame.images, intrinsics=frame.rig.intrinsics())
-            for cam, result, gt in zip(frame.rig.cameras, results, frame.depth, strict=True):
-                per_camera.setdefault(cam.name, []).append(_reference(result.depth, gt, 0.1, 80.0, median))
+            depths = pipeline.process(frame).depth
+            for cam, depth, gt in zip(frame.rig.cameras, depths, frame.depth, strict=True):
+                per_camera.setdefault(cam.name, []).append(_reference(depth, gt, 0.1, 80.0, median))
         for key in ("abs_rel", "rmse", "a1"):
             expected = np.mean([np.mean([r[key] for r in rows]) for rows in per_camera.values()])
             assert summary[mode]["mean"][key] == pytest.approx(expected, rel=1e-6), (mode, key)
@@ -350,13 +354,17 @@ def test_cli_on_a_bag_equals_an_independent_lidar_projection(tmp_path):
 
     infos, images, gts = _independent_ground_truth(bag)
     assert min(int((g > 0.1).sum()) for maps in gts for g in maps) > 100  # every camera sees the walls
-    engine = DepthEngine(checkpoint, backend="torch", device="cpu")
+    pipeline = SurroundDepthPipeline(DepthEngine(checkpoint, backend="torch", device="cpu"), cloud=None)
+    # the rig's poses with the intrinsics the bag's CameraInfo holds (its cameras in the rig's order)
+    rig = CameraRig(
+        tuple(dataclasses.replace(c, K=info["K"]) for c, info in zip(frames[0].rig.cameras, infos, strict=True))
+    )
     for mode, median in (("metric", False), ("median_scaled", True)):
         per_camera: dict[int, list] = {}
         for set_images, set_gt in zip(images, gts, strict=True):
-            results = engine.infer(set_images, intrinsics=np.stack([info["K"] for info in infos]))
-            for c, (result, gt) in enumerate(zip(results, set_gt, strict=True)):
-                per_camera.setdefault(c, []).append(_reference(result.depth, gt, 0.1, 80.0, median))
+            depths = pipeline.process(frame_set(set_images, rig)).depth
+            for c, (depth, gt) in enumerate(zip(depths, set_gt, strict=True)):
+                per_camera.setdefault(c, []).append(_reference(depth, gt, 0.1, 80.0, median))
         for c, camera in enumerate(frames[0].rig.camera_names):
             for key in ("abs_rel", "rmse", "a1"):
                 expected = np.mean([row[key] for row in per_camera[c]])

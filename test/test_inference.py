@@ -1,4 +1,5 @@
-"""DepthEngine: pre/post-processing, backends agreeing, NaN for invalid pixels, clear errors."""
+"""DepthEngine: pre/post-processing, backends agreeing, NaN for invalid pixels, clear errors; through the pipeline
+(`SurroundDepthPipeline.process`, the one path composing the stages) or stage by stage where that is the floor."""
 
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pipeline_harness import frame_set, process, ring_rig
 
 from surround_depth_ros.base import geometry
+from surround_depth_ros.core.pipeline import SurroundDepthPipeline
 from surround_depth_ros.inference import BackendUnavailable, DepthEngine
-from surround_depth_ros.inference.engine import Placement, auto_backend
+from surround_depth_ros.inference.backend_factory import auto_backend
+from surround_depth_ros.inference.engine import Placement
 from surround_depth_ros.inference.onnx_backend import provider_options
 from surround_depth_ros.inference.staging import StagingBuffer
 from surround_depth_ros.network import MEAN, PRESETS, ImageNormalisation, SurroundDepthStudent
 from surround_depth_ros.network.attention import ring_adjacency
 from surround_depth_ros.network.checkpoint import save_checkpoint
-from surround_depth_ros.sensors.rig import Camera, CameraRig, resize_camera
+from surround_depth_ros.sensors.rig import CameraRig, resize_camera
 
 N = 6
 H, W = PRESETS["tiny"].input_size
@@ -38,6 +42,11 @@ def camera_images(sizes: list[tuple[int, int]], seed: int = 0) -> list[np.ndarra
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
 
 
+def network_depth(engine: DepthEngine, frames: list[np.ndarray]) -> torch.Tensor:
+    """Masked depth (N, 1, h, w) of the engine's own stages, without a pipeline binding a rig (and its adjacency)."""
+    return engine.mask(*engine.run_network(engine.preprocess(frames)))[0]
+
+
 def test_auto_picks_onnxruntime_on_the_cpu_when_installed(monkeypatch):
     assert auto_backend(torch.device("cpu")) == "onnxruntime"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
@@ -47,13 +56,13 @@ def test_auto_picks_onnxruntime_on_the_cpu_when_installed(monkeypatch):
 def test_results_come_back_at_each_cameras_size(model):
     engine = DepthEngine(model, backend="torch", device="cpu", adjacency=ring_adjacency(N))
     sizes = [(90, 160)] * 3 + [(121, 203), (64, 112), (40, 50)]
-    results = engine.infer(camera_images(sizes))
-    assert [r.depth.shape for r in results] == sizes
-    for r in results:
-        assert r.depth.dtype == np.float32 and r.confidence.dtype == np.float32
-        assert np.isfinite(r.depth).all()
-        assert r.depth.min() >= model.config.min_depth and r.depth.max() <= model.config.max_depth
-        assert 0 <= r.confidence.min() and r.confidence.max() <= 1
+    outputs = process(engine, camera_images(sizes))
+    assert [d.shape for d in outputs.depth] == [c.shape for c in outputs.confidence] == sizes
+    for depth, confidence in zip(outputs.depth, outputs.confidence, strict=True):
+        assert depth.dtype == np.float32 and confidence.dtype == np.float32
+        assert np.isfinite(depth).all()
+        assert depth.min() >= model.config.min_depth and depth.max() <= model.config.max_depth
+        assert 0 <= confidence.min() and confidence.max() <= 1
 
 
 def test_engine_equals_the_model_on_network_sized_images(model):
@@ -61,23 +70,24 @@ def test_engine_equals_the_model_on_network_sized_images(model):
     radar = np.zeros((N, 4, H, W), dtype=np.float32)
     radar[:, 0, 30, 50], radar[:, 1, 30, 50] = 12.0, 5.0
     engine = DepthEngine(model, backend="torch", device="cpu", adjacency=ring_adjacency(N))
-    results = engine.infer(frames, radar=radar)
+    depth, confidence = engine.mask(*engine.run_network(engine.preprocess(frames, radar)))
     x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # uint8: the model normalises its input
     with torch.no_grad():
         out = model(x[None], ring_adjacency(N), radar=torch.from_numpy(radar)[None])
-    for i, r in enumerate(results):
-        np.testing.assert_allclose(r.depth, out.depth[0, i, 0].numpy(), rtol=1e-5)
-        np.testing.assert_allclose(r.confidence, out.confidence[0, i, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(depth.numpy(), out.depth[0].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(confidence.numpy(), out.confidence[0].numpy(), atol=1e-6)
 
 
 def test_onnxruntime_matches_torch(model, tmp_path):
     frames = camera_images([(90, 160)] * N, seed=1)
-    torch_results = DepthEngine(model, backend="torch", device="cpu").infer(frames)
+    torch_outputs = process(DepthEngine(model, backend="torch", device="cpu"), frames)
     onnx_engine = DepthEngine(model, backend="onnxruntime", device="cpu", cache_dir=tmp_path)
     assert onnx_engine.backend.provider == "cpu" and list(tmp_path.glob("*.onnx"))
-    for a, b in zip(torch_results, onnx_engine.infer(frames), strict=True):
-        assert np.abs(a.depth - b.depth).max() < ONNX_DEPTH_TOLERANCE_M
-        assert np.abs(a.confidence - b.confidence).max() < 1e-4
+    onnx_outputs = process(onnx_engine, frames)
+    for a, b in zip(torch_outputs.depth, onnx_outputs.depth, strict=True):
+        assert np.abs(a - b).max() < ONNX_DEPTH_TOLERANCE_M
+    for a, b in zip(torch_outputs.confidence, onnx_outputs.confidence, strict=True):
+        assert np.abs(a - b).max() < 1e-4
 
 
 def test_temporal_engine_carries_features_between_frames(tmp_path):
@@ -86,16 +96,18 @@ def test_temporal_engine_carries_features_between_frames(tmp_path):
     temporal.eval()
     frames = [camera_images([(H, W)] * N, seed=s) for s in (0, 1)]
     engines = [DepthEngine(temporal, backend=b, device="cpu", cache_dir=tmp_path) for b in ("torch", "onnxruntime")]
+    rig = ring_rig([(H, W)] * N)
     for engine in engines:
-        results = [engine.infer(f) for f in frames]
+        pipeline = SurroundDepthPipeline(engine, cloud=None)
+        results = [pipeline.process(frame_set(f, rig)).depth for f in frames]
         with torch.no_grad():
             batches = [engine.preprocess(f)[0] for f in frames]
             first = temporal(batches[0], ring_adjacency(N))
             second = temporal(batches[1], ring_adjacency(N), prev_features=first.temporal_features)
         for got, want in zip(results, (first, second), strict=True):
-            np.testing.assert_allclose(got[2].depth, want.depth[0, 2, 0].numpy(), rtol=1e-4)
+            np.testing.assert_allclose(got[2], want.depth[0, 2, 0].numpy(), rtol=1e-4)
         engine.reset()
-        restarted = engine.infer(frames[1])[0].depth
+        restarted = pipeline.process(frame_set(frames[1], rig)).depth[0]
         with torch.no_grad():
             fresh = temporal(batches[1], ring_adjacency(N)).depth[0, 0, 0].numpy()
         np.testing.assert_allclose(restarted, fresh, rtol=1e-4)
@@ -129,39 +141,47 @@ def test_mask_on_every_kind_of_bad_value_against_an_isfinite_reference(model):
 
 def test_nan_where_confidence_is_low_or_output_not_finite(model):
     frames = camera_images([(H, W)] * N)  # network size: pixels map one to one
-    reference = DepthEngine(model, backend="torch", device="cpu").infer(frames)
-    threshold = float(np.median(np.concatenate([r.confidence.ravel() for r in reference])))
-    gated = DepthEngine(model, backend="torch", device="cpu", min_confidence=threshold).infer(frames)
-    for r, g in zip(reference, gated, strict=True):
-        low = r.confidence < threshold
-        assert np.isnan(g.depth[low]).all() and np.isfinite(g.depth[~low]).all()
-        np.testing.assert_array_equal(g.depth[~low], r.depth[~low])
-        assert (g.confidence[low] == 0).all()
+    reference = process(DepthEngine(model, backend="torch", device="cpu"), frames)
+    threshold = float(np.median(np.concatenate([c.ravel() for c in reference.confidence])))
+    gated = process(DepthEngine(model, backend="torch", device="cpu", min_confidence=threshold), frames)
+    for depth, confidence, gated_depth, gated_confidence in zip(
+        reference.depth, reference.confidence, gated.depth, gated.confidence, strict=True
+    ):
+        low = confidence < threshold
+        assert np.isnan(gated_depth[low]).all() and np.isfinite(gated_depth[~low]).all()
+        np.testing.assert_array_equal(gated_depth[~low], depth[~low])
+        assert (gated_confidence[low] == 0).all()
     broken = SurroundDepthStudent(model.config).eval()
     broken.load_state_dict(model.state_dict())
     with torch.no_grad():
         broken.bin_head.logits[-1].bias[0] = float("nan")
-    for r in DepthEngine(broken, backend="torch", device="cpu").infer(frames):
-        assert np.isnan(r.depth).all() and (r.confidence == 0).all()  # NaN, not clamped into range
+    outputs = process(DepthEngine(broken, backend="torch", device="cpu"), frames)
+    for depth, confidence in zip(outputs.depth, outputs.confidence, strict=True):
+        assert np.isnan(depth).all() and (confidence == 0).all()  # NaN, not clamped into range
 
 
 def _engine_trained_on(model, tmp_path, K: np.ndarray, width: int, height: int):  # noqa: ANN001, ANN202
-    """The model saved with a rig of N cameras of intrinsics K at width x height, and the engine running it."""
-    cams = [Camera(f"CAM_{i}", width, height, K, np.eye(4)) for i in range(N)]
+    """The model saved with a ring of N cameras of intrinsics K at width x height, and the engine running it."""
+    rig = ring_rig([(height, width)] * N, K)
     path = tmp_path / "tiny.pt"
-    save_checkpoint(path, model, rig=CameraRig(cams), adjacency=ring_adjacency(N))
-    return DepthEngine(path, backend="torch", device="cpu"), cams
+    save_checkpoint(path, model, rig=rig, adjacency=ring_adjacency(N))
+    return DepthEngine(path, backend="torch", device="cpu"), rig
+
+
+def _with_intrinsics(rig: CameraRig, K: np.ndarray) -> CameraRig:
+    """The rig with camera i's intrinsics K[i]."""
+    return CameraRig(tuple(dataclasses.replace(c, K=k) for c, k in zip(rig.cameras, K, strict=True)))
 
 
 def test_a_narrower_camera_is_placed_into_the_training_camera_and_others_are_resized_as_before(model, tmp_path):
     """Canonical camera: a longer lens is shrunk to the training focal length inside a border, depth unscaled."""
     K = np.array([[100.0, 0, 79.5], [0, 100.0, 44.5], [0, 0, 1]])
-    engine, _ = _engine_trained_on(model, tmp_path, K, 160, 90)
+    engine, rig = _engine_trained_on(model, tmp_path, K, 160, 90)
     frames = camera_images([(90, 160)] * N)
-    base = engine.infer(frames)
+    base = process(engine, frames, rig, canonical_camera=False)
     for same_or_wider in (np.stack([K] * N), np.stack([K * [[0.8], [0.8], [1]]] * N)):
-        for b, r in zip(base, engine.infer(frames, intrinsics=same_or_wider), strict=True):
-            np.testing.assert_array_equal(r.depth, b.depth)  # plainly resized, no depth factor
+        for b, r in zip(base.depth, process(engine, frames, _with_intrinsics(rig, same_or_wider)).depth, strict=True):
+            np.testing.assert_array_equal(r, b)  # plainly resized, no depth factor
     longer = np.stack([K] * N)
     longer[0, :2, :2] *= 1.25  # camera 0 sees 1.25x narrower than the training camera
     (view, *rest) = engine.placements(longer, [(90, 160)] * N)
@@ -177,20 +197,22 @@ def test_a_narrower_camera_is_placed_into_the_training_camera_and_others_are_res
     normalised = ImageNormalisation()(batch)
     assert (normalised[:, border] == 0).all() and (normalised[:, ~border] != 0).any()
     np.testing.assert_array_equal(batch[:, border], torch.tensor(MEAN)[:, None].expand(3, int(border.sum())))
-    maps = engine.infer_maps(frames, intrinsics=longer)
-    assert torch.isnan(maps.depth[0][border]).all() and torch.isfinite(maps.depth[0][~border]).all()
-    np.testing.assert_allclose(maps.K[0], view.K)
-    box = maps.depth[0, view.top : view.top + view.height, view.left : view.left + view.width]
+    placed = _with_intrinsics(rig, longer)
+    maps = process(engine, frames, placed, resolution="network")
+    depth = torch.from_numpy(maps.depth[0])
+    assert torch.isnan(depth[border]).all() and torch.isfinite(depth[~border]).all()
+    np.testing.assert_allclose(maps.cameras[0].K, view.K)
+    box = depth[view.top : view.top + view.height, view.left : view.left + view.width]
     upsampled = F.interpolate(box[None, None], size=(90, 160), mode="bilinear", align_corners=False)[0, 0]
-    np.testing.assert_allclose(engine.infer(frames, intrinsics=longer)[0].depth, upsampled.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(process(engine, frames, placed).depth[0], upsampled.numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="no training rig"):
-        DepthEngine(model, backend="torch", device="cpu").infer(frames, intrinsics=longer)
+        DepthEngine(model, backend="torch", device="cpu").placements(longer, [(90, 160)] * N)
 
 
 def test_set_adjacency_rebuilds_the_network_for_other_pairs_only(model):
     frames = camera_images([(H, W)] * N, seed=3)
     engine = DepthEngine(model, backend="torch", device="cpu", adjacency=ring_adjacency(N))
-    ring = engine.infer(frames)
+    ring = network_depth(engine, frames)
     module = engine.module
     assert not engine.set_adjacency([(j, i) for i, j in reversed(ring_adjacency(N).tolist())])  # same pairs
     assert engine.module is module
@@ -198,11 +220,11 @@ def test_set_adjacency_rebuilds_the_network_for_other_pairs_only(model):
         engine.set_adjacency([(3, 6)])
     assert engine.module is module and engine.adjacency == frozenset(map(tuple, ring_adjacency(N).tolist()))
     assert engine.set_adjacency([(5, 3)])  # a rig of cameras 0, 3 and 5 where only 3 and 5 overlap
-    live = engine.infer(frames)
-    expected = DepthEngine(model, backend="torch", device="cpu", adjacency=[(3, 5)]).infer(frames)
-    for a, b in zip(live, expected, strict=True):
-        np.testing.assert_array_equal(a.depth, b.depth)
-    assert not np.array_equal(live[3].depth, ring[3].depth)  # the attention really changed
+    live = network_depth(engine, frames)
+    assert torch.equal(
+        live, network_depth(DepthEngine(model, backend="torch", device="cpu", adjacency=[(3, 5)]), frames)
+    )
+    assert not torch.equal(live[3], ring[3])  # the attention really changed
 
 
 def test_onnx_cache_keeps_one_file_per_adjacency(model, tmp_path):
@@ -211,9 +233,8 @@ def test_onnx_cache_keeps_one_file_per_adjacency(model, tmp_path):
     ring_file = engine.backend.path
     exported = ring_file.stat().st_mtime_ns
     assert engine.set_adjacency([(3, 5)]) and engine.backend.path != ring_file
-    expected = DepthEngine(model, backend="torch", device="cpu", adjacency=[(3, 5)]).infer(frames)
-    for a, b in zip(engine.infer(frames), expected, strict=True):
-        assert np.abs(a.depth - b.depth).max() < ONNX_DEPTH_TOLERANCE_M
+    expected = network_depth(DepthEngine(model, backend="torch", device="cpu", adjacency=[(3, 5)]), frames)
+    assert (network_depth(engine, frames) - expected).abs().max() < ONNX_DEPTH_TOLERANCE_M
     files = sorted(tmp_path.glob("*.onnx"))
     assert files == sorted([ring_file, engine.backend.path])
     assert engine.set_adjacency(ring_adjacency(N)) and engine.backend.path == ring_file
@@ -223,13 +244,13 @@ def test_onnx_cache_keeps_one_file_per_adjacency(model, tmp_path):
 def test_bad_inputs_name_the_camera_and_the_expectation(model):
     engine = DepthEngine(model, backend="torch", device="cpu")
     with pytest.raises(ValueError, match="expected 6 camera images, got 5"):
-        engine.infer(camera_images([(90, 160)] * 5))
+        engine.upload(camera_images([(90, 160)] * 5))
     frames = camera_images([(90, 160)] * N)
     frames[4] = frames[4].astype(np.float32)
     with pytest.raises(ValueError, match="camera 4: expected an HxWx3 uint8 RGB image"):
-        engine.infer(frames)
+        process(engine, frames)
     with pytest.raises(ValueError, match=r"radar maps must be \(6, 4, 64, 112\)"):
-        engine.infer(camera_images([(90, 160)] * N), radar=np.zeros((N, 4, 90, 160), np.float32))
+        engine.preprocess(camera_images([(90, 160)] * N), radar=np.zeros((N, 4, 90, 160), np.float32))
     with pytest.raises(ValueError, match="unknown backend"):
         DepthEngine(model, backend="tflite")
 
@@ -261,10 +282,10 @@ def test_absent_onnxruntime_or_provider_names_the_package(model, tmp_path, monke
 
 def test_bf16_autocast_on_cpu_stays_close(model):
     frames = camera_images([(H, W)] * N)
-    fp32 = DepthEngine(model, backend="torch", device="cpu").infer(frames)
-    bf16 = DepthEngine(model, backend="torch", device="cpu", precision="bf16").infer(frames)
-    for a, b in zip(fp32, bf16, strict=True):
-        assert np.abs(b.depth - a.depth).max() / a.depth.min() < 5e-2
+    fp32 = process(DepthEngine(model, backend="torch", device="cpu"), frames)
+    bf16 = process(DepthEngine(model, backend="torch", device="cpu", precision="bf16"), frames)
+    for a, b in zip(fp32.depth, bf16.depth, strict=True):
+        assert np.abs(b - a).max() / a.min() < 5e-2
 
 
 def test_real_nuscenes_cameras_come_back_at_1600x900(model, shared_data_path):
@@ -273,8 +294,8 @@ def test_real_nuscenes_cameras_come_back_at_1600x900(model, shared_data_path):
     names = ["CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT"]
     frames = [cv2.cvtColor(cv2.imread(str(next((root / n).glob("*.jpg")))), cv2.COLOR_BGR2RGB) for n in names]
     engine = DepthEngine(model, backend="torch", device="cpu")
-    results = engine.infer(frames)
-    assert all(r.depth.shape == (900, 1600) and np.isfinite(r.depth).all() for r in results)
+    outputs = process(engine, frames)
+    assert all(depth.shape == (900, 1600) and np.isfinite(depth).all() for depth in outputs.depth)
     # The antialiased uint8 resize agrees with a float area resize of the real image to within 2 grey levels.
     batch = engine.preprocess(frames)[0][0, 0]  # RGB in [0, 1]
     area = F.interpolate(torch.from_numpy(frames[0]).permute(2, 0, 1)[None].float(), size=(H, W), mode="area")[0]
@@ -283,36 +304,37 @@ def test_real_nuscenes_cameras_come_back_at_1600x900(model, shared_data_path):
 
 def test_device_maps_at_network_resolution_come_with_scaled_intrinsics(model, tmp_path):
     K = np.array([[200.0, 0, 159.5], [0, 200.0, 89.5], [0, 0, 1]])
-    engine, cams = _engine_trained_on(model, tmp_path, K, 320, 180)
+    engine, rig = _engine_trained_on(model, tmp_path, K, 320, 180)
     frames = camera_images([(180, 320)] * N)
-    maps = engine.infer_maps(frames, intrinsics=np.stack([K] * N))
-    assert maps.depth.shape == maps.confidence.shape == (N, H, W) and maps.depth.device == engine.device
-    np.testing.assert_allclose(maps.K[0], resize_camera(cams[0], W, H).K)
-    assert all(np.shares_memory(image.numpy(), frame) for image, frame in zip(maps.images, frames, strict=True))
-    # upsampled on the device, they are what `infer` returns
-    full = engine.infer_maps(frames, intrinsics=np.stack([K] * N), resolution="camera")
-    assert full.depth.shape == (N, 180, 320)
-    for i, result in enumerate(engine.infer(frames, intrinsics=np.stack([K] * N))):
-        np.testing.assert_array_equal(full.depth[i].numpy(), result.depth)
-        np.testing.assert_array_equal(full.confidence[i].numpy(), result.confidence)
-    upsampled = F.interpolate(maps.depth[:, None], size=(180, 320), mode="bilinear", align_corners=False)[:, 0]
-    np.testing.assert_allclose(full.depth.numpy(), upsampled.numpy(), rtol=1e-6)
+    maps = process(engine, frames, rig, resolution="network")
+    assert [d.shape for d in maps.depth] == [c.shape for c in maps.confidence] == [(H, W)] * N
+    for camera, original in zip(maps.cameras, rig.cameras, strict=True):
+        np.testing.assert_allclose(camera.K, resize_camera(original, W, H).K)
+    assert all(
+        np.shares_memory(image.numpy(), frame) for image, frame in zip(engine.upload(frames), frames, strict=True)
+    )
+    # upsampled on the device, they are what the pipeline returns at camera resolution
+    full = process(engine, frames, rig)
+    assert [d.shape for d in full.depth] == [(180, 320)] * N
+    upsampled = F.interpolate(torch.from_numpy(np.stack(maps.depth))[:, None], size=(180, 320), mode="bilinear")
+    np.testing.assert_allclose(np.stack(full.depth), upsampled[:, 0].numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="resolution must be one of"):
-        engine.infer_maps(frames, resolution="full")
+        SurroundDepthPipeline(engine, cloud=None, resolution="full")
 
 
 def test_mixed_camera_sizes_come_back_as_a_list_of_maps(model):
-    engine = DepthEngine(model, backend="torch", device="cpu", adjacency=ring_adjacency(N))
+    engine = DepthEngine(model, backend="torch", device="cpu")
+    maps = torch.rand((N, 1, H, W))
     sizes = [(90, 160)] * 5 + [(121, 203)]
-    maps = engine.infer_maps(camera_images(sizes), resolution="camera")
-    assert [tuple(d.shape) for d in maps.depth] == sizes and maps.K is None
+    assert [tuple(d.shape) for d in engine.resize(maps, sizes)] == sizes
+    assert engine.resize(maps, [(90, 160)] * N).shape == (N, 90, 160)  # one size: one tensor
 
 
 def test_thread_settings_keep_backends_from_fighting_over_cores(model, tmp_path):
     torch_engine = DepthEngine(model, backend="torch", device="cpu", threads=1)
     assert torch_engine.backend.threads == 1 and torch_engine.threads == 1
     before = torch.get_num_threads()
-    torch_engine.infer(camera_images([(H, W)] * N))
+    process(torch_engine, camera_images([(H, W)] * N))
     assert torch.get_num_threads() == before  # the engine's thread switches leave the caller's count alone
     onnx_engine = DepthEngine(model, backend="onnxruntime", device="cpu", cache_dir=tmp_path, threads=2)
     options = onnx_engine.backend.session.get_session_options()

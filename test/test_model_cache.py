@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from pipeline_harness import process
 
 from surround_depth_ros.core.params import settings_from_values
 from surround_depth_ros.core.pipeline import StartupError, pipeline_from_settings
@@ -65,15 +66,15 @@ def test_another_models_onnx_swapped_in_is_exported_again_with_a_warning(checkpo
     """The issue's case: the shipped student's cached ONNX replaced by another model's ONNX of the same shape."""
     rng = np.random.default_rng(7)
     frames = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(N)]
-    expected = DepthEngine(checkpoints[0], backend="torch", device="cpu").infer(frames)
+    expected = process(DepthEngine(checkpoints[0], backend="torch", device="cpu"), frames)
     cache = shutil.copytree(exported, tmp_path / "cache")
     mine, other = (_onnx(path, cache).backend.path for path in checkpoints)
     shutil.copyfile(other, mine)
     with caplog.at_level("WARNING"):
         engine = _onnx(checkpoints[0], cache)
     assert f"cached ONNX file {mine} is unusable" in caplog.text and "was replaced" in caplog.text
-    for want, got in zip(expected, engine.infer(frames), strict=True):
-        assert np.abs(want.depth - got.depth).max() < 1e-3  # its own weights again, not the other model's
+    for want, got in zip(expected.depth, process(engine, frames).depth, strict=True):
+        assert np.abs(want - got).max() < 1e-3  # its own weights again, not the other model's
     caplog.clear()
     with caplog.at_level("INFO"):
         _onnx(checkpoints[0], cache)

@@ -1,17 +1,15 @@
-"""`DepthEngine`: camera images in, metric depth per camera out, whatever runs the network.
+"""`DepthEngine`: the stages from camera images to metric depth per camera, whatever runs the network.
 
 Pre-processing (upload the uint8 images once, resize them on the device to RGB in [0, 1], radar maps;
-the network normalises its input itself)
-and post-processing (focal-length rescaling, clamping to the model's range, NaN where invalid,
-optionally the resize back to each camera's size) live here, so the node, the tools and the
-benchmarks share them and every backend sees the same tensors. `infer_maps` keeps the result on
-the device (for the cloud fusion and one packed copy to the host); `infer` returns numpy arrays.
+the network normalises its input itself), the network run, and post-processing (the canonical-camera
+placement, clamping to the model's range, NaN where invalid, the resize back to each camera's size)
+live here, so every backend sees the same tensors; `core.pipeline.SurroundDepthPipeline.process`
+composes them for the node, the tools, the benchmarks and the tests.
 Resizing uses the CPU's vectorised uint8 antialiased kernel on channels-last views of the images.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 import warnings
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 from surround_depth_ros.base.geometry import resize_intrinsics
 from surround_depth_ros.base.threads import POSTPROCESS_THREADS, torch_threads
 from surround_depth_ros.inference.backend import Backend, elapsed_progress
+from surround_depth_ros.inference.backend_factory import BACKENDS, auto_backend, build_backend
 from surround_depth_ros.inference.cache import default_cache_dir
 from surround_depth_ros.inference.staging import StagingBuffer
 from surround_depth_ros.network.attention import ring_adjacency
@@ -33,33 +32,7 @@ from surround_depth_ros.network.student import MEAN, ExportableStudent, Surround
 from surround_depth_ros.sensors.radar import RADAR_CHANNELS
 
 LOG = logging.getLogger(__name__)
-BACKENDS = ("auto", "torch", "tensorrt", "onnxruntime")
-RESOLUTIONS = ("network", "camera")
-# On the CPU, auto picks ONNX Runtime when installed: it ran the default preset about 2x faster than
-# eager torch (benchmarks/bench_network.py; numbers in docs/student_network.md).
-CPU_BACKENDS = ("onnxruntime", "torch")
-
-
-class DepthResult(NamedTuple):
-    """One camera's result at its own image size: depth (metres, NaN = no estimate), confidence [0, 1]."""
-
-    depth: np.ndarray
-    confidence: np.ndarray
-
-
-class DepthMaps(NamedTuple):
-    """One frame set's result on the engine's device, what the cloud fusion and the messages start from.
-
-    depth / confidence: (N, h, w) float32 (metres, NaN = no estimate; [0, 1]), or a list of (h, w)
-    when camera sizes differ; K: (N, 3, 3) intrinsics of these maps (the cameras' ones scaled to
-    the maps' size), None when no intrinsics were given; images: the uploaded (H, W, 3) uint8
-    camera images, for colouring the cloud without a second upload.
-    """
-
-    depth: torch.Tensor | list[torch.Tensor]
-    confidence: torch.Tensor | list[torch.Tensor]
-    K: np.ndarray | None
-    images: list[torch.Tensor]
+RESOLUTIONS = ("network", "camera")  # of `SurroundDepthPipeline`'s maps: the network's output size or each camera's
 
 
 class Placement(NamedTuple):
@@ -109,20 +82,6 @@ def canonical_placement(
 
 def _pairs(adjacency: torch.Tensor | np.ndarray | list | tuple) -> frozenset[tuple[int, int]]:
     return frozenset(tuple(sorted(p)) for p in torch.as_tensor(adjacency, dtype=torch.long).reshape(-1, 2).tolist())
-
-
-def auto_backend(device: torch.device) -> str:
-    """tensorrt > onnxruntime (CUDA) > torch on a GPU; the faster measured one on the CPU."""
-    if device.type != "cuda":
-        return next(b for b in CPU_BACKENDS if b == "torch" or importlib.util.find_spec(b) is not None)
-    if importlib.util.find_spec("torch_tensorrt") is not None:
-        return "tensorrt"
-    if importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime
-
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            return "onnxruntime"
-    return "torch"
 
 
 def _size_groups(sizes: list[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
@@ -183,7 +142,7 @@ class DepthEngine:
         # elementwise pre/post-processing (see surround_depth_ros.base.threads).
         self.threads = POSTPROCESS_THREADS if self.device.type == "cpu" else None
         self._backend_options = (precision, onnx_provider, channels_last, threads)
-        self.backend = self._build_backend(self.module, *self._backend_options)
+        self.backend = self._build_backend(self.module)
         self.min_confidence = min_confidence
         self._staging: dict[tuple[int, int, int], StagingBuffer] = {}
         self._warm = False  # warm_up was called: a backend rebuilt for a new adjacency is warmed too
@@ -197,29 +156,10 @@ class DepthEngine:
             "depth engine: preset %s, backend %s on %s, %s", self.config.name, self.backend_name, self.device, precision
         )
 
-    def _build_backend(
-        self,
-        module: ExportableStudent,
-        precision: str,
-        onnx_provider: str | None,
-        channels_last: bool | None,
-        threads: int | None,
-    ) -> Backend:
-        if self.backend_name == "torch":
-            from surround_depth_ros.inference.torch_backend import TorchBackend
-
-            return TorchBackend(module, self.device, precision, channels_last, threads)
-        if self.backend_name == "onnxruntime":
-            from surround_depth_ros.inference.onnx_backend import OnnxRuntimeBackend, cached_onnx, pick_provider
-
-            pick_provider(self.device, onnx_provider)  # fail before a long export when the provider is absent
-            # The neighbour table is a constant of the graph: one file per weights, shape and adjacency.
-            path = cached_onnx(module, self.cache_dir, self.checksum)
-            return OnnxRuntimeBackend(path, self.device, precision, onnx_provider, self.cache_dir, threads)
-        from surround_depth_ros.inference.tensorrt_backend import TensorRTBackend
-
-        inputs = module.example_inputs()
-        return TensorRTBackend(module, inputs, self.checksum, self.cache_dir, self.device, precision)
+    def _build_backend(self, module: ExportableStudent) -> Backend:
+        return build_backend(
+            self.backend_name, module, self.device, self.checksum, self.cache_dir, *self._backend_options
+        )
 
     def set_adjacency(self, adjacency: torch.Tensor | np.ndarray | list | tuple) -> bool:
         """Let cross-view attention pair the cameras the live rig pairs (slot numbering, `Binding.adjacency`).
@@ -234,7 +174,7 @@ class DepthEngine:
             return False
         table = torch.tensor(sorted(pairs), dtype=torch.long).reshape(-1, 2)
         module = ExportableStudent(self.module.model, table, self.n_views, self.input_size)  # a bad pair fails here
-        backend = self._build_backend(module, *self._backend_options)
+        backend = self._build_backend(module)
         if self._warm:
             self._warm_up(backend, module)
         self.backend, self.module, self.adjacency = backend, module, pairs
@@ -441,66 +381,6 @@ class DepthEngine:
             for j, i in enumerate(indices):
                 out[i] = resized[key][j]
         return torch.stack(out) if len(set(sizes)) == 1 else out
-
-    def postprocess(
-        self, depth: torch.Tensor, confidence: torch.Tensor, sizes: list[tuple[int, int]]
-    ) -> list[DepthResult]:
-        """Masked, resized to each camera's size and copied to the host (one copy)."""
-        depth, confidence = self.mask(depth, confidence)
-        per_camera = [_per_camera(self.resize(m, sizes)) for m in (depth, confidence)]
-        host = host_arrays([*per_camera[0], *per_camera[1]])
-        return [DepthResult(d, c) for d, c in zip(host[: len(sizes)], host[len(sizes) :], strict=True)]
-
-    def infer(
-        self,
-        images: list[np.ndarray],
-        intrinsics: np.ndarray | None = None,
-        radar: np.ndarray | torch.Tensor | None = None,
-    ) -> list[DepthResult]:
-        """Depth and confidence per camera, at each camera's image size, as numpy arrays.
-
-        `intrinsics` (N, 3, 3), when given, place each image into its slot's training camera
-        (`placements`), for cameras whose focal length or principal point differ. `radar` holds
-        per-camera maps (N, 4, H, W) at `input_size`, channels (depth m, rcs, vx, vy), 0 = no
-        return (surround_depth_ros.sensors.radar.radar_to_maps).
-        """
-        maps = self.infer_maps(images, intrinsics, radar, resolution="camera")
-        per_camera = _per_camera(maps.depth) + _per_camera(maps.confidence)
-        host = host_arrays(per_camera)
-        return [DepthResult(d, c) for d, c in zip(host[: len(images)], host[len(images) :], strict=True)]
-
-    def infer_maps(
-        self,
-        images: list[np.ndarray],
-        intrinsics: np.ndarray | None = None,
-        radar: np.ndarray | torch.Tensor | None = None,
-        resolution: str = "network",
-    ) -> DepthMaps:
-        """Depth and confidence as tensors on the engine's device, for the cloud and the messages.
-
-        `resolution` "network" returns the network's maps with their intrinsics (the cameras' own
-        scaled, or the virtual camera an image was placed in; what REP 118 lets a node publish with
-        its CameraInfo), "camera" upsamples them on the device to each camera's size. Radar maps
-        must be rendered with the network-resolution intrinsics (`Placement.K`). Arguments
-        as in `infer`.
-        """
-        if resolution not in RESOLUTIONS:
-            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
-        uploaded = self.upload(images)
-        sizes = [tuple(im.shape[:2]) for im in images]
-        placements = None if intrinsics is None else self.placements(intrinsics, sizes)
-        depth, confidence = self.run_network(self.network_inputs(self.network_images(uploaded, placements), radar))
-        depth, confidence = self.mask(depth, confidence, placements=placements)
-        if resolution == "camera":
-            K = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)
-            maps = [self.resize(m, sizes, placements) for m in (depth, confidence)]
-            return DepthMaps(*maps, K, uploaded)
-        K = None if placements is None else np.stack([view.K for view in placements])
-        return DepthMaps(depth[:, 0], confidence[:, 0], K, uploaded)
-
-
-def _per_camera(maps: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
-    return list(maps.unbind(0)) if isinstance(maps, torch.Tensor) else maps
 
 
 def host_arrays(tensors: list[torch.Tensor]) -> list[np.ndarray]:
