@@ -105,13 +105,11 @@ class MessageKit:
 
         With `maps` (the camera the depth is at, `DepthOutputs.cameras[i]`) of another size than the info's, K
         and P describe the maps (REP 118 depth at the network's resolution, resized or placed inside a border:
-        `pipeline.calibration_for_maps`)."""
+        `geometry.calibration_for_maps`)."""
         k, p = info.k, info.p
         width, height = (info.width, info.height) if maps is None else (maps.width, maps.height)
         if (width, height) != (info.width, info.height):
-            from surround_depth_ros.base.geometry import calibration_for_maps
-
-            k, p = calibration_for_maps(info.k, info.p, maps.K)
+            k, p = geometry.calibration_for_maps(info.k, info.p, maps.K)
         return self._cls("sensor_msgs/msg/CameraInfo")(
             header=self.header(stamp_ns, frame_id),
             height=height,
