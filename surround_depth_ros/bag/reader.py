@@ -3,7 +3,8 @@
 Reads the layout of `bag/topics.py` with `rosbags` (no ROS distribution), or any other layout the
 node's topic patterns describe (`settings`, the node's `NodeSettings`: its `image_topic`,
 `camera_info_topic`, `radar_topic`, and its `cameras` and `radars`, in that order). The rig comes from
-/tf_static and the first CameraInfo of each camera unless one is given (`bag/rig.py`). Frame sets are
+/tf_static and the first CameraInfo of each camera unless one is given (`bag/rig.py`). Messages pass the
+node's own checks (`SensorIngest`: CameraInfo, image decoding and size, radar clouds, stamps) and frame sets are
 built by the node's own `FrameAssembler`, fed in log order: the same synchronizer policy, the same TF
 lookups at each image's stamp, the same radar attachment (the `radar_sweeps` newest per radar, with their
 poses). Without `settings` the bag is read as a dataset (`dataset_settings()`: sets with a missing camera
@@ -29,11 +30,10 @@ from surround_depth_ros.bag import rig as bag_rig
 from surround_depth_ros.bag import storage, topics
 from surround_depth_ros.bag.lidar import LidarPairing
 from surround_depth_ros.bag.storage import BagFormatError, ReadFaults
-from surround_depth_ros.base.images import ImageFormatError, decode_compressed_rgb
-from surround_depth_ros.conversion.messages import cloud_points, image_rgb, stamp_ns
+from surround_depth_ros.conversion.messages import cloud_points, stamp_ns
 from surround_depth_ros.core import params
 from surround_depth_ros.core.assembler import FrameAssembler, Intrinsics, assembler_from_settings
-from surround_depth_ros.core.camera_model import camera_model_problems
+from surround_depth_ros.core.ingest import Rejection, SensorIngest
 from surround_depth_ros.core.params import NodeSettings
 from surround_depth_ros.core.transforms import TransformBuffer, TransformError, transform_batch
 from surround_depth_ros.sensors import pointcloud
@@ -75,12 +75,12 @@ class RosbagReader:
     ) -> None:
         self.path = Path(path)
         self.complete = complete
-        self.camera_info: dict[str, Any] = {}
-        self.rejected: Counter[str] = Counter()  # "camera: cause" -> undecodable images
+        self.rejected: Counter[str] = Counter()  # "input: cause" -> messages the node's checks refuse
         self.transforms_ignored: Counter[str] = Counter()  # cause -> transforms of /tf and /tf_static
         self.faults = ReadFaults()
         self.clock_resets = 0  # time jumps back (a bag of several recordings) so far: temporal state must reset
         self._assembler: FrameAssembler | None = None  # the current (or last) pass's, with what it holds
+        self._ingest: SensorIngest | None = None  # the current (or last) pass's checks, with the CameraInfo taken
         self._ready: deque[FrameSet] = deque()
         self._offered = self._used = self._yielded = 0
         self.settings = settings if settings is not None else dataset_settings()
@@ -143,6 +143,12 @@ class RosbagReader:
         return BagFormatError(f"{self.path}: {problem}{stopped}")
 
     @property
+    def camera_info(self) -> dict[str, Any]:
+        """Each camera's latest usable CameraInfo of the current (or last) pass: what the node republishes with its
+        depth."""
+        return self._ingest.camera_infos() if self._ingest is not None else {}
+
+    @property
     def sync_stats(self) -> dict[str, int]:
         """The synchronizer's counters of the current (or last) pass; empty before one."""
         return self._assembler.stats() if self._assembler is not None else {}
@@ -151,7 +157,7 @@ class RosbagReader:
         """What the current (or last) pass could not use and why, for a command's summary (JSON types)."""
         return {
             "images_in_no_frame_set": self.dropped,
-            "images_undecodable": dict(self.rejected),
+            "inputs_rejected": dict(self.rejected),
             **self.faults.summary(),
             "transforms_ignored": dict(self.transforms_ignored),
             "sync": {key: value for key, value in self.sync_stats.items() if value},
@@ -205,8 +211,10 @@ class RosbagReader:
         """The rig of the sensors `named` (else all in the bag) from their first messages (`bag/rig.py`)."""
         cameras, radars = bag_rig.sensor_topics(self.names, self.topics, named)
         first = self._first_messages(reader, [*cameras.values(), *radars.values()])
-        base_frame = self.settings.base_frame
-        return bag_rig.rig_from_messages(first, cameras, radars, self.transforms, base_frame, _camera_problems)
+        # CameraInfos are judged by the node's own check, the one a pass applies; this ingest's assembler is scratch
+        scratch = assembler_from_settings(replace(self.settings, cameras=tuple(cameras)), [])
+        judge = SensorIngest(scratch, self.settings.max_image_pixels, self.settings.sync_max_skew_s).camera_info
+        return bag_rig.rig_from_messages(first, cameras, radars, self.transforms, self.settings.base_frame, judge)
 
     # ------------------------------------------------------------------ frame sets
     @property
@@ -242,35 +250,32 @@ class RosbagReader:
         for radar in rig.radars:
             if radar.frame_id not in self.transforms.frames():
                 self.transforms.set_transform(rig.base_frame, radar.frame_id, radar.T_base_radar, static=True)
+        ingest = SensorIngest(assembler, self.settings.max_image_pixels, skew)
         lidar = LidarPairing(self.settings.sync_window_s)
         ready: deque[FrameSet] = deque()
+        self._ingest = ingest
         self._assembler, self._ready, self._offered, self._used, self._yielded = assembler, ready, 0, 0, 0
         wanted = [t for t in (*cameras, *infos, *radars, self.names.lidar) if t in self.topics]
         with storage.open_bag(self.path) as reader:
-            for topic, msgtype, msg in self._messages(reader, wanted):
+            for topic, _, msg in self._messages(reader, wanted):
                 stamp = stamp_ns(msg.header.stamp)
                 yield from self._settled(lidar, stamp)
-                if topic in infos:
-                    self._camera_info(assembler, infos[topic], topic, msg)
+                if topic in infos:  # a usable one updates the camera's model, an unusable one leaves it out
+                    if rejection := ingest.camera_info(infos[topic], msg):
+                        self.faults.skip(topic, f"camera_info unusable ({rejection.message})")
                     continue
                 if topic in cameras:
                     self._offered += 1
-                    try:
-                        rgb = self._decode(msgtype, msg)
-                    except ImageFormatError as error:  # the node rejects it too; its camera misses this set
-                        self.rejected[f"{cameras[topic]}: {error.cause}"] += 1
-                        continue
-                    assembler.add_image(cameras[topic], stamp, msg.header.frame_id, rgb)
+                    self._count(ingest.image(cameras[topic], msg))
+                elif topic in radars:
+                    self._count(ingest.radar(radars[topic], msg))
                 else:
                     try:
-                        sweep = self._sweep(radars.get(topic), stamp, msg)
-                    except (PointCloudError, ValueError) as error:  # as the node's answer to a bad radar cloud
+                        sweep = self._lidar_sweep(stamp, msg)
+                    except (PointCloudError, ValueError) as error:  # refused as the node refuses a bad radar cloud
                         self.faults.skip(topic, f"bad cloud ({storage.fault_text(error, 120)})")
                         continue
-                    if topic in radars:
-                        assembler.add_radar(radars[topic], stamp, msg.header.frame_id, sweep)
-                    else:
-                        lidar.add(sweep, ready, assembler.oldest_pending_ns())
+                    lidar.add(sweep, ready, assembler.oldest_pending_ns())
                 ready.extend(self._complete(assembler.poll(), rig))
                 self.clock_resets = assembler.clock_resets()
             ready.extend(self._complete(assembler.flush(), rig))
@@ -286,21 +291,12 @@ class RosbagReader:
             self._yielded += 1
             yield frame_set
 
-    def _camera_info(self, assembler: FrameAssembler, camera: str, topic: str, msg: Any) -> None:  # noqa: ANN401
-        """A CameraInfo of the pass, as the node takes it: a usable one updates the camera's model (and is what
-        run-bag republishes), an unusable one leaves the camera out until a usable one comes (counted)."""
-        if problem := _camera_problems(camera, msg):
-            assembler.forget_intrinsics(camera, problem)
-            self.faults.skip(topic, f"camera_info unusable ({problem})")
-            return
-        self.camera_info[camera] = msg
-        K = np.asarray(msg.k, np.float64).reshape(3, 3)
-        assembler.set_intrinsics(camera, Intrinsics(K, msg.width, msg.height, msg.header.frame_id))
+    def _count(self, rejections: list[Rejection]) -> None:
+        """Messages the node's checks refuse (the sensor misses its set), by input and cause."""
+        self.rejected.update(f"{r.input}: {r.cause}" for r in rejections)
 
-    def _sweep(self, radar: str | None, stamp: int, msg: Any) -> PointSweep:  # noqa: ANN401 - a rosbags PointCloud2
-        """A radar's sweep, or (radar None) a lidar sweep with the ego pose and the lidar's extrinsic."""
-        if radar is not None:
-            return pointcloud.sweep_from_array(radar, stamp, cloud_points(msg))
+    def _lidar_sweep(self, stamp: int, msg: Any) -> PointSweep:  # noqa: ANN401 - a rosbags PointCloud2
+        """A lidar sweep with the ego pose at its stamp and the lidar's extrinsic."""
         pose = self.pose_at(stamp)
         return pointcloud.sweep_from_array(topics.LIDAR_NAME, stamp, cloud_points(msg), pose, self.T_base_lidar)
 
@@ -313,20 +309,8 @@ class RosbagReader:
         waiting = sum(len(f.images) for f in self._ready) + sum(lengths.get(c, 0) for c in self.rig.camera_names)
         return self._offered - self._used - waiting
 
-    def _decode(self, msgtype: str, msg: Any) -> np.ndarray:  # noqa: ANN401 - a rosbags message
-        """H x W x 3 RGB of an Image (zero-copy for rgb8) or a CompressedImage (within max_image_pixels)."""
-        if msgtype == topics.COMPRESSED_IMAGE_TYPE:
-            return decode_compressed_rgb(msg.format, msg.data, self.settings.max_image_pixels)
-        return image_rgb(msg)
-
     def _complete(self, assembled: list, rig: CameraRig) -> list[FrameSet]:
         """The sets with every rig camera, in rig order (every set when not `complete`); the images of others
         (a camera left out for geometry) are counted in `dropped`."""
         sets = [item.frame_set for item in assembled]
         return sets if not self.complete else [f for f in sets if f.rig.camera_names == rig.camera_names]
-
-
-def _camera_problems(camera: str, msg: Any) -> str:  # noqa: ANN401 - a rosbags CameraInfo
-    """Why a CameraInfo cannot place its camera (the node's checks), "" when it can."""
-    problems = camera_model_problems(camera, msg.k, msg.p, msg.d, msg.distortion_model, msg.width, msg.height)
-    return "; ".join(problems)

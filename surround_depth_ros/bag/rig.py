@@ -14,6 +14,7 @@ import numpy as np
 
 from surround_depth_ros.bag import topics
 from surround_depth_ros.conversion.messages import camera_from_info
+from surround_depth_ros.core.ingest import Rejection
 from surround_depth_ros.core.params import NodeSettings
 from surround_depth_ros.core.transforms import TransformBuffer, TransformError
 from surround_depth_ros.sensors.rig import Camera, CameraRig, Radar
@@ -68,10 +69,10 @@ def rig_from_messages(
     radars: Mapping[str, str],
     transforms: TransformBuffer,
     base_frame: str,
-    camera_problem: Callable[[str, Any], str],
+    judge: Callable[[str, Any], Rejection | None],
 ) -> CameraRig:
     """The rig of `sensor_topics`' topics from their first messages, (topic, type, message) in log order: a camera
-    from its first CameraInfo `camera_problem` (camera, message) finds nothing wrong with, a radar from its first
+    from its first CameraInfo `judge` (`SensorIngest.camera_info`: the node's check) takes, a radar from its first
     cloud (a radar without one is left out, as the node would never hear it)."""
     if not transforms.frames():
         raise RigProblem("no /tf_static transforms to place the cameras; pass rig=...")
@@ -79,8 +80,8 @@ def rig_from_messages(
     first: dict[str, Any] = {}
     problems: dict[str, str] = {}
     for topic, _, msg in messages:
-        if topic in camera_of and (problem := camera_problem(camera_of[topic], msg)):
-            problems.setdefault(topic, problem)
+        if topic in camera_of and (rejection := judge(camera_of[topic], msg)):
+            problems.setdefault(topic, rejection.message)
             continue
         first.setdefault(topic, msg)
         if len(first) == len(cameras) + len(radars):
