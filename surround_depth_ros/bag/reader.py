@@ -17,6 +17,7 @@ only sets with every rig camera.
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import replace
@@ -35,6 +36,7 @@ from surround_depth_ros.core import params
 from surround_depth_ros.core.assembler import FrameAssembler, Intrinsics, assembler_from_settings
 from surround_depth_ros.core.ingest import Rejection, SensorIngest
 from surround_depth_ros.core.params import NodeSettings
+from surround_depth_ros.core.stats import PipelineStats
 from surround_depth_ros.core.transforms import TransformBuffer, TransformError, transform_batch
 from surround_depth_ros.sensors import pointcloud
 from surround_depth_ros.sensors.frameset import FrameSet, PointSweep
@@ -75,7 +77,9 @@ class RosbagReader:
     ) -> None:
         self.path = Path(path)
         self.complete = complete
-        self.rejected: Counter[str] = Counter()  # "input: cause" -> messages the node's checks refuse
+        self.stats = PipelineStats(
+            []
+        )  # the current (or last) pass's: refusals by input and cause, and what run-bag adds
         self.transforms_ignored: Counter[str] = Counter()  # cause -> transforms of /tf and /tf_static
         self.faults = ReadFaults()
         self.clock_resets = 0  # time jumps back (a bag of several recordings) so far: temporal state must reset
@@ -157,7 +161,7 @@ class RosbagReader:
         """What the current (or last) pass could not use and why, for a command's summary (JSON types)."""
         return {
             "images_in_no_frame_set": self.dropped,
-            "inputs_rejected": dict(self.rejected),
+            "inputs_rejected": self.stats.rejected(),
             **self.faults.summary(),
             "transforms_ignored": dict(self.transforms_ignored),
             "sync": {key: value for key, value in self.sync_stats.items() if value},
@@ -251,6 +255,7 @@ class RosbagReader:
             if radar.frame_id not in self.transforms.frames():
                 self.transforms.set_transform(rig.base_frame, radar.frame_id, radar.T_base_radar, static=True)
         ingest = SensorIngest(assembler, self.settings.max_image_pixels, skew)
+        self.stats = PipelineStats([*rig.camera_names, *rig.radar_names], window=None)
         lidar = LidarPairing(self.settings.sync_window_s)
         ready: deque[FrameSet] = deque()
         self._ingest = ingest
@@ -293,7 +298,8 @@ class RosbagReader:
 
     def _count(self, rejections: list[Rejection]) -> None:
         """Messages the node's checks refuse (the sensor misses its set), by input and cause."""
-        self.rejected.update(f"{r.input}: {r.cause}" for r in rejections)
+        for rejection in rejections:
+            self.stats.reject(rejection, time.monotonic())
 
     def _lidar_sweep(self, stamp: int, msg: Any) -> PointSweep:  # noqa: ANN401 - a rosbags PointCloud2
         """A lidar sweep with the ego pose at its stamp and the lidar's extrinsic."""

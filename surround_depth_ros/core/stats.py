@@ -124,13 +124,16 @@ class PipelineStats:
         with self._lock:
             return [h.last_error for h in self.inputs.values() if now - h.last_error_time <= h.window_s]
 
+    def rejected(self) -> dict[str, dict[str, int]]:
+        """Refused messages per input and cause (inputs with none left out)."""
+        with self._lock:
+            return {name: dict(sorted(h.rejected.items())) for name, h in self.inputs.items() if h.rejected}
+
     def summary(self) -> dict:
         """JSON-ready: sets processed, work dropped by cause, refusals per input and cause, mean stage times."""
-        with self._lock:
-            rejected = {name: dict(sorted(h.rejected.items())) for name, h in self.inputs.items() if h.rejected}
         return {
             "frame_sets_processed": self._processed,
             "dropped": self.drops(),
-            "inputs_rejected": rejected,
+            "inputs_rejected": self.rejected(),
             "pipeline_ms_mean": {stage: round(ms, 2) for stage, ms in self.stage_means_ms().items()},
         }

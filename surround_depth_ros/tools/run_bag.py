@@ -34,7 +34,6 @@ import queue
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,18 +66,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_score_arguments(parser, "0.1,80")
 
 
-def _summary(reader: RosbagReader, processed: int, skipped: Counter, wall_s: float, timings: list[dict]) -> dict:
-    stages = dict.fromkeys(stage for timing in timings for stage in timing)  # in the pipeline's order
+def _summary(reader: RosbagReader, wall_s: float) -> dict:
+    """The pass's account (`PipelineStats`, as the node's /diagnostics reports it) and what reading the bag met."""
+    processed = reader.stats.processed_count
     return {
         "bag": str(reader.path),
-        "frame_sets_processed": processed,
-        "frame_sets_skipped": dict(skipped),
+        **reader.stats.summary(),
         **reader.reading_summary(),
         "wall_time_s": round(wall_s, 3),
         "frame_sets_per_s": round(processed / wall_s, 3) if wall_s > 0 else None,
-        "pipeline_ms_mean": {
-            stage: round(float(np.mean([t[stage] for t in timings if stage in t])), 2) for stage in stages
-        },
     }
 
 
@@ -158,10 +154,11 @@ def _score(scorer: FrameScorer, frame_set: FrameSet, outputs: DepthOutputs) -> N
 def run(args: argparse.Namespace) -> int:
     from surround_depth_ros.bag.reader import RosbagReader
     from surround_depth_ros.bag.storage import fault_text, open_bag
-    from surround_depth_ros.bag.topics import TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE, TopicNames, resolve_topic
+    from surround_depth_ros.bag.topics import TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE, TopicNames
     from surround_depth_ros.bag.writer import BagWriter
     from surround_depth_ros.core.binding import BindingError
     from surround_depth_ros.core.outputs import output_messages
+    from surround_depth_ros.core.params import resolve_topic
     from surround_depth_ros.core.pipeline import StartupError, pipeline_from_settings
     from surround_depth_ros.evaluation.report import write_report
     from surround_depth_ros.evaluation.scoring import EVALUATION_CAPS, FrameScorer
@@ -180,7 +177,6 @@ def run(args: argparse.Namespace) -> int:
         reader = RosbagReader(args.bag, dataclasses.replace(settings, radars=radars), topic_names=names, complete=False)
     scorer = FrameScorer(*caps, examples=args.examples) if reader.has_lidar else None
     total = len(reader) if args.limit is None else min(args.limit, len(reader))
-    processed, skipped, timings = 0, Counter(), []
 
     def write_and_score(frame_set: FrameSet, outputs: DepthOutputs, camera_info: dict) -> None:
         for topic, msgtype, stamp, msg in output_messages(writer.kit, frame_set, outputs, camera_info, settings):
@@ -201,15 +197,14 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     outputs = pipeline.process(frame_set)
                 except BindingError as error:  # the node logs it and goes on with the next set
-                    skipped[f"cannot bind the cameras to the model: {error}"] += 1
+                    reader.stats.drop(f"cannot bind the cameras to the model: {error}")
                     continue
                 except Exception as error:  # noqa: BLE001 - as the node: one bad set must not stop the others
-                    skipped[f"inference error: {fault_text(error)}"] += 1
+                    reader.stats.drop(f"inference error: {fault_text(error)}")
                     continue
                 output.put(write_and_score, frame_set, outputs, dict(reader.camera_info))  # CameraInfo as taken
-                timings.append(outputs.timings_ms)
-                processed += 1
-        summary = _summary(reader, processed, skipped, time.perf_counter() - start, timings)
+                reader.stats.processed(outputs.timings_ms, time.monotonic())
+        summary = _summary(reader, time.perf_counter() - start)
         engine = pipeline.engine
         summary |= {
             "interrupted": stop.signal_name,
@@ -241,5 +236,6 @@ def run(args: argparse.Namespace) -> int:
         (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     print(f"wrote {out_bag} and {args.out / 'summary.json'}")
+    processed = reader.stats.processed_count
     status = stop.end(f"{processed} frame sets processed", reader.path, reader.faults)
     return status if status or processed else 1
