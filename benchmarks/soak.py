@@ -51,7 +51,7 @@ class Drivers:
     def __init__(self, rig, rate: float) -> None:  # noqa: ANN001 - CameraRig
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
         from tf2_msgs.msg import TFMessage
 
         from surround_depth_ros.ros.messages import MESSAGES
@@ -68,6 +68,10 @@ class Drivers:
         self.infos = [self.node.create_publisher(CameraInfo, f"/{c.name}/camera_info", 10) for c in rig.cameras]
         self.statuses: dict[str, dict[str, str]] = {}
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        # A consumer of every output: the node builds only what someone subscribes to.
+        for topic in [f"/{c.name}/depth/{kind}" for c in rig.cameras for kind in ("image", "confidence")]:
+            self.node.create_subscription(Image, topic, lambda msg: None, 1)
+        self.node.create_subscription(PointCloud2, "/depth/points", lambda msg: None, 1)
         self.sent = 0
         self._stop = threading.Event()
         self._publisher = threading.Thread(target=self._publish, daemon=True)
