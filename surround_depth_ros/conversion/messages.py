@@ -205,11 +205,10 @@ def image_rgb(msg: Any) -> np.ndarray:
 
 
 def camera_from_info(name: str, msg: Any, T_base_cam: np.ndarray) -> Camera:
-    """The rig camera a CameraInfo describes (P's left 3x3 when set, as the images are rectified; else K)."""
+    """The rig camera a CameraInfo describes (P's left 3x3 when set, as the images are rectified; else K); checked
+    before by `core.ingest.SensorIngest.camera_info`, the one CameraInfo check."""
     P = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)
     K = P[:, :3] if P[0, 0] > 0 else np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if K[0, 0] <= 0:
-        raise ValueError(f"camera {name}: camera_info has neither P nor K set (fx = 0); is the camera calibrated?")
     return Camera(
         name=name, width=msg.width, height=msg.height, K=K, T_base_cam=T_base_cam, frame_id=msg.header.frame_id
     )
