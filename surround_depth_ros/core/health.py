@@ -44,14 +44,16 @@ class InputHealth:
         self._arrivals.append(now)
         self._forget(now)
 
-    def reject(self, cause: str, message: str, now: float) -> None:
-        self.received += 1
+    def reject(self, cause: str, message: str, now: float, arrived: bool = True) -> None:
+        """Count a refusal; `arrived` False for one no message brought (a publisher whose QoS cannot match)."""
         self.rejected[cause] += 1
         self.last_error = message
         self.last_error_time = now
-        self.last_arrival = now
-        self._arrivals.append(now)
-        self._forget(now)
+        if arrived:
+            self.received += 1
+            self.last_arrival = now
+            self._arrivals.append(now)
+            self._forget(now)
 
     def deaf_for(self, now: float, publishers: int) -> float | None:
         """Seconds with matched publishers and nothing received, once more than the window; else None.

@@ -99,9 +99,10 @@ class DepthRuntime:
         self._retune_pipeline = settings  # the worker applies it between two sets: `process` is not thread-safe
 
     # ----- input, from the executor -----
-    def refuse(self, rejection: Rejection) -> None:
-        """Count a refused message and log it (at most every few seconds per input and cause)."""
-        if self.stats.reject(rejection, time.monotonic()):
+    def refuse(self, rejection: Rejection, arrived: bool = True) -> None:
+        """Count a refusal and log it (at most every few seconds per input and cause); `arrived` False for one no
+        message brought (a publisher whose QoS cannot match)."""
+        if self.stats.reject(rejection, time.monotonic(), arrived):
             self.log.error(rejection.message)
 
     def _account(self, name: str, rejections: list[Rejection]) -> None:

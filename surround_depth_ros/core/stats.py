@@ -43,10 +43,11 @@ class PipelineStats:
         with self._lock:
             self.inputs[name].accept(now)
 
-    def reject(self, rejection: Rejection, now: float) -> bool:
-        """Count a refused message; True when it is due to be logged (once per `LOG_EVERY_S` per input and cause)."""
+    def reject(self, rejection: Rejection, now: float, arrived: bool = True) -> bool:
+        """Count a refusal (`arrived` False: no message brought it); True when it is due to be logged (once per
+        `LOG_EVERY_S` per input and cause)."""
         with self._lock:
-            self.inputs[rejection.input].reject(rejection.cause, rejection.message, now)
+            self.inputs[rejection.input].reject(rejection.cause, rejection.message, now, arrived)
             return self._due((rejection.input, rejection.cause), now)
 
     def due(self, key: tuple[str, str], now: float) -> bool:

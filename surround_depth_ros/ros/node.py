@@ -210,7 +210,8 @@ class SurroundDepthNode(LifecycleNode):
                     f"{sensor}: a publisher on {self.resolve_topic_name(topic)} is incompatible with this node's "
                     f"{policy} QoS: a best-effort publisher needs input_reliability:=best_effort (or "
                     f"qos_overrides.{self.resolve_topic_name(topic)}.subscription.reliability: best_effort)",
-                )
+                ),
+                arrived=False,
             )
 
         events = SubscriptionEventCallbacks(incompatible_qos=incompatible)

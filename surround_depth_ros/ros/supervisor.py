@@ -136,7 +136,7 @@ def _spin_until_rejoin(node: SurroundDepthNode) -> None:
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
-        while node.context.ok() and not node.rejoin_requested.is_set():
+        while node.context.ok() and not node.rejoin_requested.is_set() and node.transitions.state != "finalized":
             faulthandler.dump_traceback_later(EXECUTOR_STUCK_S, exit=True)
             try:
                 executor.spin_once(timeout_sec=0.25)
@@ -150,7 +150,8 @@ def _spin_until_rejoin(node: SurroundDepthNode) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C or SIGTERM; with autostart, exit 2 with what to fix on bad parameters or model."""
+    """Run the node until Ctrl-C, SIGTERM or a lifecycle shutdown (exit 0); with autostart, exit 2 with what to fix
+    on bad parameters or model."""
     args = sys.argv if args is None else args
     profile = use_large_image_transport()
     try:
@@ -184,7 +185,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         while True:
             _spin_until_rejoin(node)
-            if not node.context.ok():
+            if not node.context.ok() or node.transitions.state == "finalized":  # a lifecycle manager's shutdown
                 break
             old, node, rejoined = node, None, True  # the rejoin disposes of the old node and context, also on failure
             node = rejoin(old, args)
