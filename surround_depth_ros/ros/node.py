@@ -79,7 +79,8 @@ class SurroundDepthNode(LifecycleNode):
         self._outputs: dict[str, Any] = {}  # lifecycle publishers by topic, as `core.outputs` names them
         self._flow_timers: list[Any] = []
         self._declare_problems = declare_parameters(self)
-        self.autostart = bool(self.get_parameter("autostart").value)
+        # Only an explicit false waits: any other value starts, and configure names a wrongly typed one (exit 2).
+        self.autostart = self.get_parameter("autostart").value is not False
         self.diagnostics = NodeDiagnostics(self)
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)  # timers that go on when a bag's /clock stops
         # Until configure has validated the parameters, at the default period: a bad value is reported, not used.
