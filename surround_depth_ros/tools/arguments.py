@@ -107,3 +107,13 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rig", type=Path, default=None, help="rig YAML (default: the packaged nuScenes-like rig)")
     parser.add_argument("--seed", type=int, default=0, help="world seed: other seeds give other streets (default 0)")
     parser.add_argument("--sweeps", type=int, default=1, help="radar sweeps per radar and frame set (default 1)")
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """--path, --version, --seeds, --frames, --stride, --limit: what a `DatasetConfig` names (prepare)."""
+    parser.add_argument("--path", default=None, help="nuScenes dataroot, DGP scene (folder or json), or bag folder")
+    add_nuscenes_version(parser)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="synthetic: world seeds (default 0)")
+    parser.add_argument("--frames", type=positive_int, default=8, help="synthetic: frame sets per world (default 8)")
+    parser.add_argument("--stride", type=positive_int, default=1, help="synthetic: every STRIDE-th frame (default 1)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="at most this many frame sets")

@@ -26,6 +26,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render synthetic surround frame sets (images, exact depth, lidar, radar) with contact sheets"),
     "models": ("model_info", "list the student presets with parameters, GFLOPs and CPU latency"),
     "export": ("export", "export a student to ONNX / ExportedProgram / Torch-TensorRT and verify each against PyTorch"),
+    "prepare": ("prepare", "prepare a dataset once into hashed shards on disk (N processes, resumable) for train"),
     "train": ("train", "train a student (or the own-family teacher) from a YAML training config"),
     "run-bag": ("run_bag", "the node's pipeline over every frame set of a bag, offline: depth bag, summary, metrics"),
     "evaluate": ("evaluate", "score a checkpoint on synthetic, nuScenes, DDAD or a rosbag: metrics.json + report.png"),

@@ -50,6 +50,13 @@ def _distinct_offsets(offsets: list[int]) -> list[str]:
     return []
 
 
+def _shard_directory(path: str) -> list[str]:
+    """Only the manifest's presence: its contents and the shards' hashes are checked when they are read."""
+    if (Path(path) / "manifest.json").is_file():
+        return []
+    return [f"{path} has no manifest.json: not a directory written by `surround-depth prepare`"]
+
+
 def _loss_problems(losses: dict[str, Any]) -> list[str]:
     try:
         build_losses(losses)
@@ -70,6 +77,8 @@ class DatasetConfig:
     train only the losses that need no depth. `neighbours` are temporal offsets (synthetic: frames
     of the 12 Hz stream; others: frame sets of the sequence) whose images come with every sample,
     e.g. [-1, 1] for Semi-SMD's photometric loss and the temporal attention.
+    `shards`: a directory written by `surround-depth prepare`; the frame sets are read from it (lazily, at
+    the size and with the spec its manifest records) and the other keys are not used.
     """
 
     type: str = setting("synthetic", choices=SOURCE_TYPES)
@@ -83,6 +92,7 @@ class DatasetConfig:
     radar: bool = False
     labeled: bool = True
     neighbours: list[int] = setting(default_factory=list, check=_distinct_offsets)
+    shards: str | None = setting(None, check=_shard_directory)
 
     @classmethod
     def cross_check(cls, values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -220,7 +230,7 @@ class TrainingConfig:
     def cross_check(cls, values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         """Held-out worlds, and an unlabeled set whose samples can share batches with the training set's."""
         train, val, unlabeled = values.get("train"), values.get("val"), values.get("unlabeled")
-        if train is not None and val is not None and val.type == train.type == "synthetic":
+        if train is not None and val is not None and val.type == train.type == "synthetic" and not train.shards:
             shared = sorted(set(val.seeds) & set(train.seeds))
             if shared:
                 yield "val.seeds", f"{shared} are also training worlds; held-out scenes must come from other seeds"

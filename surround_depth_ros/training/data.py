@@ -13,10 +13,11 @@ offsets, each camera's capture time and, when the source knows them, the ego pos
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,11 @@ class PreparedDataset(torch.utils.data.Dataset):
         self.camera_names = list(camera_names)
         self.adjacency = torch.as_tensor(np.asarray(adjacency, dtype=np.int64).reshape(-1, 2))
 
+    @property
+    def poses_missing(self) -> bool:
+        """Whether some frame set lacks ego poses (then a pose network estimates them)."""
+        return self.poses is not None and bool(torch.isnan(self.poses).any())
+
     def __len__(self) -> int:
         return len(self.names)
 
@@ -277,11 +283,15 @@ class PreparedDataset(torch.utils.data.Dataset):
 
 @dataclass
 class FramesWithNeighbours:
-    """Frame sets of one dataset spec, each with its temporal neighbours, the rig they share and how many."""
+    """Frame sets of one dataset spec, each with its temporal neighbours, the rig they share and how many.
+
+    `at(position)` is the pair at one position of `frames` without reading the others, where the source can
+    seek (synthetic worlds, nuScenes, DDAD; not a bag): what lets several processes prepare one dataset."""
 
     frames: Iterable[tuple[FrameSet, list[FrameSet]]]
     rig: CameraRig
     count: int
+    at: Callable[[int], tuple[FrameSet, list[FrameSet]]] | None = None
 
 
 def with_neighbours(frames: Iterable[FrameSet], offsets: Sequence[int]) -> Iterator[tuple[FrameSet, list[FrameSet]]]:
@@ -295,6 +305,19 @@ def with_neighbours(frames: Iterable[FrameSet], offsets: Sequence[int]) -> Itera
             yield window[-low], [window[o - low] for o in offsets]
 
 
+def _world_at(source: SyntheticWorlds, position: int) -> tuple[FrameSet, list[FrameSet]]:
+    """The pair `source.with_neighbours()` yields at `position`."""
+    reader = source.readers[position // source.frames]
+    index = source.first + (position % source.frames) * source.stride
+    return reader[index], [reader[index + o] for o in source.neighbours]
+
+
+def _sequence_at(source: Sequence[FrameSet], offsets: Sequence[int], position: int) -> tuple[FrameSet, list[FrameSet]]:
+    """The pair `with_neighbours(source, offsets)` yields at `position`."""
+    index = position - min([0, *offsets])
+    return source[index], [source[index + o] for o in offsets]
+
+
 def open_source(spec: DatasetConfig, size: tuple[int, int], **options: Any) -> FramesWithNeighbours:
     """The frame sets a dataset spec names (any type of the source registry), with neighbours, at most `limit`.
 
@@ -305,13 +328,16 @@ def open_source(spec: DatasetConfig, size: tuple[int, int], **options: Any) -> F
         options = {"lidar": False, **options}
     source = open_frame_source(spec, **options)
     if isinstance(source, SyntheticWorlds):  # neighbours are frames of each world's stream: none is missing
-        frames = FramesWithNeighbours(source.with_neighbours(), source.rig, len(source))
+        at = functools.partial(_world_at, source)
+        frames = FramesWithNeighbours(source.with_neighbours(), source.rig, len(source), at)
     else:  # neighbours are frame sets of the sequence: its ends lack some
         span = max([0, *spec.neighbours]) - min([0, *spec.neighbours])
-        frames = FramesWithNeighbours(with_neighbours(source, spec.neighbours), source.rig, max(0, len(source) - span))
+        at = functools.partial(_sequence_at, source, spec.neighbours) if hasattr(source, "__getitem__") else None
+        count = max(0, len(source) - span)
+        frames = FramesWithNeighbours(with_neighbours(source, spec.neighbours), source.rig, count, at)
     if spec.limit is not None and spec.limit < frames.count:
         limited = zip(range(spec.limit), frames.frames, strict=False)  # range first: no extra read
-        frames = FramesWithNeighbours((pair for _, pair in limited), frames.rig, spec.limit)
+        frames = FramesWithNeighbours((pair for _, pair in limited), frames.rig, spec.limit, frames.at)
     return frames
 
 

@@ -34,7 +34,7 @@ from surround_depth_ros.network.checkpoint import load_checkpoint, save_checkpoi
 from surround_depth_ros.network.pose import PoseNet, extrinsic_anchored_poses
 from surround_depth_ros.network.student import StudentOutput, SurroundDepthStudent
 from surround_depth_ros.sensors.rig import CameraRig
-from surround_depth_ros.training.config import OptimizerConfig, TeacherConfig, TrainingConfig
+from surround_depth_ros.training.config import DatasetConfig, OptimizerConfig, TeacherConfig, TrainingConfig
 from surround_depth_ros.training.data import (
     ColourJitter,
     PreparedDataset,
@@ -45,6 +45,7 @@ from surround_depth_ros.training.data import (
 )
 from surround_depth_ros.training.distributed import DictOutput, convert_batchnorm, distributed_context, select
 from surround_depth_ros.training.evaluate import evaluate_model
+from surround_depth_ros.training.shards import ShardDataset
 
 STATE_FORMAT = "surround_depth_ros.train_state/1"
 
@@ -56,6 +57,11 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu")
     return torch.device(name)
+
+
+def open_dataset(spec: DatasetConfig, size: tuple[int, int], cache: Path, desc: str) -> PreparedDataset | ShardDataset:
+    """A shard directory (`spec.shards`, from `surround-depth prepare`) read lazily, else prepared in RAM."""
+    return ShardDataset(spec.shards, size) if spec.shards else load_dataset(spec, size, cache, desc)
 
 
 def build_teacher(config: TeacherConfig, out_dir: Path, device: torch.device) -> object:
@@ -129,11 +135,14 @@ class Trainer:
         size = self.student_config.input_size
         cache = Path(config.data_cache_dir) if config.data_cache_dir else self.out_dir / "data_cache"
         self._barrier(self.rank != 0)  # rank 0 prepares and caches the data, the others then read the cache
-        self.train_set = train_set or load_dataset(config.train, size, cache, "train set")
-        self.val_set = load_dataset(config.val, size, cache, "val set") if config.val else None
-        self.unlabeled_set = load_dataset(config.unlabeled, size, cache, "unlabeled set") if config.unlabeled else None
+        self.train_set = train_set or open_dataset(config.train, size, cache, "train set")
+        self.val_set = open_dataset(config.val, size, cache, "val set") if config.val else None
+        self.unlabeled_set = open_dataset(config.unlabeled, size, cache, "unlabeled set") if config.unlabeled else None
         self._barrier(self.rank == 0)
-        self.rig = rig or open_source(config.train, size).rig  # recorded in checkpoints: the engine compares focals
+        shards = self.train_set if isinstance(self.train_set, ShardDataset) else None
+        train_spec = shards.spec if shards is not None else config.train  # shards: the spec they were prepared from
+        # the rig is recorded in checkpoints: the engine compares focals
+        self.rig = rig or (shards.rig if shards is not None else open_source(config.train, size).rig)
         self.model = SurroundDepthStudent(self.student_config).to(self.device)
         self.forward_model: Callable[..., StudentOutput] = self.model
         if self.world > 1:
@@ -146,11 +155,11 @@ class Trainer:
         self.losses = build_losses(config.losses).to(self.device)
         self.needs_saliency = "saliency" in self.losses.terms
         self.teacher = build_teacher(config.teacher, self.out_dir, self.device) if config.teacher else None
-        neighbours = list(config.train.neighbours) if train_set is None else self._neighbour_offsets(self.train_set)
+        neighbours = list(train_spec.neighbours) if train_set is None else self._neighbour_offsets(self.train_set)
         # the temporal attention trains on the previous frame's real features, as the node feeds it
         self.previous = neighbours.index(-1) if self.student_config.temporal and -1 in neighbours else None
         sets = [d for d in (self.train_set, self.unlabeled_set) if d is not None]
-        poses_missing = any(d.poses is not None and bool(torch.isnan(d.poses).any()) for d in sets)
+        poses_missing = any(d.poses_missing for d in sets)
         self.pose_net = PoseNet().to(self.device) if neighbours and poses_missing else None
         params = [*self.model.parameters(), *self.losses.parameters()]
         params += [*self.pose_net.parameters()] if self.pose_net is not None else []
