@@ -259,10 +259,12 @@ def test_a_stuck_executor_ends_the_process_for_respawn_with_every_stack():
     script = (
         "import threading, time, rclpy\n"
         "import surround_depth_ros.ros.supervisor as n\n"
+        "from surround_depth_ros.ros.diagnostics import TransitionLog\n"
         "n.EXECUTOR_STUCK_S = 1.0\n"
         "rclpy.init()\n"
         "node = rclpy.create_node('stuck')\n"
         "node.rejoin_requested = threading.Event()\n"
+        "node.transitions = TransitionLog()\n"
         "node.create_timer(0.1, lambda: time.sleep(60))\n"
         "n._spin_until_rejoin(node)\n"
     )
